@@ -1,0 +1,8 @@
+"""Factory flashing station for Espressif chips."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("station")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+src"

@@ -1,0 +1,167 @@
+"""The command line: a thin front end over the library.
+
+This is the only place that turns :class:`~station.errors.StationError` into exit codes
+(2 for bad input, 1 for a failed device). Each command's work lives in its layer; handlers are
+imported lazily so that headless commands never load Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from station import __version__
+from station.errors import StationError
+
+Handler = Callable[[argparse.Namespace], int]
+
+# command name -> "module:function"; the function takes the parsed arguments, returns an exit code
+HANDLERS: dict[str, str] = {
+    "gui": "station.gui.app:run",
+    "generate": "station.mfg.commands:generate",
+    "generate-key": "station.mfg.commands:generate_key",
+    "nvs": "station.nvs.commands:nvs",
+    "inspect": "station.nvs.commands:inspect",
+    "partitions": "station.partitions.commands:show",
+    "flash": "station.flashing.commands:flash",
+    "ports": "station.flashing.commands:ports",
+    "run": "station.production.commands:run",
+    "report": "station.production.commands:report",
+    "self-test": "station.selftest:run",
+}
+
+
+def _int_auto(text: str) -> int:
+    """An integer in decimal or 0x hex, as ESP-IDF tools accept."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _hmac_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key_protect_hmac", action="store_true",
+                   help="protect the NVS keys with the HMAC scheme (eFuse HMAC key)")
+    p.add_argument("--kp_hmac_keygen", action="store_true", help="generate a new HMAC key")
+    p.add_argument("--kp_hmac_inputkey", metavar="F", help="a 32-byte HMAC key file to use")
+    p.add_argument("--kp_hmac_keyfile", metavar="F", help="file name for a generated HMAC key")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="station",
+        description="Factory flashing station for Espressif chips. Without a command: the window.",
+    )
+    parser.add_argument("--version", action="version", version=f"station {__version__}")
+    parser.add_argument("--demo", action="store_true",
+                        help="the window with simulated devices and a sample lot (no hardware)")
+    parser.add_argument("--self-test", action="store_true", dest="self_test",
+                        help="headless check that this installation works; one line per check")
+    parser.add_argument("--self-test-port", metavar="P", dest="self_test_port",
+                        help="with --self-test: also flash the (simulated) device on this port")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("gui", help="the station window")
+    p.add_argument("lot", nargs="?", help="a lot file (lot.toml) to open")
+    p.add_argument("--demo", action="store_true", help="simulated devices and a sample lot")
+
+    p = sub.add_parser("generate", help="mfg_gen drop-in: one NVS image per row of a lot")
+    p.add_argument("conf", help="mfg_gen config CSV (key,type,encoding[,REPEAT])")
+    p.add_argument("values", help="master values CSV, one row per device")
+    p.add_argument("prefix", help="file name prefix of the images")
+    p.add_argument("size", help="partition size in bytes (multiple of 4096, e.g. 0x6000)")
+    p.add_argument("--outdir", default=".", help="output folder (default: current folder)")
+    p.add_argument("--fileid", help="the values column that names each file (default: row index)")
+    p.add_argument("--prefix_num", nargs=2, type=int, metavar=("START", "LEN"),
+                   help="number the files from START with LEN digits")
+    p.add_argument("--version", type=int, choices=(1, 2), default=2, help="NVS format version")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--keygen", action="store_true", help="encrypt with a new key per device")
+    g.add_argument("--inputkey", metavar="F", help="encrypt with this key partition file")
+    _hmac_options(p)
+
+    p = sub.add_parser("generate-key", help="an NVS encryption key partition image")
+    p.add_argument("--keyfile", metavar="F", help="file name of the key partition image")
+    p.add_argument("--outdir", default=".", help="output folder (default: current folder)")
+    _hmac_options(p)
+
+    p = sub.add_parser("nvs", help="nvs_partition_gen drop-in: a key,type,encoding,value CSV")
+    p.add_argument("csv", help="key,type,encoding,value CSV")
+    p.add_argument("out", help="image file to write")
+    p.add_argument("size", help="partition size in bytes (multiple of 4096)")
+    p.add_argument("--version", type=int, choices=(1, 2), default=2, help="NVS format version")
+    p.add_argument("--inputkey", metavar="F", help="encrypt with this key partition file")
+    p.add_argument("--keygen", action="store_true", help="encrypt with a newly generated key")
+    p.add_argument("--outdir", default=".", help="where --keygen writes keys/ (default: .)")
+    _hmac_options(p)
+
+    p = sub.add_parser("inspect", help="decode an NVS image")
+    p.add_argument("image", help="NVS partition image")
+    p.add_argument("--key", metavar="F", help="key partition file, for an encrypted image")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("partitions", help="read a partition table (CSV, binary or build folder)")
+    p.add_argument("table", help="partitions.csv, partition-table.bin or an ESP-IDF build folder")
+    p.add_argument("--partition", help="name of the factory-data partition (default: guessed)")
+    p.add_argument("--flash-size", dest="flash_size", help="flash size (e.g. 4MB) for checks")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("flash", help="write and verify the same files on every port at once")
+    p.add_argument("--port", action="append", required=True, metavar="P",
+                   help="serial port (COM7, /dev/ttyUSB0, socket://host:port); repeat for more")
+    p.add_argument("--chip", default="auto", help="expected chip (auto, esp32, esp32c3, …)")
+    p.add_argument("--baud", type=int, default=460800, help="baud rate while writing")
+    p.add_argument("--no-stub", action="store_true", dest="no_stub",
+                   help="talk to the ROM loader only (slower, for odd devices)")
+    p.add_argument("--no-verify", action="store_true", dest="no_verify",
+                   help="skip reading back (the MD5 check still runs)")
+    p.add_argument("pairs", nargs="+", metavar="ADDR FILE", help="address and file, repeated")
+
+    p = sub.add_parser("ports", help="list serial ports with USB location and slot names")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("run", help="headless production run of a lot with the ledger")
+    p.add_argument("lot", help="lot file (lot.toml)")
+    p.add_argument("--port", action="append", required=True, metavar="P", help="serial port")
+    p.add_argument("--count", type=int, help="stop after N verified units")
+    p.add_argument("--baud", type=int, default=460800, help="baud rate while writing")
+    p.add_argument("--operator", default="", help="operator name for the ledger")
+    p.add_argument("--db", help="ledger database URL (default: beside the lot)")
+
+    p = sub.add_parser("report", help="what the ledger knows about a lot")
+    p.add_argument("lot", help="lot file (lot.toml)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help="machine-readable output")
+    g.add_argument("--csv", metavar="F", help="write the rows to a CSV file")
+    p.add_argument("--db", help="ledger database URL (default: beside the lot)")
+    return parser
+
+
+def _handler(command: str) -> Handler:
+    module_name, func = HANDLERS[command].split(":")
+    return getattr(importlib.import_module(module_name), func)  # type: ignore[no-any-return]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.self_test:
+        command = "self-test"
+    elif args.command is None:
+        command = "gui"
+        args.lot = None
+    else:
+        command = args.command
+    try:
+        return _handler(command)(args)
+    except StationError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("station: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
