@@ -1,1 +1,30 @@
+"""NVS partition images: encode (byte-identical to Espressif's generator), decode, encrypt.
 
+The public API of the layer; see the README section "NVS images".
+"""
+
+from station.nvs.crypto import (
+    generate_hmac_key,
+    generate_keys,
+    hmac_derive_keys,
+    key_partition_image,
+    parse_key_partition,
+)
+from station.nvs.csvfile import read_nvs_csv
+from station.nvs.encoder import check_entries, data_pages, encode_image, parse_size
+from station.nvs.model import NvsEntry, XtsKeys
+
+__all__ = [
+    "NvsEntry",
+    "XtsKeys",
+    "check_entries",
+    "data_pages",
+    "encode_image",
+    "generate_hmac_key",
+    "generate_keys",
+    "hmac_derive_keys",
+    "key_partition_image",
+    "parse_key_partition",
+    "parse_size",
+    "read_nvs_csv",
+]

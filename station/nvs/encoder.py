@@ -1,0 +1,543 @@
+"""NVS image encoder: byte-identical to esp-idf-nvs-partition-gen 0.3.0 for correct input.
+
+Two passes. :func:`_prepare` turns entries into items (namespace index, type, key, payload
+bytes) and collects every problem with its location. :func:`_layout` places the items on pages
+with the official tool's rules (a string or version-1 blob moves to a new page when it would
+leave its page with no free entry; a version-2 blob fills the page's tail and continues as
+chunks). Pages are joined from cached headers and bitmaps, so an image costs a few dozen
+microseconds of Python plus one AES pass per page when encrypted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+import struct
+import zlib
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from station.errors import Problem, ProblemList, StationError
+from station.nvs.crypto import encrypt_entries
+from station.nvs.model import (
+    BLOB,
+    BLOB_DATA,
+    BLOB_IDX,
+    COL_ENCODING,
+    COL_KEY,
+    COL_TYPE,
+    COL_VALUE,
+    ENCODINGS,
+    ENTRIES_PER_PAGE,
+    ENTRY_SIZE,
+    MAX_KEY_LEN,
+    MAX_NAMESPACES,
+    MAX_VARLEN,
+    MIN_SIZE,
+    PAGE_SIZE,
+    PRIMITIVES,
+    READ_WRITE_MIN_SIZE,
+    STATE_ACTIVE,
+    STATE_FULL,
+    SZ,
+    TYPES,
+    U8,
+    VERSION_BYTE,
+    NvsEntry,
+    XtsKeys,
+)
+
+_PRIM, _STR, _BLOB = 0, 1, 2  # item kinds
+_FILL_RE = re.compile(r"(blob_fill|blob_sz_fill)\((\d+);0x([0-9a-f]{2})\)")
+_HEX_RE = re.compile(r"[0-9a-fA-F]*")
+_B64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_WS_RE = re.compile(r"\s+")
+_HEX_INT_RE = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
+_DATA_ROOM = ENTRIES_PER_PAGE * ENTRY_SIZE  # 4032 bytes of entries per page
+
+# Wi-Fi side entries the official tool adds (see its module-level write_entry)
+_AP_KEYS = ("ap.ssid", "ap.passwd", "ap.authmode")
+_STA_KEYS = ("sta.ssid", "sta.pswd")
+_STA_EXTRAS = (("sta.apinfo", b"\xff" * 140), ("sta.pmk", b"\0" * 32), ("sta.apsw", b"\0\0"))
+
+# an item: (kind, namespace index, item type, 16-byte key field, payload)
+# payload: the 8-byte data field for primitives, the data bytes for strings and blobs
+Item = tuple[int, int, int, bytes, bytes]
+
+
+def parse_size(text: str, file: str = "", line: int = 0, key: str = "size") -> int:
+    """A partition size like ``0x6000`` or ``24576``: a multiple of 4096, at least 0x2000."""
+    t = str(text).strip()
+    try:
+        size = int(t, 16) if t[:2].lower() == "0x" else int(t, 10)
+    except ValueError:
+        raise StationError.at(
+            file or "size", f"not a size: {text!r} (write e.g. 0x6000 or 24576)", line=line, key=key
+        ) from None
+    problems = _size_problems(size, file or "size", line, key)
+    if problems:
+        raise StationError(problems)
+    return size
+
+
+def _size_problems(size: int, file: str, line: int, key: str) -> list[Problem]:
+    if size % PAGE_SIZE:
+        return [
+            Problem(
+                file,
+                line,
+                0,
+                key,
+                f"size {size:#x} is not a multiple of 4096 (0x1000); NVS is made of 4 KiB pages",
+            )
+        ]
+    if size < MIN_SIZE:
+        return [
+            Problem(
+                file,
+                line,
+                0,
+                key,
+                f"size {size:#x} is too small: an NVS partition needs at least 0x2000 bytes"
+                " (0x3000 unless it is flagged readonly)",
+            )
+        ]
+    return []
+
+
+def data_pages(size: int) -> int:
+    """Pages available for data: all but the reserved last page (read-only partitions: all)."""
+    pages = size // PAGE_SIZE
+    return pages if size < READ_WRITE_MIN_SIZE else pages - 1
+
+
+@lru_cache(maxsize=4096)
+def _key_field(key: str) -> bytes:
+    return key.encode("utf-8").ljust(16, b"\0")
+
+
+@lru_cache(maxsize=1024)
+def _page_header(index: int, version: int, full: bool) -> bytes:
+    body = struct.pack("<IB", index, VERSION_BYTE[version]) + b"\xff" * 19
+    state = STATE_FULL if full else STATE_ACTIVE
+    return struct.pack("<I", state) + body + struct.pack("<I", zlib.crc32(body, 0xFFFFFFFF))
+
+
+@lru_cache(maxsize=ENTRIES_PER_PAGE + 1)
+def _bitmap(used: int) -> bytes:
+    """Two bits per entry, 0b10 = written, for the first ``used`` entries."""
+    whole, part = divmod(used, 4)
+    partial = b""
+    if part:
+        partial = bytes([0xFF & ~sum(1 << (2 * i) for i in range(part))])
+    return (b"\xaa" * whole + partial).ljust(32, b"\xff")
+
+
+def _entry(ns: int, typ: int, span: int, chunk: int, key: bytes, data8: bytes) -> bytes:
+    """One 32-byte item header with its CRC (over all bytes but the CRC field itself)."""
+    head = bytes((ns, typ, span, chunk))
+    tail = key + data8
+    return head + struct.pack("<I", zlib.crc32(head + tail, 0xFFFFFFFF)) + tail
+
+
+def _pad(data: bytes) -> bytes:
+    rem = len(data) % ENTRY_SIZE
+    return data + b"\xff" * (ENTRY_SIZE - rem) if rem else data
+
+
+def _parse_int(text: str) -> int | None:
+    t = text.strip()
+    try:
+        return int(t, 10)
+    except ValueError:
+        pass
+    if _HEX_INT_RE.fullmatch(t):
+        return int(t, 16)
+    return None
+
+
+class _Prep:
+    """Turns entries into items, collecting problems; state is one image's namespaces."""
+
+    def __init__(self, version: int, base_dir: Path | None, problems: ProblemList) -> None:
+        self.version = version
+        self.base_dir = base_dir
+        self.problems = problems
+        self.items: list[Item] = []
+        self.namespaces: dict[str, int] = {}
+        self.ns = 0
+        self.seen: dict[tuple[int, str], int] = {}
+        self.ap: dict[str, str] = {}
+        self.sta_extras_done = False
+
+    def error(self, e: NvsEntry, column: int, message: str) -> None:
+        self.problems.add(e.file, e.line, column, e.key or "-", message)
+
+    def run(self, entries: Iterable[NvsEntry]) -> None:
+        first = True
+        for e in entries:
+            typ = e.type.strip().lower()
+            if typ not in TYPES:
+                self.error(e, COL_TYPE, f"unknown type {e.type!r} (use data, file or namespace)")
+                first = False
+                continue
+            if first and typ != "namespace":
+                self.error(e, COL_TYPE, "the first entry must be a namespace (key,namespace,,)")
+            first = False
+            if typ == "namespace":
+                self.namespace(e)
+            else:
+                self.data(e, typ == "file")
+
+    def check_key(self, e: NvsEntry, what: str) -> bool:
+        n = len(e.key.encode("utf-8"))
+        if n == 0:
+            self.error(e, COL_KEY, f"empty {what}")
+            return False
+        if n > MAX_KEY_LEN:
+            self.error(e, COL_KEY, f"{what} is {n} bytes long, at most {MAX_KEY_LEN} are allowed")
+            return False
+        if "\0" in e.key:
+            self.error(e, COL_KEY, f"{what} contains a NUL character")
+            return False
+        return True
+
+    def namespace(self, e: NvsEntry) -> None:
+        if not self.check_key(e, "namespace name"):
+            self.ns = -1  # entries below it are checked but not placed
+            return
+        idx = self.namespaces.get(e.key)
+        if idx is None:
+            if len(self.namespaces) >= MAX_NAMESPACES:
+                self.error(e, COL_KEY, f"more than {MAX_NAMESPACES} namespaces")
+                self.ns = -1
+                return
+            idx = len(self.namespaces) + 1
+            self.namespaces[e.key] = idx
+            data8 = bytes((idx,)) + b"\xff" * 7
+            self.items.append((_PRIM, 0, U8, _key_field(e.key), data8))
+        self.ns = idx
+
+    def add(self, e: NvsEntry, key: str, kind: int, typ: int, payload: bytes) -> None:
+        if self.ns > 0:
+            where = (self.ns, key)
+            if where in self.seen:
+                self.error(
+                    e,
+                    COL_KEY,
+                    f"key {key!r} is already set in this namespace (line {self.seen[where]})"
+                    + ("; it is added automatically for Wi-Fi keys" if key != e.key else ""),
+                )
+                return
+            self.seen[where] = e.line
+        self.items.append((kind, self.ns, typ, _key_field(key), payload))
+
+    def read_file(self, e: NvsEntry) -> bytes | None:
+        path = Path(e.value)
+        if not path.is_absolute():
+            path = (self.base_dir or Path.cwd()) / path
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            self.error(e, COL_VALUE, f"file not found: {path}")
+        except IsADirectoryError:
+            self.error(e, COL_VALUE, f"is a folder, not a file: {path}")
+        except OSError as err:
+            self.error(e, COL_VALUE, f"cannot read {path}: {err.strerror or err}")
+        return None
+
+    def data(self, e: NvsEntry, is_file: bool) -> None:
+        key_ok = self.check_key(e, "key")
+        enc = e.encoding.strip().lower()
+        fill = None
+        if enc.startswith(("blob_fill", "blob_sz_fill")):
+            fill = _FILL_RE.fullmatch(enc)
+            if fill is None:
+                self.error(
+                    e,
+                    COL_ENCODING,
+                    f"bad encoding {e.encoding!r}"
+                    " (write blob_fill(N;0xPP) or blob_sz_fill(N;0xPP))",
+                )
+                return
+        elif enc not in ENCODINGS:
+            self.error(
+                e,
+                COL_ENCODING,
+                f"unknown encoding {e.encoding!r} (use {', '.join(ENCODINGS)},"
+                " blob_fill(N;0xPP) or blob_sz_fill(N;0xPP))",
+            )
+            return
+        raw: bytes | None = None
+        if is_file:
+            raw = self.read_file(e)
+            if raw is None:
+                return
+        key = e.key
+        if key in _AP_KEYS:
+            self.wifi_ap(e)
+        converted = self.convert(e, enc, fill, raw)
+        if converted is None or not key_ok:
+            return
+        kind, typ, payload = converted
+        self.add(e, key, kind, typ, payload)
+        if key in _STA_KEYS and not self.sta_extras_done:
+            self.sta_extras_done = True
+            for xkey, xdata in _STA_EXTRAS:
+                self.blob(e, xkey, xdata)
+
+    def wifi_ap(self, e: NvsEntry) -> None:
+        """Record an AP setting; once SSID, password and auth mode are known, add ap.pmk_info."""
+        if e.key != "ap.authmode" or e.value != "0":
+            self.ap[e.key] = e.value
+        if all(self.ap.get(k) for k in _AP_KEYS):
+            pmk = hashlib.pbkdf2_hmac(
+                "sha1", self.ap["ap.passwd"].encode(), self.ap["ap.ssid"].encode(), 4096, 32
+            )
+            self.blob(e, "ap.pmk_info", b"\0" * 100 + pmk)
+
+    def blob(self, e: NvsEntry, key: str, data: bytes) -> None:
+        self.add(e, key, _BLOB, BLOB, data)
+
+    def convert(
+        self, e: NvsEntry, enc: str, fill: re.Match[str] | None, raw: bytes | None
+    ) -> tuple[int, int, bytes] | None:
+        """(kind, item type, payload) of an entry's value, or None after reporting why not."""
+        prim = PRIMITIVES.get(enc)
+        if prim is not None:
+            code, fmt, lo, hi = prim
+            text = e.value if raw is None else raw.decode("latin-1")
+            value = _parse_int(text)
+            if value is None:
+                self.error(e, COL_VALUE, f"not an integer: {_show(text)}")
+                return None
+            if not lo <= value <= hi:
+                self.error(e, COL_VALUE, f"{value} is out of range for {enc} ({lo}..{hi})")
+                return None
+            return _PRIM, code, struct.pack(fmt, value).ljust(8, b"\xff")
+        if enc == "string":
+            if raw is not None:
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    self.error(e, COL_VALUE, f"file is not UTF-8 text (byte {err.start + 1})")
+                    return None
+                data = raw + b"\0"
+            else:
+                data = e.value.encode("utf-8") + b"\0"
+            limit = MAX_VARLEN[self.version]
+            if len(data) > limit:
+                self.error(
+                    e,
+                    COL_VALUE,
+                    f"string is {len(data) - 1} bytes long, at most {limit - 1} are allowed"
+                    f" ({limit} with the terminating NUL) in NVS version {self.version}",
+                )
+                return None
+            return _STR, SZ, data
+        data: bytes | None
+        if fill is not None:
+            data = self.fill(e, fill, raw)
+        elif enc == "hex2bin":
+            data = self.hex2bin(e, raw)
+        elif enc == "base64":
+            data = self.base64(e, raw)
+        else:  # binary
+            data = raw if raw is not None else e.value.encode("utf-8")
+        if data is None:
+            return None
+        if self.version == 1 and len(data) > MAX_VARLEN[1]:
+            self.error(
+                e,
+                COL_VALUE,
+                f"blob is {len(data)} bytes long; NVS version 1 allows at most {MAX_VARLEN[1]}"
+                " (version 2 splits large blobs over pages)",
+            )
+            return None
+        return _BLOB, BLOB, data
+
+    def hex2bin(self, e: NvsEntry, raw: bytes | None) -> bytes | None:
+        text = (e.value if raw is None else raw.decode("latin-1")).strip()
+        bad = _HEX_RE.match(text)
+        end = bad.end() if bad else 0
+        if end != len(text):
+            self.error(
+                e,
+                COL_VALUE,
+                f"not hexadecimal: {text[end]!r} at character {end + 1} (hex2bin takes 0-9 a-f)",
+            )
+            return None
+        if len(text) % 2:
+            self.error(e, COL_VALUE, f"odd number of hex digits ({len(text)}); each byte needs two")
+            return None
+        return binascii.a2b_hex(text)
+
+    def base64(self, e: NvsEntry, raw: bytes | None) -> bytes | None:
+        text = _WS_RE.sub("", e.value if raw is None else raw.decode("latin-1"))
+        if not _B64_RE.fullmatch(text) or len(text) % 4:
+            self.error(
+                e, COL_VALUE, "not valid base64 (A-Z a-z 0-9 + /, '=' padding to a multiple of 4)"
+            )
+            return None
+        return base64.b64decode(text)
+
+    def fill(self, e: NvsEntry, m: re.Match[str], raw: bytes | None) -> bytes | None:
+        length, pad = int(m.group(2)), bytes((int(m.group(3), 16),))
+        value = raw if raw is not None else e.value.encode("utf-8")
+        if len(value) > length:
+            self.error(
+                e,
+                COL_VALUE,
+                f"value is {len(value)} bytes long, longer than the {length} of {m[0]}",
+            )
+            return None
+        data = value + pad * (length - len(value))
+        if m.group(1) == "blob_sz_fill":
+            data = struct.pack("<I", len(value)) + data
+        return data
+
+
+def _show(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
+class _TooManyChunks(Exception):
+    """A version-2 blob would need more than 255 chunks (a chunk index is one byte)."""
+
+
+def _layout(items: Sequence[Item], version: int) -> list[bytes]:
+    """Place items on pages as the official tool does; returns each page's entry bytes."""
+    pages: list[bytes] = []
+    cur: list[bytes] = []
+    n = 0  # entries used on the current page
+    for kind, ns, typ, key, payload in items:
+        if kind == _PRIM:
+            if n >= ENTRIES_PER_PAGE:
+                pages.append(b"".join(cur))
+                cur, n = [], 0
+            cur.append(_entry(ns, typ, 1, 0xFF, key, payload))
+            n += 1
+        elif kind == _STR or version == 1:
+            size = len(payload)
+            span = (size + 31) // 32 + 1
+            # the official tool keeps one entry free ('>=' below); a string that needs the whole
+            # page (3969..4000 bytes, where the official tool crashes) starts a fresh page
+            if n and n + span >= ENTRIES_PER_PAGE:
+                pages.append(b"".join(cur))
+                cur, n = [], 0
+            data8 = struct.pack("<HH", size, 0xFFFF) + struct.pack(
+                "<I", zlib.crc32(payload, 0xFFFFFFFF)
+            )
+            cur.append(_entry(ns, typ, span, 0xFF, key, data8))
+            cur.append(_pad(payload))
+            n += span
+        else:  # version-2 blob: chunks of what fits, then the index
+            if n >= ENTRIES_PER_PAGE:
+                pages.append(b"".join(cur))
+                cur, n = [], 0
+            size = len(payload)
+            offset = 0
+            chunks = 0
+            while True:
+                tailroom = (ENTRIES_PER_PAGE - n - 1) * ENTRY_SIZE
+                chunk = payload[offset : offset + tailroom]
+                csize = len(chunk)
+                offset += csize
+                span = (csize + 31) // 32 + 1
+                data8 = struct.pack("<HH", csize, 0xFFFF) + struct.pack(
+                    "<I", zlib.crc32(chunk, 0xFFFFFFFF)
+                )
+                cur.append(_entry(ns, BLOB_DATA, span, min(chunks, 0xFE), key, data8))
+                cur.append(_pad(chunk))
+                n += span
+                chunks += 1
+                remaining = size - offset
+                if remaining or tailroom - csize < ENTRY_SIZE:
+                    pages.append(b"".join(cur))
+                    cur, n = [], 0
+                if not remaining:
+                    if chunks > 255:
+                        raise _TooManyChunks(key)
+                    data8 = struct.pack("<IBB", size, chunks, 0) + b"\xff\xff"
+                    cur.append(_entry(ns, BLOB_IDX, 1, 0xFF, key, data8))
+                    n += 1
+                    break
+    if cur or not pages:
+        pages.append(b"".join(cur))
+    return pages
+
+
+def _build(
+    entries: Iterable[NvsEntry], size: int, version: int, base_dir: str | os.PathLike[str] | None
+) -> tuple[list[bytes], list[Problem]]:
+    problems = ProblemList()
+    entries = list(entries)
+    where = entries[0].file if entries else ""
+    if version not in (1, 2):
+        problems.add(where, 0, 0, "version", f"NVS version must be 1 or 2, not {version!r}")
+        return [], problems.items
+    problems.extend(_size_problems(size, where or "size", 0, "size"))
+    prep = _Prep(version, Path(base_dir) if base_dir is not None else None, problems)
+    prep.run(entries)
+    if problems:
+        return [], problems.items
+    try:
+        pages = _layout(prep.items, version)
+    except _TooManyChunks as err:
+        name = err.args[0].rstrip(b"\0").decode("utf-8", "replace")
+        problems.add(where, 0, 0, name, "blob too large: it would need more than 255 chunks")
+        return [], problems.items
+    available = data_pages(size)
+    if len(pages) > available:
+        over = len(pages) - available
+        need = (len(pages) + (0 if size < READ_WRITE_MIN_SIZE else 1)) * PAGE_SIZE
+        reserved = "" if size < READ_WRITE_MIN_SIZE else " (the last page is reserved)"
+        problems.add(
+            where,
+            0,
+            0,
+            "size",
+            f"the data does not fit: it needs {len(pages)} pages, a {size:#x} partition has"
+            f" {available} for data{reserved}; {over} page(s) ({over * PAGE_SIZE} bytes) over,"
+            f" use a size of at least {need:#x}",
+        )
+    return pages, problems.items
+
+
+def check_entries(
+    entries: Iterable[NvsEntry],
+    size: int,
+    version: int = 2,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> list[Problem]:
+    """Every problem of these entries for a partition of ``size`` bytes, each with its location."""
+    return _build(entries, size, version, base_dir)[1]
+
+
+def encode_image(
+    entries: Iterable[NvsEntry],
+    size: int,
+    *,
+    version: int = 2,
+    keys: XtsKeys | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """The NVS partition image of ``size`` bytes; StationError with all problems, if any."""
+    pages, problems = _build(entries, size, version, base_dir)
+    if problems:
+        raise StationError(problems)
+    last = len(pages) - 1
+    out = []
+    for index, body in enumerate(pages):
+        if keys is not None:
+            body = encrypt_entries(body, keys, index)
+        out.append(_page_header(index, version, index != last))
+        out.append(_bitmap(len(body) // ENTRY_SIZE))
+        out.append(body)
+        out.append(b"\xff" * (_DATA_ROOM - len(body)))
+    image = b"".join(out)
+    return image + b"\xff" * (size - len(image))
