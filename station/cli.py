@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("table", help="partitions.csv, partition-table.bin or an ESP-IDF build folder")
     p.add_argument("--partition", help="name of the factory-data partition (default: guessed)")
     p.add_argument("--flash-size", dest="flash_size", help="flash size (e.g. 4MB) for checks")
+    p.add_argument("--offset", type=_int_auto, metavar="ADDR",
+                   help="where the table lives in flash (default 0x8000, or the build's)")
+    p.add_argument("--chip", help="chip (esp32, esp32c3, …): places the bootloader in the map")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("flash", help="write and verify the same files on every port at once")
