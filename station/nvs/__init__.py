@@ -11,14 +11,19 @@ from station.nvs.crypto import (
     parse_key_partition,
 )
 from station.nvs.csvfile import read_nvs_csv
+from station.nvs.decoder import NvsImage, NvsItem, PageInfo, decode_image
 from station.nvs.encoder import check_entries, data_pages, encode_image, parse_size
 from station.nvs.model import NvsEntry, XtsKeys
 
 __all__ = [
     "NvsEntry",
+    "NvsImage",
+    "NvsItem",
+    "PageInfo",
     "XtsKeys",
     "check_entries",
     "data_pages",
+    "decode_image",
     "encode_image",
     "generate_hmac_key",
     "generate_keys",

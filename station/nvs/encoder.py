@@ -326,19 +326,19 @@ class _Prep:
                 except UnicodeDecodeError as err:
                     self.error(e, COL_VALUE, f"file is not UTF-8 text (byte {err.start + 1})")
                     return None
-                data = raw + b"\0"
+                sz = raw + b"\0"
             else:
-                data = e.value.encode("utf-8") + b"\0"
+                sz = e.value.encode("utf-8") + b"\0"
             limit = MAX_VARLEN[self.version]
-            if len(data) > limit:
+            if len(sz) > limit:
                 self.error(
                     e,
                     COL_VALUE,
-                    f"string is {len(data) - 1} bytes long, at most {limit - 1} are allowed"
+                    f"string is {len(sz) - 1} bytes long, at most {limit - 1} are allowed"
                     f" ({limit} with the terminating NUL) in NVS version {self.version}",
                 )
                 return None
-            return _STR, SZ, data
+            return _STR, SZ, sz
         data: bytes | None
         if fill is not None:
             data = self.fill(e, fill, raw)
