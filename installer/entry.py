@@ -1,0 +1,48 @@
+"""Entry point of the frozen station (PyInstaller): the ``station`` command.
+
+Besides ``station ARGS``, the frozen program answers ``station -m MODULE ARGS`` for a few modules,
+like ``python -m``: simulated devices (esp32-mock-bootloader) start their server as
+``sys.executable -m esp32_mock_bootloader.cli run ...``, and in a bundle ``sys.executable`` is this
+program, not a Python interpreter.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import runpy
+import sys
+
+# Only these packages may be run with -m; the bundle is not a general Python interpreter.
+RUNNABLE = ("esp32_mock_bootloader", "station")
+
+
+def _run_module(argv: list[str]) -> int:
+    if not argv or not argv[0].startswith(RUNNABLE):
+        print(
+            f"station: -m {argv[0] if argv else ''}: not available in this build", file=sys.stderr
+        )
+        return 2
+    sys.argv = [argv[0], *argv[1:]]
+    try:
+        runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
+    except SystemExit as done:
+        code = done.code
+        if code is None or isinstance(code, int):
+            return code or 0
+        print(code, file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> int:
+    multiprocessing.freeze_support()  # a no-op unless multiprocessing started this process
+    if sys.argv[1:2] == ["-m"]:
+        return _run_module(sys.argv[2:])
+
+    from station.cli import main as station_main
+
+    return station_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
