@@ -121,7 +121,7 @@ def _keys_from_args(
 
 
 def nvs(args: argparse.Namespace) -> int:
-    """Build one NVS image from a key,type,encoding,value CSV (nvs_partition_gen generate/encrypt)."""
+    """Build one NVS image from a key,type,encoding,value CSV (nvs_partition_gen generate)."""
     problems: list[Problem] = []
     size: int | None = None
     entries: list[NvsEntry] | None = None

@@ -1,4 +1,4 @@
-"""NVS image decoder: page states, namespaces, keys, typed values; problems are reported, not raised.
+"""NVS image decoder: page states, namespaces, keys, values; problems are reported, not raised.
 
 Used by ``station inspect`` and by the flashing engine to see what a device really holds.
 """
