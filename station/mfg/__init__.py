@@ -1,1 +1,32 @@
+"""Lot inputs in mfg_gen's format: config CSV + master values CSV, validated as a whole lot.
 
+The GUI and the orchestrator use :func:`load_mfg`, :func:`build_row_image` (one device's image in
+memory), :func:`unit_id`, :func:`secret_columns` and :func:`mask`; ``station generate`` writes
+every device's files the way ESP-IDF's ``mfg_gen.py`` names them.
+"""
+
+from station.mfg.lot import (
+    ConfigLine,
+    MfgLot,
+    Row,
+    build_row_image,
+    intermediate_csv,
+    load_mfg,
+    mask,
+    row_entries,
+    secret_columns,
+    unit_id,
+)
+
+__all__ = [
+    "ConfigLine",
+    "MfgLot",
+    "Row",
+    "build_row_image",
+    "intermediate_csv",
+    "load_mfg",
+    "mask",
+    "row_entries",
+    "secret_columns",
+    "unit_id",
+]

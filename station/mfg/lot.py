@@ -1,0 +1,706 @@
+"""A lot in mfg_gen's format: the config CSV, the master values CSV, and one device per row.
+
+:func:`load_mfg` reads and validates the whole lot at once and raises one
+:class:`~station.errors.StationError` with every problem, located in the file the user edits:
+config problems at the config line, value problems at the values line and that key's column.
+:func:`row_entries` gives one device's key,type,encoding,value entries (the intermediate CSV that
+mfg_gen writes) and :func:`build_row_image` its NVS image, in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from station.errors import Problem, ProblemList, StationError
+from station.mfg import values as V
+from station.mfg.csvfile import read_text, records
+
+if TYPE_CHECKING:
+    from station.nvs import NvsEntry, XtsKeys
+
+TYPES = ("data", "file", "namespace")
+MAX_KEY_BYTES = 15
+MAX_PROBLEMS = 500  # beyond this a lot is plainly wrong; the rest would only bury the first ones
+SECRET_NAME_RE = re.compile(
+    r"(?:^|[^a-z])(?:key|keys|secret|secrets|password|passwd|pswd|pass|token|pin|setup_?code)"
+    r"(?:$|[^a-z])"
+)
+SECRET_ENCODINGS = ("hex2bin", "base64", "binary")
+MASK = "••••••"
+_BAD_NAME_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
+_FILE_CACHE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ConfigLine:
+    """One line of the config CSV: a namespace (encoding "") or a key with its type and encoding."""
+
+    key: str
+    type: str
+    encoding: str
+    repeat: bool
+    line: int
+
+
+class RowValues(Mapping[str, str]):
+    """A row's values by column name (REPEAT values already filled in); cheap for big lots."""
+
+    __slots__ = ("_columns", "_fields")
+
+    def __init__(self, columns: Mapping[str, int], fields: tuple[str, ...]) -> None:
+        self._columns = columns
+        self._fields = fields
+
+    def __getitem__(self, name: str) -> str:
+        return self._fields[self._columns[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def __repr__(self) -> str:
+        return f"RowValues({dict(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
+
+    def __hash__(self) -> int:
+        return hash(self._fields)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One device of the lot. ``index`` is 0-based over data rows, ``line`` the values CSV line."""
+
+    index: int
+    line: int
+    values: Mapping[str, str]
+
+
+class _FileCache:
+    """Bytes of type-file values per resolved path, bounded; thread-safe for the workers."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, bytes] = {}
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def read(self, path: str) -> bytes:
+        with self._lock:
+            cached = self._data.get(path)
+        if cached is not None:
+            return cached
+        with open(path, "rb") as f:
+            data = f.read()
+        with self._lock:
+            if self._size + len(data) <= _FILE_CACHE_BYTES:
+                self._data[path] = data
+                self._size += len(data)
+        return data
+
+
+@dataclass(frozen=True)
+class MfgLot:
+    """A validated lot: config lines, the values columns and one :class:`Row` per device."""
+
+    config_path: Path
+    values_path: Path
+    base_dir: Path
+    config: tuple[ConfigLine, ...]
+    columns: tuple[str, ...]
+    rows: tuple[Row, ...]
+    fileid: str | None
+    _files: _FileCache = field(default_factory=_FileCache, repr=False, compare=False)
+
+    @property
+    def data_lines(self) -> tuple[ConfigLine, ...]:
+        """The config lines that carry a value (every line but the namespaces)."""
+        return tuple(c for c in self.config if c.type != "namespace")
+
+    def resolve(self, value: str) -> str:
+        """Where a type-file value points: relative to ``base_dir`` (mfg_gen: the working dir)."""
+        return value if os.path.isabs(value) else os.path.join(self.base_dir, value)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _check_name(
+    problems: ProblemList, file: str, line: int, column: int, name: str, what: str
+) -> bool:
+    if name == "":
+        problems.add(file, line, column, "-", f"empty {what}")
+        return False
+    if "\0" in name:
+        problems.add(file, line, column, name, f"{what} contains a NUL character")
+        return False
+    size = len(name.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        problems.add(
+            file,
+            line,
+            column,
+            name,
+            f"{what} is {size} bytes long; NVS allows at most {MAX_KEY_BYTES}",
+        )
+        return False
+    return True
+
+
+def _parse_config(path: Path, text: str, problems: ProblemList) -> tuple[list[ConfigLine], bool]:
+    """The config lines and whether all of them were good."""
+    file = str(path)
+    lines: list[ConfigLine] = []
+    ok = True
+    first = True
+    seen: dict[tuple[str, str], int] = {}
+    namespace = ""
+    for number, fields in records(text, path, problems):
+        before = len(problems)
+        key = fields[0]
+        kind = fields[1].strip().lower() if len(fields) > 1 else ""
+        if len(fields) < 2:
+            problems.add(
+                file,
+                number,
+                2,
+                key or "-",
+                "missing fields: a config line is key,type,encoding[,REPEAT]",
+            )
+        elif kind == "namespace":
+            if _check_name(problems, file, number, 1, key, "namespace name"):
+                namespace = key
+            if len(fields) > 2 and fields[2] != "":
+                problems.add(
+                    file,
+                    number,
+                    3,
+                    key,
+                    f"a namespace line has no encoding: write {key},namespace,",
+                )
+            if len(fields) > 3:
+                problems.add(file, number, 4, key, "extra fields after a namespace line")
+            if not problems.items[before:]:
+                lines.append(ConfigLine(key, "namespace", "", False, number))
+        else:
+            if first:
+                problems.add(
+                    file,
+                    number,
+                    2,
+                    key or "-",
+                    "the first config line must be a "
+                    "namespace (name,namespace,), so that keys have a namespace",
+                )
+            if kind not in TYPES:
+                problems.add(
+                    file,
+                    number,
+                    2,
+                    key or "-",
+                    f"unknown type {kind!r}: use data, file or namespace",
+                )
+            _check_name(problems, file, number, 1, key, "key")
+            encoding = V.normal_encoding(fields[2]) if len(fields) > 2 else ""
+            if len(fields) < 3:
+                problems.add(
+                    file,
+                    number,
+                    3,
+                    key or "-",
+                    "missing encoding: a config line is key,type,encoding[,REPEAT]",
+                )
+            else:
+                message = V.encoding_problem(encoding)
+                if message:
+                    problems.add(file, number, 3, key or "-", message)
+            repeat = False
+            if len(fields) > 3:
+                if fields[3] == "REPEAT":
+                    repeat = True
+                else:
+                    problems.add(
+                        file,
+                        number,
+                        4,
+                        key or "-",
+                        f"unknown field {fields[3]!r}: only REPEAT may follow the encoding",
+                    )
+            if len(fields) > 4:
+                problems.add(
+                    file,
+                    number,
+                    5,
+                    key or "-",
+                    "extra fields: a config line is key,type,encoding[,REPEAT]",
+                )
+            if namespace and key:
+                other = seen.get((namespace, key))
+                if other is not None:
+                    problems.add(
+                        file,
+                        number,
+                        1,
+                        key,
+                        f"key appears twice in namespace {namespace!r} (also line {other})",
+                    )
+                seen[(namespace, key)] = number
+            if not problems.items[before:]:
+                lines.append(ConfigLine(key, kind, encoding, repeat, number))
+        if problems.items[before:]:
+            ok = False
+        first = False
+    if first:
+        problems.add(
+            file,
+            0,
+            0,
+            "-",
+            "the config file is empty: it needs a namespace line and at least one key",
+        )
+        ok = False
+    return lines, ok
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass
+class _Values:
+    header: tuple[str, ...]
+    header_line: int
+    columns: dict[str, int]
+    rows: list[tuple[int, list[str]]]  # (line, fields), short rows padded with ""
+    incomplete: set[int]  # indexes of rows with missing or extra fields (already reported)
+
+
+def _parse_values(path: Path, text: str, problems: ProblemList) -> _Values | None:
+    file = str(path)
+    it = records(text, path, problems)
+    try:
+        header_line, header_fields = next(it)
+    except StopIteration:
+        problems.add(
+            file,
+            0,
+            0,
+            "-",
+            "the values file is empty: it needs a header row of keys and one row per device",
+        )
+        return None
+    header = tuple(header_fields)
+    columns: dict[str, int] = {}
+    for i, name in enumerate(header):
+        columns.setdefault(name, i)
+    width = len(header)
+    rows: list[tuple[int, list[str]]] = []
+    incomplete: set[int] = set()
+    for number, fields in it:
+        n = len(fields)
+        if n != width:
+            incomplete.add(len(rows))
+            if n < width:
+                problems.add(
+                    file,
+                    number,
+                    n + 1,
+                    header[n] or "-",
+                    f"missing fields: {n} values for {width} columns of the header",
+                )
+            else:
+                problems.add(
+                    file,
+                    number,
+                    width + 1,
+                    "-",
+                    f"extra fields: {n} values for {width} columns of the header",
+                )
+            fields = (fields + [""] * width)[:width]
+        rows.append((number, fields))
+    return _Values(header, header_line, columns, rows, incomplete)
+
+
+# --------------------------------------------------------------------------- lot
+
+
+def _columns_of(
+    config: list[ConfigLine],
+    vals: _Values,
+    config_path: Path,
+    values_path: Path,
+    problems: ProblemList,
+) -> dict[int, int]:
+    """Config line number -> values column index; reports keys without a column."""
+    found: dict[int, int] = {}
+    for c in config:
+        if c.type == "namespace":
+            continue
+        index = vals.columns.get(c.key)
+        if index is None:
+            problems.add(
+                str(config_path),
+                c.line,
+                1,
+                c.key,
+                f"no column {c.key!r} in the values file {values_path.name} "
+                f"(header line {vals.header_line})",
+            )
+            continue
+        if vals.header.count(c.key) > 1:
+            second = vals.header.index(c.key, index + 1)
+            problems.add(
+                str(values_path),
+                vals.header_line,
+                second + 1,
+                c.key,
+                "column appears twice in the header: which one is the value?",
+            )
+        found[c.line] = index
+    return found
+
+
+def _fill_repeat(
+    config: list[ConfigLine],
+    col_of: dict[int, int],
+    vals: _Values,
+    values_path: Path,
+    problems: ProblemList,
+) -> None:
+    """REPEAT keys take the first row's value for every device, as mfg_gen does."""
+    repeat = [col_of[c.line] for c in config if c.repeat and c.line in col_of]
+    if not repeat or not vals.rows:
+        return
+    first_line, first = vals.rows[0]
+    for number, fields in vals.rows[1:]:
+        for i in repeat:
+            value = fields[i]
+            if value != first[i]:
+                if value != "":
+                    problems.add(
+                        str(values_path),
+                        number,
+                        i + 1,
+                        vals.header[i],
+                        f"REPEAT key: {value!r} differs from the first row's "
+                        f"{first[i]!r} (line {first_line}), which every device gets; "
+                        "leave it empty",
+                    )
+                fields[i] = first[i]
+
+
+def _check_file_id(
+    fileid: str | None, vals: _Values, values_path: Path, problems: ProblemList
+) -> None:
+    file = str(values_path)
+    if fileid is None:
+        return
+    index = vals.columns.get(fileid)
+    if index is None:
+        problems.add(
+            file,
+            vals.header_line,
+            0,
+            fileid,
+            f"--fileid {fileid!r} is not a column of the values file",
+        )
+        return
+    seen: dict[str, int] = {}
+    for number, fields in vals.rows:
+        value = fields[index]
+        if value == "":
+            problems.add(
+                file,
+                number,
+                index + 1,
+                fileid,
+                "empty file id: every device needs one to name its files",
+            )
+            continue
+        if _BAD_NAME_CHARS.search(value) or value in (".", "..") or value != value.strip():
+            problems.add(
+                file,
+                number,
+                index + 1,
+                fileid,
+                f"file id {value!r} cannot be part of a file name "
+                '(no / \\ : * ? " < > |, control characters or outer spaces)',
+            )
+            continue
+        folded = value.casefold()
+        other = seen.get(folded)
+        if other is not None:
+            problems.add(
+                file,
+                number,
+                index + 1,
+                fileid,
+                f"file id {value!r} is also used on line {other}: the files would "
+                "overwrite each other (file names ignore case on Windows and macOS)",
+            )
+        else:
+            seen[folded] = number
+
+
+def _remap(problem: Problem, values_path: Path, row: Row, cols: Mapping[str, int]) -> Problem:
+    column = cols.get(problem.key)
+    return Problem(
+        str(values_path),
+        row.line,
+        column + 1 if column is not None else 0,
+        problem.key,
+        problem.message,
+    )
+
+
+def load_mfg(
+    config_path: str | os.PathLike[str],
+    values_path: str | os.PathLike[str],
+    *,
+    size: int | None = None,
+    version: int = 2,
+    fileid: str | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> MfgLot:
+    """Reads and validates a whole lot; raises StationError with every problem found.
+
+    ``size`` (bytes) also checks that every device's data fits a partition of that size.
+    ``base_dir`` is where relative type-file values point (default: the working directory, as
+    mfg_gen). ``fileid`` is the column that names each device's files.
+    """
+    cpath, vpath = Path(config_path), Path(values_path)
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    problems = ProblemList()
+    ctext = read_text(cpath, problems, "config file")
+    vtext = read_text(vpath, problems, "values file")
+    config: list[ConfigLine] = []
+    config_ok = False
+    if ctext is not None:
+        config, config_ok = _parse_config(cpath, ctext, problems)
+    vals = _parse_values(vpath, vtext, problems) if vtext is not None else None
+    if vals is None:
+        problems.raise_if_any()
+        raise AssertionError("unreachable")
+    if not vals.rows:
+        problems.add(
+            str(vpath),
+            vals.header_line,
+            0,
+            "-",
+            "no devices: the values file has a header but no rows",
+        )
+    col_of = _columns_of(config, vals, cpath, vpath, problems)
+    _fill_repeat(config, col_of, vals, vpath, problems)
+    _check_file_id(fileid, vals, vpath, problems)
+
+    columns_map = vals.columns
+    rows = tuple(
+        Row(i, number, RowValues(columns_map, tuple(fields)))
+        for i, (number, fields) in enumerate(vals.rows)
+    )
+    lot = MfgLot(cpath, vpath, base, tuple(config), vals.header, rows, fileid)
+    sizes, bad = _check_values(lot, col_of, vals.incomplete, problems)
+    if size is not None and config_ok and len(col_of) == len(lot.data_lines):
+        _check_fit(lot, sizes, bad, size, version, problems)
+    if len(problems) > MAX_PROBLEMS:
+        extra = len(problems) - MAX_PROBLEMS
+        del problems.items[MAX_PROBLEMS:]
+        problems.add(str(vpath), 0, 0, "-", f"{extra} more problems not shown")
+    problems.raise_if_any()
+    return lot
+
+
+def _check_values(
+    lot: MfgLot, col_of: dict[int, int], incomplete: set[int], problems: ProblemList
+) -> tuple[list[list[int]], set[int]]:
+    """Checks every value of the complete rows.
+
+    Returns per row the byte sizes of its variable-length values, and the indexes of the rows
+    with a problem (incomplete ones included).
+    """
+    file = str(lot.values_path)
+    sizes: list[list[int]] = [[] for _ in lot.rows]
+    bad = set(incomplete)
+    rows = [r for r in lot.rows if r.index not in incomplete] if incomplete else lot.rows
+    file_results: dict[tuple[str, str], tuple[str | None, int]] = {}
+    for c in lot.config:
+        index = col_of.get(c.line)
+        if c.type == "namespace" or index is None:
+            continue
+        fixed = c.type == "data" and c.encoding in V.INT_RANGES
+        check = V.value_check(c.encoding)
+        for row in rows:
+            row_sizes = sizes[row.index]
+            value = row.values[c.key]
+            if c.type == "file":
+                message, nbytes = _check_file(lot, c.encoding, value, file_results)
+            else:
+                message, nbytes = check(value)
+            if message:
+                problems.add(file, row.line, index + 1, c.key, message)
+                bad.add(row.index)
+            if not fixed:
+                row_sizes.append(nbytes)
+            if c.key in ("ap.ssid", "ap.passwd", "ap.authmode"):
+                # the codec adds ap.pmk_info only for a non-empty SSID/password and authmode != 0
+                row_sizes.append(value not in ("", "0"))
+    return sizes, bad
+
+
+def _check_file(
+    lot: MfgLot, encoding: str, value: str, results: dict[tuple[str, str], tuple[str | None, int]]
+) -> tuple[str | None, int]:
+    if value == "":
+        return "empty file name: a type-file key needs the path of a file", 0
+    path = lot.resolve(value)
+    known = results.get((path, encoding))
+    if known is not None:
+        return known
+    try:
+        result = V.file_content_check(encoding, lot._files.read(path))
+    except FileNotFoundError:
+        result = (f"file not found: {path} (relative paths start at {lot.base_dir})", 0)
+    except IsADirectoryError:
+        result = (f"{path} is a folder, not a file", 0)
+    except OSError as err:
+        result = (f"cannot read {path}: {err.strerror}", 0)
+    results[(path, encoding)] = result
+    return result
+
+
+def _check_fit(
+    lot: MfgLot,
+    sizes: list[list[int]],
+    bad: set[int],
+    size: int,
+    version: int,
+    problems: ProblemList,
+) -> None:
+    """Lets the codec place one device per distinct set of value sizes in the partition."""
+    from station.nvs import check_entries
+
+    cols = {name: i for i, name in reversed(list(enumerate(lot.columns)))}
+    groups: dict[tuple[int, ...], list[Row]] = {}
+    for row, row_sizes in zip(lot.rows, sizes, strict=True):
+        if row.index not in bad:
+            groups.setdefault(tuple(row_sizes), []).append(row)
+    for group in groups.values():
+        found = check_entries(_image_entries(lot, group[0]), size, version, lot.base_dir)
+        if not found:
+            continue
+        # the first device of these sizes has problems: look at every device of them
+        problems.extend(_remap(p, lot.values_path, group[0], cols) for p in found)
+        for row in group[1:]:
+            if len(problems) > MAX_PROBLEMS:
+                return
+            found = check_entries(_image_entries(lot, row), size, version, lot.base_dir)
+            problems.extend(_remap(p, lot.values_path, row, cols) for p in found)
+
+
+# --------------------------------------------------------------------------- per device
+
+
+def row_entries(lot: MfgLot, row: Row) -> list[NvsEntry]:
+    """One device's key,type,encoding,value entries: the intermediate CSV mfg_gen writes."""
+    from station.nvs import NvsEntry
+
+    file = str(lot.values_path)
+    values = row.values
+    return [
+        NvsEntry(
+            c.key,
+            c.type,
+            c.encoding,
+            "" if c.type == "namespace" else values[c.key],
+            file,
+            row.line,
+        )
+        for c in lot.config
+    ]
+
+
+def _image_entries(lot: MfgLot, row: Row) -> list[NvsEntry]:
+    """Like row_entries, with type-file values replaced by their (cached) content."""
+    from station.nvs import NvsEntry
+
+    file = str(lot.values_path)
+    values = row.values
+    out = []
+    for c in lot.config:
+        if c.type == "namespace":
+            out.append(NvsEntry(c.key, "namespace", "", "", file, row.line))
+        elif c.type == "file":
+            encoding, value = V.file_entry_value(
+                c.encoding, lot._files.read(lot.resolve(values[c.key]))
+            )
+            out.append(NvsEntry(c.key, "data", encoding, value, file, row.line))
+        else:
+            out.append(NvsEntry(c.key, c.type, c.encoding, values[c.key], file, row.line))
+    return out
+
+
+def intermediate_csv(lot: MfgLot, row: Row) -> str:
+    """The text of the device's intermediate CSV, as mfg_gen writes it (csv module, CRLF)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(("key", "type", "encoding", "value"))
+    values = row.values
+    for c in lot.config:
+        if c.type == "namespace":
+            writer.writerow((c.key, "namespace", "", ""))
+        else:
+            writer.writerow((c.key, c.type, c.encoding, values[c.key]))
+    return out.getvalue()
+
+
+def build_row_image(
+    lot: MfgLot, row: Row, size: int, *, version: int = 2, keys: XtsKeys | None = None
+) -> bytes:
+    """One device's NVS partition image, in memory; nothing is written."""
+    from station.nvs import encode_image
+
+    return encode_image(
+        _image_entries(lot, row), size, version=version, keys=keys, base_dir=lot.base_dir
+    )
+
+
+def unit_id(lot: MfgLot, row: Row) -> str:
+    """What names the device: its --fileid value, else its 1-based row number (as mfg_gen)."""
+    if lot.fileid is not None:
+        return row.values[lot.fileid]
+    return str(row.index + 1)
+
+
+def secret_columns(lot: MfgLot, extra: Iterable[str] = ()) -> frozenset[str]:
+    """Columns that logs, the UI and exports must mask (see :func:`mask`).
+
+    Keys with binary-like encodings or type file, columns named like a key, secret, password,
+    token, PIN or setup code, and ``extra``.
+    """
+    found = set(extra)
+    for c in lot.config:
+        if c.type == "file" or c.encoding in SECRET_ENCODINGS:
+            found.add(c.key)
+    for name in lot.columns:
+        if SECRET_NAME_RE.search(name.lower()):
+            found.add(name)
+    return frozenset(found)
+
+
+def mask(value: str) -> str:
+    """What logs, the UI and exports show instead of a secret value."""
+    return MASK if value else ""
+
+
+def lot_problem(lot: MfgLot, message: str, *, key: str = "-") -> StationError:
+    """A StationError about the lot as a whole, located at the values file."""
+    return StationError.at(str(lot.values_path), message, key=key)
