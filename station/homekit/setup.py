@@ -11,13 +11,10 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from station.errors import Problem, ProblemList, StationError
 from station.homekit.srp import RFC5054_3072, compute_verifier, to_bytes
-
-if TYPE_CHECKING:
-    from station.nvs import NvsEntry
+from station.nvs import NvsEntry
 
 SRP_USER = b"Pair-Setup"
 SRP_HASH = "sha512"
@@ -196,8 +193,6 @@ def homekit_entries(code: str, setup_id: str, salt: bytes, verifier: bytes) -> l
     Checks that ``verifier`` really belongs to ``code`` and ``salt`` (a mismatched pair would
     flash a device that can never be paired); ValueError otherwise.
     """
-    from station.nvs import NvsEntry
-
     error = validate_setup_id(setup_id)
     if error:
         raise ValueError(error)

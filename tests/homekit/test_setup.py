@@ -47,7 +47,7 @@ def test_payload_rejects_bad_input() -> None:
         setup_payload("518-08-58", "7OSX", 7)
     with pytest.raises(ValueError, match="setup ID"):
         setup_payload("518-08-582", "7osx", 7)
-    with pytest.raises(ValueError, match="1..255"):
+    with pytest.raises(ValueError, match=r"1\.\.255"):
         setup_payload("518-08-582", "7OSX", 256)
     with pytest.raises(ValueError, match="not an X-HM"):
         parse_setup_payload("X-HM://007JNU5AE7OS")
