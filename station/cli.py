@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baud", type=int, default=460800, help="baud rate while writing")
     p.add_argument("--operator", default="", help="operator name for the ledger")
     p.add_argument("--db", help="ledger database URL (default: beside the lot)")
+    p.add_argument("--no-stub", action="store_true", dest="no_stub",
+                   help="talk to the ROM loader only (slower; needed by simulated devices)")
+    p.add_argument("--retries", type=int, default=1, metavar="N",
+                   help="retry a failed unit at once on the same device N times (default 1)")
+    p.add_argument("--poll", type=float, default=1.0, metavar="S",
+                   help="seconds between looks for the next device on a port (default 1)")
 
     p = sub.add_parser("report", help="what the ledger knows about a lot")
     p.add_argument("lot", help="lot file (lot.toml)")

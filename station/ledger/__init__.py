@@ -1,1 +1,33 @@
+"""Production ledger: lots, rows, claims, attempts and MAC bindings (SQLite; PostgreSQL next).
 
+The read views (:meth:`Ledger.count`, :meth:`Ledger.rows`, :meth:`Ledger.counters`, …) are what
+the window and reports use; the claim/record methods are the orchestrator's.
+"""
+
+from station.ledger.ledger import (
+    AttemptRecord,
+    AuditRecord,
+    Claim,
+    ClaimRefused,
+    Counters,
+    ImportSummary,
+    Ledger,
+    LedgerRow,
+    Recovered,
+    RowRecord,
+)
+from station.ledger.sql import ROW_STATES
+
+__all__ = [
+    "ROW_STATES",
+    "AttemptRecord",
+    "AuditRecord",
+    "Claim",
+    "ClaimRefused",
+    "Counters",
+    "ImportSummary",
+    "Ledger",
+    "LedgerRow",
+    "Recovered",
+    "RowRecord",
+]

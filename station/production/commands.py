@@ -1,0 +1,229 @@
+"""``station run`` (headless production) and ``station report`` (what the ledger knows)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from station.errors import StationError
+from station.production.lot import Lot, open_lot
+from station.production.orchestrator import (
+    Decision,
+    LogEvent,
+    Orchestrator,
+    PortUpdate,
+)
+
+
+def _iso(t: float | None) -> str:
+    if not t:
+        return ""
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+
+
+class _RunPrinter:
+    """Turns orchestrator events into one line per unit (stdout) and problems (stderr)."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out, self.err = out, err
+        self.lock = threading.Lock()
+        self.orch: Orchestrator | None = None
+
+    def __call__(self, event: object) -> None:
+        with self.lock:
+            if (
+                isinstance(event, PortUpdate)
+                and event.state in ("passed", "failed")
+                and event.row_index is not None
+            ):
+                word = "PASS" if event.state == "passed" else "FAIL"
+                self.out.write(
+                    f"{word} {event.slot} unit={event.unit_id} "
+                    f"row={event.row_index + 1} mac={event.mac or '?'} "
+                    f"{event.elapsed:.1f}s {event.message}\n"
+                )
+                self.out.flush()
+            elif isinstance(event, LogEvent) and event.level in ("warning", "error"):
+                self.err.write(
+                    f"{event.level}: {event.port + ': ' if event.port else ''}{event.text}\n"
+                )
+                self.err.flush()
+            elif isinstance(event, Decision):
+                self.err.write(
+                    f"attention: {event.question} — not overwritten (headless run; "
+                    "use the window or erase the region)\n"
+                )
+                self.err.flush()
+        if isinstance(event, Decision) and self.orch is not None:
+            self.orch.answer(event.port, False)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Headless production: flash device after device on the given ports, one line per unit."""
+    if args.count is not None and args.count < 1:
+        raise StationError.at("--count", "must be 1 or more", key="count")
+    lot = open_lot(args.lot, db_url=args.db)
+    printer = _RunPrinter(sys.stdout, sys.stderr)
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: Any) -> None:
+        stop.set()
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    interrupted = False
+    try:
+        orch = Orchestrator(
+            lot,
+            on_event=printer,
+            baud=args.baud,
+            operator=args.operator,
+            auto_start=True,
+            no_stub=args.no_stub,
+            max_units=args.count,
+            auto_retry=args.retries,
+            poll_interval=args.poll,
+        )
+        printer.orch = orch
+        try:
+            print(
+                f"lot {lot.name}: {lot.ledger.count('pending')} pending of "
+                f"{lot.ledger.count()} rows; ports: {', '.join(args.port)}",
+                flush=True,
+            )
+            for port in args.port:
+                orch.add_port(port)
+            try:
+                while not stop.is_set() and not orch.wait_idle(0.5):
+                    pass
+            except KeyboardInterrupt:
+                interrupted = True
+        finally:
+            orch.close()
+        c = lot.ledger.counters()
+        print(
+            f"run: {orch.units_done} done, {orch.units_failed} failed; lot: {c.done} done, "
+            f"{c.failed} failed, {c.remaining} remaining",
+            flush=True,
+        )
+        if interrupted or stop.is_set():
+            return 130
+        if args.count is not None:
+            return 0 if orch.units_done >= args.count else 1
+        return 0 if c.remaining == 0 and c.failed == 0 else 1
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        lot.close()
+
+
+# --- report ---------------------------------------------------------------------------------
+def _report_rows(lot: Lot) -> Iterator[dict[str, Any]]:
+    """Rows with state, device and attempts; values of the lot with secret columns masked."""
+    led = lot.ledger
+    page = 2000
+    columns = lot.mfg.columns
+    for offset in range(0, led.count(), page):
+        for r in led.rows(offset, page):
+            values = lot.masked_values(lot.row(r.index))
+            yield {
+                "row": r.index + 1,
+                "line": r.line,
+                "unit_id": r.unit_id,
+                "state": r.state,
+                "mac": r.mac or "",
+                "port": r.port or "",
+                "attempts": r.attempts,
+                "reason": r.reason,
+                "updated_at": _iso(r.updated_at),
+                **{f"value.{c}": values.get(c, "") for c in columns},
+            }
+
+
+def summary(lot: Lot) -> dict[str, Any]:
+    """Totals, yield and units per hour of a lot."""
+    led = lot.ledger
+    c = led.counters()
+    counts = led.state_counts()
+    attempts = led.attempts()
+    tried = {a.row_index for a in attempts}
+    first_try: dict[int, str | None] = {}
+    for a in attempts:
+        first_try.setdefault(a.row_index, a.result)
+    first_pass = len([v for v in first_try.values() if v == "done"])
+    finished = c.done + c.failed
+    return {
+        "lot": lot.name,
+        "rows": c.total,
+        "states": counts,
+        "done": c.done,
+        "failed": c.failed,
+        "remaining": c.remaining,
+        "attempts": len(attempts),
+        "yield": round(c.done / finished, 4) if finished else None,
+        "first_pass_yield": round(first_pass / len(tried), 4) if tried else None,
+        "units_per_hour": round(c.units_per_hour, 1),
+        "devices": len({a.mac for a in attempts}),
+        "ledger": str(led.path),
+    }
+
+
+def report(args: argparse.Namespace) -> int:
+    """What the ledger knows: rows (state, MAC, port, attempts), totals, yield, UPH."""
+    lot = open_lot(args.lot, db_url=args.db)
+    try:
+        totals = summary(lot)
+        if args.json:
+            json.dump(
+                {
+                    "summary": totals,
+                    "rows": list(_report_rows(lot)),
+                    "audit": [a.__dict__ | {"at": _iso(a.at)} for a in lot.ledger.audit_log()],
+                },
+                sys.stdout,
+                indent=1,
+            )
+            sys.stdout.write("\n")
+            return 0
+        if args.csv:
+            path = Path(args.csv)
+            tmp = path.with_name(path.name + ".tmp")
+            with tmp.open("w", newline="", encoding="utf-8") as f:
+                writer: Any = None
+                for rec in _report_rows(lot):
+                    if writer is None:
+                        writer = csv.DictWriter(f, fieldnames=list(rec))
+                        writer.writeheader()
+                    writer.writerow(rec)
+            tmp.replace(path)
+        out = sys.stdout
+        y = totals["yield"]
+        out.write(
+            f"lot {totals['lot']}: {totals['rows']} rows — {totals['done']} done, "
+            f"{totals['failed']} failed, {totals['remaining']} remaining; "
+            f"yield {'-' if y is None else f'{y:.1%}'}; "
+            f"{totals['units_per_hour']:.0f} units/hour; {totals['attempts']} attempts on "
+            f"{totals['devices']} devices\n"
+        )
+        if args.csv:
+            out.write(f"rows written to {args.csv}\n")
+            return 0
+        out.write(
+            f"{'row':>6}  {'unit':<20} {'state':<8} {'mac':<17}  {'port':<24} "
+            f"{'tries':>5}  reason\n"
+        )
+        for rec in _report_rows(lot):
+            out.write(
+                f"{rec['row']:>6}  {rec['unit_id']:<20} {rec['state']:<8} "
+                f"{rec['mac']:<17}  {rec['port']:<24} {rec['attempts']:>5}  "
+                f"{rec['reason']}\n"
+            )
+        return 0
+    finally:
+        lot.close()

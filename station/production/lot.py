@@ -1,0 +1,524 @@
+"""A lot: the lot file (``lot.toml``), its validated inputs, and its ledger.
+
+:func:`read_lot_file` checks the lot file alone (every problem located as
+``lot.toml:LINE:COL: key: message``); :func:`open_lot` validates everything the lot names (the
+values against the config, the partition table, the columns the lot refers to) and imports the
+rows into the ledger once. Nothing is written to a device or a file when validation fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from station.errors import Problem, ProblemList, StationError
+from station.ledger import ImportSummary, Ledger, LedgerRow
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from station.mfg import MfgLot, Row
+    from station.nvs import XtsKeys
+    from station.partitions import Partition, PartitionTable
+
+CHIPS = (
+    "auto",
+    "esp32",
+    "esp32s2",
+    "esp32s3",
+    "esp32c2",
+    "esp32c3",
+    "esp32c5",
+    "esp32c6",
+    "esp32c61",
+    "esp32h2",
+    "esp32p4",
+)
+KNOWN_KEYS = (
+    "name",
+    "config",
+    "values",
+    "partition_table",
+    "partition",
+    "chip",
+    "nvs_version",
+    "fileid",
+    "scan_column",
+    "secret_columns",
+    "firmware",
+    "encryption",
+    "homekit",
+    "label",
+)
+ENCRYPTION_KEYS = ("keyfile", "hmac_keyfile")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class LotSettings:
+    """What a lot file says; paths are absolute (resolved against the lot file's folder)."""
+
+    name: str
+    path: Path  # the lot file
+    config: Path
+    values: Path
+    partition_table: Path
+    partition: str | None = None
+    chip: str = "esp32"
+    nvs_version: int = 2
+    fileid: str | None = None
+    scan_column: str | None = None
+    secret_columns: tuple[str, ...] = ()
+    firmware: Path | None = None
+    encryption: Mapping[str, Any] = field(default_factory=dict)
+    homekit: Mapping[str, Any] = field(default_factory=dict)
+    label: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def default_db(self) -> Path:
+        """The ledger beside the lot file: ``<name>.station.db``."""
+        return self.folder / f"{self.name}.station.db"
+
+
+class _Locator:
+    """Finds where a key is written in a TOML text, for located messages."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def find(self, key: str, table: str | None = None) -> tuple[int, int]:
+        """(line, column) of ``key`` (inside ``table`` if given), else of the table, else 0, 0."""
+        k = re.escape(key)
+        top = re.compile(rf'^(\s*)(?:"{k}"|{k})\s*=')
+        inline = re.compile(rf'[{{,]\s*(?:"{k}"|({k}))\s*=')
+        in_table: str | None = None
+        table_at = (0, 0)
+        for n, line in enumerate(self.lines, 1):
+            header = re.match(r"^\s*\[\s*([A-Za-z0-9_.\"-]+)\s*\]", line)
+            if header:
+                in_table = header.group(1).strip('"')
+                if in_table == table:
+                    table_at = (n, header.start(1))
+                continue
+            if in_table != table and not (table and in_table is None):
+                continue
+            if table is None or in_table == table:
+                m = top.match(line)
+                if m:
+                    return n, len(m.group(1)) + 1
+            elif re.match(rf"^\s*{re.escape(table)}\s*=", line):
+                m2 = inline.search(line)
+                if m2:
+                    return n, m2.start(1) + 1 if m2.group(1) else m2.start() + 2
+        if table_at != (0, 0):
+            return table_at
+        return self.find(table) if table else (0, 0)
+
+
+def read_lot_file(path: str | Path) -> LotSettings:
+    """Read and check a lot file; StationError with every problem located."""
+    path = Path(path)
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise StationError.at(file, "lot file not found") from None
+    except OSError as err:
+        raise StationError.at(file, f"cannot read the lot file: {err.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise StationError.at(file, "not UTF-8 text", line=line) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(err))
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(err))
+        line, col = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        raise StationError.at(file, f"not valid TOML: {msg}", line=line, column=col) from None
+
+    loc = _Locator(text)
+    problems = ProblemList()
+    folder = path.resolve().parent
+
+    def bad(key: str, message: str, table: str | None = None) -> None:
+        line, col = loc.find(key, table)
+        problems.add(file, line, col, f"{table}.{key}" if table else key, message)
+
+    for key in data:
+        if key not in KNOWN_KEYS:
+            bad(key, f"unknown key (known: {', '.join(KNOWN_KEYS)})")
+
+    def text_value(key: str, required: bool = False) -> str | None:
+        value = data.get(key)
+        if value is None:
+            if required:
+                problems.add(file, 0, 0, key, "missing (required)")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            bad(key, "must be a non-empty text in quotes")
+            return None
+        return value
+
+    def file_value(key: str, required: bool = False, folder_ok: bool = False) -> Path | None:
+        value = text_value(key, required)
+        if value is None:
+            return None
+        p = (folder / value).resolve()
+        if not p.exists():
+            bad(key, f"{value}: no such file")
+            return None
+        if p.is_dir() and not folder_ok:
+            bad(key, f"{value}: is a folder, expected a file")
+            return None
+        return p
+
+    name = text_value("name", required=True)
+    if name is not None and not NAME_RE.match(name):
+        bad("name", "use 1-64 letters, digits, '.', '_' or '-' (it names the ledger file)")
+        name = None
+    config = file_value("config", required=True)
+    values = file_value("values", required=True)
+    table = file_value("partition_table", required=True, folder_ok=True)
+    partition = text_value("partition")
+    firmware = file_value("firmware", folder_ok=True)
+    chip = data.get("chip", "esp32")
+    if not isinstance(chip, str) or chip not in CHIPS:
+        bad("chip", f"unknown chip {chip!r} (one of: {', '.join(CHIPS)})")
+        chip = "esp32"
+    version = data.get("nvs_version", 2)
+    if isinstance(version, bool) or version not in (1, 2):
+        bad("nvs_version", "must be 1 or 2")
+        version = 2
+    fileid = text_value("fileid")
+    scan_column = text_value("scan_column")
+    secret = data.get("secret_columns", [])
+    if not isinstance(secret, list) or not all(isinstance(s, str) and s for s in secret):
+        bad("secret_columns", 'must be a list of column names, e.g. ["pin", "token"]')
+        secret = []
+    tables: dict[str, dict[str, Any]] = {}
+    for key in ("encryption", "homekit", "label"):
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            bad(key, "must be a table, e.g. " + key + " = { ... }")
+            value = {}
+        tables[key] = value
+    enc = tables["encryption"]
+    for key in enc:
+        if key not in ENCRYPTION_KEYS:
+            bad(key, f"unknown encryption key (known: {', '.join(ENCRYPTION_KEYS)})", "encryption")
+    if len([k for k in ENCRYPTION_KEYS if k in enc]) > 1:
+        bad("hmac_keyfile", "give either keyfile or hmac_keyfile, not both", "encryption")
+    resolved_enc: dict[str, Any] = {}
+    for key in ENCRYPTION_KEYS:
+        if key in enc:
+            value = enc[key]
+            if not isinstance(value, str) or not value:
+                bad(key, "must be a file name in quotes", "encryption")
+                continue
+            p = (folder / value).resolve()
+            if not p.is_file():
+                bad(key, f"{value}: no such file", "encryption")
+                continue
+            resolved_enc[key] = p
+    problems.raise_if_any()
+    assert name and config and values and table
+    return LotSettings(
+        name=name,
+        path=path.resolve(),
+        config=config,
+        values=values,
+        partition_table=table,
+        partition=partition,
+        chip=chip,
+        nvs_version=int(version),
+        fileid=fileid,
+        scan_column=scan_column,
+        secret_columns=tuple(secret),
+        firmware=firmware,
+        encryption=resolved_enc,
+        homekit=tables["homekit"],
+        label=tables["label"],
+    )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (Path, str)):
+        s = str(value).replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{s}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to a lot file")
+
+
+def write_lot_file(settings: LotSettings, path: str | Path) -> None:
+    """Write a lot file (for the window's "new lot" dialog); paths relative where possible."""
+    path = Path(path)
+    folder = path.resolve().parent
+
+    def rel(p: Path | None) -> str | None:
+        if p is None:
+            return None
+        try:
+            return Path(p).resolve().relative_to(folder).as_posix()
+        except ValueError:
+            return str(Path(p).resolve())
+
+    items: list[tuple[str, Any]] = [
+        ("name", settings.name),
+        ("config", rel(settings.config)),
+        ("values", rel(settings.values)),
+        ("partition_table", rel(settings.partition_table)),
+        ("partition", settings.partition),
+        ("chip", settings.chip),
+        ("nvs_version", settings.nvs_version),
+        ("fileid", settings.fileid),
+        ("scan_column", settings.scan_column),
+        ("secret_columns", list(settings.secret_columns) or None),
+        ("firmware", rel(settings.firmware)),
+        ("encryption", {k: rel(Path(v)) for k, v in settings.encryption.items()} or None),
+        ("homekit", dict(settings.homekit) or None),
+        ("label", dict(settings.label) or None),
+    ]
+    lines = [f"{k} = {_toml_value(v)}" for k, v in items if v is not None]
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+class Lot:
+    """An open lot: validated inputs, the factory partition, encryption keys and the ledger."""
+
+    def __init__(
+        self,
+        settings: LotSettings,
+        mfg: MfgLot,
+        table: PartitionTable,
+        factory: Partition,
+        secret_columns: frozenset[str],
+        ledger: Ledger,
+        keys: XtsKeys | None,
+        imported: ImportSummary,
+    ) -> None:
+        self.settings = settings
+        self.mfg = mfg
+        self.table = table
+        self.factory = factory
+        self.secret_columns = secret_columns
+        self.ledger = ledger
+        self.keys = keys
+        self.imported = imported
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def row(self, index: int) -> Row:
+        """The mfg row with this 0-based index."""
+        return self.mfg.rows[index]
+
+    def image_for(self, row: Row) -> bytes:
+        """The NVS image of one row for the factory partition, built in memory."""
+        from station.mfg import build_row_image
+
+        return build_row_image(
+            self.mfg, row, self.factory.size, version=self.settings.nvs_version, keys=self.keys
+        )
+
+    def unit_id(self, row: Row) -> str:
+        from station.mfg import unit_id
+
+        return unit_id(self.mfg, row)
+
+    def masked_values(self, row: Row) -> dict[str, str]:
+        """The row's values with secret columns masked (for logs, reports and the window)."""
+        from station.mfg import mask
+
+        return {k: (mask(v) if k in self.secret_columns else v) for k, v in row.values.items()}
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def __enter__(self) -> Lot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _load_keys(settings: LotSettings) -> XtsKeys | None:
+    from station import nvs
+
+    enc = settings.encryption
+    if "keyfile" in enc:
+        p = Path(enc["keyfile"])
+        return nvs.parse_key_partition(p.read_bytes(), file=str(p))
+    if "hmac_keyfile" in enc:
+        p = Path(enc["hmac_keyfile"])
+        data = p.read_bytes()
+        if len(data) != 32:
+            raise StationError.at(
+                str(p), f"an HMAC key is 32 bytes, this file has {len(data)}", key="hmac_keyfile"
+            )
+        return nvs.hmac_derive_keys(data)
+    return None
+
+
+def recipe_hash(settings: LotSettings, factory: Partition, keys: XtsKeys | None) -> str:
+    """What makes the images of a lot: config file, partition place and size, version, keys."""
+    h = hashlib.sha256()
+    h.update(settings.config.read_bytes())
+    h.update(f"|{factory.offset}|{factory.size}|{settings.nvs_version}|".encode())
+    if keys is not None:
+        h.update(hashlib.sha256(keys.data_key + keys.tweak_key).digest())
+    return h.hexdigest()
+
+
+def ledger_rows(lot: MfgLot, settings: LotSettings) -> list[LedgerRow]:
+    """The rows as the ledger imports them (values only go into a keyed fingerprint)."""
+    from station.mfg import unit_id
+
+    columns = lot.columns
+    file_columns = {c.key for c in lot.config if c.type == "file"}
+    scan = settings.scan_column
+    out = []
+    for row in lot.rows:
+        vals = row.values
+        values: Sequence[str] = [vals.get(c, "") for c in columns]
+        if file_columns:
+            values = list(values)
+            for i, c in enumerate(columns):
+                if c in file_columns and vals.get(c):
+                    p = lot.base_dir / vals[c]
+                    try:
+                        values[i] += "#" + hashlib.sha256(p.read_bytes()).hexdigest()
+                    except OSError:
+                        pass
+        out.append(
+            LedgerRow(
+                index=row.index,
+                line=row.line,
+                unit_id=unit_id(lot, row),
+                scan_value=vals.get(scan) if scan else None,
+                values=values,
+            )
+        )
+    return out
+
+
+def _check_columns(settings: LotSettings, lot: MfgLot, problems: ProblemList) -> None:
+    text = settings.path.read_text(encoding="utf-8")
+    loc = _Locator(text)
+    file = str(settings.path)
+    cols = set(lot.columns)
+    for key, value in (("fileid", settings.fileid), ("scan_column", settings.scan_column)):
+        if value is not None and value not in cols:
+            line, col = loc.find(key)
+            problems.add(file, line, col, key, f"no column {value!r} in {settings.values.name}")
+    for name in settings.secret_columns:
+        if name not in cols:
+            line, col = loc.find("secret_columns")
+            problems.add(
+                file, line, col, "secret_columns", f"no column {name!r} in {settings.values.name}"
+            )
+    if settings.scan_column in cols:
+        seen: dict[str, int] = {}
+        for row in lot.rows:
+            v = row.values.get(settings.scan_column, "")
+            if not v:
+                problems.add(
+                    str(settings.values),
+                    row.line,
+                    0,
+                    settings.scan_column,
+                    "empty scan value: every unit needs one to be found by a scan",
+                )
+            elif v in seen:
+                problems.add(
+                    str(settings.values),
+                    row.line,
+                    0,
+                    settings.scan_column,
+                    f"{v!r} is also on line {seen[v]}: scan values must be unique",
+                )
+            else:
+                seen[v] = row.line
+            if len(problems) > 50:
+                break
+
+
+def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | None = None) -> Lot:
+    """Open a lot: validate every input, open its ledger and import the rows (once).
+
+    Raises StationError with all problems found (in the lot file, the partition table, the
+    config and values CSVs); the ledger is only touched when everything is valid.
+    """
+    from station.mfg import load_mfg, secret_columns
+    from station.partitions import find_factory_partition, load_table
+
+    settings = read_lot_file(path)
+    problems = ProblemList()
+    factory = table = mfg = keys = None
+    try:
+        table = load_table(settings.partition_table)
+        factory = find_factory_partition(table, settings.partition)
+    except StationError as err:
+        problems.extend(err.problems)
+    try:
+        keys = _load_keys(settings)
+    except StationError as err:
+        problems.extend(err.problems)
+    try:
+        mfg = load_mfg(
+            settings.config,
+            settings.values,
+            size=factory.size if factory is not None else None,
+            version=settings.nvs_version,
+            fileid=settings.fileid,
+            base_dir=settings.values.parent,
+        )
+    except StationError as err:
+        problems.extend(err.problems)
+    if mfg is not None:
+        _check_columns(settings, mfg, problems)
+        if not mfg.rows:
+            problems.add(str(settings.values), 0, 0, "rows", "the values file has no rows")
+    problems.raise_if_any()
+    assert mfg is not None and factory is not None and table is not None
+    secrets_ = secret_columns(mfg, settings.secret_columns)
+    ledger = Ledger(db_url or settings.default_db, station_id=station_id)
+    try:
+        summary = ledger.import_lot(
+            settings.name,
+            recipe_hash(settings, factory, keys),
+            ledger_rows(mfg, settings),
+            values_file=str(settings.values),
+            lot_file=str(settings.path),
+        )
+    except BaseException:
+        ledger.close()
+        raise
+    return Lot(settings, mfg, table, factory, secrets_, ledger, keys, summary)
+
+
+def problems_text(problems: Sequence[Problem]) -> str:
+    return "\n".join(str(p) for p in problems)
