@@ -344,8 +344,9 @@ def _check_nvs(ctx: _Context) -> str:
     if parse_key_partition(key_partition_image(keys), "self-test") != keys:
         raise RuntimeError("the key partition does not give the keys back")
     encrypted = encode_image(entries, TEST_IMAGE_SIZE, keys=keys)
-    if encrypted[:64] == image[:64]:
-        raise RuntimeError("the encrypted image starts like the plain one")
+    # page headers and entry state bitmaps stay plain; the entries from offset 64 are encrypted
+    if encrypted[64:128] == image[64:128]:
+        raise RuntimeError("the encrypted image has the same entries as the plain one")
     back = decode_image(encrypted, keys=keys)
     if back.errors or back.as_dict() != expected:
         raise RuntimeError("the encrypted image does not decode to the same values")
@@ -460,13 +461,17 @@ def _check_qt(ctx: _Context) -> str:
     )
 
 
-def _main_window() -> Any:
-    """The station's main window, as station.gui builds it (no lot open)."""
-    app_module = importlib.import_module("station.gui.app")
-    factory = getattr(app_module, "create_main_window", None)
-    if factory is None:
-        raise RuntimeError("station.gui.app has no create_main_window()")
-    return factory()
+def _main_window(settings_file: str) -> Any:
+    """The station's main window as the program builds it, with throw-away settings.
+
+    Closing the window saves its layout; a settings file of its own keeps the self-test from
+    touching the operator's settings.
+    """
+    qtcore = importlib.import_module("PySide6.QtCore")
+    window_module = importlib.import_module("station.gui.window")
+    settings_module = importlib.import_module("station.gui.settings")
+    qsettings = qtcore.QSettings(settings_file, qtcore.QSettings.Format.IniFormat)
+    return window_module.MainWindow(settings_module.StationSettings(qsettings))
 
 
 def _check_window(ctx: _Context) -> str:
@@ -474,9 +479,12 @@ def _check_window(ctx: _Context) -> str:
         raise Skip("PySide6 is not installed (headless install)")
     _use_offscreen_if_headless()
     qtcore = importlib.import_module("PySide6.QtCore")
-    with _QtMessages() as messages:
+    resources = importlib.import_module("station.gui.resources")
+    if not resources.resources_dir().is_dir():
+        raise RuntimeError(f"resources folder missing: {resources.resources_dir()}")
+    with tempfile.TemporaryDirectory(prefix="station-selftest-") as tmp, _QtMessages() as messages:
         app = _application()
-        window = _main_window()
+        window = _main_window(os.path.join(tmp, "station.ini"))
         window.setAttribute(qtcore.Qt.WidgetAttribute.WA_DontShowOnScreen, True)
         window.show()
         app.processEvents()

@@ -1,0 +1,249 @@
+"""station --self-test: one line per check, exit 1 on any failure, nothing else printed."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import station
+from station import selftest
+from station.selftest import FAIL, LINE_RE, OK, SKIP, Check, CheckResult, Skip, run_checks
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECK_NAMES = [
+    "version",
+    "imports",
+    "esptool-stubs",
+    "serial-urls",
+    "aes-xts",
+    "nvs-encode",
+    "flash",
+    "qt",
+    "window",
+]
+HAS_QT = importlib.util.find_spec("PySide6") is not None
+
+
+def _station(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the source install's station (or a few lines of Python before it) in a child."""
+    prog = code or "from station.cli import main; raise SystemExit(main())"
+    return subprocess.run(
+        [sys.executable, "-c", prog, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def _has_simulated_devices() -> bool:
+    import station.flashing
+
+    return hasattr(station.flashing, "SimulatedDevice")
+
+
+# --- the real command ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_self_test_of_the_source_install_passes_and_prints_only_check_lines() -> None:
+    port = ["--self-test-port", "sim"] if _has_simulated_devices() else []
+    done = _station("--self-test", *port)
+    lines = (done.stdout + done.stderr).splitlines()
+    assert all(LINE_RE.match(line) for line in lines), lines
+    assert [line[5:].split(":")[0] for line in lines] == CHECK_NAMES
+    failed = [line for line in lines if line.startswith(FAIL)]
+    assert failed == []
+    assert done.returncode == 0
+    statuses = {line[5:].split(":")[0]: line[:4].strip() for line in lines}
+    assert statuses["nvs-encode"] == OK
+    assert statuses["window"] == (OK if HAS_QT else SKIP)
+    assert statuses["flash"] == (OK if port else SKIP)
+
+
+@pytest.mark.slow
+def test_one_failing_check_makes_the_exit_code_non_zero() -> None:
+    # inject a failure: a wrong known answer for the AES-XTS check
+    inject = (
+        "import station.selftest as s; s._XTS_CIPHER = bytes(32); "
+        "from station.cli import main; raise SystemExit(main())"
+    )
+    done = _station("--self-test", code=inject)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1
+    failed = [line for line in lines if line.startswith(FAIL)]
+    assert len(failed) == 1
+    assert failed[0].startswith("FAIL aes-xts: RuntimeError: IEEE 1619 vector 10 gave 1c3b3a10")
+    assert all(LINE_RE.match(line) for line in lines)
+    assert done.stderr == ""
+
+
+def test_run_returns_one_when_a_check_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> str:
+        raise ValueError("injected")
+
+    monkeypatch.setattr(
+        selftest,
+        "default_checks",
+        lambda port=None: [Check("ok-one", lambda: "fine"), Check("broken", broken)],
+    )
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert selftest.run(argparse.Namespace(self_test_port=None)) == 1
+    assert out.getvalue().splitlines()[0] == "ok   ok-one: fine"
+    assert out.getvalue().splitlines()[1].startswith("FAIL broken: ValueError: injected (")
+
+
+def test_run_returns_zero_when_checks_pass_or_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    def skipped() -> str:
+        raise Skip("not here")
+
+    monkeypatch.setattr(
+        selftest, "default_checks", lambda port=None: [Check("a", lambda: ""), Check("b", skipped)]
+    )
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert selftest.run(argparse.Namespace(self_test_port=None)) == 0
+    assert out.getvalue().splitlines() == ["ok   a", "skip b: not here"]
+
+
+# --- the runner ---------------------------------------------------------------------------------
+
+
+def test_each_check_prints_one_line_even_with_a_multi_line_error() -> None:
+    def broken() -> str:
+        raise RuntimeError("first line\nsecond line")
+
+    out = io.StringIO()
+    results = run_checks([Check("broken", broken), Check("fine", lambda: "a\nb")], out)
+    assert [r.status for r in results] == [FAIL, OK]
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("FAIL broken: RuntimeError: first line | second line (")
+    assert lines[1] == "ok   fine: a | b"
+    assert all(LINE_RE.match(line) for line in lines)
+
+
+def test_a_quiet_check_that_prints_fails_and_its_output_is_kept_off_the_terminal(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def chatty() -> str:
+        print("from python")
+        os.write(2, b"from a C library\n")
+        return "done"
+
+    out = io.StringIO()
+    results = run_checks([Check("chatty", chatty), Check("noisy", chatty, quiet=False)], out)
+    assert results[0] == CheckResult(
+        "chatty", FAIL, "unexpected output: from python | from a C library"
+    )
+    assert results[1] == CheckResult("noisy", OK, "done")
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_the_flash_check_is_skipped_without_a_port() -> None:
+    checks = {c.name: c for c in selftest.default_checks(None)}
+    out = io.StringIO()
+    [result] = run_checks([checks["flash"]], out)
+    assert result.status == SKIP
+    assert "--self-test-port" in result.detail
+
+
+def test_a_frozen_bundle_without_station_metadata_fails_the_version_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(station, "__version__", "0.0.0+src")
+    checks = {c.name: c for c in selftest.default_checks(None, frozen=True)}
+    [result] = run_checks([checks["version"]], io.StringIO())
+    assert result.status == FAIL
+    assert "copy_metadata" in result.detail
+    checks = {c.name: c for c in selftest.default_checks(None, frozen=False)}
+    [result] = run_checks([checks["version"]], io.StringIO())
+    assert result.status == OK
+
+
+def test_nvs_and_crypto_checks_pass_in_process() -> None:
+    checks = {c.name: c for c in selftest.default_checks(None)}
+    results = run_checks(
+        [checks["aes-xts"], checks["nvs-encode"], checks["esptool-stubs"]], io.StringIO()
+    )
+    assert [r.status for r in results] == [OK, OK, OK], results
+
+
+def test_a_missing_stub_flasher_folder_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from esptool.loader import StubFlasher
+
+    monkeypatch.setattr(StubFlasher, "STUB_DIR", str(tmp_path / "nowhere"))
+    checks = {c.name: c for c in selftest.default_checks(None)}
+    [result] = run_checks([checks["esptool-stubs"]], io.StringIO())
+    assert result.status == FAIL
+    assert "stub flasher folder missing" in result.detail
+
+
+def test_offscreen_is_chosen_only_without_a_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    for name in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    assert selftest._use_offscreen_if_headless() == "offscreen"
+    monkeypatch.delenv("QT_QPA_PLATFORM")
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert selftest._use_offscreen_if_headless() == "native"
+    assert "QT_QPA_PLATFORM" not in os.environ
+
+
+@pytest.mark.skipif(not HAS_QT, reason="PySide6 not installed (headless test run)")
+def test_qt_warnings_are_collected_not_printed(qapp: object) -> None:
+    from PySide6.QtCore import qWarning
+
+    with selftest._QtMessages() as messages:
+        qWarning("something is wrong")
+        qWarning("This plugin does not support propagateSizeHints()")
+    assert messages.problems == ["something is wrong"]
+    with pytest.raises(RuntimeError, match="Qt said: something is wrong"):
+        messages.raise_if_any()
+
+
+def test_build_script_checks_the_same_line_format() -> None:
+    script = (ROOT / "installer" / "build.sh").read_text(encoding="utf-8")
+    assert f"'{LINE_RE.pattern}'" in script
+
+
+# --- the frozen program's entry point ------------------------------------------------------------
+
+
+def _entry() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("station_entry", ROOT / "installer" / "entry.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_entry_runs_allowed_modules_like_python_dash_m(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = _entry()
+    monkeypatch.setattr(sys, "argv", ["station", "-m", "station", "--version"])
+    assert entry.main() == 0
+    assert capsys.readouterr().out == f"station {station.__version__}\n"
+
+
+def test_entry_refuses_other_modules(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = _entry()
+    monkeypatch.setattr(sys, "argv", ["station", "-m", "http.server"])
+    assert entry.main() == 2
+    assert "not available in this build" in capsys.readouterr().err
