@@ -735,12 +735,12 @@ class Orchestrator:
                 self._port_update(p, u, "waiting", "count reached unless a unit in progress fails")
                 return "limit"
         index = assigned if assigned is not None else new_for_mac
-        claim: Claim | None = (
+        got: Claim | None = (
             led.claim_row(index, **kw) if index is not None else led.claim_next(**kw)
         )
-        if claim is None:
+        if got is None:
             return "no-rows"
-        return claim, led.row(claim.row_index)  # type: ignore[union-attr]
+        return got, led.row(got.row_index)  # type: ignore[union-attr]
 
     def _in_flight_ports(self, me: _Port) -> int:
         """Other ports with a unit claimed right now (for max_units)."""
