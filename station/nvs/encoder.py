@@ -222,18 +222,23 @@ class _Prep:
             self.items.append((_PRIM, 0, U8, _key_field(e.key), data8))
         self.ns = idx
 
+    def claim(self, e: NvsEntry, key: str) -> bool:
+        """Register a key in the current namespace; False (reported) if it is already there."""
+        if self.ns <= 0:
+            return True
+        where = (self.ns, key)
+        if where in self.seen:
+            self.error(
+                e,
+                COL_KEY,
+                f"key {key!r} is already set in this namespace (line {self.seen[where]})"
+                + ("; it is added automatically for Wi-Fi keys" if key != e.key else ""),
+            )
+            return False
+        self.seen[where] = e.line
+        return True
+
     def add(self, e: NvsEntry, key: str, kind: int, typ: int, payload: bytes) -> None:
-        if self.ns > 0:
-            where = (self.ns, key)
-            if where in self.seen:
-                self.error(
-                    e,
-                    COL_KEY,
-                    f"key {key!r} is already set in this namespace (line {self.seen[where]})"
-                    + ("; it is added automatically for Wi-Fi keys" if key != e.key else ""),
-                )
-                return
-            self.seen[where] = e.line
         self.items.append((kind, self.ns, typ, _key_field(key), payload))
 
     def read_file(self, e: NvsEntry) -> bytes | None:
@@ -278,6 +283,8 @@ class _Prep:
             if raw is None:
                 return
         key = e.key
+        if key_ok:
+            key_ok = self.claim(e, key)
         if key in _AP_KEYS:
             self.wifi_ap(e)
         converted = self.convert(e, enc, fill, raw)
@@ -301,7 +308,8 @@ class _Prep:
             self.blob(e, "ap.pmk_info", b"\0" * 100 + pmk)
 
     def blob(self, e: NvsEntry, key: str, data: bytes) -> None:
-        self.add(e, key, _BLOB, BLOB, data)
+        if self.claim(e, key):
+            self.add(e, key, _BLOB, BLOB, data)
 
     def convert(
         self, e: NvsEntry, enc: str, fill: re.Match[str] | None, raw: bytes | None
