@@ -10,7 +10,7 @@ from station.errors import StationError
 from station.nvs import NvsEntry, check_entries, encode_image, parse_size, read_nvs_csv
 
 
-def E(key: str, typ: str, enc: str, value: str, line: int) -> NvsEntry:  # noqa: N802
+def E(key: str, typ: str, enc: str, value: str, line: int) -> NvsEntry:
     return NvsEntry(key, typ, enc, value, file="lot.csv", line=line)
 
 
