@@ -37,6 +37,7 @@ SECRET_ENCODINGS = ("hex2bin", "base64", "binary")
 MASK = "••••••"
 _BAD_NAME_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
 _FILE_CACHE_BYTES = 64 * 1024 * 1024
+_NO_LIMIT = 1 << 30  # a partition size for checks that are not about the size
 
 
 @dataclass(frozen=True)
@@ -509,8 +510,10 @@ def load_mfg(
     )
     lot = MfgLot(cpath, vpath, base, tuple(config), vals.header, rows, fileid)
     sizes, bad = _check_values(lot, col_of, vals.incomplete, problems)
-    if size is not None and config_ok and len(col_of) == len(lot.data_lines):
+    if config_ok and len(col_of) == len(lot.data_lines):
         _check_fit(lot, sizes, bad, size, version, problems)
+    order = {str(cpath): 0, str(vpath): 1}
+    problems.items.sort(key=lambda p: (order.get(p.file, 2), p.line, p.column))
     if len(problems) > MAX_PROBLEMS:
         extra = len(problems) - MAX_PROBLEMS
         del problems.items[MAX_PROBLEMS:]
@@ -581,11 +584,16 @@ def _check_fit(
     lot: MfgLot,
     sizes: list[list[int]],
     bad: set[int],
-    size: int,
+    size: int | None,
     version: int,
     problems: ProblemList,
 ) -> None:
-    """Lets the codec place one device per distinct set of value sizes in the partition."""
+    """Lets the codec check one device per distinct set of value sizes (and place it on pages).
+
+    Devices whose values have the same sizes land on the same pages, so one of them stands for
+    all; when it has a problem, every device of that group is checked. Without ``size`` only the
+    length limits are checked, not whether the data fits.
+    """
     from station.nvs import check_entries
 
     cols = {name: i for i, name in reversed(list(enumerate(lot.columns)))}
@@ -593,17 +601,22 @@ def _check_fit(
     for row, row_sizes in zip(lot.rows, sizes, strict=True):
         if row.index not in bad:
             groups.setdefault(tuple(row_sizes), []).append(row)
+
+    def check(row: Row) -> list[Problem]:
+        found = check_entries(_image_entries(lot, row), size or _NO_LIMIT, version, lot.base_dir)
+        if size is None:
+            found = [p for p in found if not (p.key == "size" and "not fit" in p.message)]
+        return [_remap(p, lot.values_path, row, cols) for p in found]
+
     for group in groups.values():
-        found = check_entries(_image_entries(lot, group[0]), size, version, lot.base_dir)
+        found = check(group[0])
         if not found:
             continue
-        # the first device of these sizes has problems: look at every device of them
-        problems.extend(_remap(p, lot.values_path, group[0], cols) for p in found)
+        problems.extend(found)
         for row in group[1:]:
             if len(problems) > MAX_PROBLEMS:
                 return
-            found = check_entries(_image_entries(lot, row), size, version, lot.base_dir)
-            problems.extend(_remap(p, lot.values_path, row, cols) for p in found)
+            problems.extend(check(row))
 
 
 # --------------------------------------------------------------------------- per device
