@@ -1,1 +1,61 @@
+"""Unit labels: templates, QR / Code 128, rendering (PNG, PDF, printer) and ZPL.
 
+Templates, Code 128 and ZPL need no Qt; the renderers (``render_png``, ``render_pdf``,
+``print_label``, ``render_image``) import PySide6 when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from station.labels.template import (
+    DEVICE_FACTS,
+    MASK,
+    LabelContent,
+    LabelTemplate,
+    check_template,
+    fill,
+    label_fields,
+    template_from_dict,
+    template_to_dict,
+)
+from station.labels.zpl import ZplRecord, send_zpl, to_zpl
+
+_QT_NAMES = (
+    "PrintRecord",
+    "print_label",
+    "printer_names",
+    "render_image",
+    "render_pdf",
+    "render_png",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _QT_NAMES:
+        from station.labels import render
+
+        return getattr(render, name)
+    raise AttributeError(name)
+
+
+__all__ = [
+    "DEVICE_FACTS",
+    "MASK",
+    "LabelContent",
+    "LabelTemplate",
+    "PrintRecord",
+    "ZplRecord",
+    "check_template",
+    "fill",
+    "label_fields",
+    "print_label",
+    "printer_names",
+    "render_image",
+    "render_pdf",
+    "render_png",
+    "send_zpl",
+    "template_from_dict",
+    "template_to_dict",
+    "to_zpl",
+]
