@@ -217,17 +217,16 @@ class Ledger:
             raise StationError.at(
                 str(self.path), "folder for the ledger database does not exist", key="db"
             )
-        con = self._con()
         try:
             with self._write() as c:
                 for statement in dialect.schema():
                     c.execute(statement)
                 c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')")
         except sqlite3.DatabaseError as err:
+            self.close()
             raise StationError.at(
                 str(self.path), f"not a station ledger database ({err})", key="db"
             ) from None
-        del con
 
     # --- connections and transactions ----------------------------------------------------
     def _con(self) -> sqlite3.Connection:
@@ -807,9 +806,11 @@ class Ledger:
         now = time.time()
         d = self.dialect
         with self._write() as c:
+            t = c.execute(d.sql(sql.ATTEMPT_GET + " WHERE id = ?"), (claim.attempt_id,)).fetchone()
+            merged = {**json.loads(t[9]), **timings} if t is not None else dict(timings)
             n = c.execute(
                 d.sql(sql.ATTEMPT_FINISH),
-                ("done", "", json.dumps(dict(timings)), now, claim.attempt_id),
+                ("done", "", json.dumps(merged), now, claim.attempt_id),
             ).rowcount
             if n != 1:
                 raise ClaimRefused(
