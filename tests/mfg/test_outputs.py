@@ -1,0 +1,168 @@
+"""Output files: names as mfg_gen, generate-key, key files never overwritten, no partial lots."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import station.mfg.commands as commands
+from station.errors import StationError
+from station.nvs import hmac_derive_keys, key_partition_image, parse_key_partition
+from tests.mfg.conftest import files_under, write
+from tests.mfg.reference import official_generate_key
+
+Station = Callable[..., tuple[int, str, str]]
+
+
+def small_lot(lotdir: Path, rows: int = 3) -> None:
+    write(lotdir / "c.csv", "app,namespace,\nserial,data,string\n")
+    write(lotdir / "v.csv", "serial\n" + "".join(f"S{i}\n" for i in range(rows)))
+
+
+def test_prefix_num_names(station: Station, lotdir: Path) -> None:
+    small_lot(lotdir)
+    code, _out, _err = station(
+        "generate",
+        "c.csv",
+        "v.csv",
+        "lot",
+        "0x3000",
+        "--outdir",
+        "o",
+        "--prefix_num",
+        "8",
+        "3",
+        "--fileid",
+        "serial",
+        "--keygen",
+    )
+    assert code == 0
+    assert sorted(files_under(lotdir / "o")) == [
+        "bin/lot-008-S0.bin",
+        "bin/lot-009-S1.bin",
+        "bin/lot-010-S2.bin",
+        "csv/lot-008-S0.csv",
+        "csv/lot-009-S1.csv",
+        "csv/lot-010-S2.csv",
+        "keys/keys-lot-008-S0.bin",
+        "keys/keys-lot-009-S1.bin",
+        "keys/keys-lot-010-S2.bin",
+    ]
+
+
+def test_hmac_keygen_writes_one_hmac_key_per_device(station: Station, lotdir: Path) -> None:
+    small_lot(lotdir, 2)
+    code, _out, _err = station(
+        "generate",
+        "c.csv",
+        "v.csv",
+        "d",
+        "0x3000",
+        "--outdir",
+        "o",
+        "--keygen",
+        "--key_protect_hmac",
+        "--kp_hmac_keygen",
+    )
+    assert code == 0
+    keys = lotdir / "o" / "keys"
+    assert sorted(p.name for p in keys.iterdir()) == [
+        "hmac-keys-d-1.bin",
+        "hmac-keys-d-2.bin",
+        "keys-d-1.bin",
+        "keys-d-2.bin",
+    ]
+    for i in ("1", "2"):
+        hmac_key = (keys / f"hmac-keys-d-{i}.bin").read_bytes()
+        assert len(hmac_key) == 32
+        assert (keys / f"keys-d-{i}.bin").read_bytes() == key_partition_image(
+            hmac_derive_keys(hmac_key)
+        )
+        assert (keys / f"hmac-keys-d-{i}.bin").stat().st_mode & 0o777 == 0o600
+    assert (keys / "hmac-keys-d-1.bin").read_bytes() != (keys / "hmac-keys-d-2.bin").read_bytes()
+
+
+def test_a_failure_midway_leaves_nothing(
+    station: Station, lotdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small_lot(lotdir, 4)
+    real = commands.build_row_image
+    calls = []
+
+    def failing(lot, row, size, **kw):  # type: ignore[no-untyped-def]
+        calls.append(row.index)
+        if row.index == 2:
+            raise StationError.at("v.csv", "disk on fire", line=row.line)
+        return real(lot, row, size, **kw)
+
+    monkeypatch.setattr(commands, "build_row_image", failing)
+    code, out, err = station(
+        "generate", "c.csv", "v.csv", "d", "0x3000", "--outdir", "o", "--keygen"
+    )
+    assert (code, out, err) == (2, "", "v.csv:4:0: -: disk on fire\n")
+    assert calls == [0, 1, 2]
+    assert files_under(lotdir / "o") == {}
+
+
+def test_generate_key_like_the_official_tool(station: Station, lotdir: Path) -> None:
+    code, out, _err = station("generate-key", "--keyfile", "k", "--outdir", "o")
+    assert code == 0 and out == f"Created encryption keys: {Path('o/keys/k.bin')}\n"
+    data = (lotdir / "o" / "keys" / "k.bin").read_bytes()
+    parse_key_partition(data)  # a valid key partition image (length and CRC)
+    assert (lotdir / "o" / "keys" / "k.bin").stat().st_mode & 0o777 == 0o600
+    # an explicit name that exists is an error, never overwritten
+    code, _out, err = station("generate-key", "--keyfile", "k.bin", "--outdir", "o")
+    assert code == 2 and "k.bin:0:0: -: already exists; not overwritten" in err
+    assert (lotdir / "o" / "keys" / "k.bin").read_bytes() == data
+
+
+def test_generate_key_hmac_matches_official(station: Station, lotdir: Path) -> None:
+    (lotdir / "hmac.bin").write_bytes(bytes(range(100, 132)))
+    code, _out, _err = station(
+        "generate-key",
+        "--keyfile",
+        "ours.bin",
+        "--key_protect_hmac",
+        "--kp_hmac_inputkey",
+        "hmac.bin",
+    )
+    assert code == 0
+    theirs = official_generate_key(lotdir, "theirs.bin", hmac_inputkey=lotdir / "hmac.bin")
+    assert (lotdir / "keys" / "ours.bin").read_bytes() == theirs.read_bytes()
+
+
+def test_generate_key_hmac_keygen(station: Station, lotdir: Path) -> None:
+    code, out, _err = station(
+        "generate-key", "--keyfile", "k", "--key_protect_hmac", "--kp_hmac_keygen"
+    )
+    assert code == 0
+    hmac_key = (lotdir / "keys" / "hmac-k.bin").read_bytes()
+    assert (lotdir / "keys" / "k.bin").read_bytes() == key_partition_image(
+        hmac_derive_keys(hmac_key)
+    )
+    assert out.splitlines()[0] == f"Created HMAC key: {Path('keys/hmac-k.bin')}"
+
+
+def test_timestamped_key_files_of_one_minute_never_collide(
+    station: Station, lotdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def]
+            return cls(2026, 11, 22, 3, 4, 59)
+
+    monkeypatch.setattr(commands.datetime, "datetime", Frozen)
+    outputs = []
+    for _ in range(3):
+        code, out, _err = station("generate-key")
+        assert code == 0
+        outputs.append(out.strip())
+    assert sorted(p.name for p in (lotdir / "keys").iterdir()) == [
+        "keys-11-22_03-04-2.bin",
+        "keys-11-22_03-04-3.bin",
+        "keys-11-22_03-04.bin",
+    ]
+    assert len({p.read_bytes() for p in (lotdir / "keys").iterdir()}) == 3
