@@ -1,0 +1,124 @@
+"""The bridge from the orchestrator's worker threads to the GUI thread.
+
+The orchestrator calls :meth:`EventBridge.on_event` from its worker threads. Progress is folded
+into per-port state under a lock (never queued one by one: a flashing port reports hundreds of
+times a second); the window's 4 Hz timer takes a snapshot. Events that need an answer or a
+repaint of the lot (decisions, row changes) are announced with queued, payload-free signals.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from station.gui.models import LogBuffer
+from station.gui.widgets import PortView
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What changed since the last :meth:`EventBridge.take` (None / False: nothing)."""
+
+    ports: dict[str, PortView] | None
+    counters: Any | None
+    rows_changed: bool
+
+
+class EventBridge(QObject):
+    """Thread-safe sink for orchestrator events; the GUI thread pulls with :meth:`take`."""
+
+    rows_changed = Signal()  # a row changed state (emitted once until the next take)
+    decision = Signal(object)  # a production Decision: the operator must answer
+    port_finished = Signal(str, str)  # port, "passed" | "failed": for sounds and the failed list
+
+    def __init__(self, log: LogBuffer, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.log = log
+        self._lock = threading.Lock()
+        self._views: dict[str, PortView] = {}
+        self._ports_dirty = True
+        self._counters: Any | None = None
+        self._rows_dirty = False
+        self._rows_signalled = False
+        self.events = 0  # events received (for the benchmark)
+
+    # --- ports known to the window -------------------------------------------------------------
+    def add_port(self, port: str, slot: str = "") -> None:
+        with self._lock:
+            if port not in self._views:
+                self._views[port] = PortView(port=port, slot=slot)
+            self._ports_dirty = True
+
+    def remove_port(self, port: str) -> None:
+        with self._lock:
+            self._views.pop(port, None)
+            self._ports_dirty = True
+
+    def set_offline(self, port: str, offline: bool) -> None:
+        with self._lock:
+            view = self._views.get(port)
+            if view is not None:
+                self._views[port] = replace(
+                    view,
+                    state="offline" if offline else "idle",
+                    message="Device unplugged" if offline else "",
+                )
+                self._ports_dirty = True
+
+    def view(self, port: str) -> PortView | None:
+        with self._lock:
+            return self._views.get(port)
+
+    # --- any thread ----------------------------------------------------------------------------
+    def on_event(self, event: object) -> None:
+        """Called by the orchestrator from any thread; never blocks on the GUI."""
+        kind = type(event).__name__
+        signal_rows = False
+        finished: tuple[str, str] | None = None
+        with self._lock:
+            self.events += 1
+            if kind == "PortUpdate":
+                ev: Any = event
+                old = self._views.get(ev.port) or PortView(port=ev.port, slot=ev.slot or "")
+                new = old.with_update(ev)
+                if ev.state != old.state and ev.state in ("passed", "failed"):
+                    if ev.state == "passed":
+                        new = replace(new, passed_count=old.passed_count + 1)
+                    else:
+                        new = replace(new, failed_count=old.failed_count + 1)
+                    finished = (ev.port, ev.state)
+                self._views[ev.port] = new
+                self._ports_dirty = True
+            elif kind == "RowUpdate":
+                self._rows_dirty = True
+                signal_rows = not self._rows_signalled
+                self._rows_signalled = True
+            elif kind == "CountersUpdate":
+                self._counters = event
+        if kind == "LogEvent":
+            ev = event
+            self.log.append(ev.port or "", ev.level, ev.text)
+        elif kind == "Decision":
+            self.decision.emit(event)
+        if signal_rows:
+            self.rows_changed.emit()
+        if finished is not None:
+            self.port_finished.emit(*finished)
+
+    # --- GUI thread ----------------------------------------------------------------------------
+    def take(self) -> Snapshot:
+        """What changed since the last call (the window's 4 Hz timer)."""
+        with self._lock:
+            ports = dict(self._views) if self._ports_dirty else None
+            counters, self._counters = self._counters, None
+            rows = self._rows_dirty
+            self._ports_dirty = self._rows_dirty = self._rows_signalled = False
+        return Snapshot(ports, counters, rows)
+
+    def mark_rows_changed(self) -> None:
+        """The GUI changed rows itself (assign, release): repaint them on the next tick."""
+        with self._lock:
+            self._rows_dirty = True

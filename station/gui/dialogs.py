@@ -1,0 +1,362 @@
+"""Dialogs of the station window: settings, a new lot, and the label preview."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from station.errors import StationError
+from station.gui.settings import StationSettings
+
+BAUD_RATES = ("115200", "230400", "460800", "921600", "1500000", "2000000")
+CHIPS = (
+    "esp32",
+    "esp32s2",
+    "esp32s3",
+    "esp32c2",
+    "esp32c3",
+    "esp32c5",
+    "esp32c6",
+    "esp32h2",
+    "esp32p4",
+)
+
+
+class SettingsDialog(QDialog):
+    """This station's settings (engineer mode only): ports, baud, auto-start, scanner, PIN."""
+
+    def __init__(self, settings: StationSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Station settings")
+        self.settings = settings
+        form = QFormLayout()
+        self.ports = QPlainTextEdit("\n".join(settings.ports))
+        self.ports.setPlaceholderText("one port per line: COM7, /dev/ttyUSB0, socket://host:port")
+        self.ports.setTabChangesFocus(True)
+        form.addRow("&Ports:", self.ports)
+        self.baud = QComboBox()
+        self.baud.setEditable(True)
+        self.baud.addItems(BAUD_RATES)
+        self.baud.setCurrentText(str(settings.baud))
+        form.addRow("&Baud while writing:", self.baud)
+        self.auto_start = QCheckBox("Start flashing as soon as a scanned unit has a device")
+        self.auto_start.setChecked(settings.auto_start)
+        form.addRow("&Auto-start:", self.auto_start)
+        self.continuous = QCheckBox(
+            "Flash every connected device with the next pending row (no scan needed)"
+        )
+        self.continuous.setChecked(settings.continuous)
+        form.addRow("&Continuous:", self.continuous)
+        self.hot_plug = QCheckBox("Add serial ports when devices are plugged in")
+        self.hot_plug.setChecked(settings.hot_plug)
+        form.addRow("&Hot-plug:", self.hot_plug)
+        self.scanner = QLineEdit(settings.scanner_port)
+        self.scanner.setPlaceholderText("empty: a keyboard scanner (needs no setting)")
+        form.addRow("Serial &scanner port:", self.scanner)
+        self.sound = QCheckBox("Beep on scans and results")
+        self.sound.setChecked(settings.sound)
+        form.addRow("S&ound:", self.sound)
+        self.operator = QLineEdit(settings.operator)
+        form.addRow("&Operator name:", self.operator)
+        pin = QPushButton("Change engineer PIN…")
+        pin.clicked.connect(self.change_pin)
+        form.addRow("", pin)
+        self.error = QLabel("")
+        self.error.setStyleSheet("color: #b91c1c;")
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+
+    def change_pin(self) -> None:
+        pin, ok = QInputDialog.getText(
+            self, "New PIN", "New engineer PIN (4+ characters):", QLineEdit.EchoMode.Password
+        )
+        if not ok:
+            return
+        if len(pin) < 4:
+            self.error.setText("The PIN needs at least 4 characters; nothing changed.")
+            return
+        again, ok = QInputDialog.getText(
+            self, "New PIN", "Type it again:", QLineEdit.EchoMode.Password
+        )
+        if ok and again == pin:
+            self.settings.set_pin(pin)
+            self.error.setText("PIN changed.")
+        else:
+            self.error.setText("The PINs differ; nothing changed.")
+
+    def accept(self) -> None:
+        try:
+            baud = int(self.baud.currentText())
+        except ValueError:
+            self.error.setText(f"Baud: {self.baud.currentText()!r} is not a number.")
+            return
+        if not 9600 <= baud <= 5_000_000:
+            self.error.setText(f"Baud: {baud} is out of range (9600 – 5000000).")
+            return
+        ports = [p.strip() for p in self.ports.toPlainText().splitlines() if p.strip()]
+        s = self.settings
+        s.ports = list(dict.fromkeys(ports))
+        s.baud = baud
+        s.auto_start = self.auto_start.isChecked()
+        s.continuous = self.continuous.isChecked()
+        s.hot_plug = self.hot_plug.isChecked()
+        s.scanner_port = self.scanner.text().strip()
+        s.sound = self.sound.isChecked()
+        s.operator = self.operator.text().strip()
+        s.sync()
+        super().accept()
+
+
+class _FileField(QWidget):
+    """A path field with a "…" button."""
+
+    def __init__(self, caption: str, pattern: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.caption = caption
+        self.pattern = pattern
+        self.edit = QLineEdit()
+        button = QPushButton("…")
+        button.setToolTip(f"Choose the {caption.lower()}")
+        button.clicked.connect(self._browse)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(button)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, self.caption, self.edit.text(), self.pattern)
+        if path:
+            self.edit.setText(path)
+
+    def path(self) -> Path | None:
+        text = self.edit.text().strip()
+        return Path(text) if text else None
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names of a values CSV (empty if it cannot be read)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            return [c.strip() for c in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+class NewLotDialog(QDialog):
+    """Build a lot from an mfg_gen config CSV, a values CSV and a partition table, and save it as
+    lot.toml. The window opens (and validates) the saved lot."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("New lot")
+        self.saved_path: Path | None = None
+        form = QFormLayout()
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("e.g. L2026-11-A")
+        form.addRow("Lot &name:", self.name)
+        self.config = _FileField("Config CSV", "CSV files (*.csv);;All files (*)")
+        form.addRow("&Config CSV:", self.config)
+        self.values = _FileField("Values CSV", "CSV files (*.csv);;All files (*)")
+        self.values.edit.editingFinished.connect(self._load_columns)
+        self.values.edit.textChanged.connect(lambda _t: self._load_columns())
+        form.addRow("&Values CSV:", self.values)
+        self.table = _FileField("Partition table", "Partition tables (*.csv *.bin);;All files (*)")
+        form.addRow("&Partition table:", self.table)
+        self.partition = QLineEdit("fctry")
+        form.addRow("&Factory partition:", self.partition)
+        self.chip = QComboBox()
+        self.chip.addItems(CHIPS)
+        form.addRow("C&hip:", self.chip)
+        self.fileid = QComboBox()
+        self.scan_column = QComboBox()
+        form.addRow("&Unit id column:", self.fileid)
+        form.addRow("S&can column:", self.scan_column)
+        self.error = QLabel("")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #b91c1c;")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        save = buttons.addButton("Save lot as…", QDialogButtonBox.ButtonRole.AcceptRole)
+        save.setDefault(True)
+        buttons.accepted.connect(self.save)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        self.resize(self.fontMetrics().averageCharWidth() * 80, self.sizeHint().height())
+
+    def _load_columns(self) -> None:
+        path = self.values.path()
+        columns = csv_header(path) if path is not None else []
+        for box in (self.fileid, self.scan_column):
+            current = box.currentText()
+            box.clear()
+            box.addItem("")
+            box.addItems(columns)
+            if current in columns:
+                box.setCurrentText(current)
+
+    def lot_settings(self, lot_path: Path) -> Any:
+        """The LotSettings this dialog describes; StationError naming every missing field."""
+        from station.production.lot import LotSettings
+
+        missing = []
+        name = self.name.text().strip()
+        if not name:
+            missing.append("name")
+        paths = {}
+        for key, field in (
+            ("config", self.config),
+            ("values", self.values),
+            ("partition_table", self.table),
+        ):
+            p = field.path()
+            if p is None:
+                missing.append(key)
+            elif not p.exists():
+                missing.append(f"{key} ({p} does not exist)")
+            else:
+                paths[key] = p.resolve()
+        if missing:
+            raise StationError.at(str(lot_path), "missing: " + ", ".join(missing), key="lot")
+        return LotSettings(
+            name=name,
+            path=lot_path,
+            config=paths["config"],
+            values=paths["values"],
+            partition_table=paths["partition_table"],
+            partition=self.partition.text().strip() or None,
+            chip=self.chip.currentText(),
+            fileid=self.fileid.currentText() or None,
+            scan_column=self.scan_column.currentText() or None,
+        )
+
+    def save_to(self, lot_path: Path) -> bool:
+        """Write lot.toml at ``lot_path`` (no dialog); False with the problem shown if it fails."""
+        from station.production.lot import write_lot_file
+
+        try:
+            settings = self.lot_settings(lot_path)
+            write_lot_file(settings, lot_path)
+        except StationError as err:
+            self.error.setText("\n".join(str(p) for p in err.problems))
+            return False
+        except OSError as err:
+            self.error.setText(f"{lot_path}: cannot write the lot file ({err.strerror})")
+            return False
+        self.saved_path = lot_path
+        return True
+
+    def save(self) -> None:
+        values = self.values.path()
+        start = str(values.parent / "lot.toml") if values is not None else "lot.toml"
+        path, _ = QFileDialog.getSaveFileName(self, "Save lot", start, "Lot files (*.toml)")
+        if path and self.save_to(Path(path)):
+            self.accept()
+
+
+class LabelDialog(QDialog):
+    """What would be printed on a unit's label (the label layer renders it when available)."""
+
+    def __init__(self, parent: QWidget | None, lot: Any, record: Any) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Label of {record.unit_id}")
+        layout = QVBoxLayout(self)
+        self.fields = label_fields_for(lot, record)
+        self.image: QLabel | None = None
+        png, problem = render_label(lot, self.fields)
+        if png is not None:
+            pixmap = QPixmap()
+            pixmap.loadFromData(png)
+            self.image = QLabel()
+            self.image.setPixmap(
+                pixmap.scaledToWidth(
+                    min(pixmap.width(), self.fontMetrics().averageCharWidth() * 70),
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+            )
+            layout.addWidget(self.image)
+        elif problem:
+            note = QLabel(problem)
+            note.setWordWrap(True)
+            layout.addWidget(note)
+        text = QPlainTextEdit("\n".join(f"{k}: {v}" for k, v in self.fields.items()))
+        text.setReadOnly(True)
+        layout.addWidget(text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.print_button = buttons.addButton("Print", QDialogButtonBox.ButtonRole.ActionRole)
+        self.print_button.clicked.connect(self._print)
+        self.print_button.setEnabled(png is not None)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self._lot = lot
+
+    def _print(self) -> None:
+        try:
+            from station.labels import print_label, template_from_dict
+
+            template = template_from_dict(self._lot.settings.label)
+            print_label(template, self.fields)
+        except (ImportError, StationError, OSError) as err:
+            QMessageBox.warning(self, "Label not printed", str(err))
+
+
+def label_fields_for(lot: Any, record: Any) -> dict[str, str]:
+    """The values a unit's label shows: its row (secrets masked) plus device facts."""
+    row = lot.mfg.rows[record.index]
+    device = {
+        "mac": record.mac or "",
+        "chip": getattr(lot.settings, "chip", ""),
+        "unit_id": record.unit_id or "",
+    }
+    try:
+        from station.labels import label_fields, template_from_dict
+
+        template = template_from_dict(lot.settings.label)
+        return dict(label_fields(template, row.values, device, lot.secret_columns))
+    except (ImportError, StationError, AttributeError, TypeError):
+        fields = dict(lot.masked_values(row)) if hasattr(lot, "masked_values") else {}
+        fields.update(device)
+        return fields
+
+
+def render_label(lot: Any, fields: dict[str, str]) -> tuple[bytes | None, str]:
+    """PNG bytes of the label, or (None, why not)."""
+    if not getattr(lot.settings, "label", None):
+        return None, "This lot has no label layout ([label] in lot.toml); the fields are:"
+    try:
+        from station.labels import render_png, template_from_dict
+    except ImportError:
+        return None, "Label printing is not available in this installation; the fields are:"
+    try:
+        return render_png(template_from_dict(lot.settings.label), fields), ""
+    except StationError as err:
+        return None, "\n".join(str(p) for p in err.problems)

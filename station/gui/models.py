@@ -1,0 +1,488 @@
+"""Qt item models over the core's read views. They hold no production logic: they page, cache
+and format what the ledger, the lot and the log say."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QBrush, QColor
+
+from station.gui import theme
+
+Index = QModelIndex | QPersistentModelIndex
+ROOT = QModelIndex()
+MASK = "••••••"
+
+# filter name shown to the operator -> ledger state (None: all rows)
+ROW_FILTERS: dict[str, str | None] = {
+    "All": None,
+    "Pending": "pending",
+    "Done": "done",
+    "Failed": "failed",
+}
+
+
+class RowSource(Protocol):
+    """What the row table needs from the ledger (station.ledger.Ledger satisfies it)."""
+
+    def count(self, state: str | None = None, search: str = "") -> int: ...
+
+    def rows(
+        self, offset: int, limit: int, state: str | None = None, search: str = ""
+    ) -> Sequence[Any]: ...
+
+
+class RowTableModel(QAbstractTableModel):
+    """The lot's rows, virtualised: pages are fetched from the ledger as the view needs them and
+    kept in a small LRU cache, so 100,000 rows scroll smoothly. Secret columns show a mask."""
+
+    FIXED = ("#", "Unit", "Scan", "State", "MAC", "Port", "Tries", "Reason")
+    PAGE = 200
+    MAX_PAGES = 40
+
+    def __init__(
+        self,
+        source: RowSource | None = None,
+        *,
+        value_columns: Sequence[str] = (),
+        values: Callable[[int], Mapping[str, str]] | None = None,
+        secret_columns: frozenset[str] = frozenset(),
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._source = source
+        self._value_columns = tuple(value_columns)
+        self._values = values
+        self._secret = secret_columns
+        self._state: str | None = None
+        self._search = ""
+        self._pages: OrderedDict[int, Sequence[Any]] = OrderedDict()
+        self._count = source.count() if source is not None else 0
+        self.fetches = 0  # pages read from the source (for tests and the benchmark)
+
+    # --- configuration -------------------------------------------------------------------------
+    def set_source(
+        self,
+        source: RowSource | None,
+        *,
+        value_columns: Sequence[str] = (),
+        values: Callable[[int], Mapping[str, str]] | None = None,
+        secret_columns: frozenset[str] = frozenset(),
+    ) -> None:
+        self.beginResetModel()
+        self._source = source
+        self._value_columns = tuple(value_columns)
+        self._values = values
+        self._secret = secret_columns
+        self._pages.clear()
+        self._count = self._recount()
+        self.endResetModel()
+
+    def set_filter(self, state: str | None, search: str | None = None) -> None:
+        """Show only rows in ``state`` (None: all) matching ``search``."""
+        if search is not None:
+            self._search = search.strip()
+        self._state = state
+        self.beginResetModel()
+        self._pages.clear()
+        self._count = self._recount()
+        self.endResetModel()
+
+    @property
+    def state_filter(self) -> str | None:
+        return self._state
+
+    @property
+    def search(self) -> str:
+        return self._search
+
+    def _recount(self) -> int:
+        if self._source is None:
+            return 0
+        return self._source.count(self._state, self._search)
+
+    def refresh(self) -> None:
+        """The ledger changed: recount, drop the cache and repaint (keeps scroll and selection)."""
+        if self._source is None:
+            return
+        new = self._recount()
+        old = self._count
+        self._pages.clear()
+        if new < old:
+            self.beginRemoveRows(ROOT, new, old - 1)
+            self._count = new
+            self.endRemoveRows()
+        elif new > old:
+            self.beginInsertRows(ROOT, old, new - 1)
+            self._count = new
+            self.endInsertRows()
+        if new:
+            self.dataChanged.emit(self.index(0, 0), self.index(new - 1, self.columnCount() - 1))
+
+    # --- access --------------------------------------------------------------------------------
+    def record(self, row: int) -> Any | None:
+        """The ledger record shown in ``row`` (fetching its page if needed)."""
+        if self._source is None or not 0 <= row < self._count:
+            return None
+        page_no = row // self.PAGE
+        page = self._pages.get(page_no)
+        if page is None:
+            page = self._source.rows(page_no * self.PAGE, self.PAGE, self._state, self._search)
+            self.fetches += 1
+            self._pages[page_no] = page
+            while len(self._pages) > self.MAX_PAGES:
+                self._pages.popitem(last=False)
+        else:
+            self._pages.move_to_end(page_no)
+        offset = row - page_no * self.PAGE
+        return page[offset] if offset < len(page) else None
+
+    def row_of(self, row_index: int) -> int | None:
+        """The table row showing lot row ``row_index``, if it is in a cached page."""
+        for page_no, page in self._pages.items():
+            for i, rec in enumerate(page):
+                if rec.index == row_index:
+                    return page_no * self.PAGE + i
+        return None
+
+    # --- Qt model API --------------------------------------------------------------------------
+    def rowCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else self._count
+
+    def columnCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.FIXED) + len(self._value_columns)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if orientation == Qt.Orientation.Vertical:
+            return None
+        names = self.FIXED + self._value_columns
+        return names[section] if 0 <= section < len(names) else None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or role not in (
+            Qt.ItemDataRole.DisplayRole,
+            Qt.ItemDataRole.BackgroundRole,
+            Qt.ItemDataRole.ForegroundRole,
+            Qt.ItemDataRole.ToolTipRole,
+        ):
+            return None
+        rec = self.record(index.row())
+        if rec is None:
+            return None
+        if role == Qt.ItemDataRole.BackgroundRole:
+            return QBrush(
+                QColor(theme.ROW_BACKGROUND.get(rec.state, theme.ROW_BACKGROUND["pending"]))
+            )
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return QBrush(QColor(theme.ROW_TEXT))
+        col = index.column()
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return rec.reason or None
+        if col < len(self.FIXED):
+            return _fixed_cell(rec, col)
+        name = self._value_columns[col - len(self.FIXED)]
+        if name in self._secret:
+            return MASK
+        if self._values is None:
+            return ""
+        return str(self._values(rec.index).get(name, ""))
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+
+def _fixed_cell(rec: Any, col: int) -> str:
+    if col == 0:
+        return str(rec.index + 1)
+    if col == 1:
+        return str(rec.unit_id or "")
+    if col == 2:
+        return str(rec.scan_value or "")
+    if col == 3:
+        return str(rec.state)
+    if col == 4:
+        return str(rec.mac or "")
+    if col == 5:
+        return str(rec.port or "")
+    if col == 6:
+        return str(rec.attempts or 0)
+    return str(rec.reason or "")
+
+
+# --- log ---
+@dataclass(frozen=True)
+class LogLine:
+    """One log line as shown: wall-clock time, port ("" for the station), level, text."""
+
+    time: float
+    port: str
+    level: str
+    text: str
+
+
+class LogBuffer(QObject):
+    """A locked, bounded buffer of log lines. Writers (any thread) append; a payload-free
+    ``updated`` signal (emitted once until the reader drains) tells the model to pull."""
+
+    updated = Signal()
+
+    def __init__(self, maxlen: int = 5000, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._lock = threading.Lock()
+        self._lines: deque[LogLine] = deque(maxlen=maxlen)
+        self._serial = 0  # number of lines ever appended
+        self._signalled = False
+
+    def append(self, port: str, level: str, text: str) -> None:
+        line = LogLine(time.time(), port, level, text)
+        with self._lock:
+            self._lines.append(line)
+            self._serial += 1
+            signal = not self._signalled
+            self._signalled = True
+        if signal:
+            self.updated.emit()
+
+    def since(self, serial: int, limit: int = 1000) -> tuple[int, list[LogLine], bool]:
+        """Lines appended after line number ``serial``, at most ``limit``.
+
+        Returns (the new line number, the lines, whether more are waiting). Lines that fell out of
+        the bounded buffer before they were read are skipped."""
+        with self._lock:
+            self._signalled = False
+            available = len(self._lines)
+            new = self._serial - serial
+            if new > available:
+                serial, new = self._serial - available, available
+            take = min(new, limit)
+            start = available - new
+            lines = [self._lines[i] for i in range(start, start + take)]
+            return serial + take, lines, take < new
+
+
+class LogModel(QAbstractTableModel):
+    """The last ``maxlen`` log lines; pulls from a :class:`LogBuffer` in batches."""
+
+    HEADERS = ("Time", "Port", "Level", "Message")
+
+    def __init__(self, buffer: LogBuffer, maxlen: int = 2000, parent: QObject | None = None):
+        super().__init__(parent)
+        self._buffer = buffer
+        self._maxlen = maxlen
+        self._lines: list[LogLine] = []
+        self._serial = 0
+        buffer.updated.connect(self.pull)
+
+    def pull(self) -> None:
+        """Take new lines from the buffer (GUI thread)."""
+        while True:
+            self._serial, lines, more = self._buffer.since(self._serial, 500)
+            if not lines:
+                return
+            overflow = len(self._lines) + len(lines) - self._maxlen
+            if overflow > 0:
+                cut = min(overflow, len(self._lines))
+                if cut:
+                    self.beginRemoveRows(ROOT, 0, cut - 1)
+                    del self._lines[:cut]
+                    self.endRemoveRows()
+                lines = lines[-self._maxlen :]
+            first = len(self._lines)
+            self.beginInsertRows(ROOT, first, first + len(lines) - 1)
+            self._lines.extend(lines)
+            self.endInsertRows()
+            if not more:
+                return
+
+    def line(self, row: int) -> LogLine:
+        return self._lines[row]
+
+    def rowCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self._lines)
+
+    def columnCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section] if 0 <= section < len(self.HEADERS) else None
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        line = self._lines[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            col = index.column()
+            if col == 0:
+                return time.strftime("%H:%M:%S", time.localtime(line.time))
+            if col == 1:
+                return line.port or "station"
+            if col == 2:
+                return line.level
+            return line.text
+        if role == Qt.ItemDataRole.ForegroundRole and line.level.lower() in {"error", "warning"}:
+            return QBrush(QColor(theme.LOG_LEVEL[line.level.lower()]))
+        return None
+
+
+# --- failed units ---
+class FailedModel(QAbstractTableModel):
+    """Failed units with the reason (a snapshot of ``ledger.failed()``, refreshed on change)."""
+
+    HEADERS = ("#", "Unit", "Scan", "Port", "Tries", "Reason")
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[Any] = []
+
+    def set_rows(self, rows: Sequence[Any]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def record(self, row: int) -> Any | None:
+        return self._rows[row] if 0 <= row < len(self._rows) else None
+
+    def rowCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section] if 0 <= section < len(self.HEADERS) else None
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        rec = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return (
+                str(rec.index + 1),
+                str(rec.unit_id or ""),
+                str(rec.scan_value or ""),
+                str(rec.port or ""),
+                str(rec.attempts or 0),
+                str(rec.reason or ""),
+            )[index.column()]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return rec.reason or None
+        return None
+
+
+# --- problems and partitions ---
+class ProblemModel(QAbstractListModel):
+    """Located problems (``file:line:column: key: message``); the row's UserRole is the Problem."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._problems: list[Any] = []
+
+    def set_problems(self, problems: Sequence[Any]) -> None:
+        self.beginResetModel()
+        self._problems = list(problems)
+        self.endResetModel()
+
+    def problem(self, row: int) -> Any:
+        return self._problems[row]
+
+    def rowCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self._problems)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        problem = self._problems[index.row()]
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            return str(problem)
+        if role == Qt.ItemDataRole.UserRole:
+            return problem
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return QBrush(QColor(theme.LOG_LEVEL["error"]))
+        return None
+
+
+class PartitionModel(QAbstractTableModel):
+    """The partition table as rows; the factory-data partition is shown in bold colour."""
+
+    HEADERS = ("Name", "Type", "Subtype", "Offset", "Size", "Flags")
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._parts: list[Any] = []
+        self._factory: str | None = None
+
+    def set_table(self, partitions: Sequence[Any], factory: str | None) -> None:
+        self.beginResetModel()
+        self._parts = list(partitions)
+        self._factory = factory
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self._parts)
+
+    def columnCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section] if 0 <= section < len(self.HEADERS) else None
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        p = self._parts[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            flags = ", ".join(
+                f for f, on in (("encrypted", p.encrypted), ("readonly", p.readonly)) if on
+            )
+            return (
+                p.name,
+                str(getattr(p, "type_name", p.type)),
+                str(getattr(p, "subtype_name", p.subtype)),
+                f"0x{p.offset:x}",
+                f"0x{p.size:x} ({human_size(p.size)})",
+                flags,
+            )[index.column()]
+        if role == Qt.ItemDataRole.BackgroundRole and p.name == self._factory:
+            return QBrush(QColor(theme.FACTORY))
+        return None
+
+
+def human_size(size: int) -> str:
+    """4096 -> "4 KiB", 1048576 -> "1 MiB" (what an engineer reads in a partition table)."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale and size % (scale // 4) == 0:
+            value = size / scale
+            return f"{value:g} {unit}"
+    return f"{size} B"

@@ -1,0 +1,138 @@
+"""Per-station settings kept in QSettings: ports, baud, auto-start, the PIN hash, window layout."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from station.gui.security import check_pin, hash_pin
+
+DEFAULT_BAUD = 460800
+DEMO_PIN = "1234"  # the engineer PIN of `station --demo` (documented in the README)
+
+
+def _as_bool(value: object, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).lower() in {"1", "true", "yes", "on"}
+
+
+class StationSettings:
+    """Typed access to the station's QSettings; pass a QSettings (e.g. an INI file) in tests."""
+
+    def __init__(self, qsettings: QSettings | None = None) -> None:
+        self.qs = qsettings if qsettings is not None else QSettings("station", "station")
+
+    # --- ports -------------------------------------------------------------------------------
+    @property
+    def ports(self) -> list[str]:
+        value = self.qs.value("ports/list", [])
+        if isinstance(value, str):
+            value = [value] if value else []
+        return [str(v) for v in (value or [])]
+
+    @ports.setter
+    def ports(self, ports: list[str]) -> None:
+        self.qs.setValue("ports/list", list(ports))
+
+    @property
+    def baud(self) -> int:
+        try:
+            return int(self.qs.value("ports/baud", DEFAULT_BAUD))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return DEFAULT_BAUD
+
+    @baud.setter
+    def baud(self, baud: int) -> None:
+        self.qs.setValue("ports/baud", int(baud))
+
+    @property
+    def auto_start(self) -> bool:
+        return _as_bool(self.qs.value("ports/auto_start"), True)
+
+    @auto_start.setter
+    def auto_start(self, on: bool) -> None:
+        self.qs.setValue("ports/auto_start", bool(on))
+
+    @property
+    def continuous(self) -> bool:
+        """Every port flashes whatever device is connected with the next pending row, no scan
+        needed (the orchestrator's auto mode). Off: a port starts when a unit is scanned."""
+        return _as_bool(self.qs.value("ports/continuous"), False)
+
+    @continuous.setter
+    def continuous(self, on: bool) -> None:
+        self.qs.setValue("ports/continuous", bool(on))
+
+    @property
+    def hot_plug(self) -> bool:
+        """Add serial ports to the station as they are plugged in."""
+        return _as_bool(self.qs.value("ports/hot_plug"), True)
+
+    @hot_plug.setter
+    def hot_plug(self, on: bool) -> None:
+        self.qs.setValue("ports/hot_plug", bool(on))
+
+    @property
+    def scanner_port(self) -> str:
+        """A serial-port barcode scanner ("" for none: keyboard-wedge scanners need nothing)."""
+        return str(self.qs.value("scanner/port", "") or "")
+
+    @scanner_port.setter
+    def scanner_port(self, port: str) -> None:
+        self.qs.setValue("scanner/port", port)
+
+    @property
+    def sound(self) -> bool:
+        return _as_bool(self.qs.value("ui/sound"), True)
+
+    @sound.setter
+    def sound(self, on: bool) -> None:
+        self.qs.setValue("ui/sound", bool(on))
+
+    @property
+    def operator(self) -> str:
+        return str(self.qs.value("ui/operator", "") or "")
+
+    @operator.setter
+    def operator(self, name: str) -> None:
+        self.qs.setValue("ui/operator", name)
+
+    @property
+    def last_lot(self) -> str:
+        return str(self.qs.value("lot/last", "") or "")
+
+    @last_lot.setter
+    def last_lot(self, path: str) -> None:
+        self.qs.setValue("lot/last", path)
+
+    # --- engineer PIN --------------------------------------------------------------------------
+    @property
+    def has_pin(self) -> bool:
+        return bool(self.qs.value("security/pin_hash", ""))
+
+    def set_pin(self, pin: str) -> None:
+        """Store a salted hash of the PIN (never the PIN itself)."""
+        self.qs.setValue("security/pin_hash", hash_pin(pin))
+        self.qs.sync()
+
+    def check_pin(self, pin: str) -> bool:
+        stored = str(self.qs.value("security/pin_hash", "") or "")
+        return bool(stored) and check_pin(pin, stored)
+
+    # --- window layout -------------------------------------------------------------------------
+    def window_layout(self) -> tuple[QByteArray | None, QByteArray | None]:
+        geometry = self.qs.value("window/geometry")
+        state = self.qs.value("window/state")
+        return (
+            geometry if isinstance(geometry, QByteArray) else None,
+            state if isinstance(state, QByteArray) else None,
+        )
+
+    def save_window_layout(self, geometry: QByteArray, state: QByteArray) -> None:
+        self.qs.setValue("window/geometry", geometry)
+        self.qs.setValue("window/state", state)
+
+    def sync(self) -> None:
+        self.qs.sync()

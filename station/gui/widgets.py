@@ -1,0 +1,367 @@
+"""Widgets of the station window: the port card and the flash map."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QHelpEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
+
+from station.gui import theme
+from station.gui.models import human_size
+
+
+@dataclass(frozen=True)
+class PortView:
+    """What a port card shows: the latest PortUpdate plus this slot's counters."""
+
+    port: str
+    slot: str = ""
+    state: str = "idle"
+    phase: str = ""
+    done: int = 0
+    total: int = 0
+    chip: str = ""
+    mac: str = ""
+    unit_id: str = ""
+    row_index: int | None = None
+    message: str = ""
+    elapsed: float = 0.0
+    passed_count: int = 0
+    failed_count: int = 0
+
+    def with_update(self, update: Any) -> PortView:
+        """This view after a production PortUpdate (counters are kept by the bridge)."""
+        return replace(
+            self,
+            slot=update.slot or self.slot,
+            state=update.state,
+            phase=update.phase or "",
+            done=update.done,
+            total=update.total,
+            chip=update.chip or self.chip,
+            mac=update.mac or self.mac,
+            unit_id=update.unit_id or "",
+            row_index=update.row_index,
+            message=update.message or "",
+            elapsed=update.elapsed,
+        )
+
+
+def _scaled_font(base: QFont, factor: float, bold: bool = False) -> QFont:
+    font = QFont(base)
+    size = base.pointSizeF() if base.pointSizeF() > 0 else 10.0
+    font.setPointSizeF(size * factor)
+    font.setBold(bold)
+    return font
+
+
+class PortCard(QFrame):
+    """One port: slot, port, a big coloured state word seen from a metre away, the unit it is on,
+    phase, progress, elapsed time and this slot's done/failed counters."""
+
+    start_requested = Signal(str)
+    cancel_requested = Signal(str)
+    chosen = Signal(str)
+
+    def __init__(self, port: str, slot: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("portCard")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self._view = PortView(port=port, slot=slot)
+        self._selected = False
+        base = self.font()
+
+        self.title = QLabel()
+        self.title.setFont(_scaled_font(base, 1.3, bold=True))
+        self.port_label = QLabel(port)
+        self.port_label.setObjectName("portName")
+        self.port_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.big = QLabel()
+        self.big.setObjectName("portState")
+        self.big.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.big.setFont(_scaled_font(base, 2.4, bold=True))
+        self.big.setMinimumHeight(int(self.big.fontMetrics().height() * 1.3))
+        self.big.setAutoFillBackground(True)
+
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setFont(_scaled_font(base, 1.0, bold=True))
+        self.message.setMinimumHeight(self.message.fontMetrics().height() * 2)
+        self.message.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(True)
+
+        self.counters = QLabel()
+        self.counters.setFont(_scaled_font(base, 1.1, bold=True))
+        self.start_button = QPushButton("Start")
+        self.start_button.setToolTip("Flash this port now (the assigned row, else the next one)")
+        self.cancel_button = QPushButton("Stop")
+        self.cancel_button.setToolTip("Cancel the job on this port")
+        self.start_button.clicked.connect(lambda: self.start_requested.emit(self.port))
+        self.cancel_button.clicked.connect(lambda: self.cancel_requested.emit(self.port))
+        for b in (self.start_button, self.cancel_button):
+            b.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+
+        # two columns of facts: Unit / Chip, MAC / Phase, Elapsed / counters + buttons
+        self.fields: dict[str, QLabel] = {}
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(6)
+        grid.setVerticalSpacing(1)
+        for i, name in enumerate(("Unit", "Chip", "MAC", "Phase", "Elapsed")):
+            key = QLabel(name + ":")
+            key.setObjectName("fieldName")
+            value = QLabel("–")
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            if name in ("Unit", "MAC"):
+                value.setFont(_scaled_font(base, 1.0, bold=True))
+            grid.addWidget(key, i // 2, 2 * (i % 2))
+            grid.addWidget(value, i // 2, 2 * (i % 2) + 1)
+            self.fields[name] = value
+        grid.setColumnStretch(1, 3)
+        grid.setColumnStretch(3, 2)
+        foot = QHBoxLayout()
+        foot.addWidget(self.counters)
+        foot.addStretch(1)
+        foot.addWidget(self.start_button)
+        foot.addWidget(self.cancel_button)
+        grid.addLayout(foot, 2, 2, 1, 2)
+
+        head = QHBoxLayout()
+        head.addWidget(self.title)
+        head.addStretch(1)
+        head.addWidget(self.port_label)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 4)
+        layout.setSpacing(3)
+        layout.addLayout(head)
+        layout.addWidget(self.big)
+        layout.addWidget(self.message)
+        layout.addWidget(self.progress)
+        layout.addLayout(grid)
+        self._apply(self._view, force=True)
+
+    @property
+    def port(self) -> str:
+        return self._view.port
+
+    @property
+    def view(self) -> PortView:
+        return self._view
+
+    def set_view(self, view: PortView) -> None:
+        """Show ``view`` (called from the window's 4 Hz repaint timer; cheap when unchanged)."""
+        if view != self._view:
+            self._apply(view)
+
+    def set_selected(self, selected: bool) -> None:
+        """The operator picked this port for the next scan."""
+        if selected != self._selected:
+            self._selected = selected
+            self.setProperty("selected", selected)
+            self.style().unpolish(self)
+            self.style().polish(self)
+
+    def mousePressEvent(self, event: Any) -> None:
+        self.chosen.emit(self.port)
+        super().mousePressEvent(event)
+
+    def _apply(self, v: PortView, force: bool = False) -> None:
+        old = self._view
+        self._view = v
+        self.title.setText(v.slot or v.port)
+        if force or (v.state, v.phase, v.done, v.total) != (
+            old.state,
+            old.phase,
+            old.done,
+            old.total,
+        ):
+            bg, fg = theme.CARD.get(v.state, theme.CARD["idle"])
+            word = theme.CARD_WORD.get(v.state, v.state.upper())
+            if v.state == "busy" and v.total:
+                word = f"{word} {100 * v.done // v.total}%"
+            self.big.setText(word)
+            self.big.setStyleSheet(
+                f"background-color: {bg}; color: {fg}; border-radius: 6px; padding: 4px;"
+            )
+            if v.total:
+                self.progress.setValue(int(1000 * v.done / v.total))
+                self.progress.setFormat(f"{v.phase} %p%")
+            else:
+                self.progress.setValue(1000 if v.state == "passed" else 0)
+                self.progress.setFormat(v.phase or "")
+        self.message.setText(v.message)
+        self.fields["Unit"].setText(
+            v.unit_id if v.unit_id else ("–" if v.row_index is None else f"row {v.row_index + 1}")
+        )
+        self.fields["Chip"].setText(v.chip or "–")
+        self.fields["MAC"].setText(v.mac or "–")
+        self.fields["Phase"].setText(v.phase or "–")
+        self.fields["Elapsed"].setText(f"{v.elapsed:.1f} s" if v.elapsed else "–")
+        self.counters.setText(f"✔ {v.passed_count}   ✘ {v.failed_count}")
+        busy = v.state == "busy"
+        self.start_button.setEnabled(not busy and v.state != "offline")
+        self.cancel_button.setEnabled(busy or v.state in {"waiting", "attention"})
+        self.setAccessibleName(f"{v.slot or v.port}: {theme.CARD_WORD.get(v.state, v.state)}")
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        return QSize(max(hint.width(), self.fontMetrics().averageCharWidth() * 34), hint.height())
+
+
+@dataclass(frozen=True)
+class MapBlock:
+    """A region of the flash map as drawn (kind is bootloader/table/app/data/gap)."""
+
+    kind: str
+    name: str
+    offset: int
+    size: int
+    written: bool = False
+
+
+class FlashMapWidget(QWidget):
+    """The flash drawn to scale, left to right: regions, gaps, and the factory-data partition
+    highlighted (with the NVS image size drawn inside it). Hover a region for its numbers."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._blocks: list[MapBlock] = []
+        self._flash_size = 0
+        self._image_size: int | None = None
+        self._rects: list[tuple[QRectF, MapBlock]] = []
+        self.setMinimumHeight(self.fontMetrics().height() * 5)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setMouseTracking(True)
+
+    def set_map(
+        self, regions: Sequence[Any], flash_size: int | None = None, image_size: int | None = None
+    ) -> None:
+        """``regions`` are station.partitions MapRegion-like records (kind, name, offset, size,
+        written); ``image_size`` is how much of the factory partition the NVS image fills."""
+        self._blocks = [
+            MapBlock(r.kind, r.name, r.offset, r.size, bool(getattr(r, "written", False)))
+            for r in sorted(regions, key=lambda r: r.offset)
+        ]
+        end = max((b.offset + b.size for b in self._blocks), default=0)
+        self._flash_size = max(flash_size or 0, end)
+        self._image_size = image_size
+        self.update()
+
+    @property
+    def blocks(self) -> list[MapBlock]:
+        return list(self._blocks)
+
+    def sizeHint(self) -> QSize:
+        return QSize(600, self.fontMetrics().height() * 5)
+
+    def _geometry(self) -> list[tuple[QRectF, MapBlock]]:
+        """Rectangles to scale; tiny regions get a minimum width so they stay visible."""
+        if not self._blocks or not self._flash_size:
+            return []
+        fm = self.fontMetrics()
+        top = fm.height() * 0.2
+        height = self.height() - fm.height() * 1.6
+        width = max(self.width() - 2.0, 10.0)
+        out = []
+        for b in self._blocks:
+            x = 1 + width * b.offset / self._flash_size
+            w = max(width * b.size / self._flash_size, 3.0)
+            out.append((QRectF(x, top, w, height), b))
+        return out
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        self._rects = self._geometry()
+        fm = self.fontMetrics()
+        if not self._rects:
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No partition table")
+            return
+        for rect, b in self._rects:
+            factory = b.written
+            color = QColor(
+                theme.FLASH_MAP["factory" if factory else b.kind]
+                if (factory or b.kind in theme.FLASH_MAP)
+                else theme.FLASH_MAP["data"]
+            )
+            if b.kind == "gap":
+                painter.fillRect(rect, QBrush(color, Qt.BrushStyle.BDiagPattern))
+                painter.setPen(QPen(QColor("#9ca3af"), 1))
+            else:
+                painter.fillRect(rect, color)
+                painter.setPen(QPen(QColor("#111827"), 1))
+            painter.drawRect(rect)
+            if factory:
+                if self._image_size is not None and b.size:
+                    fill = QRectF(rect)
+                    fill.setHeight(rect.height() * 0.25)
+                    fill.moveBottom(rect.bottom())
+                    fill.setWidth(rect.width() * min(self._image_size / b.size, 1.0))
+                    painter.fillRect(fill, QColor("#7c2d12"))
+                painter.setPen(QPen(QColor("#b45309"), 3))
+                painter.drawRect(rect.adjusted(-1, -1, 1, 1))
+            label = b.name if b.kind != "gap" else ""
+            if label and fm.horizontalAdvance(label) + 4 < rect.width():
+                painter.setPen(
+                    QColor("#ffffff" if b.kind in {"bootloader", "table", "app"} else "#111827")
+                )
+                painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, label)
+        # scale under the bar: start, the factory partition's offset, and the end
+        painter.setPen(QColor("#374151"))
+        base_y = int(self._rects[0][0].bottom() + fm.ascent() + 2)
+        painter.drawText(QPoint(1, base_y), "0x0")
+        end_text = f"0x{self._flash_size:x} ({human_size(self._flash_size)})"
+        painter.drawText(
+            QPoint(self.width() - fm.horizontalAdvance(end_text) - 2, base_y), end_text
+        )
+        for rect, b in self._rects:
+            if b.written:
+                text = f"{b.name} @ 0x{b.offset:x}"
+                x = min(
+                    max(rect.left(), fm.horizontalAdvance("0x0") + 8),
+                    self.width() - fm.horizontalAdvance(text) - fm.horizontalAdvance(end_text) - 12,
+                )
+                painter.drawText(QPoint(int(x), base_y), text)
+        painter.end()
+
+    def block_at(self, x: float, y: float) -> MapBlock | None:
+        for rect, b in self._geometry():
+            if rect.contains(x, y):
+                return b
+        return None
+
+    def event(self, event: Any) -> bool:
+        if event.type() == event.Type.ToolTip and isinstance(event, QHelpEvent):
+            b = self.block_at(event.pos().x(), event.pos().y())
+            if b is None:
+                QToolTip.hideText()
+            else:
+                text = (
+                    f"{b.name or b.kind}: 0x{b.offset:x} – 0x{b.offset + b.size:x} "
+                    f"({human_size(b.size)})"
+                )
+                if b.written and self._image_size is not None:
+                    text += f"\nNVS image: {human_size(self._image_size)} written here"
+                QToolTip.showText(event.globalPos(), text, self, QRect())
+            return True
+        return super().event(event)

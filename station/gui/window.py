@@ -1,0 +1,1062 @@
+"""The station window: a thin view over the orchestrator and the ledger.
+
+Everything that changes production state goes through :class:`station.production.Orchestrator`;
+the window only shows what the ledger and the orchestrator's events say. Orchestrator events
+arrive on worker threads and are folded by :class:`~station.gui.bridge.EventBridge`; a 4 Hz timer
+repaints the cards, the counters and the rows from that state.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QColor,
+    QKeySequence,
+    QShortcut,
+    QTextCharFormat,
+    QTextCursor,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTableView,
+    QTabWidget,
+    QTextEdit,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from station.errors import Problem, StationError
+from station.gui import theme
+from station.gui.bridge import EventBridge
+from station.gui.models import (
+    ROW_FILTERS,
+    FailedModel,
+    LogBuffer,
+    LogModel,
+    PartitionModel,
+    ProblemModel,
+    RowTableModel,
+)
+from station.gui.resources import Sounds
+from station.gui.scanner import ScanEventFilter, SerialScanner
+from station.gui.settings import StationSettings
+from station.gui.widgets import FlashMapWidget, PortCard
+
+REFRESH_MS = 250  # the 4 Hz repaint
+
+
+def _problems_of(err: StationError) -> list[Problem]:
+    return list(err.problems)
+
+
+def _first_message(err: StationError) -> str:
+    p = err.problems[0]
+    return p.message if len(err.problems) == 1 else f"{p.message} (+{len(err.problems) - 1} more)"
+
+
+class MainWindow(QMainWindow):
+    """The station window. ``settings`` are this station's; ``title_suffix`` marks a demo."""
+
+    lot_opened = Signal(str)  # lot name
+    scan_handled = Signal(str, bool, str)  # code, accepted, message shown to the operator
+    mode_changed = Signal(bool)  # engineer mode on?
+
+    def __init__(self, settings: StationSettings, *, title_suffix: str = "") -> None:
+        super().__init__()
+        self.settings = settings
+        self._title_suffix = title_suffix
+        self.setWindowTitle("Station" + title_suffix)
+        self.setObjectName("stationWindow")
+        self.lot: Any | None = None
+        self.orchestrator: Any | None = None
+        self.engineer = False
+        self.chosen_port: str | None = None
+        self.cards: dict[str, PortCard] = {}
+        self.sounds = Sounds(settings.sound, self)
+        self.log_buffer = LogBuffer(parent=self)
+        self.bridge = EventBridge(self.log_buffer, self)
+        self.serial_scanner: SerialScanner | None = None
+        self.port_watcher: Any | None = None
+        self._closing = False
+        self._counters: Any | None = None
+        self._started_at = time.monotonic()
+
+        self._build_actions()
+        self._build_central()
+        self._build_docks()
+        self._build_status()
+        self._build_shortcuts()
+
+        self.scan_filter = ScanEventFilter(self, self.scan_field, self.handle_scan)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self.scan_filter)
+
+        self.bridge.rows_changed.connect(self._rows_changed)
+        self.bridge.decision.connect(self._ask_decision)
+        self.bridge.port_finished.connect(self._port_finished)
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+
+        geometry, state = settings.window_layout()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1366, 740)
+        if state is not None:
+            self.restoreState(state)
+        self.set_engineer(False)
+        self._start_serial_scanner()
+        self.log("info", "Station ready. Scan a unit's code to assign it to a port.")
+
+    # ==== construction ====
+    def _build_actions(self) -> None:
+        tb = QToolBar("Main")
+        tb.setObjectName("mainToolBar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.addToolBar(tb)
+
+        def action(
+            text: str, shortcut: str | QKeySequence.StandardKey | None, slot: Any, tip: str
+        ) -> QAction:
+            a = QAction(text, self)
+            if shortcut is not None:
+                a.setShortcut(QKeySequence(shortcut))
+                a.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+            a.setToolTip(f"{tip} ({a.shortcut().toString()})" if shortcut else tip)
+            a.triggered.connect(slot)
+            tb.addAction(a)
+            self.addAction(a)
+            return a
+
+        self.act_open = action("Open lot…", "Ctrl+O", self.choose_lot, "Open a lot file")
+        self.act_new = action("New lot…", "Ctrl+N", self.new_lot, "Build a lot from CSV files")
+        tb.addSeparator()
+        self.act_start = action("Start all", "F5", self.start_all, "Flash every ready port")
+        self.act_stop = action("Stop all", "Shift+F5", self.stop_all, "Cancel every job")
+        self.act_next = action(
+            "Next",
+            "F6",
+            self.assign_selected,
+            "Send the selected (or next pending) row to the next free port",
+        )
+        tb.addSeparator()
+        self.act_retry = action("Retry", "Ctrl+R", self.retry_selected, "Retry the failed unit")
+        self.act_reprint = action(
+            "Reprint label",
+            "Ctrl+P",
+            self.reprint_selected,
+            "Show / print the label of the selected unit",
+        )
+        self.act_release = action(
+            "Release row…",
+            "Ctrl+Shift+R",
+            self.release_selected,
+            "Supervisor: give a failed row back to production",
+        )
+        tb.addSeparator()
+        self.act_mode = action(
+            "Engineer mode", "F2", self.toggle_mode, "Unlock settings and lot changes (PIN)"
+        )
+        self.act_settings = action(
+            "Settings…", "Ctrl+,", self.open_settings, "Ports, baud, auto-start, PIN"
+        )
+
+    def _build_central(self) -> None:
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(6, 6, 6, 6)
+
+        scan_row = QHBoxLayout()
+        label = QLabel("&Scan:")
+        big = label.font()
+        big.setPointSizeF(max(big.pointSizeF(), 9.0) * 1.4)
+        big.setBold(True)
+        label.setFont(big)
+        self.scan_field = QLineEdit()
+        self.scan_field.setObjectName("scanField")
+        self.scan_field.setFont(big)
+        self.scan_field.setPlaceholderText("scan a unit's code (works wherever the focus is)")
+        self.scan_field.setClearButtonEnabled(True)
+        self.scan_field.returnPressed.connect(self._scan_field_entered)
+        label.setBuddy(self.scan_field)
+        self.port_choice = QLabel("→ next free port")
+        self.port_choice.setToolTip("Ctrl+1…9 pick the port for the next scan, Ctrl+0 any port")
+        self.scan_result = QLabel("")
+        self.scan_result.setObjectName("scanResult")
+        self.scan_result.setFont(big)
+        self.scan_result.setMinimumWidth(self.fontMetrics().averageCharWidth() * 40)
+        scan_row.addWidget(label)
+        scan_row.addWidget(self.scan_field, 3)
+        scan_row.addWidget(self.port_choice)
+        scan_row.addWidget(self.scan_result, 4)
+        layout.addLayout(scan_row)
+
+        self.cards_host = QWidget()
+        self.cards_grid = QGridLayout(self.cards_host)
+        self.cards_grid.setContentsMargins(0, 0, 0, 0)
+        self.cards_grid.setSpacing(8)
+        self.no_ports = QLabel(
+            "No ports yet. Plug in a device, or add ports in Settings (engineer mode)."
+        )
+        self.no_ports.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.cards_grid.addWidget(self.no_ports, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.cards_host)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.cards_scroll = scroll
+        layout.addWidget(scroll, 1)
+        self.setCentralWidget(central)
+
+    def _build_docks(self) -> None:
+        # --- lot: rows / failed / partitions / problems ----------------------------------------
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("lotTabs")
+
+        rows_page = QWidget()
+        rl = QVBoxLayout(rows_page)
+        rl.setContentsMargins(4, 4, 4, 4)
+        bar = QHBoxLayout()
+        self.filter_box = QComboBox()
+        self.filter_box.addItems(list(ROW_FILTERS))
+        self.filter_box.setToolTip("Show pending, done, failed or all rows")
+        self.filter_box.currentTextChanged.connect(self._filter_changed)
+        self.search_field = QLineEdit()
+        self.search_field.setPlaceholderText("search unit, scan code, MAC (Ctrl+F)")
+        self.search_field.setClearButtonEnabled(True)
+        self.search_field.returnPressed.connect(self._filter_changed)
+        self.search_field.textChanged.connect(self._search_typed)
+        self.next_button = QPushButton("Next → port (F6)")
+        self.next_button.clicked.connect(self.assign_selected)
+        bar.addWidget(self.filter_box)
+        bar.addWidget(self.search_field, 1)
+        bar.addWidget(self.next_button)
+        rl.addLayout(bar)
+        self.row_model = RowTableModel(parent=self)
+        self.row_view = QTableView()
+        self.row_view.setObjectName("rowTable")
+        self.row_view.setModel(self.row_model)
+        self.row_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.row_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.row_view.verticalHeader().setVisible(False)
+        self.row_view.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.row_view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.row_view.horizontalHeader().setStretchLastSection(True)
+        self.row_view.setWordWrap(False)
+        self.row_view.doubleClicked.connect(lambda _i: self.assign_selected())
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(300)
+        self._search_timer.timeout.connect(self._filter_changed)
+        rl.addWidget(self.row_view, 1)
+        self.tabs.addTab(rows_page, "&Rows")
+
+        failed_page = QWidget()
+        fl = QVBoxLayout(failed_page)
+        fl.setContentsMargins(4, 4, 4, 4)
+        self.failed_model = FailedModel(self)
+        self.failed_view = QTableView()
+        self.failed_view.setObjectName("failedTable")
+        self.failed_view.setModel(self.failed_model)
+        self.failed_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.failed_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.failed_view.verticalHeader().setVisible(False)
+        self.failed_view.horizontalHeader().setStretchLastSection(True)
+        fl.addWidget(self.failed_view, 1)
+        fb = QHBoxLayout()
+        self.retry_button = QPushButton("Retry (Ctrl+R)")
+        self.retry_button.clicked.connect(self.retry_selected)
+        self.reprint_button = QPushButton("Reprint label (Ctrl+P)")
+        self.reprint_button.clicked.connect(self.reprint_selected)
+        self.release_button = QPushButton("Release row… (supervisor)")
+        self.release_button.clicked.connect(self.release_selected)
+        for b in (self.retry_button, self.reprint_button, self.release_button):
+            fb.addWidget(b)
+        fb.addStretch(1)
+        fl.addLayout(fb)
+        self.failed_tab = self.tabs.addTab(failed_page, "&Failed")
+
+        part_page = QWidget()
+        pl = QVBoxLayout(part_page)
+        pl.setContentsMargins(4, 4, 4, 4)
+        self.flash_map = FlashMapWidget()
+        self.flash_map_note = QLabel("")
+        self.flash_map_note.setWordWrap(True)
+        self.partition_model = PartitionModel(self)
+        self.partition_view = QTableView()
+        self.partition_view.setModel(self.partition_model)
+        self.partition_view.verticalHeader().setVisible(False)
+        self.partition_view.horizontalHeader().setStretchLastSection(True)
+        self.partition_warnings = QLabel("")
+        self.partition_warnings.setWordWrap(True)
+        self.partition_warnings.setStyleSheet(f"color: {theme.LOG_LEVEL['warning']};")
+        pl.addWidget(self.flash_map)
+        pl.addWidget(self.flash_map_note)
+        pl.addWidget(self.partition_view, 1)
+        pl.addWidget(self.partition_warnings)
+        self.tabs.addTab(part_page, "P&artitions")
+
+        prob_page = QWidget()
+        ql = QVBoxLayout(prob_page)
+        ql.setContentsMargins(4, 4, 4, 4)
+        self.problem_model = ProblemModel(self)
+        self.problem_view = QListView()
+        self.problem_view.setObjectName("problemList")
+        self.problem_view.setModel(self.problem_model)
+        self.problem_view.setWordWrap(True)
+        self.problem_view.activated.connect(self.show_problem)
+        self.problem_view.clicked.connect(self.show_problem)
+        self.problem_source = QPlainTextEdit()
+        self.problem_source.setReadOnly(True)
+        self.problem_source.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.problem_source.setPlaceholderText("Click a problem to see the line it is about.")
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.problem_view)
+        split.addWidget(self.problem_source)
+        ql.addWidget(split)
+        self.problems_tab = self.tabs.addTab(prob_page, "Pro&blems")
+
+        self.lot_dock = QDockWidget("Lot", self)
+        self.lot_dock.setObjectName("lotDock")
+        self.lot_dock.setWidget(self.tabs)
+        self.lot_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.lot_dock)
+
+        # --- log -----------------------------------------------------------------------------
+        self.log_model = LogModel(self.log_buffer, parent=self)
+        self.log_view = QTableView()
+        self.log_view.setObjectName("logView")
+        self.log_view.setModel(self.log_model)
+        self.log_view.verticalHeader().setVisible(False)
+        self.log_view.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 4)
+        self.log_view.horizontalHeader().setStretchLastSection(True)
+        self.log_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.log_view.setWordWrap(False)
+        self.log_model.rowsInserted.connect(lambda *_: self.log_view.scrollToBottom())
+        self.log_dock = QDockWidget("Log", self)
+        self.log_dock.setObjectName("logDock")
+        self.log_dock.setWidget(self.log_view)
+        self.log_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
+        self.resizeDocks([self.lot_dock], [560], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.status_counts = QLabel("no lot")
+        self.status_rate = QLabel("")
+        self.status_lot = QLabel("")
+        self.status_mode = QLabel("")
+        for w in (self.status_counts, self.status_rate, self.status_lot, self.status_mode):
+            w.setContentsMargins(8, 0, 8, 0)
+            sb.addPermanentWidget(w)
+
+    def _build_shortcuts(self) -> None:
+        def sc(key: str, slot: Any) -> None:
+            s = QShortcut(QKeySequence(key), self)
+            s.setContext(Qt.ShortcutContext.WindowShortcut)
+            s.activated.connect(slot)
+
+        sc(
+            "Ctrl+F",
+            lambda: (
+                self._show_tab(0),
+                self.search_field.setFocus(),
+                self.search_field.selectAll(),
+            ),
+        )
+        sc("Ctrl+L", lambda: self.scan_field.setFocus())
+        sc("Ctrl+0", lambda: self.choose_port(None))
+        for i in range(1, 10):
+            sc(f"Ctrl+{i}", lambda i=i: self._choose_port_number(i))
+        for i in range(4):
+            sc(f"Alt+{i + 1}", lambda i=i: self._show_tab(i))
+        sc("Alt+5", lambda: self.log_view.setFocus())
+        sc("Escape", self._escape)
+
+    def _show_tab(self, i: int) -> None:
+        self.tabs.setCurrentIndex(i)
+        page = self.tabs.currentWidget()
+        view = page.findChild(QAbstractItemView) if page is not None else None
+        if view is not None:
+            view.setFocus()
+
+    def _escape(self) -> None:
+        self.scan_field.clear()
+        self.scan_field.setFocus()
+
+    # ==== logging and messages ====
+    def log(self, level: str, text: str, port: str = "") -> None:
+        self.log_buffer.append(port, level, text)
+
+    def show_scan_result(self, ok: bool, text: str) -> None:
+        color = theme.SCAN_OK if ok else theme.SCAN_BAD
+        self.scan_result.setText(text)
+        self.scan_result.setStyleSheet(
+            f"background-color: {color}; color: white; border-radius: 4px; padding: 2px 8px;"
+        )
+        self.sounds.play("ok" if ok else "error")
+
+    # Dialog hooks: tests replace these (a modal dialog would block a test).
+    def ask_yes_no(self, title: str, question: str) -> bool:
+        answer = QMessageBox.question(
+            self,
+            title,
+            question,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def ask_text(self, title: str, prompt: str) -> str | None:
+        text, ok = QInputDialog.getText(self, title, prompt)
+        return text.strip() if ok and text.strip() else None
+
+    def ask_pin(self, prompt: str) -> str | None:
+        text, ok = QInputDialog.getText(self, "Engineer PIN", prompt, QLineEdit.EchoMode.Password)
+        return text if ok and text else None
+
+    def tell(self, title: str, text: str) -> None:
+        QMessageBox.information(self, title, text)
+
+    # ==== lot ====
+    def choose_lot(self) -> None:
+        if not self._engineer_only("open another lot"):
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open lot", self.settings.last_lot, "Lot files (*.toml);;All files (*)"
+        )
+        if path:
+            self.open_lot(path)
+
+    def new_lot(self) -> None:
+        if not self._engineer_only("build a new lot"):
+            return
+        from station.gui.dialogs import NewLotDialog
+
+        dialog = NewLotDialog(self)
+        if dialog.exec() and dialog.saved_path is not None:
+            self.open_lot(str(dialog.saved_path))
+
+    def open_lot(self, path: str, *, db_url: str | None = None) -> bool:
+        """Open and validate a lot. On problems, list them (clickable) and keep the current lot."""
+        from station.production import open_lot
+
+        if self.orchestrator is not None and self._busy_ports():
+            self.show_scan_result(False, "Finish or stop the running jobs first")
+            return False
+        try:
+            lot = open_lot(path, db_url=db_url) if db_url else open_lot(path)
+        except StationError as err:
+            self.show_problems(_problems_of(err))
+            self.log("error", f"Lot {path} has {len(err.problems)} problem(s); see Problems.")
+            self.show_scan_result(False, f"Lot not opened: {_first_message(err)}")
+            return False
+        self.set_lot(lot)
+        self.settings.last_lot = str(path)
+        return True
+
+    def show_problems(self, problems: list[Problem]) -> None:
+        self.problem_model.set_problems(problems)
+        self.tabs.setTabText(self.problems_tab, f"Pro&blems ({len(problems)})")
+        self.tabs.setCurrentIndex(self.problems_tab)
+        self.problem_source.clear()
+        if problems:
+            self.problem_view.setCurrentIndex(self.problem_model.index(0, 0))
+            self.show_problem(self.problem_model.index(0, 0))
+
+    def show_problem(self, index: QModelIndex) -> None:
+        """Show the file a problem is about, with its line highlighted."""
+        if not index.isValid():
+            return
+        problem: Problem = self.problem_model.problem(index.row())
+        path = Path(problem.file)
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            self.problem_source.setPlainText(f"{problem}\n\n(the file {path} cannot be read)")
+            return
+        self.problem_source.setPlainText(text)
+        if problem.line > 0:
+            block = self.problem_source.document().findBlockByLineNumber(problem.line - 1)
+            cursor = QTextCursor(block)
+            if problem.column > 0:
+                cursor.movePosition(
+                    QTextCursor.MoveOperation.Right,
+                    QTextCursor.MoveMode.MoveAnchor,
+                    min(problem.column - 1, max(block.length() - 1, 0)),
+                )
+            self.problem_source.setTextCursor(cursor)
+            selection = QTextEdit.ExtraSelection()
+            fmt = QTextCharFormat()
+            fmt.setBackground(QColor("#fee2e2"))
+            fmt.setProperty(QTextCharFormat.Property.FullWidthSelection, True)
+            selection.format = fmt  # type: ignore[attr-defined]
+            selection.cursor = QTextCursor(block)  # type: ignore[attr-defined]
+            self.problem_source.setExtraSelections([selection])
+            self.problem_source.centerCursor()
+
+    def set_lot(self, lot: Any) -> None:
+        """Show ``lot`` and start an orchestrator for it (replaces the current one)."""
+        from station.production import Orchestrator
+
+        self.close_lot()
+        self.lot = lot
+        self.orchestrator = Orchestrator(
+            lot,
+            on_event=self.bridge.on_event,
+            baud=self.settings.baud,
+            operator=self.settings.operator,
+            auto_start=self.settings.continuous,
+        )
+        mfg = lot.mfg
+        self.row_model.set_source(
+            lot.ledger,
+            value_columns=mfg.columns,
+            values=lambda i: mfg.rows[i].values,
+            secret_columns=frozenset(lot.secret_columns),
+        )
+        self.row_view.horizontalHeader().resizeSections(QHeaderView.ResizeMode.ResizeToContents)
+        self.problem_model.set_problems([])
+        self.tabs.setTabText(self.problems_tab, "Pro&blems")
+        self._show_partitions(lot)
+        for port in self.settings.ports:
+            self.add_port(port)
+        self._start_port_watcher()
+        self._refresh_failed()
+        name = getattr(lot.settings, "name", "") or "lot"
+        self.setWindowTitle(f"Station – {name}{self._title_suffix}")
+        self.status_lot.setText(f"Lot: {name}")
+        self.tabs.setCurrentIndex(0)
+        self.log("info", f"Lot {name} opened: {self.row_model.rowCount()} rows.")
+        self.lot_opened.emit(name)
+        self.refresh()
+
+    def _show_partitions(self, lot: Any) -> None:
+        from station.partitions import flash_map, validate
+
+        table = lot.table
+        factory = lot.factory
+        self.partition_model.set_table(table.partitions, factory.name)
+        flash_size = getattr(lot, "flash_size", None)
+        try:
+            regions = flash_map(table, flash_size, factory.name)
+        except StationError as err:
+            regions = []
+            self.partition_warnings.setText("\n".join(str(p) for p in err.problems))
+        image_size = getattr(lot, "image_size", None)
+        self.flash_map.set_map(regions, flash_size, image_size)
+        note = (
+            f"Factory data: partition “{factory.name}” at 0x{factory.offset:x}, "
+            f"0x{factory.size:x} bytes ({factory.size // 4096} pages). "
+        )
+        used = getattr(lot, "pages_needed", None)
+        if used is not None:
+            note += f"The biggest row needs {used} NVS page(s)."
+        self.flash_map_note.setText(note)
+        warnings = [str(p) for p in validate(table, flash_size)]
+        self.partition_warnings.setText("\n".join(warnings))
+
+    def close_lot(self) -> None:
+        """Stop production on the current lot (cancels, joins the workers)."""
+        if self.orchestrator is not None:
+            self.orchestrator.close()
+            self.orchestrator = None
+        if self.lot is not None:
+            self.lot.close()
+        self._stop_port_watcher()
+        for port in list(self.cards):
+            self._remove_card(port)
+        self.lot = None
+        self.row_model.set_source(None)
+        self.failed_model.set_rows([])
+
+    # ==== ports ====
+    def add_port(self, port: str, slot: str | None = None) -> None:
+        """Put ``port`` on the station (orchestrator + a card)."""
+        if self.orchestrator is None or port in self.cards:
+            return
+        name = slot or f"Slot {len(self.cards) + 1}"
+        try:
+            self.orchestrator.add_port(port, name)
+        except StationError as err:
+            self.log("error", _first_message(err), port)
+            return
+        self.bridge.add_port(port, name)
+        card = PortCard(port, name)
+        card.start_requested.connect(self.start_port)
+        card.cancel_requested.connect(self.cancel_port)
+        card.chosen.connect(self.choose_port)
+        self.cards[port] = card
+        self._layout_cards()
+
+    def remove_port(self, port: str) -> None:
+        if self.orchestrator is not None and port in self.cards:
+            self.orchestrator.remove_port(port)
+        self._remove_card(port)
+
+    def _remove_card(self, port: str) -> None:
+        card = self.cards.pop(port, None)
+        self.bridge.remove_port(port)
+        if card is not None:
+            self.cards_grid.removeWidget(card)
+            card.deleteLater()
+        if self.chosen_port == port:
+            self.choose_port(None)
+        self._layout_cards()
+
+    def _columns(self) -> int:
+        if not self.cards:
+            return 1
+        card_w = next(iter(self.cards.values())).sizeHint().width()
+        return max(1, min(len(self.cards), self.cards_scroll.viewport().width() // (card_w + 8)))
+
+    def _layout_cards(self) -> None:
+        for card in self.cards.values():
+            self.cards_grid.removeWidget(card)
+        self.cards_grid.removeWidget(self.no_ports)
+        self.no_ports.setVisible(not self.cards)
+        if not self.cards:
+            self.cards_grid.addWidget(self.no_ports, 0, 0)
+            return
+        cols = self._columns()
+        for i, card in enumerate(self.cards.values()):
+            self.cards_grid.addWidget(card, i // cols, i % cols)
+        for c in range(self.cards_grid.columnCount()):
+            self.cards_grid.setColumnStretch(c, 1 if c < cols else 0)
+        self.cards_grid.setRowStretch(self.cards_grid.rowCount(), 1)
+        self._cols = cols
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        if self.cards and self._columns() != getattr(self, "_cols", 0):
+            self._layout_cards()
+
+    def choose_port(self, port: str | None) -> None:
+        """The port the next scan goes to (None: the next free one)."""
+        self.chosen_port = port if port in self.cards else None
+        for p, card in self.cards.items():
+            card.set_selected(p == self.chosen_port)
+        if self.chosen_port is None:
+            self.port_choice.setText("→ next free port")
+        else:
+            self.port_choice.setText(f"→ {self.cards[self.chosen_port].view.slot}")
+
+    def _choose_port_number(self, n: int) -> None:
+        ports = list(self.cards)
+        if 0 < n <= len(ports):
+            self.choose_port(ports[n - 1])
+
+    def _busy_ports(self) -> list[str]:
+        return [p for p, c in self.cards.items() if c.view.state == "busy"]
+
+    def _start_port_watcher(self) -> None:
+        if not self.settings.hot_plug or self.port_watcher is not None:
+            return
+        try:
+            from station.flashing import PortWatcher
+        except ImportError:
+            return
+        self.port_watcher = _HotPlug(self, PortWatcher)
+
+    def _stop_port_watcher(self) -> None:
+        if self.port_watcher is not None:
+            self.port_watcher.stop()
+            self.port_watcher = None
+
+    # ==== scanning ====
+    def _scan_field_entered(self) -> None:
+        code = self.scan_field.text().strip()
+        self.scan_field.clear()
+        if code:
+            self.handle_scan(code)
+
+    def _start_serial_scanner(self) -> None:
+        port = self.settings.scanner_port
+        if self.serial_scanner is not None:
+            self.serial_scanner.stop()
+            self.serial_scanner = None
+        if port:
+            self.serial_scanner = SerialScanner(port, parent=self)
+            self.serial_scanner.scanned.connect(self.handle_scan)
+            self.serial_scanner.failed.connect(lambda m: self.log("error", m))
+            self.serial_scanner.start()
+
+    def handle_scan(self, code: str) -> None:
+        """A scanned code: select its row and assign it to the chosen (or next free) port.
+
+        Unknown codes, codes already done and codes assigned elsewhere are refused loudly and
+        change nothing (the orchestrator refuses them; the window only reports)."""
+        code = code.strip()
+        if not code:
+            return
+        if self.orchestrator is None:
+            msg = f"{code}: no lot is open"
+            self.show_scan_result(False, msg)
+            self.scan_handled.emit(code, False, msg)
+            return
+        try:
+            port, row_index = self.orchestrator.assign_scan(code, self.chosen_port)
+        except StationError as err:
+            msg = f"✘ {code}: {_first_message(err)}"
+            self.log("warning", f"scan {code} refused: {_first_message(err)}")
+            self.show_scan_result(False, msg)
+            self.scan_handled.emit(code, False, msg)
+            return
+        slot = self.cards[port].view.slot if port in self.cards else port
+        msg = f"✔ {code} → {slot}"
+        self.log("info", f"scan {code}: row {row_index + 1} assigned", port)
+        self.show_scan_result(True, msg)
+        self._select_row(row_index)
+        self._after_assign(port)
+        self.bridge.mark_rows_changed()
+        self.choose_port(None)
+        self.scan_handled.emit(code, True, msg)
+
+    def _after_assign(self, port: str) -> None:
+        """With auto-start, a device already waiting on ``port`` starts at once."""
+        orch = self.orchestrator
+        if orch is None or not self.settings.auto_start:
+            return
+        if getattr(orch, "auto_start", False):
+            return  # the orchestrator starts assigned rows itself
+        try:
+            orch.start(port)
+        except StationError as err:
+            self.log("warning", _first_message(err), port)
+
+    def _select_row(self, row_index: int) -> None:
+        model = self.row_model
+        if model.state_filter is None and not model.search:
+            row: int | None = row_index
+        else:
+            row = model.row_of(row_index)
+        if row is not None and 0 <= row < model.rowCount():
+            self.row_view.selectRow(row)
+            self.row_view.scrollTo(model.index(row, 0))
+
+    def selected_row_index(self) -> int | None:
+        rows = self.row_view.selectionModel().selectedRows()
+        if not rows:
+            return None
+        rec = self.row_model.record(rows[0].row())
+        return None if rec is None else rec.index
+
+    def assign_selected(self) -> None:
+        """Send the selected row (or the next pending one) to the chosen or next free port."""
+        if self.orchestrator is None:
+            self.show_scan_result(False, "No lot is open")
+            return
+        row_index = self.selected_row_index()
+        if row_index is None:
+            pending = self.lot.ledger.rows(0, 1, "pending") if self.lot is not None else []
+            if not pending:
+                self.show_scan_result(False, "No pending rows left")
+                return
+            row_index = pending[0].index
+        try:
+            port = self.orchestrator.assign(self.chosen_port, row_index)
+        except StationError as err:
+            self.show_scan_result(False, f"✘ row {row_index + 1}: {_first_message(err)}")
+            return
+        slot = self.cards[port].view.slot if port in self.cards else port
+        self.show_scan_result(True, f"✔ row {row_index + 1} → {slot}")
+        self._after_assign(port)
+        self.bridge.mark_rows_changed()
+        self.choose_port(None)
+
+    # ==== production actions ====
+    def start_port(self, port: str) -> None:
+        if self.orchestrator is None:
+            return
+        try:
+            self.orchestrator.start(port)
+        except StationError as err:
+            self.show_scan_result(False, f"{port}: {_first_message(err)}")
+
+    def cancel_port(self, port: str) -> None:
+        if self.orchestrator is not None:
+            self.orchestrator.cancel(port)
+
+    def start_all(self) -> None:
+        if self.orchestrator is None:
+            self.show_scan_result(False, "No lot is open")
+            return
+        try:
+            self.orchestrator.start_all()
+        except StationError as err:
+            self.show_scan_result(False, _first_message(err))
+
+    def stop_all(self) -> None:
+        if self.orchestrator is not None:
+            self.orchestrator.cancel(None)
+
+    def _selected_failed(self) -> Any | None:
+        rows = self.failed_view.selectionModel().selectedRows()
+        if rows:
+            return self.failed_model.record(rows[0].row())
+        if self.tabs.currentIndex() == 0:
+            index = self.selected_row_index()
+            if index is not None and self.lot is not None:
+                return self.lot.ledger.row(index)
+        return self.failed_model.record(0)
+
+    def retry_selected(self) -> None:
+        """Retry the selected failed unit (same row; the orchestrator picks the port)."""
+        rec = self._selected_failed()
+        if rec is None or self.orchestrator is None:
+            self.show_scan_result(False, "No failed unit selected")
+            return
+        try:
+            port = self.orchestrator.retry(rec.index)
+        except StationError as err:
+            self.show_scan_result(False, f"Retry refused: {_first_message(err)}")
+            return
+        self.show_scan_result(True, f"↻ {rec.unit_id or rec.index + 1} → retry on {port}")
+        self.bridge.mark_rows_changed()
+
+    def reprint_selected(self) -> None:
+        rec = self._selected_failed()
+        if rec is None or self.lot is None:
+            self.show_scan_result(False, "No unit selected")
+            return
+        from station.gui.dialogs import LabelDialog
+
+        LabelDialog(self, self.lot, rec).exec()
+
+    def release_selected(self) -> None:
+        """Supervisor only: give a failed row back to production, with a reason (audited)."""
+        rec = self._selected_failed()
+        if rec is None or self.orchestrator is None:
+            self.show_scan_result(False, "No failed unit selected")
+            return
+        if not self._engineer_only("release a row"):
+            return
+        reason = self.ask_text("Release row", f"Why release unit {rec.unit_id}? (audited)")
+        if not reason:
+            return
+        try:
+            self.orchestrator.release(rec.index, reason, self.settings.operator or "engineer")
+        except StationError as err:
+            self.show_scan_result(False, f"Release refused: {_first_message(err)}")
+            return
+        self.log("warning", f"row {rec.index + 1} ({rec.unit_id}) released: {reason}")
+        self.show_scan_result(True, f"Row {rec.index + 1} released")
+        self.bridge.mark_rows_changed()
+
+    def _ask_decision(self, decision: Any) -> None:
+        """The orchestrator found something it must not decide alone (e.g. foreign data)."""
+        if self.orchestrator is None:
+            return
+        overwrite = self.engineer and self.ask_yes_no("Decision needed", decision.question)
+        if not self.engineer:
+            self.log("warning", f"{decision.question} — refused in operator mode", decision.port)
+        self.orchestrator.answer(decision.port, overwrite)
+
+    def _port_finished(self, port: str, state: str) -> None:
+        self.sounds.play("ok" if state == "passed" else "error")
+        if state == "failed":
+            self._refresh_failed()
+
+    # ==== modes and settings ====
+    def set_engineer(self, on: bool) -> None:
+        self.engineer = on
+        for a in (self.act_open, self.act_new, self.act_settings):
+            a.setEnabled(on)
+        self.release_button.setEnabled(on)
+        self.act_mode.setText("Operator mode" if on else "Engineer mode")
+        self.status_mode.setText("ENGINEER" if on else "Operator")
+        self.status_mode.setStyleSheet("color: #b45309; font-weight: bold;" if on else "")
+        self.mode_changed.emit(on)
+
+    def toggle_mode(self) -> None:
+        if self.engineer:
+            self.set_engineer(False)
+            self.log("info", "operator mode")
+            return
+        if not self.settings.has_pin:
+            pin = self.ask_pin("No engineer PIN is set on this station. Choose one:")
+            if not pin:
+                return
+            again = self.ask_pin("Type the new PIN again:")
+            if pin != again:
+                self.show_scan_result(False, "The PINs differ; nothing changed")
+                return
+            self.settings.set_pin(pin)
+        else:
+            pin = self.ask_pin("Engineer PIN:")
+            if pin is None:
+                return
+            if not self.settings.check_pin(pin):
+                self.show_scan_result(False, "Wrong PIN")
+                self.log("warning", "wrong engineer PIN")
+                return
+        self.set_engineer(True)
+        self.log("info", "engineer mode")
+
+    def _engineer_only(self, what: str) -> bool:
+        if self.engineer:
+            return True
+        self.show_scan_result(False, f"Engineer mode needed to {what} (F2)")
+        return False
+
+    def open_settings(self) -> None:
+        if not self._engineer_only("change settings"):
+            return
+        from station.gui.dialogs import SettingsDialog
+
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec():
+            self.apply_settings()
+
+    def apply_settings(self) -> None:
+        """Settings changed: ports, scanner and sounds follow."""
+        self.sounds.enabled = self.settings.sound
+        if self.orchestrator is not None:
+            wanted = self.settings.ports
+            for port in list(self.cards):
+                if port not in wanted and not self._is_hot_plugged(port):
+                    self.remove_port(port)
+            for port in wanted:
+                self.add_port(port)
+        self._start_serial_scanner()
+
+    def _is_hot_plugged(self, port: str) -> bool:
+        return self.port_watcher is not None and port in self.port_watcher.present
+
+    # ==== the 4 Hz repaint =====================================================================
+    def refresh(self) -> None:
+        """Repaint from model state (never called per progress event)."""
+        snap = self.bridge.take()
+        if snap.ports is not None:
+            for port, view in snap.ports.items():
+                card = self.cards.get(port)
+                if card is not None:
+                    card.set_view(view)
+        if snap.rows_changed:
+            self.row_model.refresh()
+            self._refresh_failed()
+        counters = snap.counters
+        if (
+            counters is None
+            and self.lot is not None
+            and (snap.rows_changed or self._counters is None)
+        ):
+            counters = self.lot.ledger.counters()
+        if counters is not None:
+            self._counters = counters
+            self.status_counts.setText(
+                f"Done {counters.done}   Failed {counters.failed}   Remaining {counters.remaining}"
+            )
+            self.status_rate.setText(f"{counters.units_per_hour:.0f} units/h")
+
+    def _rows_changed(self) -> None:
+        pass  # the next tick repaints; the signal exists for tests and other views
+
+    def _refresh_failed(self) -> None:
+        if self.lot is None:
+            self.failed_model.set_rows([])
+            return
+        failed = self.lot.ledger.failed()
+        self.failed_model.set_rows(failed)
+        self.tabs.setTabText(self.failed_tab, f"&Failed ({len(failed)})" if failed else "&Failed")
+
+    def _filter_changed(self, *_: Any) -> None:
+        self._search_timer.stop()
+        self.row_model.set_filter(
+            ROW_FILTERS[self.filter_box.currentText()], self.search_field.text()
+        )
+
+    def _search_typed(self, _text: str) -> None:
+        self._search_timer.start()
+
+    # ==== closing ====
+    def closeEvent(self, event: QCloseEvent) -> None:
+        busy = self._busy_ports()
+        if busy and not self.ask_yes_no(
+            "Devices are being flashed",
+            f"{len(busy)} port(s) are flashing. Stop them and close? "
+            "The units will be marked as interrupted and can be retried.",
+        ):
+            event.ignore()
+            return
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Cancel production, stop every timer and thread the window started."""
+        if self._closing:
+            return
+        self._closing = True
+        self.settings.save_window_layout(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        self.timer.stop()
+        self._search_timer.stop()
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self.scan_filter)
+        if self.serial_scanner is not None:
+            self.serial_scanner.stop()
+            self.serial_scanner = None
+        self.close_lot()
+
+
+class _HotPlug:
+    """Adds ports to the station as devices are plugged in (station.flashing.PortWatcher)."""
+
+    def __init__(self, window: MainWindow, watcher_cls: Any) -> None:
+        self.window = window
+        self.present: set[str] = set()
+        self._relay = _Relay(window)
+        self._relay.changed.connect(self._changed)
+        self.watcher = watcher_cls(poll_interval=1.0, on_change=self._relay.changed.emit)
+
+    def _changed(self, *args: Any) -> None:
+        ports = args[0] if args else []
+        names = {getattr(p, "device", p) for p in ports}
+        for name in sorted(names - self.present):
+            self.window.log("info", "device plugged in", name)
+            self.window.add_port(name)
+        for name in sorted(self.present - names):
+            self.window.log("warning", "device unplugged", name)
+            self.window.bridge.set_offline(name, True)
+        self.present = names
+
+    def stop(self) -> None:
+        stop = getattr(self.watcher, "stop", None)
+        if stop is not None:
+            stop()
+
+
+class _Relay(QObject):
+    """Carries the port watcher's callback (its thread) to the GUI thread, queued."""
+
+    changed = Signal(object)

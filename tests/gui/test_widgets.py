@@ -1,0 +1,98 @@
+"""The port card shows a port's state in big colour and words; the flash map draws to scale."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QPoint
+from pytestqt.qtbot import QtBot
+
+from station.gui import theme
+from station.gui.widgets import FlashMapWidget, PortCard, PortView
+
+
+def test_card_states_have_distinct_colours_and_words(qtbot: QtBot) -> None:
+    card = PortCard("socket://127.0.0.1:9001", "Slot 1")
+    qtbot.addWidget(card)
+    seen = set()
+    for state in ("idle", "waiting", "busy", "passed", "failed", "attention"):
+        card.set_view(PortView(port=card.port, slot="Slot 1", state=state, total=100, done=50))
+        assert theme.CARD[state][0] in card.big.styleSheet()
+        seen.add(card.big.text())
+    assert len(seen) == 6
+    assert card.big.text().startswith("CHECK")
+
+
+def test_card_shows_unit_progress_and_counters(qtbot: QtBot) -> None:
+    card = PortCard("COM7", "Slot 3")
+    qtbot.addWidget(card)
+    card.set_view(
+        PortView(
+            port="COM7",
+            slot="Slot 3",
+            state="busy",
+            phase="writing",
+            done=250,
+            total=1000,
+            chip="ESP32",
+            mac="aa:bb:cc:00:00:01",
+            unit_id="SN-0042",
+            row_index=41,
+            elapsed=3.25,
+            passed_count=7,
+            failed_count=1,
+        )
+    )
+    assert card.big.text() == "WORKING 25%"
+    assert card.progress.value() == 250
+    assert card.fields["Unit"].text() == "SN-0042"
+    assert card.fields["MAC"].text() == "aa:bb:cc:00:00:01"
+    assert card.fields["Phase"].text() == "writing"
+    assert card.fields["Elapsed"].text() == "3.2 s"
+    assert "7" in card.counters.text() and "1" in card.counters.text()
+    assert not card.start_button.isEnabled() and card.cancel_button.isEnabled()
+
+
+def test_card_buttons_emit_the_port(qtbot: QtBot) -> None:
+    card = PortCard("COM7", "Slot 1")
+    qtbot.addWidget(card)
+    with qtbot.waitSignal(card.start_requested) as blocker:
+        card.start_button.click()
+    assert blocker.args == ["COM7"]
+
+
+@dataclass(frozen=True)
+class Region:
+    kind: str
+    name: str
+    offset: int
+    size: int
+    written: bool = False
+
+
+def test_flash_map_draws_regions_to_scale(qtbot: QtBot) -> None:
+    w = FlashMapWidget()
+    qtbot.addWidget(w)
+    w.resize(1002, 120)
+    regions = [
+        Region("bootloader", "bootloader", 0x1000, 0x7000),
+        Region("table", "partition table", 0x8000, 0x1000),
+        Region("data", "nvs", 0x9000, 0x6000),
+        Region("data", "fctry", 0xF000, 0x6000, written=True),
+        Region("gap", "", 0x15000, 0xB000),
+        Region("app", "factory", 0x20000, 0xE0000),
+    ]
+    w.set_map(regions, flash_size=0x100000, image_size=0x3000)
+    w.show()
+    qtbot.waitExposed(w)
+    rects = {b.name or b.kind: r for r, b in w._geometry()}
+    # the app is 0xE0000 of 0x100000: 87.5 % of the width
+    assert abs(rects["factory"].width() / 1000 - 0xE0000 / 0x100000) < 0.01
+    assert rects["fctry"].left() < rects["gap"].left() < rects["factory"].left()
+    assert w.block_at(rects["fctry"].center().x(), rects["fctry"].center().y()).written
+    image = w.grab().toImage()
+    centre = rects["fctry"].center()
+    assert (
+        image.pixelColor(QPoint(int(centre.x()), int(centre.y()))).name()
+        == theme.FLASH_MAP["factory"]
+    )
