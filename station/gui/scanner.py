@@ -162,6 +162,7 @@ class SerialScanner(QObject):
 
     scanned = Signal(str)
     failed = Signal(str)
+    ready = Signal()  # the port is open (input sent before this may be lost)
 
     def __init__(self, port: str, baud: int = 9600, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -196,6 +197,7 @@ class SerialScanner(QObject):
         except (serial.SerialException, OSError, ValueError) as err:
             self.failed.emit(f"Scanner port {self.port} cannot be opened: {err}")
             return
+        self.ready.emit()
         buffer = b""
         try:
             while not self._stop.is_set():

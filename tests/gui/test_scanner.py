@@ -166,8 +166,9 @@ def test_serial_scanner_reads_lines(qtbot: QtBot) -> None:
     scanner = SerialScanner(f"socket://127.0.0.1:{port}")
     codes: list[str] = []
     scanner.scanned.connect(codes.append)
-    scanner.start()
     try:
+        with qtbot.waitSignal(scanner.ready, timeout=5000):
+            scanner.start()
         server.settimeout(10)
         conn, _ = server.accept()
         with conn:
