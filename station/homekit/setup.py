@@ -7,10 +7,15 @@ verifier derived from it; the code reaches the user on the label (and in the QR 
 
 from __future__ import annotations
 
+import csv
+import io
+import os
 import re
 import secrets
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from station.errors import Problem, ProblemList, StationError
 from station.homekit.srp import RFC5054_3072, compute_verifier, to_bytes
@@ -433,3 +438,76 @@ def setup_for_row(
         code, setup_id, settings.category, ip=settings.ip, ble=settings.ble, wac=settings.wac
     )
     return HomeKitSetup(code, setup_id, salt, verifier, payload, generated)
+
+
+def fill_values_csv(
+    values_path: str | os.PathLike[str],
+    settings: HomeKitSettings,
+    out_path: str | os.PathLike[str] | None = None,
+) -> int:
+    """Give every row of a values CSV a setup code and setup ID; returns how many rows got one.
+
+    Run once when a lot is prepared (before its rows are imported into the ledger), so that
+    what is flashed and what is printed, now and on any reprint, come from the same file.
+    Missing columns are added, empty cells filled with fresh values, existing ones kept; an
+    invalid existing value is a StationError (every one located) and nothing is written. The
+    file is replaced atomically (``out_path`` defaults to ``values_path``).
+    """
+    src = Path(values_path)
+    dst = Path(out_path) if out_path is not None else src
+    try:
+        with src.open(encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise StationError.at(str(src), f"cannot read the values CSV: {e}") from None
+    newline = "\r\n" if "\r\n" in text.split("\n", 1)[0] + "\n" else "\n"
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records: list[list[str]] = []
+    lines: list[int] = []
+    for record in reader:
+        records.append(record)
+        lines.append(reader.line_num)  # a quoted field may span lines
+    if not records or not any(records[0]):
+        raise StationError.at(str(src), "the values CSV is empty; it needs a header line")
+    header = list(records[0])
+    for name in (settings.code_column, settings.id_column):
+        if name not in header:
+            header.append(name)
+    code_i, id_i = header.index(settings.code_column), header.index(settings.id_column)
+    problems = ProblemList()
+    filled = 0
+    rows: list[list[str]] = []
+    for line, record in zip(lines[1:], records[1:], strict=True):
+        if not any(cell.strip() for cell in record):
+            rows.append(record)
+            continue
+        row = record + [""] * (len(header) - len(record))
+        changed = False
+        for i, validate, make in (
+            (code_i, validate_setup_code, generate_setup_code),
+            (id_i, validate_setup_id, generate_setup_id),
+        ):
+            value = row[i].strip()
+            if not value:
+                row[i] = make()
+                changed = True
+            else:
+                error = validate(value)
+                if error:
+                    problems.add(str(src), line, i + 1, header[i], error)
+        filled += changed
+        rows.append(row)
+    problems.raise_if_any()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator=newline)
+    writer.writerow(header)
+    writer.writerows(rows)
+    fd, tmp = tempfile.mkstemp(prefix=".values-", suffix=".csv", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(buffer.getvalue())
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return filled

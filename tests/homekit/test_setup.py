@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import re
+from pathlib import Path
 
 import pytest
 
 from station.errors import StationError
 from station.homekit import (
     HomeKitSettings,
+    fill_values_csv,
     generate_setup_code,
     generate_setup_id,
     homekit_settings_from_dict,
@@ -168,3 +171,56 @@ def test_setup_for_row_locates_problems() -> None:
     ]
     with pytest.raises(StationError, match="is not a column of the values CSV"):
         setup_for_row(settings, {"serial_no": "A1", "setup_code": "518-08-582"})
+
+
+def test_fill_values_csv(tmp_path: Path) -> None:
+    values = tmp_path / "values.csv"
+    values.write_text(
+        'serial_no,setup_code,note\r\nSN1,518-08-582,a\r\nSN2,,"two\r\nlines"\r\nSN3,,c\r\n'
+    )
+    settings = HomeKitSettings(category=7)
+    assert fill_values_csv(values, settings) == 3  # every row needed at least an ID
+    with values.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["serial_no", "setup_code", "note", "setup_id"]
+    assert rows[0]["setup_code"] == "518-08-582"
+    assert rows[1]["note"] == "two\r\nlines"
+    for row in rows:
+        assert validate_setup_code(row["setup_code"]) is None
+        assert validate_setup_id(row["setup_id"]) is None
+    before = values.read_bytes()
+    assert fill_values_csv(values, settings) == 0
+    assert values.read_bytes() == before
+    assert b"\r\n" in before and b"\n\n" not in before
+
+
+def test_fill_values_csv_refuses_bad_values_and_writes_nothing(tmp_path: Path) -> None:
+    values = tmp_path / "values.csv"
+    values.write_text('serial_no,setup_code,setup_id\nSN1,12345678,7OSX\nSN2,"1\n2",ab\n')
+    before = values.read_bytes()
+    with pytest.raises(StationError) as e:
+        fill_values_csv(values, HomeKitSettings(category=7))
+    assert [line.split(": ")[0] for line in str(e.value).splitlines()] == [
+        f"{values}:2:2",
+        f"{values}:4:2",
+        f"{values}:4:3",
+    ]
+    assert values.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["values.csv"]
+
+
+def _official_payload(category: int, code: str, setup_id: str, flags: int) -> str:
+    """esp-homekit-sdk's setup_payload_gen, restated: "00" + base36 without padding."""
+    n = (category << 31) | (flags << 27) | int(code.replace("-", ""))
+    digits = ""
+    while n > 0:
+        n, r = divmod(n, 36)
+        digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[r] + digits
+    return "X-HM://00" + digits + setup_id
+
+
+@pytest.mark.parametrize("category", range(1, 36))
+def test_payload_equals_espressif_for_categories_below_36(category: int) -> None:
+    for code in ("101-48-005", "999-99-998", generate_setup_code()):
+        ours = setup_payload(code, "7OSX", category, ip=True, wac=True)
+        assert ours == _official_payload(category, code, "7OSX", 0xA)
