@@ -498,6 +498,8 @@ def fill_values_csv(
         filled += changed
         rows.append(row)
     problems.raise_if_any()
+    if not filled and header == records[0] and dst.resolve() == src.resolve():
+        return 0  # nothing to do: leave the file (and its timestamp) alone
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator=newline)
     writer.writerow(header)
@@ -511,3 +513,20 @@ def fill_values_csv(
         Path(tmp).unlink(missing_ok=True)
         raise
     return filled
+
+
+def label_facts(settings: HomeKitSettings, values: Mapping[str, str]) -> dict[str, str]:
+    """``setup_code``, ``setup_id`` and ``homekit_payload`` of a row, for its label.
+
+    Cheap (no SRP): for previews and reprints. Empty if the row has no valid code and ID (a
+    generated one must have been stored first, see :func:`fill_values_csv`).
+    """
+    code = (values.get(settings.code_column) or "").strip()
+    setup_id = (values.get(settings.id_column) or "").strip()
+    if validate_setup_code(code) or validate_setup_id(setup_id):
+        return {}
+    code = normalize_setup_code(code)
+    payload = setup_payload(
+        code, setup_id, settings.category, ip=settings.ip, ble=settings.ble, wac=settings.wac
+    )
+    return {"setup_code": code, "setup_id": setup_id, "homekit_payload": payload}

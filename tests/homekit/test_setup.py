@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from station.homekit import (
     generate_setup_code,
     generate_setup_id,
     homekit_settings_from_dict,
+    label_facts,
     normalize_setup_code,
     parse_setup_payload,
     setup_for_row,
@@ -224,3 +226,22 @@ def test_payload_equals_espressif_for_categories_below_36(category: int) -> None
     for code in ("101-48-005", "999-99-998", generate_setup_code()):
         ours = setup_payload(code, "7OSX", category, ip=True, wac=True)
         assert ours == _official_payload(category, code, "7OSX", 0xA)
+
+
+def test_fill_values_csv_leaves_a_complete_file_alone(tmp_path: Path) -> None:
+    values = tmp_path / "values.csv"
+    values.write_text("serial_no,setup_code,setup_id\nSN1,518-08-582,7OSX\n")
+    os.utime(values, (1_000_000_000, 1_000_000_000))
+    assert fill_values_csv(values, HomeKitSettings(category=7)) == 0
+    assert values.stat().st_mtime == 1_000_000_000
+
+
+def test_label_facts() -> None:
+    settings = HomeKitSettings(category=7, wac=True, code_column="code", id_column="sid")
+    assert label_facts(settings, {"code": "51808582", "sid": "7OSX"}) == {
+        "setup_code": "518-08-582",
+        "setup_id": "7OSX",
+        "homekit_payload": "X-HM://007JNU5AE7OSX",
+    }
+    assert label_facts(settings, {"code": "", "sid": "7OSX"}) == {}
+    assert label_facts(settings, {"code": "12345678", "sid": "7OSX"}) == {}
