@@ -161,6 +161,15 @@ def to_binary(table: PartitionTable, *, md5: bool = True) -> bytes:
                 f"the name is {len(raw_name)} bytes; at most {MAX_NAME_BYTES} fit",
             )
             continue
+        if b"\x00" in raw_name:
+            problems.add(
+                p.file or table.source,
+                p.line,
+                1,
+                p.name,
+                "the name contains a NUL character, which would end it early",
+            )
+            continue
         if not (0 <= p.type <= 0xFE and 0 <= p.subtype <= 0xFE):
             problems.add(p.file or table.source, p.line, 1, p.name, "type or subtype out of range")
             continue

@@ -117,6 +117,8 @@ def parse_csv_text(
             continue
         if not name:
             bad(fields[0], "the partition has no name")
+        elif any(ord(c) < 0x20 or c == "\x7f" for c in name):
+            bad(fields[0], "the name contains a control character; use letters, digits and _")
         # type
         ptype: int | None = None
         tfield = fields[1]

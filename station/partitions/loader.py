@@ -211,8 +211,8 @@ def read_flasher_args(path: str | Path) -> FlasherArgs:
             )
             return None
 
-    settings: dict[str, Any] = doc.get("flash_settings") or {}
-    extra: dict[str, Any] = doc.get("extra_esptool_args") or {}
+    settings: dict[str, Any] = doc.get("flash_settings", {})
+    extra: dict[str, Any] = doc.get("extra_esptool_args", {})
     if not isinstance(settings, dict):
         problems.add(file, where("flash_settings"), 0, "flash_settings", "expected an object")
         settings = {}
@@ -237,6 +237,7 @@ def read_flasher_args(path: str | Path) -> FlasherArgs:
         table_offset=offset_of("partition-table"),
         app_offset=offset_of("app"),
     )
+    problems.items.sort(key=lambda problem: problem.line)
     problems.raise_if_any()
     return result
 

@@ -199,6 +199,12 @@ def test_to_binary_refuses_what_does_not_fit() -> None:
     assert [str(p) for p in err.value.problems] == [
         "p.csv:1:1: 0123456789abcdefg: the name is 17 bytes; at most 16 fit"
     ]
+    nul = PartitionTable((Partition("a\x00b", 1, 2, 0x9000, 0x6000, line=3, file="q.csv"),), "q")
+    with pytest.raises(StationError) as err:
+        to_binary(nul)
+    assert [str(p) for p in err.value.problems] == [
+        "q.csv:3:1: a\x00b: the name contains a NUL character, which would end it early"
+    ]
     many = PartitionTable(
         tuple(Partition(f"p{i}", 1, 0x40, 0x10000 + i * 0x1000, 0x1000) for i in range(95)), "m"
     )

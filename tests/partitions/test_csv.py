@@ -349,6 +349,11 @@ def _problems(text: str, **kw: object) -> list[str]:
         ),
         (", data, nvs, , 0x6000", "partitions.csv:1:1: -: the partition has no name"),
         (
+            "fc\x00try, data, nvs, , 0x6000",
+            "partitions.csv:1:1: fc\x00try: the name contains a "
+            "control character; use letters, digits and _",
+        ),
+        (
             "fctry, data, nvs, $FCTRY_OFFSET, 0x6000",
             "partitions.csv:1:19: fctry: $FCTRY_OFFSET: "
             "environment variables are not expanded by "
@@ -388,3 +393,17 @@ def test_comments_blank_lines_and_extra_columns_are_ignored() -> None:
 
 def test_empty_text_is_an_empty_table() -> None:
     assert parse_csv_text("").partitions == ()
+
+
+def test_other_bootloader_entries_need_the_bootloader_offset() -> None:
+    text = "rec, bootloader, recovery, N/A, N/A\nbl_ota, bootloader, ota, 0x200000, N/A\n"
+    assert _problems(text) == [
+        "partitions.csv:1:28: rec: the recovery bootloader's offset depends on the chip and the "
+        "build configuration and is not known here; load the table from the build folder "
+        "(flasher_args.json) instead",
+        "partitions.csv:2:36: bl_ota: a bootloader partition is as large as the space between "
+        "the primary bootloader and the table, which depends on the chip; load the table from "
+        "the build folder (flasher_args.json) instead",
+    ]
+    t = parse_csv_text(text, bootloader_offset=0x0, recovery_bootloader_offset=0x100000)
+    assert [(p.offset, p.size) for p in t.partitions] == [(0x100000, 0x8000), (0x200000, 0x8000)]

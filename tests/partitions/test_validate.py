@@ -247,3 +247,17 @@ def test_any_subtype_in_a_binary() -> None:
     assert [str(p) for p in validate(table)] == [
         "dev.bin:1:0: x: type/subtype 0xFF means 'any' and cannot be used in a table"
     ]
+
+
+def test_binary_names_empty_and_duplicate() -> None:
+    parts = (
+        Partition("", 1, 0x81, 0x10000, 0x1000),
+        Partition("a", 1, 0x81, 0x11000, 0x1000),
+        Partition("a", 1, 0x81, 0x12000, 0x1000),
+    )
+    table = parse_binary(to_binary(PartitionTable(parts, "x")), "dev.bin")
+    assert [str(p) for p in validate(table)] == [
+        "dev.bin:1:0: -: the partition has no name",
+        "dev.bin:3:0: a: duplicate name: entry 2 already defines 'a'; partition names must be "
+        "unique",
+    ]
