@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from station.labels.output import PrintRecord, output_label, parse_output
 from station.labels.template import (
     DEVICE_FACTS,
     MASK,
@@ -19,10 +20,9 @@ from station.labels.template import (
     template_from_dict,
     template_to_dict,
 )
-from station.labels.zpl import ZplRecord, send_zpl, to_zpl
+from station.labels.zpl import send_zpl, to_zpl
 
 _QT_NAMES = (
-    "PrintRecord",
     "print_label",
     "printer_names",
     "render_image",
@@ -45,10 +45,11 @@ __all__ = [
     "LabelContent",
     "LabelTemplate",
     "PrintRecord",
-    "ZplRecord",
     "check_template",
     "fill",
     "label_fields",
+    "output_label",
+    "parse_output",
     "print_label",
     "printer_names",
     "render_image",

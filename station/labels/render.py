@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -38,23 +37,10 @@ from PySide6.QtPrintSupport import QPrinter, QPrinterInfo
 
 from station.errors import StationError
 from station.labels.layout import Layout, layout
+from station.labels.output import OnPrinted, PrintRecord
 from station.labels.template import LabelTemplate, fill
 
 FONT_FAMILY = "DejaVu Sans"
-
-
-@dataclass(frozen=True)
-class PrintRecord:
-    """One label that left the station, for the ledger's audit log (``on_printed``)."""
-
-    unit_id: str
-    kind: str  # "printer" | "pdf" | "zpl"
-    target: str
-    copies: int
-    at: float  # time.time()
-
-
-OnPrinted = Callable[[PrintRecord], None]
 
 
 def _ensure_app() -> None:
@@ -157,6 +143,16 @@ def render_png(template: LabelTemplate, fields: Mapping[str, str]) -> bytes:
     return bytes(data.data())
 
 
+def _paint_scaled(
+    painter: QPainter, device: QPdfWriter | QPrinter, template: LabelTemplate, lay: Layout
+) -> None:
+    # A printer may not take the resolution we asked for; draw in our dots, scaled to its dots.
+    sx, sy = device.logicalDpiX() / template.dpi, device.logicalDpiY() / template.dpi
+    if (sx, sy) != (1.0, 1.0):
+        painter.scale(sx, sy)
+    paint(painter, template, lay)
+
+
 def _setup_page(device: QPdfWriter | QPrinter, template: LabelTemplate) -> None:
     device.setResolution(template.dpi)
     size = QPageSize(
@@ -187,7 +183,7 @@ def render_pdf(
         _setup_page(writer, template)
         painter = QPainter(writer)
         try:
-            paint(painter, template, lay)
+            _paint_scaled(painter, writer, template, lay)
         finally:
             painter.end()
         del writer
@@ -245,7 +241,7 @@ def print_label(
             "label", f"could not start a print job on {target}", key="printer", exit_code=1
         )
     try:
-        paint(painter, template, lay)
+        _paint_scaled(painter, qprinter, template, lay)
     finally:
         painter.end()
     record = PrintRecord(fields.get("unit_id", ""), kind, target, max(1, copies), time.time())

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from station.errors import StationError
@@ -67,15 +65,6 @@ def to_zpl(template: LabelTemplate, fields: Mapping[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
-@dataclass(frozen=True)
-class ZplRecord:
-    """A ZPL label that was sent (for the ledger's audit log)."""
-
-    target: str
-    size: int
-    at: float
-
-
 def parse_target(target: str) -> tuple[str, int] | None:
     """``(host, port)`` for ``tcp://host[:port]``, None for a file or device path."""
     if target.startswith("tcp://"):
@@ -94,7 +83,7 @@ def parse_target(target: str) -> tuple[str, int] | None:
     return None
 
 
-def send_zpl(zpl: str, target: str, *, timeout: float = 5.0) -> ZplRecord:
+def send_zpl(zpl: str, target: str, *, timeout: float = 5.0) -> None:
     """Send ZPL raw to ``tcp://host[:9100]`` or write it to a file/device path (``/dev/usb/lp0``).
 
     StationError (exit code 1, the printer is a device) if it cannot be delivered.
@@ -123,4 +112,3 @@ def send_zpl(zpl: str, target: str, *, timeout: float = 5.0) -> ZplRecord:
             key="zpl_target",
             exit_code=1,
         ) from None
-    return ZplRecord(target, len(data), time.time())

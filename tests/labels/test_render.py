@@ -13,6 +13,7 @@ from station.labels import (
     LabelTemplate,
     PrintRecord,
     label_fields,
+    output_label,
     print_label,
     render_image,
     render_pdf,
@@ -168,3 +169,22 @@ def test_qr_too_dense_for_label(qt: object) -> None:
     t = template_from_dict({"width_mm": 10, "height_mm": 6, "dpi": 100, "qr": "{serial_no}"})
     with pytest.raises(StationError, match=r"QR code .* does not fit"):
         render_png(t, _fields(t, "X" * 200))
+
+
+def test_output_label_pdf_per_unit(qt: object, tmp_path: Path) -> None:
+    t = template_from_dict(HOMEKIT)
+    printed: list[PrintRecord] = []
+    fields = {**_fields(t, "SN/7"), "unit_id": "SN/7"}
+    record = output_label(
+        t, fields, f"pdf:{tmp_path}/labels/{{unit_id}}.pdf", on_printed=printed.append
+    )
+    assert printed == [record] and record.kind == "pdf"
+    assert record.target == f"{tmp_path}/labels/SN_7.pdf"
+    codes, _text, _size = _pdf(tmp_path / "labels" / "SN_7.pdf")
+    assert codes == [("Code128", "SN/7"), ("QRCode", PAYLOAD)]
+
+
+def test_output_label_unknown_printer(qt: object) -> None:
+    t = template_from_dict(HOMEKIT)
+    with pytest.raises(StationError, match="is not installed"):
+        output_label(t, _fields(t), "printer:nowhere")

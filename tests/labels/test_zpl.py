@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from station.errors import StationError
-from station.labels import label_fields, send_zpl, template_from_dict, to_zpl
+from station.labels import (
+    PrintRecord,
+    label_fields,
+    output_label,
+    parse_output,
+    send_zpl,
+    template_from_dict,
+    to_zpl,
+)
 from station.labels.layout import layout
 from station.labels.template import fill
 from station.labels.zpl import parse_target
@@ -113,10 +121,55 @@ def printer() -> Iterator[_Printer]:
 def test_send_over_tcp(printer: _Printer) -> None:
     zpl = to_zpl(TEMPLATE, FIELDS)
     port = printer.server_address[1]
-    record = send_zpl(zpl, f"tcp://127.0.0.1:{port}")
+    send_zpl(zpl, f"tcp://127.0.0.1:{port}")
     assert printer.done.wait(5)
     assert printer.received == [zpl.encode("utf-8")]
-    assert record.target == f"tcp://127.0.0.1:{port}" and record.size == len(zpl.encode())
+
+
+def test_output_label_to_zpl_printer_records_the_print(printer: _Printer) -> None:
+    port = printer.server_address[1]
+    printed: list[PrintRecord] = []
+    fields = {**FIELDS, "unit_id": "SN-0001"}
+    record = output_label(
+        TEMPLATE, fields, f"zpl:tcp://127.0.0.1:{port}", copies=2, on_printed=printed.append
+    )
+    assert printer.done.wait(5)
+    sent = printer.received[0].decode()
+    assert sent == to_zpl(TEMPLATE, fields).replace("^PQ1\n", "^PQ2\n")
+    assert printed == [record]
+    assert (record.unit_id, record.kind, record.copies) == ("SN-0001", "zpl", 2)
+    assert record.describe() == f"label SN-0001 -> zpl tcp://127.0.0.1:{port} (2 copies)"
+
+
+def test_output_label_failure_records_nothing() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    printed: list[PrintRecord] = []
+    with pytest.raises(StationError):
+        output_label(TEMPLATE, FIELDS, f"zpl:tcp://127.0.0.1:{port}", on_printed=printed.append)
+    assert printed == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lpt1", "not a label output"),
+        ("fax:123", "not a label output"),
+        ("pdf:", "needs a target"),
+        ("zpl:tcp://:9100", "has no host"),
+    ],
+)
+def test_bad_outputs(text: str, message: str) -> None:
+    with pytest.raises(StationError, match=message):
+        parse_output(text)
+
+
+def test_outputs() -> None:
+    assert parse_output("printer:") == ("printer", "")
+    assert parse_output("Printer: Zebra ZD421") == ("printer", "Zebra ZD421")
+    assert parse_output("zpl:/dev/usb/lp0") == ("zpl", "/dev/usb/lp0")
+    assert parse_output("pdf:labels/{unit_id}.pdf") == ("pdf", "labels/{unit_id}.pdf")
 
 
 def test_refused_connection_is_a_device_error() -> None:
