@@ -1,0 +1,259 @@
+"""The station window without devices: lots, problems, partitions, scans, modes, settings."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from pytestqt.modeltest import ModelTester
+from pytestqt.qtbot import QtBot
+
+from station.gui import theme
+from station.gui.dialogs import NewLotDialog
+from station.gui.resources import resources_dir
+from station.gui.settings import StationSettings
+from station.gui.window import MainWindow
+
+SAMPLE = resources_dir() / "sample_lot"
+# ports no device answers on: the window may list them; nothing is started in these tests
+DEAD_PORTS = ["socket://127.0.0.1:9", "socket://127.0.0.1:7"]
+
+
+@pytest.fixture
+def lot_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "lot"
+    shutil.copytree(SAMPLE, folder)
+    return folder
+
+
+@pytest.fixture
+def window(qtbot: QtBot, settings: StationSettings) -> Iterator[MainWindow]:
+    settings.ports = DEAD_PORTS
+    settings.auto_start = False
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.shutdown()
+
+
+def _cells(w: MainWindow, row: int) -> list[str]:
+    m = w.row_model
+    return [m.data(m.index(row, c)) for c in range(m.columnCount())]
+
+
+def test_open_lot_shows_rows_ports_and_partitions(
+    window: MainWindow, lot_dir: Path, qtmodeltester: ModelTester
+) -> None:
+    assert window.open_lot(str(lot_dir / "lot.toml"))
+    assert window.row_model.rowCount() == 200
+    first = _cells(window, 0)
+    assert first[:4] == ["1", "SN26110001", "SN26110001", "pending"]
+    assert "b89cf2e9421bc33515fff6ecc1bb92c0" not in first  # device_key is a secret column
+    assert "••••••" in first
+    assert [c.view.slot for c in window.cards.values()] == ["Slot 1", "Slot 2"]
+    assert "SAMPLE-2611" in window.windowTitle()
+    assert "Remaining 200" in window.status_counts.text()
+    # partition preview: the table and the map, the factory partition highlighted
+    names = [window.partition_model.index(r, 0).data() for r in range(4)]
+    assert names == ["nvs", "phy_init", "fctry", "factory"]
+    written = [b for b in window.flash_map.blocks if b.written]
+    assert [(b.name, b.offset, b.size) for b in written] == [("fctry", 0x10000, 0x6000)]
+    assert "fctry" in window.flash_map_note.text()
+    qtmodeltester.check(window.row_model)
+    qtmodeltester.check(window.partition_model)
+
+
+def test_filter_and_search(window: MainWindow, lot_dir: Path) -> None:
+    window.open_lot(str(lot_dir / "lot.toml"))
+    window.filter_box.setCurrentText("Done")
+    assert window.row_model.rowCount() == 0
+    window.filter_box.setCurrentText("All")
+    window.search_field.setText("SN2611015")
+    window.search_field.returnPressed.emit()
+    assert window.row_model.rowCount() == 10  # SN26110150 … SN26110159
+
+
+def test_bad_lot_lists_located_problems_and_shows_the_line(
+    window: MainWindow, lot_dir: Path
+) -> None:
+    values = lot_dir / "values.csv"
+    lines = values.read_text().splitlines()
+    lines[3] = "SN26110003,not-hex,3,STATION-DEMO,files/ca_cert.pem"  # bad hex, duplicate serial
+    values.write_text("\n".join(lines) + "\n")
+    assert not window.open_lot(str(lot_dir / "lot.toml"))
+    assert window.lot is None
+    assert window.tabs.currentIndex() == window.problems_tab
+    problems = [window.problem_model.problem(r) for r in range(window.problem_model.rowCount())]
+    assert problems, "the problems are listed"
+    assert all(p.file and p.line for p in problems)
+    assert any(p.line == 4 and Path(p.file).name == "values.csv" for p in problems)
+    assert "Lot not opened" in window.scan_result.text()
+    # clicking a problem shows its file with the line under the cursor
+    row = next(i for i, p in enumerate(problems) if p.line == 4)
+    window.show_problem(window.problem_model.index(row, 0))
+    cursor = window.problem_source.textCursor()
+    assert cursor.blockNumber() == 3
+    assert cursor.block().text().startswith("SN26110003,not-hex")
+
+
+def test_unknown_scan_is_rejected_and_changes_nothing(window: MainWindow, lot_dir: Path) -> None:
+    window.open_lot(str(lot_dir / "lot.toml"))
+    before = [window.lot.ledger.row(i) for i in range(3)]
+    results: list[tuple[str, bool, str]] = []
+    window.scan_handled.connect(lambda c, ok, m: results.append((c, ok, m)))
+    window.handle_scan("NOT-A-UNIT")
+    assert results == [("NOT-A-UNIT", False, results[0][2])]
+    assert "no unit 'NOT-A-UNIT'" in window.scan_result.text()
+    assert theme.SCAN_BAD in window.scan_result.styleSheet()
+    assert window.sounds.played[-1] == "error"
+    assert [window.lot.ledger.row(i) for i in range(3)] == before
+    window.refresh()
+    assert all(c.view.row_index is None for c in window.cards.values())
+
+
+def test_scan_assigns_the_row_to_a_free_port_and_twice_is_refused(
+    qtbot: QtBot, window: MainWindow, lot_dir: Path
+) -> None:
+    window.open_lot(str(lot_dir / "lot.toml"))
+    window.handle_scan("SN26110005")
+    assert theme.SCAN_OK in window.scan_result.styleSheet()
+    assert window.sounds.played[-1] == "ok"
+    assert window.selected_row_index() == 4
+    port = DEAD_PORTS[0]
+    qtbot.waitUntil(lambda: window.cards[port].view.row_index == 4)
+    assert window.cards[port].fields["Unit"].text() == "SN26110005"
+    # the same code again: it is assigned already; refused loudly, nothing changes
+    window.handle_scan("SN26110005")
+    assert theme.SCAN_BAD in window.scan_result.styleSheet()
+    assert "already assigned" in window.scan_result.text()
+    window.refresh()
+    assert window.cards[DEAD_PORTS[1]].view.row_index is None
+
+
+def test_scan_goes_to_the_chosen_port(qtbot: QtBot, window: MainWindow, lot_dir: Path) -> None:
+    window.open_lot(str(lot_dir / "lot.toml"))
+    window._choose_port_number(2)  # Ctrl+2
+    assert window.cards[DEAD_PORTS[1]].property("selected") is True
+    window.handle_scan("SN26110007")
+    qtbot.waitUntil(lambda: window.cards[DEAD_PORTS[1]].view.row_index == 6)
+    assert window.chosen_port is None  # back to "next free port"
+
+
+def test_keyboard_scan_while_the_row_table_has_focus(
+    qtbot: QtBot, window: MainWindow, lot_dir: Path
+) -> None:
+    window.open_lot(str(lot_dir / "lot.toml"))
+    window.activateWindow()
+    qtbot.waitActive(window)
+    window.row_view.setFocus()
+    qtbot.waitUntil(window.row_view.hasFocus)
+    with qtbot.waitSignal(window.scan_handled) as blocker:
+        qtbot.keyClicks(window.row_view, "SN26110009")
+        qtbot.keyClick(window.row_view, Qt.Key.Key_Return)
+    assert blocker.args[:2] == ["SN26110009", True]
+    assert window.scan_field.text() == ""
+
+
+def test_next_sends_the_selected_row(qtbot: QtBot, window: MainWindow, lot_dir: Path) -> None:
+    window.open_lot(str(lot_dir / "lot.toml"))
+    window.row_view.selectRow(10)
+    window.act_next.trigger()
+    qtbot.waitUntil(lambda: window.cards[DEAD_PORTS[0]].view.row_index == 10)
+    window.row_view.clearSelection()
+    window.assign_selected()  # nothing selected: the first pending row not yet assigned?
+    assert window.scan_result.text().startswith(("✔", "✘"))
+
+
+def test_operator_mode_blocks_settings_and_lot_changes(
+    window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    monkeypatch.setattr("station.gui.dialogs.SettingsDialog.exec", lambda self: opened.append(1))
+    assert not window.engineer
+    assert not window.act_settings.isEnabled()
+    assert not window.act_open.isEnabled() and not window.act_new.isEnabled()
+    window.open_settings()
+    window.choose_lot()
+    assert opened == []
+    assert "Engineer mode needed" in window.scan_result.text()
+    # a wrong PIN keeps operator mode; the right one unlocks
+    window.settings.set_pin("2468")
+    monkeypatch.setattr(window, "ask_pin", lambda prompt: "1111")
+    window.toggle_mode()
+    assert not window.engineer and "Wrong PIN" in window.scan_result.text()
+    monkeypatch.setattr(window, "ask_pin", lambda prompt: "2468")
+    window.toggle_mode()
+    assert window.engineer and window.act_settings.isEnabled()
+    window.open_settings()
+    assert opened == [1]
+    window.toggle_mode()
+    assert not window.engineer
+
+
+def test_first_engineer_mode_sets_a_pin(
+    window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = iter(["9753", "9753"])
+    monkeypatch.setattr(window, "ask_pin", lambda prompt: next(answers))
+    window.toggle_mode()
+    assert window.engineer
+    assert window.settings.check_pin("9753")
+
+
+def test_release_needs_a_supervisor(
+    window: MainWindow, lot_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window.open_lot(str(lot_dir / "lot.toml"))
+    asked: list[str] = []
+    monkeypatch.setattr(window, "ask_text", lambda t, p: asked.append(p))
+    window.row_view.selectRow(0)
+    window.release_selected()
+    assert asked == []
+    assert "Engineer mode needed" in window.scan_result.text()
+
+
+def test_window_layout_and_settings_persist(
+    qtbot: QtBot, settings: StationSettings, lot_dir: Path
+) -> None:
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.resize(700, 500)
+    w.show()
+    qtbot.waitExposed(w)
+    w.resize(w.width() - 20, w.height() - 30)
+    size = (w.width(), w.height())
+    w.close()
+    again = StationSettings(QSettings(settings.qs.fileName(), QSettings.Format.IniFormat))
+    geometry, state = again.window_layout()
+    assert geometry is not None and state is not None
+    w2 = MainWindow(again)
+    qtbot.addWidget(w2)
+    assert w2.height() == size[1]  # (the width is clamped to the 800-pixel offscreen screen)
+    w2.shutdown()
+
+
+def test_new_lot_dialog_saves_a_lot_file_the_window_opens(
+    qtbot: QtBot, window: MainWindow, lot_dir: Path, tmp_path: Path
+) -> None:
+    dialog = NewLotDialog(window)
+    qtbot.addWidget(dialog)
+    assert not dialog.save_to(tmp_path / "empty.toml")
+    assert "missing: name, config, values, partition_table" in dialog.error.text()
+    dialog.name.setText("L2026-11-B")
+    dialog.config.edit.setText(str(lot_dir / "config.csv"))
+    dialog.values.edit.setText(str(lot_dir / "values.csv"))
+    dialog.table.edit.setText(str(lot_dir / "partitions.csv"))
+    assert dialog.scan_column.findText("serial_no") > 0  # columns read from the values CSV
+    dialog.fileid.setCurrentText("serial_no")
+    dialog.scan_column.setCurrentText("serial_no")
+    target = lot_dir / "new.toml"
+    assert dialog.save_to(target)
+    text = target.read_text()
+    assert 'name = "L2026-11-B"' in text and 'scan_column = "serial_no"' in text
+    assert window.open_lot(str(target))
+    assert window.row_model.rowCount() == 200
