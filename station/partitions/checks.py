@@ -499,7 +499,7 @@ def flash_map(
             boot = BOOTLOADER_OFFSETS.get(chip.lower())
         boot = 0 if boot is None or boot >= table.table_offset else boot
         if boot > 0:
-            regions.append(MapRegion("reserved", "reserved", 0, boot))
+            regions.append(MapRegion("reserved", "before the bootloader", 0, boot))
         regions.append(MapRegion("bootloader", "bootloader", boot, table.table_offset - boot))
     if not any(p.is_primary_table for p in table.partitions):
         regions.append(MapRegion("table", "partition table", table.table_offset, TABLE_SIZE))

@@ -153,7 +153,7 @@ def test_flash_map_with_chip_and_without_flash_size() -> None:
     t = _table("seed_001")
     regions = flash_map(t, None, "fctry", chip="esp32")
     assert _regions(regions)[:3] == [
-        ("reserved", "reserved", 0x0, 0x1000, False),
+        ("reserved", "before the bootloader", 0x0, 0x1000, False),
         ("bootloader", "bootloader", 0x1000, 0x7000, False),
         ("table", "partition table", 0x8000, 0x1000, False),
     ]

@@ -200,7 +200,7 @@ def test_cli_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "verdict: OK: the station writes 0x6000 bytes (24 KB) at 0x340000, partition 'fctry'"
     ) in out
     assert "  0x00340000-0x00345fff  data        fctry  (24 KB)  <- the station writes here" in out
-    assert "  0x00000000-0x00000fff  reserved    reserved  (4 KB)" in out
+    assert "  0x00000000-0x00000fff  reserved    before the bootloader  (4 KB)" in out
 
 
 def test_cli_json_has_every_field(build: Path, capsys: pytest.CaptureFixture[str]) -> None:
