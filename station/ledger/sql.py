@@ -125,6 +125,10 @@ SCHEMA = [
     )""",
 ]
 
+# secondary indexes dropped during a bulk import and built again afterwards (never the unique
+# ones: they hold the invariants)
+BULK_INDEXES = ("rows_state", "rows_scan", "rows_unit")
+
 # --- lots ---------------------------------------------------------------------------------
 LOT_BY_NAME = "SELECT id, recipe_sha256, fingerprint_key, row_count FROM lots WHERE name = ?"
 LOT_INSERT = (

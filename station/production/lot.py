@@ -403,12 +403,12 @@ def ledger_rows(lot: MfgLot, settings: LotSettings) -> list[LedgerRow]:
     out = []
     for row in lot.rows:
         vals = row.values
-        values: Sequence[str] = [vals.get(c, "") for c in columns]
+        values: Sequence[str] = [vals[c] for c in columns]
         if file_columns:
             values = list(values)
             for i, c in enumerate(columns):
                 if c in file_columns and vals.get(c):
-                    p = lot.base_dir / vals[c]
+                    p = Path(lot.resolve(vals[c]))
                     try:
                         values[i] += "#" + hashlib.sha256(p.read_bytes()).hexdigest()
                     except OSError:

@@ -1,0 +1,166 @@
+"""Ledger benchmark (run by hand): ``python tests/bench/bench_ledger.py [ROWS]``.
+
+Prints figures, asserts nothing about time:
+
+1. opening a 100,000-row lot (``open_lot``: lot file, partition table, whole-lot validation of
+   config + values, ledger import) — wall time and peak memory of a fresh process;
+2. the ledger import alone (executemany in one transaction) against the naive alternative
+   (one INSERT per row, one commit each), the latter measured on a slice and extrapolated;
+3. claim + record throughput (claim, image hash, written, done: four durable commits per unit)
+   with one claimer and with four threads, synchronous=FULL as shipped against NORMAL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_lot(folder: Path, n: int) -> Path:
+    """A lot like the sample lot, with ``n`` rows (one secret hex column, a u32, strings)."""
+    (folder / "config.csv").write_text(
+        "factory,namespace,\nserial_no,data,string\ndevice_key,data,hex2bin\n"
+        "hw_rev,data,u32\nmodel,data,string\n",
+        encoding="utf-8",
+    )
+    with (folder / "values.csv").open("w", encoding="utf-8") as f:
+        f.write("serial_no,device_key,hw_rev,model\n")
+        for i in range(n):
+            f.write(f"SN{i:08d},{os.urandom(16).hex()},{i % 7},BENCH-MODEL\n")
+    (folder / "partitions.csv").write_text(
+        "nvs, data, nvs, 0x9000, 0x6000,\nphy_init, data, phy, 0xf000, 0x1000,\n"
+        "fctry, data, nvs, 0x10000, 0x6000,\nfactory, app, factory, 0x20000, 1M,\n",
+        encoding="utf-8",
+    )
+    lot = folder / "lot.toml"
+    lot.write_text(
+        'name = "BENCH"\nconfig = "config.csv"\nvalues = "values.csv"\n'
+        'partition_table = "partitions.csv"\npartition = "fctry"\nfileid = "serial_no"\n'
+        'scan_column = "serial_no"\n',
+        encoding="utf-8",
+    )
+    return lot
+
+
+def in_child(code: str, **env: str) -> dict[str, float]:
+    """Run ``code`` in a fresh interpreter; it prints a JSON dict; peak RSS is added."""
+    wrapper = textwrap.dedent(code) + textwrap.dedent(
+        """
+        import resource, json as _j
+        _r["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(_j.dumps(_r))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        env={**os.environ, **env},
+    )
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        lot = make_lot(folder, n)
+        print(f"lot of {n:,} rows ({(folder / 'values.csv').stat().st_size / 1e6:.1f} MB CSV)")
+
+        r = in_child(
+            f"""
+            import time
+            t0 = time.perf_counter()
+            from station.production import open_lot
+            t1 = time.perf_counter()
+            lot = open_lot({str(lot)!r})
+            t2 = time.perf_counter()
+            lot.close()
+            lot = open_lot({str(lot)!r})   # re-open: every row checked against the ledger
+            t3 = time.perf_counter()
+            _r = dict(first=t2 - t1, reopen=t3 - t2, rows=lot.ledger.count())
+            """
+        )
+        print(f"open_lot, first open (validate + import): {r['first']:.2f} s")
+        print(f"open_lot, re-open (validate + check):     {r['reopen']:.2f} s")
+        print(
+            f"  peak memory of that process:            {r['peak_mb']:.0f} MB "
+            f"(target < 400 MB, import < 3 s)"
+        )
+
+        r = in_child(
+            """
+            import os, sqlite3, time
+            from station.ledger import Ledger, LedgerRow
+            n, folder = int(os.environ["BENCH_N"]), os.environ["BENCH_DIR"]
+            rows = [LedgerRow(i, i + 2, f"SN{i:08d}", f"SN{i:08d}",
+                              [f"SN{i:08d}", os.urandom(16).hex(), str(i % 7), "M"])
+                    for i in range(n)]
+            led = Ledger(os.path.join(folder, "import.db"))
+            t0 = time.perf_counter()
+            led.import_lot("X", "r", rows)
+            t1 = time.perf_counter()
+            # the naive alternative: one INSERT + commit per row, on a slice
+            con = sqlite3.connect(os.path.join(folder, "naive.db"), isolation_level=None)
+            con.execute("PRAGMA journal_mode=WAL"); con.execute("PRAGMA synchronous=FULL")
+            con.execute("CREATE TABLE rows (idx INTEGER PRIMARY KEY, unit TEXT, fp TEXT)")
+            k = 2000
+            t2 = time.perf_counter()
+            for r in rows[:k]:
+                con.execute("INSERT INTO rows VALUES (?, ?, ?)", (r.index, r.unit_id, "x"))
+            t3 = time.perf_counter()
+            _r = dict(bulk=t1 - t0, naive=(t3 - t2) * n / k)
+            """,
+            BENCH_N=str(n),
+            BENCH_DIR=str(folder),
+        )
+        print(f"ledger import alone, executemany + one transaction: {r['bulk']:.2f} s")
+        print(f"  naive alternative (INSERT + commit per row, extrapolated): {r['naive']:.1f} s")
+
+        for sync in ("FULL", "NORMAL"):
+            r = in_child(
+                f"""
+                import time, threading
+                from station.ledger import Ledger, LedgerRow
+                path = {str(folder / f"claims-{sync}.db")!r}
+                led = Ledger(path)
+                led.import_lot("C", "r", [LedgerRow(i, i, str(i), None, [str(i)])
+                                          for i in range(20000)])
+                def cycle(led, name, count):
+                    led._con().execute("PRAGMA synchronous={sync}")
+                    for k in range(count):
+                        c = led.claim_next(mac=f"{{name}}-{{k}}", port=name)
+                        led.set_image(c, "ab" * 32)
+                        led.mark_written(c, {{"writing": 1.0}})
+                        led.complete(c, {{"verifying": 1.0}})
+                N = 1000
+                t0 = time.perf_counter(); cycle(led, "one", N); t1 = time.perf_counter()
+                def worker(i):
+                    l2 = Ledger(path); l2.attach("C"); cycle(l2, f"t{{i}}", N // 4); l2.close()
+                ts = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+                t2 = time.perf_counter()
+                for t in ts: t.start()
+                for t in ts: t.join()
+                t3 = time.perf_counter()
+                _r = dict(one=N / (t1 - t0), four=N / (t3 - t2))
+                """
+            )
+            print(
+                f"claim + record (4 commits/unit), synchronous={sync}: "
+                f"{r['one']:.0f} units/s one claimer, {r['four']:.0f} units/s four threads"
+            )
+
+
+if __name__ == "__main__":
+    main()
