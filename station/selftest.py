@@ -474,16 +474,39 @@ def _main_window(settings_file: str) -> Any:
     return window_module.MainWindow(settings_module.StationSettings(qsettings))
 
 
+def _check_resources(ctx: _Context) -> str:
+    if not ctx.notes.get("gui", ctx.gui_expected):
+        raise Skip("PySide6 is not installed (headless install)")
+    resources = importlib.import_module("station.gui.resources")
+    app_module = importlib.import_module("station.gui.app")
+    folder = resources.resources_dir()
+    if not folder.is_dir():
+        raise RuntimeError(f"resources folder missing: {folder}")
+    _use_offscreen_if_headless()
+    with _QtMessages() as messages:
+        app_module.make_application()  # loads the style sheet and the icon, as the window does
+        missing = []
+        if not resources.style_sheet():
+            missing.append("the style sheet")
+        if resources.app_icon().isNull():
+            missing.append("the window icon")
+        if not list(app_module.sample_lot_dir().glob("*.toml")):
+            missing.append("the sample lot (station --demo)")
+    messages.raise_if_any()
+    if missing:
+        raise RuntimeError(f"missing from {folder}: {', '.join(missing)}")
+    count = sum(1 for path in folder.rglob("*") if path.is_file())
+    return f"{count} files in {folder}"
+
+
 def _check_window(ctx: _Context) -> str:
     if not ctx.notes.get("gui", ctx.gui_expected):
         raise Skip("PySide6 is not installed (headless install)")
     _use_offscreen_if_headless()
     qtcore = importlib.import_module("PySide6.QtCore")
-    resources = importlib.import_module("station.gui.resources")
-    if not resources.resources_dir().is_dir():
-        raise RuntimeError(f"resources folder missing: {resources.resources_dir()}")
+    app_module = importlib.import_module("station.gui.app")
     with tempfile.TemporaryDirectory(prefix="station-selftest-") as tmp, _QtMessages() as messages:
-        app = _application()
+        app = app_module.make_application()
         window = _main_window(os.path.join(tmp, "station.ini"))
         window.setAttribute(qtcore.Qt.WidgetAttribute.WA_DontShowOnScreen, True)
         window.show()
@@ -514,6 +537,7 @@ def default_checks(port: str | None = None, *, frozen: bool | None = None) -> li
         Check("nvs-encode", lambda: _check_nvs(ctx)),
         Check("flash", lambda: _check_flash(ctx), quiet=False),
         Check("qt", lambda: _check_qt(ctx)),
+        Check("resources", lambda: _check_resources(ctx)),
         Check("window", lambda: _check_window(ctx)),
     ]
 

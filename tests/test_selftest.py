@@ -27,6 +27,7 @@ CHECK_NAMES = [
     "nvs-encode",
     "flash",
     "qt",
+    "resources",
     "window",
 ]
 HAS_QT = importlib.util.find_spec("PySide6") is not None
@@ -247,3 +248,30 @@ def test_entry_refuses_other_modules(
     monkeypatch.setattr(sys, "argv", ["station", "-m", "http.server"])
     assert entry.main() == 2
     assert "not available in this build" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not HAS_QT, reason="PySide6 not installed (headless test run)")
+def test_missing_resources_fail_the_resources_check(
+    qapp: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    import station.gui.resources as resources
+
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    before = (app.styleSheet(), app.applicationName(), app.organizationName(), app.windowIcon())
+    monkeypatch.setattr(resources, "resources_dir", lambda: tmp_path)
+    try:
+        checks = {c.name: c for c in selftest.default_checks(None)}
+        [result] = run_checks([checks["resources"]], io.StringIO())
+    finally:
+        app.setStyleSheet(before[0])
+        app.setApplicationName(before[1])
+        app.setOrganizationName(before[2])
+        app.setWindowIcon(before[3])
+    assert result.status == FAIL
+    assert (
+        f"missing from {tmp_path}: the style sheet, the window icon, the sample lot "
+        "(station --demo)"
+    ) in result.detail
