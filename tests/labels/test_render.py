@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from station.errors import StationError
 from station.homekit import setup_payload
@@ -78,6 +80,8 @@ def test_homekit_label_png_reads_back(decode_png: Callable[[bytes], Decoded]) ->
             },
             [("Code128", "SN-000123")],
         ),
+        ({**HOMEKIT, "dpi": 203}, [("Code128", "SN-000123"), ("QRCode", PAYLOAD)]),
+        ({**HOMEKIT, "dpi": 600}, [("Code128", "SN-000123"), ("QRCode", PAYLOAD)]),
         ({"width_mm": 25, "height_mm": 25, "qr": "{homekit_payload}"}, [("QRCode", PAYLOAD)]),
         ({"width_mm": 60, "height_mm": 12, "code128": "{mac}"}, [("Code128", "24:0A:C4:12:34:56")]),
         (
@@ -188,3 +192,29 @@ def test_output_label_unknown_printer(qt: object) -> None:
     t = template_from_dict(HOMEKIT)
     with pytest.raises(StationError, match="is not installed"):
         output_label(t, _fields(t), "printer:nowhere")
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    serial=st.text(
+        alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=16
+    ),
+    text=st.text(min_size=0, max_size=40),
+)
+def test_any_serial_reads_back(qt: object, serial: str, text: str) -> None:
+    t = template_from_dict(
+        {
+            "width_mm": 60,
+            "height_mm": 30,
+            "lines": ["{note}", "{serial_no}"],
+            "qr": "{serial_no}",
+            "code128": "{serial_no}",
+        }
+    )
+    image = render_image(t, {"serial_no": serial, "note": text})
+    assert decode_image(image) == [("Code128", serial), ("QRCode", serial)]
