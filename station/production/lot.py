@@ -234,6 +234,7 @@ def read_lot_file(path: str | Path) -> LotSettings:
                 bad(key, f"{value}: no such file", "encryption")
                 continue
             resolved_enc[key] = p
+    problems.items.sort(key=lambda p: (p.line == 0, p.line, p.column))
     problems.raise_if_any()
     assert name and config and values and table
     return LotSettings(
@@ -473,22 +474,33 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
     config and values CSVs); the ledger is only touched when everything is valid.
     """
     from station.mfg import load_mfg, secret_columns
-    from station.partitions import find_factory_partition, load_table
+    from station.partitions import find_factory_partition, load_table, validate
 
     settings = read_lot_file(path)
     problems = ProblemList()
     factory = table = mfg = keys = None
     try:
         table = load_table(settings.partition_table)
+        problems.extend(validate(table))
         factory = find_factory_partition(table, settings.partition)
     except StationError as err:
         problems.extend(err.problems)
+    if factory is not None and (factory.size % 4096 or factory.size < 3 * 4096):
+        problems.add(
+            str(settings.partition_table),
+            factory.line,
+            0,
+            factory.name,
+            f"size 0x{factory.size:x}: an NVS partition is a multiple of 4 KiB "
+            "(0x1000), at least 0x3000",
+        )
+        factory = None
     try:
         keys = _load_keys(settings)
     except StationError as err:
         problems.extend(err.problems)
     try:
-        mfg = load_mfg(
+        mfg = load_mfg(  # without a usable partition size, the rows are checked all the same
             settings.config,
             settings.values,
             size=factory.size if factory is not None else None,

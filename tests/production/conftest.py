@@ -1,0 +1,46 @@
+"""Lots for the production tests: copies of the sample lot, small ones for simulated devices."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+SAMPLE = Path(__file__).resolve().parents[2] / "resources" / "sample_lot"
+
+
+def copy_sample(dest: Path) -> Path:
+    shutil.copytree(SAMPLE, dest, ignore=shutil.ignore_patterns("*.station.db*"))
+    return dest / "lot.toml"
+
+
+def make_small_lot(folder: Path, rows: int, *, name: str = "SMALL") -> Path:
+    """A lot with a 0x3000 factory partition (the smallest NVS) — fast on simulated devices."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.csv").write_text(
+        "factory,namespace,\nserial_no,data,string\ndevice_key,data,hex2bin\nhw_rev,data,u32\n",
+        encoding="utf-8",
+    )
+    lines = ["serial_no,device_key,hw_rev"]
+    lines += [f"SN{i + 1:04d},{os.urandom(16).hex()},{i}" for i in range(rows)]
+    (folder / "values.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "partitions.csv").write_text(
+        "nvs, data, nvs, 0x9000, 0x4000,\nfctry, data, nvs, 0xd000, 0x3000,\n"
+        "factory, app, factory, 0x10000, 1M,\n",
+        encoding="utf-8",
+    )
+    lot = folder / "lot.toml"
+    lot.write_text(
+        f'name = "{name}"\nconfig = "config.csv"\nvalues = "values.csv"\n'
+        'partition_table = "partitions.csv"\npartition = "fctry"\nfileid = "serial_no"\n'
+        'scan_column = "serial_no"\n',
+        encoding="utf-8",
+    )
+    return lot
+
+
+@pytest.fixture
+def sample_lot(tmp_path: Path) -> Path:
+    return copy_sample(tmp_path / "sample")
