@@ -187,65 +187,56 @@ def validate(table: PartitionTable, flash_size: int | None = None) -> list[Probl
 
     table_end = table.table_offset + TABLE_SIZE
     reported: set[tuple[int, int]] = set()
+    # below or inside the table's own sector (gen_esp32part: "Partition offset ... is below")
+    for i, p in enumerate(parts):
+        if _reserved(p) or p.offset >= table_end:
+            continue
+        if p.end <= table.table_offset:
+            where = (
+                f"below the partition table (0x{table.table_offset:x}), where the bootloader lives"
+            )
+        else:
+            where = (
+                f"inside the partition table's sector (0x{table.table_offset:x}-"
+                f"0x{table_end - 1:x})"
+            )
+        out.append(
+            _at(
+                table,
+                p,
+                f"offset 0x{p.offset:x} is {where}; use 0x{table_end:x} or higher",
+                column="offset",
+            )
+        )
+        reported.add((i, i))
     # gen_esp32part reads a CSV top to bottom and refuses an explicit offset that goes back
     if table.format == "csv":
-        last_end, last, last_i = table_end, None, -1
+        last: Partition | None = None
+        last_i = -1
         for i, p in enumerate(parts):
-            if _reserved(p):
+            if _reserved(p) or (i, i) in reported:
                 continue
-            if p.offset < last_end:
-                if last is None:
-                    out.append(
-                        _at(
-                            table,
-                            p,
-                            f"offset 0x{p.offset:x} is inside the partition "
-                            f"table's sector (0x{table.table_offset:x}-"
-                            f"0x{table_end - 1:x}); use 0x{table_end:x} or "
-                            "higher",
-                            column="offset",
-                        )
-                    )
-                elif p.offset < last.end and p.end > last.offset:
-                    out.append(
-                        _at(
-                            table,
-                            p,
-                            f"overlaps {last.name!r} (0x{last.offset:x}-"
-                            f"0x{last.end - 1:x}); start at 0x{last.end:x} or "
-                            "later",
-                            column="offset",
-                        )
+            if last is not None and p.offset < last.end:
+                if p.end > last.offset:
+                    message = (
+                        f"overlaps {last.name!r} (0x{last.offset:x}-0x{last.end - 1:x}); "
+                        f"start at 0x{last.end:x} or later"
                     )
                 else:
-                    out.append(
-                        _at(
-                            table,
-                            p,
-                            f"offset 0x{p.offset:x} goes back before the end of "
-                            f"the previous partition {last.name!r} "
-                            f"(0x{last.end:x}); list partitions in flash order",
-                            column="offset",
-                        )
+                    message = (
+                        f"offset 0x{p.offset:x} goes back before the end of the previous "
+                        f"partition {last.name!r} (0x{last.end:x}); list partitions in "
+                        "flash order"
                     )
-                reported.add((i, i))
+                out.append(_at(table, p, message, column="offset"))
                 reported.add((last_i, i))
-            last_end, last, last_i = max(last_end, p.end), p, i
+            if last is None or p.end > last.end:
+                last, last_i = p, i
     # any overlap at all, in flash order (binary tables and what the CSV pass did not name)
     indexed = sorted(enumerate(parts), key=lambda ip: (ip[1].offset, ip[0]))
     for n, (i, p) in enumerate(indexed):
         if _reserved(p):
             continue
-        if table.format != "csv" and p.offset < table_end and (i, i) not in reported:
-            out.append(
-                _at(
-                    table,
-                    p,
-                    f"offset 0x{p.offset:x} is below the end of the partition "
-                    f"table (0x{table_end:x})",
-                    column="offset",
-                )
-            )
         for j, q in indexed[:n]:
             if _reserved(q) or q.end <= p.offset or (j, i) in reported or (i, j) in reported:
                 continue

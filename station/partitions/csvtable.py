@@ -245,9 +245,9 @@ def parse_csv_text(
     # place blank offsets and resolve negative sizes, in table order, as gen_esp32part does
     partitions: list[Partition] = []
     last_end = table_offset + TABLE_SIZE
-    for part, fixed, size_column in parsed:
-        if fixed:
-            partitions.append(part)
+    for part, _fixed, size_column in parsed:
+        if part.is_primary_bootloader or part.is_primary_table:
+            partitions.append(part)  # where the build puts them; they do not move the others
             continue
         offset = part.offset
         if offset < 0:

@@ -407,3 +407,14 @@ def test_other_bootloader_entries_need_the_bootloader_offset() -> None:
     ]
     t = parse_csv_text(text, bootloader_offset=0x0, recovery_bootloader_offset=0x100000)
     assert [(p.offset, p.size) for p in t.partitions] == [(0x100000, 0x8000), (0x200000, 0x8000)]
+
+
+def test_a_recovery_bootloader_moves_the_next_blank_offset() -> None:
+    # gen_esp32part skips only the *primary* bootloader and table when placing blank offsets
+    t = parse_csv_text(
+        "rec, bootloader, recovery, N/A, N/A\nnext, data, fat, , 0x1000\n",
+        table_offset=0x8000,
+        bootloader_offset=0x1000,
+        recovery_bootloader_offset=0x20000,
+    )
+    assert [(p.offset, p.size) for p in t.partitions] == [(0x20000, 0x7000), (0x27000, 0x1000)]

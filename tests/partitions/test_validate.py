@@ -214,7 +214,8 @@ def test_binary_tables_are_checked_in_flash_order_not_table_order() -> None:
     assert validate(binary) == []
     low = PartitionTable((Partition("nvs", 1, 2, 0x8000, 0x6000),), "x")
     assert [str(p) for p in validate(parse_binary(to_binary(low), "dev.bin"))] == [
-        "dev.bin:1:0: nvs: offset 0x8000 is below the end of the partition table (0x9000)",
+        "dev.bin:1:0: nvs: offset 0x8000 is inside the partition table's sector (0x8000-0x8fff); "
+        "use 0x9000 or higher",
     ]
     dup = PartitionTable(
         (Partition("a", 1, 0x81, 0x10000, 0x2000), Partition("b", 1, 0x81, 0x11000, 0x2000)), "x"
@@ -260,4 +261,17 @@ def test_binary_names_empty_and_duplicate() -> None:
         "dev.bin:1:0: -: the partition has no name",
         "dev.bin:3:0: a: duplicate name: entry 2 already defines 'a'; partition names must be "
         "unique",
+    ]
+
+
+def test_below_the_table_and_later_partitions_are_checked_too() -> None:
+    # gen_esp32part's verify(): every partition must start at table offset + 0x1000 or later
+    text = "nvs, data, nvs, 0x9000, 0x6000\nlow, data, fat, 0x2000, 0x1000\n"
+    assert _check(text) == [
+        "p.csv:2:17: low: offset 0x2000 is below the partition table (0x8000), where the "
+        "bootloader lives; use 0x9000 or higher",
+    ]
+    assert _check("nvs, data, nvs, 0x9000, 0x6000\n", table_offset=0x10000) == [
+        "p.csv:1:17: nvs: offset 0x9000 is below the partition table (0x10000), where the "
+        "bootloader lives; use 0x11000 or higher",
     ]
