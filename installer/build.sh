@@ -56,7 +56,8 @@ echo "build.sh: built dist/station in $(( $(date +%s) - start )) s"
 EXE=$DIST/station/station
 echo "build.sh: bundle size $(du -sh "$DIST/station" | cut -f1) ($(find "$DIST/station" -type f | wc -l) files)"
 
-# Start time: the whole `station --self-test` (no device), 3 runs, frozen and from source.
+# Start time: `station --version` (start and exit) and the whole `station --self-test` (no
+# device), 3 runs each, frozen and from source.
 "$PY" - "$EXE" <<'EOF'
 import os, statistics, subprocess, sys, time
 
@@ -72,9 +73,10 @@ def timed(cmd):
         runs.append(time.perf_counter() - start)
     return f"median {statistics.median(runs):.2f} s (runs: {', '.join(f'{r:.2f}' for r in runs)})"
 
-print(f"build.sh: `station --self-test` frozen:      {timed([sys.argv[1], '--self-test'])}")
-print(f"build.sh: `station --self-test` from source: "
-      f"{timed([sys.executable, '-m', 'station', '--self-test'])}")
+source = [sys.executable, "-m", "station"]
+for args in (["--version"], ["--self-test"]):
+    print(f"build.sh: `station {args[0]}` frozen:      {timed([sys.argv[1], *args])}")
+    print(f"build.sh: `station {args[0]}` from source: {timed([*source, *args])}")
 EOF
 
 if [ "$SMOKE" = 1 ]; then

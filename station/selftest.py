@@ -499,6 +499,37 @@ def _check_resources(ctx: _Context) -> str:
     return f"{count} files in {folder}"
 
 
+def _check_label(ctx: _Context) -> str:
+    if not ctx.notes.get("gui", ctx.gui_expected):
+        raise Skip("PySide6 is not installed (headless install: no labels)")
+    _use_offscreen_if_headless()
+    labels = importlib.import_module("station.labels")
+    template = labels.template_from_dict(
+        {
+            "width_mm": 50,
+            "height_mm": 25,
+            "lines": ["{serial_no}", "MAC {mac}"],
+            "qr": "{serial_no}",
+            "code128": "{serial_no}",
+        },
+        file="self-test",
+    )
+    fields = {"serial_no": "SELFTEST-0001", "mac": "24:0a:c4:00:00:01"}
+    with tempfile.TemporaryDirectory(prefix="station-selftest-") as tmp, _QtMessages() as messages:
+        _application()
+        png = labels.render_png(template, fields)
+        pdf_path = os.path.join(tmp, "label.pdf")
+        labels.render_pdf(template, fields, pdf_path)
+        with open(pdf_path, "rb") as pdf_file:
+            pdf = pdf_file.read()
+    messages.raise_if_any()
+    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise RuntimeError("the label PNG is not a PNG")
+    if not pdf.startswith(b"%PDF-"):
+        raise RuntimeError("the label PDF is not a PDF")
+    return f"50 x 25 mm label with QR and Code 128: PNG {len(png)} bytes, PDF {len(pdf)} bytes"
+
+
 def _check_window(ctx: _Context) -> str:
     if not ctx.notes.get("gui", ctx.gui_expected):
         raise Skip("PySide6 is not installed (headless install)")
@@ -538,6 +569,7 @@ def default_checks(port: str | None = None, *, frozen: bool | None = None) -> li
         Check("flash", lambda: _check_flash(ctx), quiet=False),
         Check("qt", lambda: _check_qt(ctx)),
         Check("resources", lambda: _check_resources(ctx)),
+        Check("label", lambda: _check_label(ctx)),
         Check("window", lambda: _check_window(ctx)),
     ]
 

@@ -28,6 +28,7 @@ CHECK_NAMES = [
     "flash",
     "qt",
     "resources",
+    "label",
     "window",
 ]
 HAS_QT = importlib.util.find_spec("PySide6") is not None
@@ -68,6 +69,7 @@ def test_self_test_of_the_source_install_passes_and_prints_only_check_lines() ->
     statuses = {line[5:].split(":")[0]: line[:4].strip() for line in lines}
     assert statuses["nvs-encode"] == OK
     assert statuses["window"] == (OK if HAS_QT else SKIP)
+    assert statuses["label"] == (OK if HAS_QT else SKIP)
     assert statuses["flash"] == (OK if port else SKIP)
 
 
