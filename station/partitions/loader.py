@@ -125,7 +125,8 @@ def _load_build_dir(
         )
     args: FlasherArgs | None = None
     if (folder / FLASHER_ARGS).is_file():
-        args = read_flasher_args(folder / FLASHER_ARGS)
+        # only the offsets and settings matter here; a missing app image is the flasher's problem
+        args = read_flasher_args(folder / FLASHER_ARGS, check_files=False)
     if table_offset is None:
         table_offset = args.table_offset if args and args.table_offset is not None else None
     if bootloader_offset is None and args is not None:
@@ -144,10 +145,11 @@ def _line_of(text: str, needle: str) -> int:
     return 0 if at < 0 else text.count("\n", 0, at) + 1
 
 
-def read_flasher_args(path: str | Path) -> FlasherArgs:
+def read_flasher_args(path: str | Path, *, check_files: bool = True) -> FlasherArgs:
     """Parse an ESP-IDF ``flasher_args.json``: the files to write with their offsets, the chip
     and the flash settings. Paths are made absolute (relative to the file's folder); missing
-    files are problems. Raises :class:`StationError` with every problem found.
+    files are problems unless ``check_files`` is false. Raises :class:`StationError` with every
+    problem found.
     """
     p = Path(path)
     file = str(p)
@@ -194,7 +196,7 @@ def read_flasher_args(path: str | Path) -> FlasherArgs:
             problems.add(file, line, 0, key, "expected a file name")
             continue
         target = (p.parent / rel).resolve()
-        if not target.is_file():
+        if check_files and not target.is_file():
             problems.add(file, line, 0, key, f"{rel}: file not found (build the project first)")
             continue
         files.append((offset, target))

@@ -325,3 +325,11 @@ def test_flasher_args_without_files_or_settings(tmp_path: Path) -> None:
         f"{f}:1:0: extra_esptool_args: expected an object",
         f"{f}:1:0: chip: no chip named (extra_esptool_args.chip)",
     ]
+
+
+def test_build_folder_with_a_missing_app_still_shows_its_table(build: Path) -> None:
+    (build / "mfg.bin").unlink()
+    t = load_table(build)
+    assert t.flasher_args is not None and t.bootloader_offset == 0x1000
+    with pytest.raises(StationError, match=r"mfg\.bin: file not found"):
+        read_flasher_args(build / "flasher_args.json")
