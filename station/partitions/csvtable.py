@@ -87,7 +87,7 @@ def parse_csv_text(
     ``bootloader_offset`` is only needed when the CSV lists the primary bootloader itself.
     """
     problems = ProblemList()
-    parsed: list[tuple[Partition, bool, int]] = []  # (partition, offset was blank, size column)
+    parsed: list[tuple[Partition, int]] = []  # (partition, column of its size)
 
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -240,12 +240,12 @@ def parse_csv_text(
             file=file,
             columns=tuple(f.column for f in fields[:6]),
         )
-        parsed.append((part, fixed_offset, zfield.column))
+        parsed.append((part, zfield.column))
 
     # place blank offsets and resolve negative sizes, in table order, as gen_esp32part does
     partitions: list[Partition] = []
     last_end = table_offset + TABLE_SIZE
-    for part, _fixed, size_column in parsed:
+    for part, size_column in parsed:
         if part.is_primary_bootloader or part.is_primary_table:
             partitions.append(part)  # where the build puts them; they do not move the others
             continue
