@@ -40,6 +40,7 @@ FLASH_MAP = {
     "app": "#3b82f6",
     "data": "#14b8a6",
     "gap": "#e5e7eb",
+    "reserved": "#9ca3af",
     "factory": "#f59e0b",
 }
 

@@ -241,15 +241,17 @@ class MapBlock:
 
 class FlashMapWidget(QWidget):
     """The flash drawn to scale, left to right: regions, gaps, and the factory-data partition
-    highlighted (with the NVS image size drawn inside it). Hover a region for its numbers."""
+    highlighted (with the NVS image size drawn inside it). When the factory partition is too
+    small to see next to the app, a second bar zooms into the start of the flash. Hover a region
+    for its numbers."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._blocks: list[MapBlock] = []
         self._flash_size = 0
+        self._zoom_end = 0
         self._image_size: int | None = None
-        self._rects: list[tuple[QRectF, MapBlock]] = []
-        self.setMinimumHeight(self.fontMetrics().height() * 5)
+        self.setMinimumHeight(self.fontMetrics().height() * 8)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setMouseTracking(True)
 
@@ -265,84 +267,111 @@ class FlashMapWidget(QWidget):
         end = max((b.offset + b.size for b in self._blocks), default=0)
         self._flash_size = max(flash_size or 0, end)
         self._image_size = image_size
+        # zoom: up to the end of the region after the factory partition, if it looks tiny
+        self._zoom_end = 0
+        factory = next((b for b in self._blocks if b.written), None)
+        if factory is not None and self._flash_size and factory.size / self._flash_size < 0.08:
+            later = [b.offset for b in self._blocks if b.offset > factory.offset]
+            stop = factory.offset + factory.size
+            self._zoom_end = min([o for o in later if o >= stop] or [stop]) + factory.size // 2
+            self._zoom_end = min(self._zoom_end, self._flash_size)
         self.update()
 
     @property
     def blocks(self) -> list[MapBlock]:
         return list(self._blocks)
 
+    @property
+    def zoomed(self) -> bool:
+        return bool(self._zoom_end)
+
     def sizeHint(self) -> QSize:
-        return QSize(600, self.fontMetrics().height() * 5)
+        return QSize(600, self.fontMetrics().height() * (8 if self._zoom_end else 4))
+
+    def _bars(self) -> list[tuple[int, int, float, float]]:
+        """(start, end, top, height) of each bar: the whole flash, then the zoom if any."""
+        fm = self.fontMetrics()
+        line = fm.height()
+        if not self._zoom_end:
+            return [(0, self._flash_size, line * 0.2, self.height() - line * 1.6)]
+        h = (self.height() - line * 3.2) / 2
+        return [
+            (0, self._flash_size, line * 0.2, h),
+            (0, self._zoom_end, line * 1.8 + h, h),
+        ]
 
     def _geometry(self) -> list[tuple[QRectF, MapBlock]]:
         """Rectangles to scale; tiny regions get a minimum width so they stay visible."""
         if not self._blocks or not self._flash_size:
             return []
-        fm = self.fontMetrics()
-        top = fm.height() * 0.2
-        height = self.height() - fm.height() * 1.6
         width = max(self.width() - 2.0, 10.0)
         out = []
-        for b in self._blocks:
-            x = 1 + width * b.offset / self._flash_size
-            w = max(width * b.size / self._flash_size, 3.0)
-            out.append((QRectF(x, top, w, height), b))
+        for start, end, top, height in self._bars():
+            span = end - start
+            for b in self._blocks:
+                if b.offset >= end or b.offset + b.size <= start:
+                    continue
+                x = 1 + width * (b.offset - start) / span
+                w = max(width * (min(b.offset + b.size, end) - b.offset) / span, 3.0)
+                out.append((QRectF(x, top, min(w, width + 1 - x), height), b))
         return out
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
-        self._rects = self._geometry()
+        rects = self._geometry()
         fm = self.fontMetrics()
-        if not self._rects:
+        if not rects:
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No partition table")
             return
-        for rect, b in self._rects:
-            factory = b.written
-            color = QColor(
-                theme.FLASH_MAP["factory" if factory else b.kind]
-                if (factory or b.kind in theme.FLASH_MAP)
-                else theme.FLASH_MAP["data"]
-            )
-            if b.kind == "gap":
-                painter.fillRect(rect, QBrush(color, Qt.BrushStyle.BDiagPattern))
-                painter.setPen(QPen(QColor("#9ca3af"), 1))
-            else:
-                painter.fillRect(rect, color)
-                painter.setPen(QPen(QColor("#111827"), 1))
-            painter.drawRect(rect)
-            if factory:
-                if self._image_size is not None and b.size:
-                    fill = QRectF(rect)
-                    fill.setHeight(rect.height() * 0.25)
-                    fill.moveBottom(rect.bottom())
-                    fill.setWidth(rect.width() * min(self._image_size / b.size, 1.0))
-                    painter.fillRect(fill, QColor("#7c2d12"))
-                painter.setPen(QPen(QColor("#b45309"), 3))
-                painter.drawRect(rect.adjusted(-1, -1, 1, 1))
-            label = b.name if b.kind != "gap" else ""
-            if label and fm.horizontalAdvance(label) + 4 < rect.width():
-                painter.setPen(
-                    QColor("#ffffff" if b.kind in {"bootloader", "table", "app"} else "#111827")
-                )
-                painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, label)
-        # scale under the bar: start, the factory partition's offset, and the end
+        for rect, b in rects:
+            self._draw_block(painter, rect, b)
         painter.setPen(QColor("#374151"))
-        base_y = int(self._rects[0][0].bottom() + fm.ascent() + 2)
-        painter.drawText(QPoint(1, base_y), "0x0")
-        end_text = f"0x{self._flash_size:x} ({human_size(self._flash_size)})"
-        painter.drawText(
-            QPoint(self.width() - fm.horizontalAdvance(end_text) - 2, base_y), end_text
-        )
-        for rect, b in self._rects:
-            if b.written:
-                text = f"{b.name} @ 0x{b.offset:x}"
-                x = min(
-                    max(rect.left(), fm.horizontalAdvance("0x0") + 8),
-                    self.width() - fm.horizontalAdvance(text) - fm.horizontalAdvance(end_text) - 12,
-                )
-                painter.drawText(QPoint(int(x), base_y), text)
+        for start, end, top, height in self._bars():
+            base_y = int(top + height + fm.ascent() + 2)
+            left = f"0x{start:x}"
+            right = f"0x{end:x} ({human_size(end)})"
+            if end != self._flash_size:
+                right = "zoom to " + right
+            painter.drawText(QPoint(1, base_y), left)
+            painter.drawText(QPoint(self.width() - fm.horizontalAdvance(right) - 2, base_y), right)
+            for rect, b in rects:
+                if b.written and abs(rect.top() - top) < 1:
+                    text = f"{b.name} @ 0x{b.offset:x}"
+                    lo = fm.horizontalAdvance(left) + 8
+                    hi = (
+                        self.width() - fm.horizontalAdvance(right) - fm.horizontalAdvance(text) - 12
+                    )
+                    painter.drawText(
+                        QPoint(int(min(max(rect.left(), lo), max(hi, lo))), base_y), text
+                    )
         painter.end()
+
+    def _draw_block(self, painter: QPainter, rect: QRectF, b: MapBlock) -> None:
+        fm = self.fontMetrics()
+        key = "factory" if b.written else (b.kind if b.kind in theme.FLASH_MAP else "data")
+        color = QColor(theme.FLASH_MAP[key])
+        if b.kind == "gap":
+            painter.fillRect(rect, QBrush(color, Qt.BrushStyle.BDiagPattern))
+            painter.setPen(QPen(QColor("#9ca3af"), 1))
+        else:
+            painter.fillRect(rect, color)
+            painter.setPen(QPen(QColor("#111827"), 1))
+        painter.drawRect(rect)
+        if b.written:
+            if self._image_size is not None and b.size:
+                fill = QRectF(rect)
+                fill.setHeight(rect.height() * 0.25)
+                fill.moveBottom(rect.bottom())
+                fill.setWidth(rect.width() * min(self._image_size / b.size, 1.0))
+                painter.fillRect(fill, QColor("#7c2d12"))
+            painter.setPen(QPen(QColor("#b45309"), 3))
+            painter.drawRect(rect.adjusted(-1, -1, 1, 1))
+        label = b.name if b.kind != "gap" else ""
+        if label and fm.horizontalAdvance(label) + 4 < rect.width():
+            dark = b.kind in {"bootloader", "table", "app"}
+            painter.setPen(QColor("#ffffff" if dark else "#111827"))
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, label)
 
     def block_at(self, x: float, y: float) -> MapBlock | None:
         for rect, b in self._geometry():

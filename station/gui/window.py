@@ -8,7 +8,7 @@ repaints the cards, the counters and the rows from that state.
 
 from __future__ import annotations
 
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
     lot_opened = Signal(str)  # lot name
     scan_handled = Signal(str, bool, str)  # code, accepted, message shown to the operator
     mode_changed = Signal(bool)  # engineer mode on?
+    image_size_done = Signal(object, int, str)  # lot, bytes used, problem (from a worker)
 
     def __init__(self, settings: StationSettings, *, title_suffix: str = "") -> None:
         super().__init__()
@@ -103,7 +104,10 @@ class MainWindow(QMainWindow):
         self.port_watcher: Any | None = None
         self._closing = False
         self._counters: Any | None = None
-        self._started_at = time.monotonic()
+        self._regions: tuple[list[Any], int | None] = ([], None)
+        self.image_used: int | None = None
+        self._workers: list[threading.Thread] = []
+        self.image_size_done.connect(self._image_size_ready)
 
         self._build_actions()
         self._build_central()
@@ -568,22 +572,47 @@ class MainWindow(QMainWindow):
         self.partition_model.set_table(table.partitions, factory.name)
         flash_size = getattr(lot, "flash_size", None)
         try:
-            regions = flash_map(table, flash_size, factory.name)
+            regions = flash_map(table, flash_size, factory.name, chip=lot.settings.chip)
         except StationError as err:
             regions = []
             self.partition_warnings.setText("\n".join(str(p) for p in err.problems))
-        image_size = getattr(lot, "image_size", None)
-        self.flash_map.set_map(regions, flash_size, image_size)
-        note = (
+        self._regions = (regions, flash_size)
+        self.flash_map.set_map(regions, flash_size)
+        self.flash_map_note.setText(
             f"Factory data: partition “{factory.name}” at 0x{factory.offset:x}, "
-            f"0x{factory.size:x} bytes ({factory.size // 4096} pages). "
+            f"0x{factory.size:x} bytes ({factory.size // 4096} pages)."
         )
-        used = getattr(lot, "pages_needed", None)
-        if used is not None:
-            note += f"The biggest row needs {used} NVS page(s)."
-        self.flash_map_note.setText(note)
         warnings = [str(p) for p in validate(table, flash_size)]
         self.partition_warnings.setText("\n".join(warnings))
+        self.partition_view.resizeColumnsToContents()
+        # how full the partition is: row 1's image is built on a worker thread, never here
+        self._join_workers()
+        worker = threading.Thread(
+            target=_image_size_job, args=(lot, self.image_size_done.emit), name="image size"
+        )
+        self._workers.append(worker)
+        worker.start()
+
+    def _join_workers(self) -> None:
+        for worker in self._workers:
+            worker.join(10.0)
+        self._workers = [w for w in self._workers if w.is_alive()]
+
+    def _image_size_ready(self, lot: object, used: int, error: str) -> None:
+        if lot is not self.lot or self.lot is None or self._closing:
+            return
+        factory = self.lot.factory
+        if error:
+            self.flash_map_note.setText(f"{self.flash_map_note.text()} Row 1: {error}")
+            return
+        regions, flash_size = self._regions
+        self.flash_map.set_map(regions, flash_size, used)
+        self.image_used = used
+        self.flash_map_note.setText(
+            f"Factory data: partition “{factory.name}” at 0x{factory.offset:x}, "
+            f"0x{factory.size:x} bytes. Row 1's NVS image fills {used} bytes of it "
+            f"({100 * used / factory.size:.0f} %)."
+        )
 
     def close_lot(self) -> None:
         """Stop production on the current lot (cancels, joins the workers)."""
@@ -1026,7 +1055,33 @@ class MainWindow(QMainWindow):
         if self.serial_scanner is not None:
             self.serial_scanner.stop()
             self.serial_scanner = None
+        self._join_workers()
         self.close_lot()
+
+
+def _image_size_job(lot: Any, emit: Any) -> None:
+    """Build row 1's NVS image (a worker thread) and report how many bytes of it are used."""
+    try:
+        image = lot.image_for(lot.row(0))
+    except StationError as err:
+        emit(lot, 0, _first_message(err))
+        return
+    except Exception as err:  # a broken row must not kill the worker silently
+        emit(lot, 0, f"cannot build its image ({err})")
+        return
+    emit(lot, nvs_bytes_used(image), "")
+
+
+def nvs_bytes_used(image: bytes) -> int:
+    """Bytes of NVS entries in use: non-erased 32-byte entries after each page's 64-byte header
+    and bitmap (erased flash reads 0xFF), plus those headers of pages in use."""
+    used = 0
+    for page in range(0, len(image), 4096):
+        entries = [image[o : o + 32] for o in range(page + 64, page + 4096, 32)]
+        n = sum(1 for e in entries if e != b"\xff" * 32)
+        if n:
+            used += 64 + 32 * n
+    return used
 
 
 class _HotPlug:

@@ -47,7 +47,7 @@ def _cells(w: MainWindow, row: int) -> list[str]:
 
 
 def test_open_lot_shows_rows_ports_and_partitions(
-    window: MainWindow, lot_dir: Path, qtmodeltester: ModelTester
+    qtbot: QtBot, window: MainWindow, lot_dir: Path, qtmodeltester: ModelTester
 ) -> None:
     assert window.open_lot(str(lot_dir / "lot.toml"))
     assert window.row_model.rowCount() == 200
@@ -63,7 +63,11 @@ def test_open_lot_shows_rows_ports_and_partitions(
     assert names == ["nvs", "phy_init", "fctry", "factory"]
     written = [b for b in window.flash_map.blocks if b.written]
     assert [(b.name, b.offset, b.size) for b in written] == [("fctry", 0x10000, 0x6000)]
-    assert "fctry" in window.flash_map_note.text()
+    assert window.flash_map.zoomed  # 24 KiB next to a 1 MiB app: a zoomed bar shows it
+    # row 1's image is built on a worker thread; the note then says how full the partition is
+    qtbot.waitUntil(lambda: window.image_used is not None)
+    assert 0 < window.image_used < 0x6000  # type: ignore[operator]
+    assert "Row 1's NVS image fills" in window.flash_map_note.text()
     qtmodeltester.check(window.row_model)
     qtmodeltester.check(window.partition_model)
 
