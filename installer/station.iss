@@ -68,8 +68,9 @@ Source: "{#Bundle}\*"; DestDir: "{app}"; Flags: ignoreversion recursesubdirs cre
 ; the window, without a console behind it
 Name: "{autoprograms}\{#AppName}\{#AppName}"; Filename: "{app}\station-gui.exe"; WorkingDir: "{userdocs}"
 Name: "{autoprograms}\{#AppName}\{#AppName} demo (simulated devices)"; Filename: "{app}\station-gui.exe"; Parameters: "--demo"; WorkingDir: "{userdocs}"
-; the headless installation check, in a console window that stays open to be read
-Name: "{autoprograms}\{#AppName}\{#AppName} self-test"; Filename: "{cmd}"; Parameters: "/k ""{app}\station.exe"" --self-test --self-test-port sim"; WorkingDir: "{app}"
+; the headless installation check, in a console window that stays open to be read (run from
+; {app}, so cmd finds station.exe without quoting a path that may contain spaces)
+Name: "{autoprograms}\{#AppName}\{#AppName} self-test"; Filename: "{cmd}"; Parameters: "/k station.exe --self-test --self-test-port sim"; WorkingDir: "{app}"
 Name: "{autoprograms}\{#AppName}\Uninstall {#AppName}"; Filename: "{uninstallexe}"
 Name: "{autodesktop}\{#AppName}"; Filename: "{app}\station-gui.exe"; WorkingDir: "{userdocs}"; Tasks: desktopicon
 
