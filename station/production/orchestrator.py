@@ -141,6 +141,7 @@ class Orchestrator:
         auto_retry: int = 1,
         poll_interval: float = 1.0,
         connect_timeout: float = 10.0,
+        opener: Callable[..., DeviceSession] | None = None,
     ) -> None:
         self.lot = lot
         self.ledger = lot.ledger
@@ -154,10 +155,13 @@ class Orchestrator:
         self.auto_retry = auto_retry
         self.poll_interval = poll_interval
         self.connect_timeout = connect_timeout
+        self._opener = opener  # station.flashing.open_device unless given (tests, other links)
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
         self._ports: dict[str, _Port] = {}
         self._closing = threading.Event()
+        self._claim_lock = threading.Lock()
+        self._claimed: set[str] = set()  # ports with a unit claimed and not finished
         self.units_done = 0  # verified in this run
         self.units_failed = 0
         self.run_id = self.ledger.start_run()
@@ -512,6 +516,7 @@ class Orchestrator:
         """One device on one port: passed|failed|skipped|no-device|same|no-rows|limit."""
         from station.flashing import FlashError, open_device
 
+        opener = self._opener or open_device
         u = _Unit(started=time.monotonic())
         self._phase(p, u, "connecting")
 
@@ -521,7 +526,7 @@ class Orchestrator:
             self._port_update(p, u, "busy", done=pr.done, total=pr.total)
 
         try:
-            session = open_device(
+            session = opener(
                 p.name,
                 chip=self.lot.settings.chip,
                 baud=self.baud,
@@ -548,6 +553,13 @@ class Orchestrator:
             return "failed" if u.claim else "skipped"
 
     def _with_device(self, p: _Port, u: _Unit, session: DeviceSession, auto: bool) -> str:
+        try:
+            return self._device_unit(p, u, session, auto)
+        finally:
+            with self._lock:
+                self._claimed.discard(p.name)
+
+    def _device_unit(self, p: _Port, u: _Unit, session: DeviceSession, auto: bool) -> str:
         from station.flashing import FlashError, WriteRegion
 
         u.mac, u.chip = session.info.mac, session.info.chip
@@ -696,6 +708,8 @@ class Orchestrator:
                     f"{self._unit_label(held.index)} ({held.state})",
                 )
             claim = led.claim_row(held.index, **kw)
+            with self._lock:
+                self._claimed.add(p.name)
             return claim, led.row(held.index)
         sha = hashlib.sha256(current).hexdigest()
         blank = current.count(0xFF) == len(current)
@@ -726,29 +740,22 @@ class Orchestrator:
                 )
             elif not self._ask(p, u):
                 return None
-        with self._lock:
-            assigned = p.assigned
-            if (
-                self.max_units is not None
-                and self.units_done + self._in_flight_ports(p) >= self.max_units
-            ):
+        with self._claim_lock:  # the count check and the claim are one step across ports
+            with self._lock:
+                assigned = p.assigned
+                others = len(self._claimed - {p.name})
+            if self.max_units is not None and self.units_done + others >= self.max_units:
                 self._port_update(p, u, "waiting", "count reached unless a unit in progress fails")
                 return "limit"
-        index = assigned if assigned is not None else new_for_mac
-        got: Claim | None = (
-            led.claim_row(index, **kw) if index is not None else led.claim_next(**kw)
-        )
-        if got is None:
-            return "no-rows"
-        return got, led.row(got.row_index)  # type: ignore[union-attr]
-
-    def _in_flight_ports(self, me: _Port) -> int:
-        """Other ports with a unit claimed right now (for max_units)."""
-        n = 0
-        for a in self.ledger.active_attempts():
-            if a.run_id == self.run_id and a.port != me.name:
-                n += 1
-        return n
+            index = assigned if assigned is not None else new_for_mac
+            got: Claim | None = (
+                led.claim_row(index, **kw) if index is not None else led.claim_next(**kw)
+            )
+            if got is None:
+                return "no-rows"
+            with self._lock:
+                self._claimed.add(p.name)
+        return got, led.row(got.row_index)
 
     def _ask(self, p: _Port, u: _Unit) -> bool:
         """Emit a Decision for foreign data and wait for answer(); False means leave it."""
