@@ -9,13 +9,12 @@ mfg_gen writes) and :func:`build_row_image` its NVS image, in memory.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +36,7 @@ SECRET_ENCODINGS = ("hex2bin", "base64", "binary")
 MASK = "••••••"
 _BAD_NAME_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
 _FILE_CACHE_BYTES = 64 * 1024 * 1024
+_AP_KEYS = ("ap.ssid", "ap.passwd", "ap.authmode")
 _NO_LIMIT = 1 << 30  # a partition size for checks that are not about the size
 
 
@@ -93,8 +93,22 @@ class _FileCache:
 
     def __init__(self) -> None:
         self._data: dict[str, bytes] = {}
+        self._entries: dict[tuple[str, str], tuple[str, str]] = {}
         self._size = 0
         self._lock = threading.Lock()
+
+    def entry(self, encoding: str, path: str) -> tuple[str, str]:
+        """(encoding, value) of the data entry that stands for a type-file value, cached."""
+        with self._lock:
+            cached = self._entries.get((encoding, path))
+        if cached is not None:
+            return cached
+        entry = V.file_entry_value(encoding, self.read(path))
+        with self._lock:
+            if self._size + len(entry[1]) <= _FILE_CACHE_BYTES:
+                self._entries[(encoding, path)] = entry
+                self._size += len(entry[1])
+        return entry
 
     def read(self, path: str) -> bytes:
         with self._lock:
@@ -127,6 +141,25 @@ class MfgLot:
     def data_lines(self) -> tuple[ConfigLine, ...]:
         """The config lines that carry a value (every line but the namespaces)."""
         return tuple(c for c in self.config if c.type != "namespace")
+
+    @cached_property
+    def _plan(self) -> tuple[tuple[int, str, str, str, int], ...]:
+        """Per config line: (0 namespace | 1 data | 2 file, key, type, encoding, column)."""
+        index = {name: i for i, name in reversed(list(enumerate(self.columns)))}
+        return tuple(
+            (
+                0 if c.type == "namespace" else 1 if c.type == "data" else 2,
+                c.key,
+                c.type,
+                c.encoding,
+                index.get(c.key, -1),
+            )
+            for c in self.config
+        )
+
+    def _file_value(self, encoding: str, value: str) -> tuple[str, str]:
+        """(encoding, value) of the data entry that stands for a type-file value."""
+        return self._files.entry(encoding, self.resolve(value))
 
     def resolve(self, value: str) -> str:
         """Where a type-file value points: relative to ``base_dir`` (mfg_gen: the working dir)."""
@@ -287,7 +320,7 @@ class _Values:
 
 def _parse_values(path: Path, text: str, problems: ProblemList) -> _Values | None:
     file = str(path)
-    it = records(text, path, problems)
+    it = iter(records(text, path, problems))
     try:
         header_line, header_fields = next(it)
     except StopIteration:
@@ -308,26 +341,17 @@ def _parse_values(path: Path, text: str, problems: ProblemList) -> _Values | Non
     incomplete: set[int] = set()
     for number, fields in it:
         n = len(fields)
-        if n != width:
-            incomplete.add(len(rows))
-            if n < width:
-                problems.add(
-                    file,
-                    number,
-                    n + 1,
-                    header[n] or "-",
-                    f"missing fields: {n} values for {width} columns of the header",
-                )
-            else:
-                problems.add(
-                    file,
-                    number,
-                    width + 1,
-                    "-",
-                    f"extra fields: {n} values for {width} columns of the header",
-                )
-            fields = (fields + [""] * width)[:width]
-        rows.append((number, fields))
+        if n == width:
+            rows.append((number, fields))
+            continue
+        incomplete.add(len(rows))
+        if n < width:
+            message = f"missing fields: {n} values for {width} columns of the header"
+            problems.add(file, number, n + 1, header[n] or "-", message)
+        else:
+            message = f"extra fields: {n} values for {width} columns of the header"
+            problems.add(file, number, width + 1, "-", message)
+        rows.append((number, (fields + [""] * width)[:width]))
     return _Values(header, header_line, columns, rows, incomplete)
 
 
@@ -524,39 +548,45 @@ def load_mfg(
 
 def _check_values(
     lot: MfgLot, col_of: dict[int, int], incomplete: set[int], problems: ProblemList
-) -> tuple[list[list[int]], set[int]]:
-    """Checks every value of the complete rows.
+) -> tuple[list[tuple[object, ...]], set[int]]:
+    """Checks every value of the complete rows, one column at a time (fast for big lots).
 
-    Returns per row the byte sizes of its variable-length values, and the indexes of the rows
-    with a problem (incomplete ones included).
+    Returns per row a signature of its layout (the byte sizes of its variable-length values),
+    and the indexes of the rows with a problem (incomplete ones included).
     """
     file = str(lot.values_path)
-    sizes: list[list[int]] = [[] for _ in lot.rows]
     bad = set(incomplete)
-    rows = [r for r in lot.rows if r.index not in incomplete] if incomplete else lot.rows
+    rows = [r for r in lot.rows if r.index not in incomplete] if incomplete else list(lot.rows)
+    table = [r.values._fields for r in rows]  # type: ignore[attr-defined]
+    columns: list[list[object]] = []
     file_results: dict[tuple[str, str], tuple[str | None, int]] = {}
     for c in lot.config:
         index = col_of.get(c.line)
         if c.type == "namespace" or index is None:
             continue
-        fixed = c.type == "data" and c.encoding in V.INT_RANGES
-        check = V.value_check(c.encoding)
-        for row in rows:
-            row_sizes = sizes[row.index]
-            value = row.values[c.key]
-            if c.type == "file":
-                message, nbytes = _check_file(lot, c.encoding, value, file_results)
+        if c.type == "file":
+            results = [_check_file(lot, c.encoding, f[index], file_results) for f in table]
+        else:
+            check = V.value_check(c.encoding)
+            values = [f[index] for f in table]
+            if len(set(values[:64])) <= 16:  # REPEAT and few-valued columns: check each once
+                known = {v: check(v) for v in set(values)}
+                results = [known[v] for v in values]
             else:
-                message, nbytes = check(value)
+                results = [check(v) for v in values]
+        for row, (message, _n) in zip(rows, results, strict=True):
             if message:
                 problems.add(file, row.line, index + 1, c.key, message)
                 bad.add(row.index)
-            if not fixed:
-                row_sizes.append(nbytes)
-            if c.key in ("ap.ssid", "ap.passwd", "ap.authmode"):
-                # the codec adds ap.pmk_info only for a non-empty SSID/password and authmode != 0
-                row_sizes.append(value not in ("", "0"))
-    return sizes, bad
+        if c.type == "file" or c.encoding not in V.INT_RANGES:
+            columns.append([n for _m, n in results])
+        if c.key in _AP_KEYS:
+            # the codec adds ap.pmk_info only for a non-empty SSID/password and authmode != 0
+            columns.append([f[index] not in ("", "0") for f in table])
+    signatures: list[tuple[object, ...]] = [()] * len(lot.rows)
+    for row, signature in zip(rows, zip(*columns, strict=True), strict=True) if columns else ():
+        signatures[row.index] = signature
+    return signatures, bad
 
 
 def _check_file(
@@ -582,7 +612,7 @@ def _check_file(
 
 def _check_fit(
     lot: MfgLot,
-    sizes: list[list[int]],
+    sizes: list[tuple[object, ...]],
     bad: set[int],
     size: int | None,
     version: int,
@@ -597,10 +627,10 @@ def _check_fit(
     from station.nvs import check_entries
 
     cols = {name: i for i, name in reversed(list(enumerate(lot.columns)))}
-    groups: dict[tuple[int, ...], list[Row]] = {}
-    for row, row_sizes in zip(lot.rows, sizes, strict=True):
+    groups: dict[tuple[object, ...], list[Row]] = {}
+    for row, signature in zip(lot.rows, sizes, strict=True):
         if row.index not in bad:
-            groups.setdefault(tuple(row_sizes), []).append(row)
+            groups.setdefault(signature, []).append(row)
 
     def check(row: Row) -> list[Problem]:
         found = check_entries(_image_entries(lot, row), size or _NO_LIMIT, version, lot.base_dir)
@@ -646,33 +676,41 @@ def _image_entries(lot: MfgLot, row: Row) -> list[NvsEntry]:
     from station.nvs import NvsEntry
 
     file = str(lot.values_path)
-    values = row.values
+    fields = row.values._fields  # type: ignore[attr-defined]
+    line = row.line
     out = []
-    for c in lot.config:
-        if c.type == "namespace":
-            out.append(NvsEntry(c.key, "namespace", "", "", file, row.line))
-        elif c.type == "file":
-            encoding, value = V.file_entry_value(
-                c.encoding, lot._files.read(lot.resolve(values[c.key]))
-            )
-            out.append(NvsEntry(c.key, "data", encoding, value, file, row.line))
+    for kind, key, typ, encoding, index in lot._plan:
+        if kind == 0:
+            out.append(NvsEntry(key, "namespace", "", "", file, line))
+        elif kind == 1:
+            out.append(NvsEntry(key, typ, encoding, fields[index], file, line))
         else:
-            out.append(NvsEntry(c.key, c.type, c.encoding, values[c.key], file, row.line))
+            enc, value = lot._file_value(encoding, fields[index])
+            out.append(NvsEntry(key, "data", enc, value, file, line))
     return out
+
+
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+
+
+def _csv_field(value: str) -> str:
+    # what csv.writer (excel dialect, QUOTE_MINIMAL) writes for one field of a 4-field row
+    if _NEEDS_QUOTES.search(value):
+        return '"' + value.replace('"', '""') + '"'
+    return value
 
 
 def intermediate_csv(lot: MfgLot, row: Row) -> str:
     """The text of the device's intermediate CSV, as mfg_gen writes it (csv module, CRLF)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(("key", "type", "encoding", "value"))
-    values = row.values
-    for c in lot.config:
-        if c.type == "namespace":
-            writer.writerow((c.key, "namespace", "", ""))
+    fields = row.values._fields  # type: ignore[attr-defined]
+    parts = ["key,type,encoding,value\r\n"]
+    for kind, key, typ, encoding, index in lot._plan:
+        if kind == 0:
+            parts.append(f"{_csv_field(key)},namespace,,\r\n")
         else:
-            writer.writerow((c.key, c.type, c.encoding, values[c.key]))
-    return out.getvalue()
+            value = fields[index]
+            parts.append(f"{_csv_field(key)},{typ},{_csv_field(encoding)},{_csv_field(value)}\r\n")
+    return "".join(parts)
 
 
 def build_row_image(

@@ -144,3 +144,28 @@ def test_i16_u64_i64_beyond_mfg_gen(lotdir: Path) -> None:
     lot = load_mfg("c.csv", "v.csv", size=0x3000)
     image = build_row_image(lot, lot.rows[0], 0x3000)
     assert len(image) == 0x3000
+
+
+@pytest.mark.parametrize(
+    "value", ["", " ", "a,b", 'say "hi"', "two\nlines", "cr\rhere", "crlf\r\n", "#x", "é", "'"]
+)
+def test_intermediate_csv_quotes_like_the_csv_module(lotdir: Path, value: str) -> None:
+    import csv
+    import io
+
+    write(lotdir / "c.csv", "app,namespace,\nnote,data,string\nn,data,u8\n")
+    values = io.StringIO()
+    csv.writer(values).writerows([["note", "n"], [value, "1"]])
+    write(lotdir / "v.csv", values.getvalue())
+    lot = load_mfg("c.csv", "v.csv")
+    assert lot.rows[0].values["note"] == value
+    out = io.StringIO()
+    csv.writer(out).writerows(
+        [
+            ["key", "type", "encoding", "value"],
+            ["app", "namespace", "", ""],
+            ["note", "data", "string", value],
+            ["n", "data", "u8", "1"],
+        ]
+    )
+    assert intermediate_csv(lot, lot.rows[0]) == out.getvalue()

@@ -1,0 +1,108 @@
+"""Benchmark: the official flow vs `station generate`, on the same 5,000-row lot, in one run.
+
+The official flow is what mfg_gen.py does, in process (fair to it: no subprocess per device, its
+log output silenced): build each device's intermediate CSV from the config and values files,
+write it, and call esp-idf-nvs-partition-gen 0.3.0's ``generate`` on it. `station generate` is
+called in process too, and writes the same files (bin/ and csv/). Also printed: how long a
+100,000-row lot takes to load and validate, and build_row_image's rate in memory.
+
+Run by hand:  python tests/bench/bench_generate.py [ROWS]
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from station.cli import main  # noqa: E402
+from station.mfg import build_row_image, load_mfg  # noqa: E402
+from tests.mfg.reference import official_generate  # noqa: E402
+
+CONFIG = """device,namespace,
+serial_no,data,string
+model,data,string,REPEAT
+hw_rev,data,u8,REPEAT
+unit_id,data,u32
+mac,data,hex2bin
+dev_key,data,hex2bin
+dev_cert,data,base64
+ca_cert,file,string
+wifi,namespace,
+ssid,data,string
+psk,data,string
+"""
+CA = "-----BEGIN CERTIFICATE-----\n" + "A" * 1200 + "\n-----END CERTIFICATE-----\n"
+
+
+def make_lot(folder: Path, rows: int) -> None:
+    (folder / "config.csv").write_text(CONFIG)
+    (folder / "ca.pem").write_text(CA)
+    lines = ["batch,serial_no,model,hw_rev,unit_id,mac,dev_key,dev_cert,ca_cert,ssid,psk"]
+    for i in range(rows):
+        lines.append(",".join([
+            "B1", f"SN{i:07d}", "M-100" if i == 0 else "", "3" if i == 0 else "", str(i),
+            secrets.token_bytes(6).hex(), secrets.token_bytes(32).hex(),
+            base64.b64encode(secrets.token_bytes(600)).decode(), "ca.pem",
+            f"factory-{i % 7}", secrets.token_hex(12),
+        ]))
+    (folder / "values.csv").write_text("\n".join(lines) + "\n")
+
+
+def timed(fn) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run(rows: int) -> None:
+    old = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        os.chdir(d)
+        try:
+            make_lot(d, rows)
+            official = timed(lambda: official_generate(
+                Path("config.csv"), Path("values.csv"), "dev", "0x6000", d / "theirs",
+                fileid="serial_no"))
+
+            def ours() -> None:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    code = main(["generate", "config.csv", "values.csv", "dev", "0x6000",
+                                 "--outdir", "ours", "--fileid", "serial_no"])
+                assert code == 0
+
+            station = timed(ours)
+            same = all(
+                (d / "ours" / sub / p.name).read_bytes() == p.read_bytes()
+                for sub in ("bin", "csv") for p in (d / "theirs" / sub).iterdir()
+            )
+            print(f"lot: {rows} devices, 0x6000 partitions, 10 keys in 2 namespaces")
+            print(f"official flow (mfg_gen CSVs + nvs_partition_gen): {official:7.2f} s "
+                  f"{rows / official:8.0f} images/s")
+            print(f"station generate:                                 {station:7.2f} s "
+                  f"{rows / station:8.0f} images/s")
+            print(f"ratio: {official / station:.1f}x   identical output: {same}")
+
+            lot = load_mfg("config.csv", "values.csv", size=0x6000)
+            build = timed(lambda: [build_row_image(lot, r, 0x6000) for r in lot.rows])
+            print(f"build_row_image in memory: {rows / build:8.0f} images/s")
+
+            make_lot(d, 100_000)
+            load = timed(lambda: load_mfg("config.csv", "values.csv", size=0x6000))
+            print(f"load_mfg of a 100,000-row lot (whole-lot validation): {load:.2f} s")
+        finally:
+            os.chdir(old)
+
+
+if __name__ == "__main__":
+    run(int(sys.argv[1]) if len(sys.argv) > 1 else 5000)
