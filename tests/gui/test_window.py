@@ -12,7 +12,7 @@ from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
 from station.gui import theme
-from station.gui.dialogs import NewLotDialog
+from station.gui.dialogs import LabelDialog, NewLotDialog
 from station.gui.resources import resources_dir
 from station.gui.settings import StationSettings
 from station.gui.window import MainWindow
@@ -261,3 +261,37 @@ def test_new_lot_dialog_saves_a_lot_file_the_window_opens(
     assert 'name = "L2026-11-B"' in text and 'scan_column = "serial_no"' in text
     assert window.open_lot(str(target))
     assert window.row_model.rowCount() == 200
+
+
+def test_reprint_shows_what_would_be_printed(
+    qtbot: QtBot, window: MainWindow, lot_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lot_file = lot_dir / "lot.toml"
+    lot_file.write_text(
+        lot_file.read_text()
+        + 'label = { width_mm = 50, height_mm = 25, lines = ["{serial_no}", "key {device_key}"],'
+        ' code128 = "{serial_no}" }\n'
+    )
+    assert window.open_lot(str(lot_file))
+    shown: list[LabelDialog] = []
+    monkeypatch.setattr(LabelDialog, "exec", lambda self: shown.append(self))
+    window.row_view.selectRow(2)
+    window.reprint_selected()
+    assert len(shown) == 1
+    dialog = shown[0]
+    qtbot.addWidget(dialog)
+    assert dialog.fields["serial_no"] == "SN26110003"
+    assert "9cad89dd" not in " ".join(dialog.fields.values())  # the secret stays masked
+    assert dialog.image is not None and not dialog.image.pixmap().isNull()
+    assert dialog.print_button.isEnabled()
+
+
+def test_reprint_without_a_label_layout_lists_the_fields(
+    qtbot: QtBot, window: MainWindow, lot_dir: Path
+) -> None:
+    window.open_lot(str(lot_dir / "lot.toml"))
+    dialog = LabelDialog(window, window.lot, window.lot.ledger.row(0))
+    qtbot.addWidget(dialog)
+    assert dialog.image is None and not dialog.print_button.isEnabled()
+    assert dialog.fields["serial_no"] == "SN26110001"
+    assert "b89cf2e9" not in " ".join(dialog.fields.values())

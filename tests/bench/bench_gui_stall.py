@@ -1,0 +1,205 @@
+"""Event-loop stalls of the station window while 8 simulated devices flash, 100,000-row lot open.
+
+Run by hand (offscreen is fine):  QT_QPA_PLATFORM=offscreen python tests/bench/bench_gui_stall.py
+
+A 1 ms QTimer measures the gaps between its ticks on the GUI thread; a gap far above 1 ms is a
+stall an operator would feel. While the devices flash, the benchmark also scrolls the row table
+(as an operator looking for a unit would) and scans a code every second. Three runs, same
+process, same lot size:
+
+  idle      the window with the lot open, nothing flashing (the floor)
+  window    the real window: orchestrator events folded by the bridge, 4 Hz repaint
+  naive     the alternative we did not build: every orchestrator event is queued to the GUI
+            thread and repaints its card at once (what connecting a signal per event gives)
+
+Figures are printed, never asserted (tests/gui/test_flow.py checks a generous bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QElapsedTimer, QObject, QSettings, Qt, QTimer, Signal  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from station.gui.settings import StationSettings  # noqa: E402
+from station.gui.window import MainWindow  # noqa: E402
+
+SAMPLE = ROOT / "resources" / "sample_lot"
+
+
+def make_lot(folder: Path, rows: int) -> Path:
+    """A lot like the sample one with ``rows`` rows (serial, 16-byte key, revision)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SAMPLE / "partitions.csv", folder / "partitions.csv")
+    (folder / "config.csv").write_text(
+        "factory,namespace,\nserial_no,data,string\ndevice_key,data,hex2bin\nhw_rev,data,u32\n"
+    )
+    with (folder / "values.csv").open("w") as f:
+        f.write("serial_no,device_key,hw_rev\n")
+        for i in range(rows):
+            f.write(f"SN{i:08d},{os.urandom(16).hex()},3\n")
+    lot = folder / "lot.toml"
+    lot.write_text(
+        'name = "BENCH"\nconfig = "config.csv"\nvalues = "values.csv"\n'
+        'partition_table = "partitions.csv"\npartition = "fctry"\nchip = "esp32"\n'
+        'fileid = "serial_no"\nscan_column = "serial_no"\n'
+    )
+    return lot
+
+
+class StallMeter(QObject):
+    """A 1 ms timer on the GUI thread; records the gap between consecutive ticks (ms)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gaps: list[float] = []
+        self.clock = QElapsedTimer()
+        self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(1)
+        self.timer.timeout.connect(self._tick)
+        self._last = 0
+
+    def start(self) -> None:
+        self.gaps.clear()
+        self.clock.start()
+        self._last = self.clock.nsecsElapsed()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def _tick(self) -> None:
+        now = self.clock.nsecsElapsed()
+        self.gaps.append((now - self._last) / 1e6)
+        self._last = now
+
+    def summary(self) -> str:
+        if not self.gaps:
+            return "no ticks"
+        g = sorted(self.gaps)
+        p99 = g[min(len(g) - 1, int(len(g) * 0.99))]
+        return (
+            f"ticks {len(g):6d}  median {statistics.median(g):6.2f} ms  p99 {p99:7.2f} ms  "
+            f"max {g[-1]:7.2f} ms"
+        )
+
+
+class NaiveRelay(QObject):
+    """The alternative: one queued signal per orchestrator event, each repainting its card."""
+
+    event = Signal(object)
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__()
+        self.window = window
+        self.event.connect(self._apply, Qt.ConnectionType.QueuedConnection)
+
+    def _apply(self, ev: Any) -> None:
+        if type(ev).__name__ != "PortUpdate":
+            return
+        card = self.window.cards.get(ev.port)
+        if card is not None:
+            card.set_view(card.view.with_update(ev))
+            card.repaint()
+        self.window.row_model.refresh()
+
+
+def run(
+    app: QApplication, lot: Path, mode: str, ports: int, seconds: float, db: Path
+) -> tuple[str, int, int]:
+    from station.flashing import start_simulated_devices
+
+    qs = QSettings(str(db.with_suffix(".ini")), QSettings.Format.IniFormat)
+    settings = StationSettings(qs)
+    settings.sound = False
+    settings.hot_plug = False
+    settings.continuous = mode != "idle"  # every port flashes the next pending row by itself
+    devices = list(start_simulated_devices(ports)) if mode != "idle" else []
+    try:
+        settings.ports = [d.port for d in devices]
+        window = MainWindow(settings)
+        window.resize(1366, 740)
+        window.show()
+        t0 = time.perf_counter()
+        window.open_lot(str(lot), db_url=str(db))
+        opened = time.perf_counter() - t0
+        if mode == "naive":
+            relay = NaiveRelay(window)
+            window.orchestrator._emit_raw = lambda ev: (  # type: ignore[union-attr]
+                window.bridge.on_event(ev),
+                relay.event.emit(ev),
+            )
+        meter = StallMeter()
+        scroll = QTimer()
+        scroll.setInterval(50)
+        rows = window.row_model.rowCount()
+        step = [0]
+
+        def scroll_rows() -> None:  # an operator paging through the lot
+            step[0] += 1
+            window.row_view.scrollTo(window.row_model.index((step[0] * 7919) % rows, 0))
+
+        scroll.timeout.connect(scroll_rows)
+        meter.start()
+        scroll.start()
+        deadline = time.monotonic() + seconds
+        done = 0
+        while time.monotonic() < deadline:
+            app.processEvents()
+            c = window._counters
+            done = (c.done + c.failed) if c is not None else 0
+            if mode != "idle" and done >= ports:
+                break
+        meter.stop()
+        scroll.stop()
+        window.shutdown()
+        window.deleteLater()
+        app.processEvents()
+        return f"{mode:7s} {meter.summary()}  (lot opened in {opened:.1f} s)", done, rows
+    finally:
+        for d in devices:
+            d.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--ports", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=120.0, help="upper bound per run")
+    args = parser.parse_args()
+    app = QApplication.instance() or QApplication([])
+    with tempfile.TemporaryDirectory(prefix="bench-gui-") as tmp:
+        t0 = time.perf_counter()
+        lot = make_lot(Path(tmp) / "lot", args.rows)
+        print(f"lot of {args.rows} rows written in {time.perf_counter() - t0:.1f} s")
+        for mode in ("idle", "window", "naive"):
+            line, done, rows = run(
+                app,
+                lot,
+                mode,
+                args.ports,
+                5.0 if mode == "idle" else args.seconds,
+                Path(tmp) / f"{mode}.station.db",
+            )
+            print(
+                f"{line}  units finished {done}/{args.ports if mode != 'idle' else 0}, rows {rows}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""A TCP proxy in front of a simulated device that can cut the line (a pulled USB cable)."""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+from urllib.parse import urlparse
+
+
+class CuttableProxy:
+    """Forwards ``socket://127.0.0.1:PORT`` to a device; ``cut_after(n)`` drops every connection
+    once n more bytes went towards the device (and refuses new ones) until ``restore()``.
+
+    One thread serves everything; ``close()`` joins it."""
+
+    def __init__(self, target: str) -> None:
+        url = urlparse(target)
+        self.target = (url.hostname or "127.0.0.1", int(url.port or 0))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.setblocking(False)
+        self.port = f"socket://127.0.0.1:{self.listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._budget: int | None = None  # bytes to the device before the cut; None: no limit
+        self._cut = False
+        self.cuts = 0
+        self._stop = threading.Event()
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self.listener, selectors.EVENT_READ, None)
+        self._peers: dict[socket.socket, tuple[socket.socket, bool]] = {}
+        self._thread = threading.Thread(target=self._run, name="cuttable proxy", daemon=True)
+        self._thread.start()
+
+    def cut_after(self, nbytes: int) -> None:
+        with self._lock:
+            self._budget = nbytes
+
+    def restore(self) -> None:
+        with self._lock:
+            self._budget = None
+            self._cut = False
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for s in list(self._peers):
+            s.close()
+        self.listener.close()
+        self._sel.close()
+
+    def _drop_all(self) -> None:
+        for s in list(self._peers):
+            self._sel.unregister(s)
+            s.close()
+        self._peers.clear()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._sel.select(0.05):
+                sock = key.fileobj
+                if sock is self.listener:
+                    self._accept()
+                    continue
+                assert isinstance(sock, socket.socket)
+                if sock not in self._peers:
+                    continue
+                other, to_device = self._peers[sock]
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    self._close_pair(sock)
+                    continue
+                with self._lock:
+                    if to_device and self._budget is not None:
+                        if len(data) >= self._budget:
+                            self._cut, self._budget = True, None
+                            self.cuts += 1
+                        else:
+                            self._budget -= len(data)
+                    cut = self._cut
+                if cut:
+                    self._drop_all()
+                    continue
+                try:
+                    other.sendall(data)
+                except OSError:
+                    self._close_pair(sock)
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        with self._lock:
+            cut = self._cut
+        if cut:
+            client.close()
+            return
+        try:
+            device = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            client.close()
+            return
+        for s in (client, device):
+            s.setblocking(True)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._peers[client] = (device, True)
+        self._peers[device] = (client, False)
+        self._sel.register(client, selectors.EVENT_READ, None)
+        self._sel.register(device, selectors.EVENT_READ, None)
+
+    def _close_pair(self, sock: socket.socket) -> None:
+        other, _ = self._peers.pop(sock, (None, False))
+        for s in (sock, other):
+            if s is None:
+                continue
+            self._peers.pop(s, None)
+            try:
+                self._sel.unregister(s)
+            except (KeyError, ValueError):
+                pass
+            s.close()

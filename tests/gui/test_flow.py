@@ -1,0 +1,240 @@
+"""The whole flow on simulated devices: scan → flash → read back; a cut line → failed → Retry;
+closing while flashing; operator actions per unit in steady state; event-loop stalls."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from station.gui.resources import resources_dir
+from station.gui.settings import StationSettings
+from station.gui.window import MainWindow
+from tests.gui.proxy import CuttableProxy
+
+flashing = pytest.importorskip("station.flashing")
+if not hasattr(flashing, "start_simulated_devices"):
+    pytest.skip("station.flashing has no simulated devices yet", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+FLASH_TIMEOUT = 90_000  # ms: a slow CI machine writing 24 KiB through the ROM loader
+
+
+@pytest.fixture
+def lot_file(tmp_path: Path) -> Path:
+    shutil.copytree(resources_dir() / "sample_lot", tmp_path / "lot")
+    return tmp_path / "lot" / "lot.toml"
+
+
+@pytest.fixture
+def devices() -> Iterator[list[Any]]:
+    devs = list(flashing.start_simulated_devices(2))
+    try:
+        yield devs
+    finally:
+        for d in devs:
+            d.stop()
+
+
+def make_window(qtbot: QtBot, settings: StationSettings, ports: list[str]) -> MainWindow:
+    settings.ports = ports
+    settings.auto_start = True  # a scanned unit starts at once
+    settings.continuous = False
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def read_back(port: str, offset: int, size: int) -> bytes:
+    with flashing.open_device(port, no_stub=True) as session:
+        return session.read(offset, size)
+
+
+def wait_state(qtbot: QtBot, w: MainWindow, port: str, *states: str) -> None:
+    qtbot.waitUntil(lambda: w.cards[port].view.state in states, timeout=FLASH_TIMEOUT)
+
+
+def test_scan_flashes_the_row_and_reads_back(
+    qtbot: QtBot, settings: StationSettings, lot_file: Path, devices: list[Any]
+) -> None:
+    port = devices[0].port
+    w = make_window(qtbot, settings, [port])
+    assert w.open_lot(str(lot_file))
+    stalls = StallMeter()
+    stalls.start()
+    w.handle_scan("SN26110003")
+    wait_state(qtbot, w, port, "busy", "passed", "failed")
+    wait_state(qtbot, w, port, "passed", "failed")
+    stalls.stop()
+    card = w.cards[port]
+    assert card.view.state == "passed", card.view.message
+    assert card.big.text() == "PASS"
+    assert card.view.unit_id == "SN26110003"
+    assert card.view.mac.lower() == devices[0].mac.lower()
+    assert card.view.passed_count == 1
+    rec = w.lot.ledger.row(2)
+    assert rec.state == "done" and rec.mac.lower() == devices[0].mac.lower()
+    qtbot.waitUntil(lambda: "Done 1" in w.status_counts.text())
+    lot = w.lot
+    expected = lot.image_for(lot.row(2))
+    factory = lot.factory
+    w.orchestrator.wait_idle(10)
+    assert read_back(port, factory.offset, factory.size) == expected
+    # a generous bound only (timings are for the benchmark): the window never froze
+    assert stalls.max_gap_ms < 1000, stalls.max_gap_ms
+
+
+def test_cut_line_fails_on_the_card_and_in_the_list_then_retry_passes(
+    qtbot: QtBot, settings: StationSettings, lot_file: Path, devices: list[Any]
+) -> None:
+    proxy = CuttableProxy(devices[0].port)
+    try:
+        w = make_window(qtbot, settings, [proxy.port])
+        assert w.open_lot(str(lot_file))
+        # let the device connect and be identified, then pull the cable during the write
+        proxy.cut_after(16_000)
+        w.handle_scan("SN26110004")
+        wait_state(qtbot, w, proxy.port, "failed")
+        card = w.cards[proxy.port]
+        assert card.big.text() == "FAIL"
+        assert card.view.message  # the reason, in words
+        assert card.view.failed_count == 1
+        qtbot.waitUntil(lambda: w.failed_model.rowCount() == 1)
+        failed = w.failed_model.record(0)
+        assert failed.index == 3 and failed.reason
+        assert "Failed (1)" in w.tabs.tabText(w.failed_tab)
+        # the cable is back; Retry (same row, same device) passes
+        proxy.restore()
+        w.orchestrator.wait_idle(10)
+        w.tabs.setCurrentIndex(w.failed_tab)
+        w.failed_view.selectRow(0)
+        w.act_retry.trigger()
+        wait_state(qtbot, w, proxy.port, "busy", "passed")
+        wait_state(qtbot, w, proxy.port, "passed", "failed")
+        assert card.view.state == "passed", card.view.message
+        assert w.lot.ledger.row(3).state == "done"
+        qtbot.waitUntil(lambda: w.failed_model.rowCount() == 0)
+        w.shutdown()
+    finally:
+        proxy.close()
+
+
+def test_closing_while_flashing_asks_then_cancels_cleanly(
+    qtbot: QtBot,
+    settings: StationSettings,
+    lot_file: Path,
+    devices: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = devices[0].port
+    w = make_window(qtbot, settings, [port])
+    assert w.open_lot(str(lot_file))
+    w.handle_scan("SN26110005")
+    wait_state(qtbot, w, port, "busy")
+    questions: list[str] = []
+    monkeypatch.setattr(w, "ask_yes_no", lambda t, q: questions.append(q) or False)
+    assert not w.close()  # "no": the window stays, the job goes on
+    assert w.isVisible() and w.orchestrator is not None and len(questions) == 1
+    monkeypatch.setattr(w, "ask_yes_no", lambda t, q: questions.append(q) or True)
+    orchestrator = w.orchestrator
+    assert w.close()
+    assert len(questions) == 2
+    assert w.orchestrator is None
+    assert orchestrator.wait_idle(0)  # every port thread was joined
+
+
+class ClickCounter(QObject):
+    """Counts mouse presses anywhere in the application (operator clicks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clicks = 0
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.MouseButtonPress:
+            self.clicks += 1
+        return False
+
+
+def test_steady_state_is_one_scan_and_no_click_per_unit(
+    qtbot: QtBot, settings: StationSettings, lot_file: Path
+) -> None:
+    """Per unit the operator plugs a device in and scans its label; nothing else. Plugging is
+    simulated by swapping the port's simulated device (hot-plug adds the new port)."""
+    counter = ClickCounter()
+    QApplication.instance().installEventFilter(counter)  # type: ignore[union-attr]
+    devs = list(flashing.start_simulated_devices(2))
+    w = make_window(qtbot, settings, [d.port for d in devs])
+    try:
+        assert w.open_lot(str(lot_file))
+        w.activateWindow()
+        qtbot.waitActive(w)
+        scans = 0
+        codes = iter(f"SN2611{n:04d}" for n in range(1, 100))
+        for _unit in range(4):
+            port = next(
+                p
+                for p, c in w.cards.items()
+                if c.view.state in ("idle", "offline") or c.view.row_index is None
+            )
+            w.row_view.setFocus()  # wherever the focus is: the scanner types and presses Enter
+            qtbot.keyClicks(w.row_view, next(codes))
+            qtbot.keyClick(w.row_view, Qt.Key.Key_Return)
+            scans += 1
+            wait_state(qtbot, w, port, "passed", "failed")
+            assert w.cards[port].view.state == "passed", w.cards[port].view.message
+            w.orchestrator.wait_idle(10)
+            # the operator takes the finished device off and plugs the next one in
+            old = next(d for d in devs if d.port == port)
+            old.stop()
+            devs.remove(old)
+            new = (
+                flashing.start_simulated_devices(1, first_index=len(devs) + 10 + _unit)[0]
+                if "first_index" in flashing.start_simulated_devices.__code__.co_varnames
+                else flashing.start_simulated_devices(1)[0]
+            )
+            devs.append(new)
+            w.remove_port(port)  # what hot-plug does when a device goes and comes
+            w.add_port(new.port)
+        c = w.lot.ledger.counters()
+        assert c.done == 4
+        assert scans / c.done == 1
+        assert counter.clicks == 0
+    finally:
+        QApplication.instance().removeEventFilter(counter)  # type: ignore[union-attr]
+        w.shutdown()
+        for d in devs:
+            d.stop()
+
+
+class StallMeter(QObject):
+    """A 1 ms timer; the longest gap between its ticks is the longest event-loop stall."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.max_gap_ms = 0.0
+        self._last = 0.0
+        self.timer = QTimer(self)
+        self.timer.setInterval(1)
+        self.timer.timeout.connect(self._tick)
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.max_gap_ms = max(self.max_gap_ms, (now - self._last) * 1000)
+        self._last = now
