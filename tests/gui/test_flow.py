@@ -159,7 +159,7 @@ class ClickCounter(QObject):
         super().__init__()
         self.clicks = 0
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.MouseButtonPress:
             self.clicks += 1
         return False
