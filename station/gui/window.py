@@ -806,11 +806,10 @@ class MainWindow(QMainWindow):
             return
         row_index = self.selected_row_index()
         if row_index is None:
-            pending = self.lot.ledger.rows(0, 1, "pending") if self.lot is not None else []
-            if not pending:
+            row_index = self._next_unassigned_row()
+            if row_index is None:
                 self.show_scan_result(False, "No pending rows left")
                 return
-            row_index = pending[0].index
         try:
             port = self.orchestrator.assign(self.chosen_port, row_index)
         except StationError as err:
@@ -821,6 +820,21 @@ class MainWindow(QMainWindow):
         self._after_assign(port)
         self.bridge.mark_rows_changed()
         self.choose_port(None)
+
+    def _next_unassigned_row(self) -> int | None:
+        """The first pending row no port is waiting for."""
+        if self.lot is None:
+            return None
+        taken = {c.view.row_index for c in self.cards.values()}
+        offset = 0
+        while True:
+            page = self.lot.ledger.rows(offset, 100, "pending")
+            for rec in page:
+                if rec.index not in taken:
+                    return int(rec.index)
+            if len(page) < 100:
+                return None
+            offset += 100
 
     # ==== production actions ====
     def start_port(self, port: str) -> None:

@@ -169,8 +169,11 @@ def test_next_sends_the_selected_row(qtbot: QtBot, window: MainWindow, lot_dir: 
     window.act_next.trigger()
     qtbot.waitUntil(lambda: window.cards[DEAD_PORTS[0]].view.row_index == 10)
     window.row_view.clearSelection()
-    window.assign_selected()  # nothing selected: the first pending row not yet assigned?
-    assert window.scan_result.text().startswith(("✔", "✘"))
+    window.assign_selected()  # nothing selected: the first pending row no port waits for
+    qtbot.waitUntil(lambda: window.cards[DEAD_PORTS[1]].view.row_index == 0)
+    window.row_view.clearSelection()
+    window.assign_selected()  # every port has a unit: refused, loudly
+    assert "no free port" in window.scan_result.text()
 
 
 def test_operator_mode_blocks_settings_and_lot_changes(
@@ -295,3 +298,33 @@ def test_reprint_without_a_label_layout_lists_the_fields(
     assert dialog.image is None and not dialog.print_button.isEnabled()
     assert dialog.fields["serial_no"] == "SN26110001"
     assert "b89cf2e9" not in " ".join(dialog.fields.values())
+
+
+def test_keyboard_only_operation(
+    qtbot: QtBot, window: MainWindow, lot_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window.open_lot(str(lot_dir / "lot.toml"))
+    window.activateWindow()
+    qtbot.waitActive(window)
+    window.row_view.setFocus()
+    qtbot.waitUntil(window.row_view.hasFocus)
+    ctrl, alt = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.AltModifier
+    qtbot.keyClick(window.row_view, Qt.Key.Key_F, ctrl)  # Ctrl+F: search
+    assert window.search_field.hasFocus()
+    qtbot.keyClick(window.search_field, Qt.Key.Key_2, alt)  # Alt+2: failed units
+    assert window.tabs.currentIndex() == window.failed_tab
+    qtbot.keyClick(window.focusWidget(), Qt.Key.Key_1, alt)  # Alt+1: rows
+    window.row_view.setFocus()
+    qtbot.keyClick(window.row_view, Qt.Key.Key_Down)
+    qtbot.keyClick(window.row_view, Qt.Key.Key_Down)
+    qtbot.keyClick(window.row_view, Qt.Key.Key_2, ctrl)  # Ctrl+2: the second port
+    assert window.chosen_port == DEAD_PORTS[1]
+    qtbot.keyClick(window.row_view, Qt.Key.Key_F6)  # F6: the selected row to that port
+    qtbot.waitUntil(lambda: window.cards[DEAD_PORTS[1]].view.row_index is not None)
+    assert window.cards[DEAD_PORTS[1]].view.row_index == window.selected_row_index()
+    monkeypatch.setattr(window, "ask_pin", lambda prompt: "2468")
+    window.settings.set_pin("2468")
+    qtbot.keyClick(window.row_view, Qt.Key.Key_F2)  # F2: engineer mode
+    assert window.engineer
+    qtbot.keyClick(window.row_view, Qt.Key.Key_F2)
+    assert not window.engineer
