@@ -92,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, "demo", False):
             demo = start_demo()
             window = MainWindow(demo.settings, title_suffix=f" (demo — engineer PIN {DEMO_PIN})")
-            window.open_lot(str(demo.lot_path))
+            if window.open_lot(str(demo.lot_path)):
+                first = window.lot.ledger.rows(0, 1, "pending") if window.lot else []
+                code = first[0].scan_value if first else ""
+                window.show_hint(f"Demo: type {code} and Enter, or press F6 for the next row")
         else:
             settings = StationSettings()
             window = MainWindow(settings)

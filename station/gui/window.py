@@ -105,6 +105,8 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._counters: Any | None = None
         self._regions: tuple[list[Any], int | None] = ([], None)
+        self._db_url: str | None = None
+        self._running_config: tuple[int, bool, str] | None = None
         self.image_used: int | None = None
         self._workers: list[threading.Thread] = []
         self.image_size_done.connect(self._image_size_ready)
@@ -429,6 +431,13 @@ class MainWindow(QMainWindow):
         )
         self.sounds.play("ok" if ok else "error")
 
+    def show_hint(self, text: str) -> None:
+        """A neutral message where scan results appear (e.g. the demo's first steps)."""
+        self.scan_result.setText(text)
+        self.scan_result.setStyleSheet(
+            "background-color: #dbeafe; color: #0b2a4d; border-radius: 4px; padding: 2px 8px;"
+        )
+
     # Dialog hooks: tests replace these (a modal dialog would block a test).
     def ask_yes_no(self, title: str, question: str) -> bool:
         answer = QMessageBox.question(
@@ -477,6 +486,7 @@ class MainWindow(QMainWindow):
         if self.orchestrator is not None and self._busy_ports():
             self.show_scan_result(False, "Finish or stop the running jobs first")
             return False
+        self._db_url = db_url
         try:
             lot = open_lot(path, db_url=db_url) if db_url else open_lot(path)
         except StationError as err:
@@ -534,6 +544,7 @@ class MainWindow(QMainWindow):
 
         self.close_lot()
         self.lot = lot
+        self._running_config = self._orchestrator_config()
         self.orchestrator = Orchestrator(
             lot,
             on_event=self.bridge.on_event,
@@ -563,6 +574,9 @@ class MainWindow(QMainWindow):
         self.log("info", f"Lot {name} opened: {self.row_model.rowCount()} rows.")
         self.lot_opened.emit(name)
         self.refresh()
+
+    def _orchestrator_config(self) -> tuple[int, bool, str]:
+        return (self.settings.baud, self.settings.continuous, self.settings.operator)
 
     def _show_partitions(self, lot: Any) -> None:
         from station.partitions import flash_map, validate
@@ -983,6 +997,12 @@ class MainWindow(QMainWindow):
     def apply_settings(self) -> None:
         """Settings changed: ports, scanner and sounds follow."""
         self.sounds.enabled = self.settings.sound
+        if self.lot is not None and self._orchestrator_config() != self._running_config:
+            # baud, continuous mode and operator are the orchestrator's: start a new one
+            if self._busy_ports():
+                self.log("warning", "new port settings apply when the running jobs are done")
+            else:
+                self.open_lot(str(self.lot.settings.path), db_url=self._db_url)
         if self.orchestrator is not None:
             wanted = self.settings.ports
             for port in list(self.cards):
@@ -1113,7 +1133,10 @@ class _HotPlug:
         names = {getattr(p, "device", p) for p in ports}
         for name in sorted(names - self.present):
             self.window.log("info", "device plugged in", name)
-            self.window.add_port(name)
+            if name in self.window.cards:
+                self.window.bridge.set_offline(name, False)
+            else:
+                self.window.add_port(name)
         for name in sorted(self.present - names):
             self.window.log("warning", "device unplugged", name)
             self.window.bridge.set_offline(name, True)

@@ -12,7 +12,7 @@ from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
 from station.gui import theme
-from station.gui.dialogs import LabelDialog, NewLotDialog
+from station.gui.dialogs import LabelDialog, NewLotDialog, SettingsDialog
 from station.gui.resources import resources_dir
 from station.gui.settings import StationSettings
 from station.gui.window import MainWindow
@@ -328,3 +328,26 @@ def test_keyboard_only_operation(
     assert window.engineer
     qtbot.keyClick(window.row_view, Qt.Key.Key_F2)
     assert not window.engineer
+
+
+def test_settings_dialog_saves_and_the_window_follows(
+    qtbot: QtBot, window: MainWindow, lot_dir: Path
+) -> None:
+    window.open_lot(str(lot_dir / "lot.toml"))
+    dialog = SettingsDialog(window.settings, window)
+    qtbot.addWidget(dialog)
+    dialog.baud.setCurrentText("fast")
+    dialog.accept()
+    assert "not a number" in dialog.error.text() and dialog.result() == 0
+    dialog.baud.setCurrentText("921600")
+    dialog.ports.setPlainText(f"{DEAD_PORTS[1]}\nsocket://127.0.0.1:5\n\n")
+    dialog.continuous.setChecked(True)
+    dialog.accept()
+    assert window.settings.baud == 921600
+    assert window.settings.ports == [DEAD_PORTS[1], "socket://127.0.0.1:5"]
+    assert window.settings.continuous
+    window.settings.continuous = False  # keep the test's ports idle
+    old = window.orchestrator
+    window.apply_settings()  # a new baud: a new orchestrator on the same lot
+    assert window.orchestrator is not old and window.orchestrator.baud == 921600
+    assert list(window.cards) == [DEAD_PORTS[1], "socket://127.0.0.1:5"]

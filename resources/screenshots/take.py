@@ -1,0 +1,100 @@
+"""Take the README's screenshots of the station window during a demo run (offscreen).
+
+    QT_QPA_PLATFORM=offscreen python resources/screenshots/take.py [--scale 2]
+
+Starts the demo (simulated devices, a working copy of the sample lot), scans a few units, cuts
+one device's line so a failure shows, and grabs the window at 1366x740 (a line PC's screen
+minus the task bar). With --scale 2 it shows what a 4K screen gets (QT_SCALE_FACTOR=2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def wait(app: object, seconds: float, until: object = None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        app.processEvents()  # type: ignore[attr-defined]
+        if until is not None and until():  # type: ignore[operator]
+            return
+        time.sleep(0.01)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--out", default=str(HERE))
+    args = parser.parse_args()
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if args.scale != 1.0:
+        os.environ["QT_SCALE_FACTOR"] = str(args.scale)
+    suffix = "" if args.scale == 1.0 else f"-x{args.scale:g}"
+    out = Path(args.out)
+
+    from station.gui.app import make_application, start_demo
+    from station.gui.window import MainWindow
+    from tests.gui.proxy import CuttableProxy
+
+    app = make_application()
+    demo = start_demo()
+    proxy = CuttableProxy(demo.devices[3].port)
+    try:
+        ports = [d.port for d in demo.devices[:3]] + [proxy.port]
+        demo.settings.ports = ports
+        demo.settings.sound = False
+        w = MainWindow(demo.settings, title_suffix=" (demo)")
+        w.resize(1366, 740)
+        w.show()
+        w.open_lot(str(demo.lot_path))
+        wait(app, 1.0)
+        proxy.cut_after(12_000)
+        for code in ("SN26110001", "SN26110002", "SN26110003", "SN26110004"):
+            w.handle_scan(code)
+        wait(app, 120, lambda: w.cards[ports[0]].view.state == "passed"
+             and w.cards[proxy.port].view.state == "failed")
+        w.refresh()
+        w.grab().save(str(out / f"window{suffix}.png"))
+        w.tabs.setCurrentIndex(w.failed_tab)
+        w.failed_view.selectRow(0)
+        w.handle_scan("SN26110001")  # already done: refused loudly
+        w.refresh()
+        w.grab().save(str(out / f"failed{suffix}.png"))
+        w.tabs.setCurrentIndex(2)
+        w.refresh()
+        w.grab().save(str(out / f"partitions{suffix}.png"))
+        w.shutdown()
+
+        bad = Path(tempfile.mkdtemp(prefix="station-bad-lot-"))
+        shutil.copytree(demo.lot_path.parent, bad / "lot")
+        values = bad / "lot" / "values.csv"
+        lines = values.read_text().splitlines()
+        lines[5] = lines[5].replace(lines[5].split(",")[1], "0x12zz")
+        lines[9] = lines[3]
+        values.write_text("\n".join(lines) + "\n")
+        w2 = MainWindow(demo.settings, title_suffix=" (demo)")
+        w2.resize(1366, 740)
+        w2.show()
+        w2.open_lot(str(bad / "lot" / "lot.toml"))
+        w2.show_problem(w2.problem_model.index(0, 0))
+        wait(app, 0.5)
+        w2.grab().save(str(out / f"problems{suffix}.png"))
+        w2.shutdown()
+        shutil.rmtree(bad, ignore_errors=True)
+    finally:
+        proxy.close()
+        demo.stop()
+
+
+if __name__ == "__main__":
+    main()
