@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix_num", nargs=2, type=int, metavar=("START", "LEN"),
                    help="number the files from START with LEN digits")
     p.add_argument("--version", type=int, choices=(1, 2), default=2, help="NVS format version")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="worker processes (default: one per core for big lots)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--keygen", action="store_true", help="encrypt with a new key per device")
     g.add_argument("--inputkey", metavar="F", help="encrypt with this key partition file")

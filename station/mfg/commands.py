@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import multiprocessing
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from station.errors import ProblemList, StationError
+from station.errors import Problem, ProblemList, StationError
 from station.mfg.lot import MfgLot, Row, build_row_image, intermediate_csv, load_mfg, unit_id
-from station.mfg.output import bin_name, write_new
+from station.mfg.output import Writer, bin_name, write_new
 
 if TYPE_CHECKING:
     from station.nvs import XtsKeys
 
 CLI = "command line"
+_PARALLEL_MIN = 400  # below this, starting worker processes costs more than it saves
 _BAD_PREFIX = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
 
 
@@ -118,6 +122,18 @@ class _Device:
     name: str  # PREFIX-ID (with --prefix_num: PREFIX-NNN-ID)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """Everything the production phase needs; picklable for worker processes."""
+
+    lot: MfgLot
+    size: int
+    version: int
+    plan: KeyPlan
+    outdir: str
+    devices: tuple[_Device, ...]
+
+
 def _devices(
     lot: MfgLot, prefix: str, prefix_num: list[int] | None, problems: ProblemList
 ) -> list[_Device]:
@@ -147,19 +163,27 @@ def _devices(
     return out
 
 
-def _outputs(outdir: Path, dev: _Device, plan: KeyPlan) -> dict[str, Path]:
+def _outputs(outdir: str, dev: _Device, plan: KeyPlan) -> dict[str, str]:
+    join = os.path.join
     paths = {
-        "csv": outdir / "csv" / f"{dev.name}.csv",
-        "bin": outdir / "bin" / f"{dev.name}.bin",
+        "csv": join(outdir, "csv", f"{dev.name}.csv"),
+        "bin": join(outdir, "bin", f"{dev.name}.bin"),
     }
     if plan.mode != "none" and plan.mode != "input":
-        paths["keys"] = outdir / "keys" / f"keys-{dev.name}.bin"
+        paths["keys"] = join(outdir, "keys", f"keys-{dev.name}.bin")
     if plan.mode == "hmac-keygen":
-        hmac_name = (
-            bin_name(plan.hmac_keyfile) if plan.hmac_keyfile else f"hmac-keys-{dev.name}.bin"
-        )
-        paths["hmac"] = outdir / "keys" / hmac_name
+        hmac_name = f"hmac-keys-{dev.name}.bin"
+        if plan.hmac_keyfile:
+            hmac_name = bin_name(plan.hmac_keyfile)
+        paths["hmac"] = join(outdir, "keys", hmac_name)
     return paths
+
+
+def _existing(folder: str) -> frozenset[str]:
+    try:
+        return frozenset(os.listdir(folder))
+    except OSError:
+        return frozenset()
 
 
 def _check_outdir(outdir: Path, sub: list[str], problems: ProblemList) -> None:
@@ -171,10 +195,6 @@ def _check_outdir(outdir: Path, sub: list[str], problems: ProblemList) -> None:
 def generate(args: argparse.Namespace) -> int:
     """mfg_gen generate: one NVS image (and intermediate CSV, and keys) per row of the lot."""
     from station.nvs import (
-        generate_hmac_key,
-        generate_keys,
-        hmac_derive_keys,
-        key_partition_image,
         parse_size,
     )
 
@@ -193,6 +213,8 @@ def generate(args: argparse.Namespace) -> int:
             "prefix",
             f'{prefix!r} cannot start a file name (no / \\ : * ? " < > | or control characters)',
         )
+    if args.jobs is not None and args.jobs < 1:
+        problems.add(CLI, 0, 0, "--jobs", f"must be 1 or more, not {args.jobs}")
     plan = _key_plan(args, problems)
     lot: MfgLot | None = None
     try:
@@ -215,31 +237,62 @@ def generate(args: argparse.Namespace) -> int:
         devices = _devices(lot, prefix, args.prefix_num, problems)
         _check_outdir(outdir, ["bin", "csv", "keys"], problems)
         shown = 0
+        existing = {
+            sub: _existing(os.path.join(args.outdir, sub)) for sub in ("bin", "csv", "keys")
+        }
         for dev in devices:
-            for path in _outputs(outdir, dev, plan).values():
-                if path.exists():
+            for path in _outputs(args.outdir, dev, plan).values():
+                folder, name = os.path.split(path)
+                known = existing.get(os.path.relpath(folder, args.outdir))
+                if (name in known) if known is not None else os.path.exists(path):
                     shown += 1
                     if shown <= 20:
                         problems.add(
-                            str(path),
+                            path,
                             0,
                             0,
                             "-",
-                            "already exists; remove it or "
-                            "choose another --outdir or prefix (nothing is overwritten)",
+                            "already exists; remove it or choose "
+                            "another --outdir or prefix (nothing is overwritten)",
                         )
         if shown > 20:
             problems.add(str(outdir), 0, 0, "-", f"{shown - 20} more output files exist already")
     problems.raise_if_any()
     assert lot is not None and size is not None
 
+    job = _Job(lot, size, args.version, plan, args.outdir, tuple(devices))
     folders = ["bin", "csv"] + (["keys"] if plan.mode not in ("none", "input") else [])
     for folder in folders:
         (outdir / folder).mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    jobs = args.jobs or _auto_jobs(len(devices))
+    if jobs > 1:
+        _produce_parallel(job, jobs)
+    else:
+        _produce(job, range(len(devices)))
+    print(
+        f"{len(devices)} NVS images in {outdir / 'bin'}"
+        + (f", keys in {outdir / 'keys'}" if "keys" in folders else "")
+    )
+    return 0
+
+
+def _auto_jobs(devices: int) -> int:
+    """Worker processes for a lot: one per core (at most 4), none for small lots."""
+    if devices < _PARALLEL_MIN:
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _produce(job: _Job, indexes: Iterable[int]) -> list[str]:
+    """Builds and writes the files of these devices; on any failure removes them all again."""
+    from station.nvs import generate_hmac_key, generate_keys, hmac_derive_keys, key_partition_image
+
+    plan, lot = job.plan, job.lot
+    writer = Writer()
     try:
-        for dev in devices:
-            paths = _outputs(outdir, dev, plan)
+        for i in indexes:
+            dev = job.devices[i]
+            paths = _outputs(job.outdir, dev, plan)
             keys = plan.input_keys
             hmac_key = None
             if plan.mode == "keygen":
@@ -247,22 +300,70 @@ def generate(args: argparse.Namespace) -> int:
             elif plan.mode == "hmac-keygen":
                 hmac_key = generate_hmac_key()
                 keys = hmac_derive_keys(hmac_key)
-            image = build_row_image(lot, dev.row, size, version=args.version, keys=keys)
+            image = build_row_image(lot, dev.row, job.size, version=job.version, keys=keys)
             if hmac_key is not None:
-                _write(paths["hmac"], hmac_key, written, secret=True)
+                writer.submit(paths["hmac"], hmac_key, secret=True)
             if "keys" in paths and keys is not None:
-                _write(paths["keys"], key_partition_image(keys), written, secret=True)
-            _write(paths["csv"], intermediate_csv(lot, dev.row).encode("utf-8"), written)
-            _write(paths["bin"], image, written)
+                writer.submit(paths["keys"], key_partition_image(keys), secret=True)
+            writer.submit(paths["csv"], intermediate_csv(lot, dev.row).encode("utf-8"))
+            writer.submit(paths["bin"], image)
     except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
+        writer.rollback()
         raise
-    print(
-        f"{len(devices)} NVS images in {outdir / 'bin'}"
-        + (f", keys in {outdir / 'keys'}" if "keys" in folders else "")
-    )
-    return 0
+    return writer.written
+
+
+_worker_job: _Job | None = None
+
+
+def _init_worker(job: _Job) -> None:
+    global _worker_job
+    _worker_job = job
+
+
+def _produce_chunk(indexes: range) -> tuple[list[str], tuple[Problem, ...]]:
+    """A worker's share; a StationError comes back as its problems (they pickle, it does not)."""
+    assert _worker_job is not None
+    try:
+        return _produce(_worker_job, indexes), ()
+    except StationError as err:
+        return [], err.problems
+
+
+def _produce_parallel(job: _Job, jobs: int) -> None:
+    """Builds the images in worker processes (the encoder is pure Python: one core each)."""
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    n = len(job.devices)
+    step = max(1, min(256, -(-n // (jobs * 4))))
+    chunks = [range(a, min(n, a + step)) for a in range(0, n, step)]
+    written: list[str] = []
+    problems: list[Problem] = []
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(job,))
+    try:
+        futures = [pool.submit(_produce_chunk, chunk) for chunk in chunks]
+        for future in futures:
+            done, found = future.result()
+            written.extend(done)
+            if found:
+                problems.extend(found)
+                break
+        if problems:
+            raise StationError(problems)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                done, _found = future.result()
+                written.extend(done)
+        for path in set(written):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _write(path: Path, data: bytes, written: list[Path], *, secret: bool = False) -> None:

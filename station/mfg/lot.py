@@ -97,6 +97,12 @@ class _FileCache:
         self._size = 0
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, object]:
+        return {}  # a copy in a worker process starts empty (locks do not pickle)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__()  # type: ignore[misc]
+
     def entry(self, encoding: str, path: str) -> tuple[str, str]:
         """(encoding, value) of the data entry that stands for a type-file value, cached."""
         with self._lock:

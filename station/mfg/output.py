@@ -4,42 +4,78 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from station.errors import StationError
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_TAG = secrets.token_hex(4)  # temporary names: unique per process, a counter within it
+_counter = iter(range(1 << 62))
+_counter_lock = threading.Lock()
 
 
-def write_new(path: Path, data: bytes, *, secret: bool = False) -> None:
+def write_new(path: Path | str, data: bytes, *, secret: bool = False) -> None:
     """Writes ``data`` to ``path``, which must not exist yet; readers never see a partial file.
 
     ``secret`` files (keys) are created readable by their owner only (0600) and flushed to disk
     before they get their name: they are the only copy of a device's keys.
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    with _counter_lock:
+        n = next(_counter)
+    tmp = os.path.join(folder, f".{name}.{_TAG}{n}.tmp")
     fd = os.open(tmp, _FLAGS, 0o600 if secret else 0o666)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if secret:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         _link_new(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
 
 
-def _link_new(tmp: Path, path: Path) -> None:
+def _link_new(tmp: str, path: str) -> None:
     try:
         os.link(tmp, path)  # fails if the name exists: no race with another writer
     except FileExistsError:
-        raise StationError.at(str(path), "already exists; not overwritten") from None
+        raise StationError.at(path, "already exists; not overwritten") from None
     except OSError:
         # file systems without hard links (FAT on a USB stick): check, then rename
-        if path.exists():
-            raise StationError.at(str(path), "already exists; not overwritten") from None
+        if os.path.exists(path):
+            raise StationError.at(path, "already exists; not overwritten") from None
         os.replace(tmp, path)
+
+
+class Writer:
+    """Writes new files and remembers them, so that a failed run can remove them all again."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def submit(self, path: Path | str, data: bytes, *, secret: bool = False) -> None:
+        """Writes one new file (see :func:`write_new`)."""
+        path = os.fspath(path)
+        write_new(path, data, secret=secret)
+        self.written.append(path)
+
+    def rollback(self) -> None:
+        """Removes every file written so far."""
+        for path in self.written:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.written.clear()
 
 
 def bin_name(name: str) -> str:

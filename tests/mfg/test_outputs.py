@@ -166,3 +166,82 @@ def test_timestamped_key_files_of_one_minute_never_collide(
         "keys-11-22_03-04.bin",
     ]
     assert len({p.read_bytes() for p in (lotdir / "keys").iterdir()}) == 3
+
+
+needs_fork = pytest.mark.skipif(
+    "fork" not in __import__("multiprocessing").get_all_start_methods(),
+    reason="the test patches the parent process, which only forked workers inherit",
+)
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_files(station: Station, lotdir: Path) -> None:
+    small_lot(lotdir, 40)
+    for jobs in ("1", "3"):
+        code, _out, _err = station(
+            "generate",
+            "c.csv",
+            "v.csv",
+            "d",
+            "0x3000",
+            "--outdir",
+            f"o{jobs}",
+            "--jobs",
+            jobs,
+            "--fileid",
+            "serial",
+        )
+        assert code == 0
+    assert files_under(lotdir / "o1") == files_under(lotdir / "o3")
+    assert len(files_under(lotdir / "o3")) == 80
+
+
+@pytest.mark.slow
+@needs_fork
+def test_a_failing_worker_leaves_nothing(
+    station: Station, lotdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small_lot(lotdir, 600)
+    real = commands.build_row_image
+
+    def failing(lot, row, size, **kw):  # type: ignore[no-untyped-def]
+        if row.index == 450:
+            raise StationError.at("v.csv", "disk on fire", line=row.line)
+        return real(lot, row, size, **kw)
+
+    monkeypatch.setattr(commands, "build_row_image", failing)
+    code, out, err = station(
+        "generate", "c.csv", "v.csv", "d", "0x3000", "--outdir", "o", "--keygen", "--jobs", "2"
+    )
+    assert (code, out, err) == (2, "", "v.csv:452:0: -: disk on fire\n")
+    assert files_under(lotdir / "o") == {}
+
+
+def test_jobs_must_be_positive(station: Station, lotdir: Path) -> None:
+    small_lot(lotdir)
+    code, _out, err = station("generate", "c.csv", "v.csv", "d", "0x3000", "--jobs", "0")
+    assert code == 2 and err == "command line:0:0: --jobs: must be 1 or more, not 0\n"
+
+
+def test_the_job_pickles_for_spawned_workers(lotdir: Path) -> None:
+    import pickle
+
+    from station.mfg import build_row_image, load_mfg
+
+    small_lot(lotdir)
+    write(lotdir / "c.csv", "app,namespace,\nserial,data,string\ncert,file,binary\n")
+    write(lotdir / "v.csv", "serial,cert\nA,c.csv\nB,c.csv\n")
+    lot = load_mfg("c.csv", "v.csv", size=0x3000)
+    job = commands._Job(
+        lot,
+        0x3000,
+        2,
+        commands.KeyPlan("none"),
+        "out",
+        tuple(commands._Device(r, f"d-{r.index}") for r in lot.rows),
+    )
+    copy = pickle.loads(pickle.dumps(job))
+    assert copy.devices == job.devices
+    assert build_row_image(copy.lot, copy.lot.rows[1], 0x3000) == build_row_image(
+        lot, lot.rows[1], 0x3000
+    )
