@@ -240,7 +240,7 @@ def test_the_job_pickles_for_spawned_workers(lotdir: Path) -> None:
         "out",
         tuple(commands._Device(r, f"d-{r.index}") for r in lot.rows),
     )
-    copy = pickle.loads(pickle.dumps(job))
+    copy = pickle.loads(pickle.dumps(job))  # noqa: S301 - our own bytes, as the pool does
     assert copy.devices == job.devices
     assert build_row_image(copy.lot, copy.lot.rows[1], 0x3000) == build_row_image(
         lot, lot.rows[1], 0x3000
