@@ -297,6 +297,8 @@ def homekit_settings_from_dict(d: Mapping[str, object], file: str = "lot.toml") 
             category = raw
         else:
             bad("category", f"{raw} is out of range 1..255")
+    elif isinstance(raw, str) and raw.strip().isdigit():
+        bad("category", f"write the number without quotes: category = {raw.strip()}")
     elif isinstance(raw, str):
         name = raw.strip().lower().replace(" ", "_").replace("-", "_")
         if name in CATEGORIES:
@@ -320,7 +322,7 @@ def homekit_settings_from_dict(d: Mapping[str, object], file: str = "lot.toml") 
                 chosen.add(f.lower())
         if not chosen and not problems:
             bad("flags", "needs at least one of ip, ble")
-        if chosen == {"wac"}:
+        if "wac" in chosen and "ip" not in chosen:
             bad("flags", 'wac is for IP accessories: use ["ip", "wac"]')
     columns: dict[str, str] = {}
     for key, default in (("code_column", "setup_code"), ("id_column", "setup_id")):

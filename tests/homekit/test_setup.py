@@ -134,6 +134,8 @@ def test_settings_report_every_problem() -> None:
         ({"category": 7, "flags": "ip"}, "must be a list"),
         ({"category": 7, "flags": []}, "at least one"),
         ({"category": 7, "flags": ["wac"]}, "wac is for IP"),
+        ({"category": 7, "flags": ["ble", "wac"]}, "wac is for IP"),
+        ({"category": "7"}, "write the number without quotes: category = 7"),
         ({"category": 7, "code_column": ""}, "code_column: must be the name"),
     ],
 )
