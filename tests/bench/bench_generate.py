@@ -49,13 +49,39 @@ def make_lot(folder: Path, rows: int) -> None:
     (folder / "ca.pem").write_text(CA)
     lines = ["batch,serial_no,model,hw_rev,unit_id,mac,dev_key,dev_cert,ca_cert,ssid,psk"]
     for i in range(rows):
-        lines.append(",".join([
-            "B1", f"SN{i:07d}", "M-100" if i == 0 else "", "3" if i == 0 else "", str(i),
-            secrets.token_bytes(6).hex(), secrets.token_bytes(32).hex(),
-            base64.b64encode(secrets.token_bytes(600)).decode(), "ca.pem",
-            f"factory-{i % 7}", secrets.token_hex(12),
-        ]))
+        lines.append(
+            ",".join(
+                [
+                    "B1",
+                    f"SN{i:07d}",
+                    "M-100" if i == 0 else "",
+                    "3" if i == 0 else "",
+                    str(i),
+                    secrets.token_bytes(6).hex(),
+                    secrets.token_bytes(32).hex(),
+                    base64.b64encode(secrets.token_bytes(600)).decode(),
+                    "ca.pem",
+                    f"factory-{i % 7}",
+                    secrets.token_hex(12),
+                ]
+            )
+        )
     (folder / "values.csv").write_text("\n".join(lines) + "\n")
+
+
+def make_typical_lot(folder: Path, rows: int) -> None:
+    """Serial number, MAC, a 16-byte key, a model (REPEAT) and a counter per device."""
+    (folder / "typical.csv").write_text(
+        "app,namespace,\nserial_no,data,string\nmac,data,hex2bin\nkey,data,hex2bin\n"
+        "model,data,string,REPEAT\nboot_count,data,u32\n"
+    )
+    lines = ["serial_no,mac,key,model,boot_count,operator"]
+    for i in range(rows):
+        lines.append(
+            f"SN{i:08d},{secrets.token_hex(6)},{secrets.token_hex(16)},"
+            f"{'M-100' if i == 0 else ''},0,ann"
+        )
+    (folder / "typical_values.csv").write_text("\n".join(lines) + "\n")
 
 
 def timed(fn) -> float:  # type: ignore[no-untyped-def]
@@ -71,27 +97,58 @@ def run(rows: int) -> None:
         os.chdir(d)
         try:
             make_lot(d, rows)
-            official = timed(lambda: official_generate(
-                Path("config.csv"), Path("values.csv"), "dev", "0x6000", d / "theirs",
-                fileid="serial_no"))
+            official = timed(
+                lambda: official_generate(
+                    Path("config.csv"),
+                    Path("values.csv"),
+                    "dev",
+                    "0x6000",
+                    d / "theirs",
+                    fileid="serial_no",
+                )
+            )
 
-            def ours() -> None:
+            def ours(jobs: str, outdir: str) -> None:
+                args = [
+                    "generate",
+                    "config.csv",
+                    "values.csv",
+                    "dev",
+                    "0x6000",
+                    "--outdir",
+                    outdir,
+                    "--fileid",
+                    "serial_no",
+                ]
                 with contextlib.redirect_stdout(io.StringIO()):
-                    code = main(["generate", "config.csv", "values.csv", "dev", "0x6000",
-                                 "--outdir", "ours", "--fileid", "serial_no"])
+                    code = main(args + (["--jobs", jobs] if jobs else []))
                 assert code == 0
 
-            station = timed(ours)
+            single = timed(lambda: ours("1", "ours1"))
+            station = timed(lambda: ours("", "ours"))
             same = all(
-                (d / "ours" / sub / p.name).read_bytes() == p.read_bytes()
-                for sub in ("bin", "csv") for p in (d / "theirs" / sub).iterdir()
+                (d / out / sub / p.name).read_bytes() == p.read_bytes()
+                for out in ("ours", "ours1")
+                for sub in ("bin", "csv")
+                for p in (d / "theirs" / sub).iterdir()
             )
-            print(f"lot: {rows} devices, 0x6000 partitions, 10 keys in 2 namespaces")
-            print(f"official flow (mfg_gen CSVs + nvs_partition_gen): {official:7.2f} s "
-                  f"{rows / official:8.0f} images/s")
-            print(f"station generate:                                 {station:7.2f} s "
-                  f"{rows / station:8.0f} images/s")
-            print(f"ratio: {official / station:.1f}x   identical output: {same}")
+            print(
+                f"lot: {rows} devices, 0x6000 partitions, 10 keys in 2 namespaces, "
+                f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+            )
+            print(
+                f"official flow (mfg_gen CSVs + nvs_partition_gen): {official:7.2f} s "
+                f"{rows / official:8.0f} images/s"
+            )
+            print(
+                f"station generate --jobs 1:                        {single:7.2f} s "
+                f"{rows / single:8.0f} images/s   ratio {official / single:.1f}x"
+            )
+            print(
+                f"station generate (default: worker per core):      {station:7.2f} s "
+                f"{rows / station:8.0f} images/s   ratio {official / station:.1f}x"
+            )
+            print(f"identical output: {same}")
 
             lot = load_mfg("config.csv", "values.csv", size=0x6000)
             build = timed(lambda: [build_row_image(lot, r, 0x6000) for r in lot.rows])
@@ -99,7 +156,12 @@ def run(rows: int) -> None:
 
             make_lot(d, 100_000)
             load = timed(lambda: load_mfg("config.csv", "values.csv", size=0x6000))
-            print(f"load_mfg of a 100,000-row lot (whole-lot validation): {load:.2f} s")
+            mb = (d / "values.csv").stat().st_size / 1e6
+            print(f"load_mfg, 100,000 rows like the above ({mb:.0f} MB): {load:.2f} s")
+            make_typical_lot(d, 100_000)
+            load = timed(lambda: load_mfg("typical.csv", "typical_values.csv", size=0x6000))
+            mb = (d / "typical_values.csv").stat().st_size / 1e6
+            print(f"load_mfg, 100,000 rows of serial/MAC/key/model ({mb:.0f} MB): {load:.2f} s")
         finally:
             os.chdir(old)
 

@@ -245,3 +245,19 @@ def test_the_job_pickles_for_spawned_workers(lotdir: Path) -> None:
     assert build_row_image(copy.lot, copy.lot.rows[1], 0x3000) == build_row_image(
         lot, lot.rows[1], 0x3000
     )
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_write_new_never_overwrites(
+    lotdir: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    from station.mfg import output
+
+    if not unnamed:  # the portable way: a named temporary file, then a hard link
+        monkeypatch.setattr(output, "_write_unnamed", lambda *a: False)
+    output.write_new(lotdir / "a.bin", b"first", secret=True)
+    with pytest.raises(StationError, match="already exists; not overwritten"):
+        output.write_new(lotdir / "a.bin", b"second")
+    assert (lotdir / "a.bin").read_bytes() == b"first"
+    assert (lotdir / "a.bin").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in lotdir.iterdir()] == ["a.bin"]  # no temporary file left
