@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,8 @@ def csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
 
     Comments are dropped line by line before CSV parsing, as Espressif's tools do.
     """
-    lines = text.splitlines(keepends=True)
+    # universal newlines, as a file opened in text mode reads; no other line breaks
+    lines = io.StringIO(text.replace("\r\n", "\n").replace("\r", "\n")).readlines()
     numbers: list[int] = []
 
     def feed() -> Iterator[str]:
