@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, choices=(1, 2), default=2, help="NVS format version")
     p.add_argument("--inputkey", metavar="F", help="encrypt with this key partition file")
     p.add_argument("--keygen", action="store_true", help="encrypt with a newly generated key")
+    p.add_argument("--keyfile", metavar="F",
+                   help="with --keygen: name of the key file in OUTDIR/keys/ (never overwritten)")
     p.add_argument("--outdir", default=".", help="where --keygen writes keys/ (default: .)")
     _hmac_options(p)
 
