@@ -356,20 +356,26 @@ def _check_nvs(ctx: _Context) -> str:
 
 
 def _flash(port: str, image: bytes) -> str:
-    from station.flashing import FlashJob, WriteRegion, run_job
+    """Write the test image, verify it, then read it back in a new session and decode it."""
+    from station.flashing import FlashJob, WriteRegion, open_device, run_job
+    from station.nvs import decode_image
 
     job = FlashJob(
         port=port,
         regions=(WriteRegion(TEST_IMAGE_OFFSET, image, "self-test nvs"),),
         verify=True,
-        allow_overwrite=True,
     )
     result = run_job(job)
     if not result.ok:
         raise RuntimeError(f"{port}: {result.reason}")
+    with open_device(port) as session:
+        back = session.read(TEST_IMAGE_OFFSET, len(image))
+    _, expected = _sample_entries()
+    if decode_image(back).as_dict() != expected:
+        raise RuntimeError(f"{port}: what was read back in a new session is not the test image")
     return (
-        f"{result.chip} {result.mac} on {port}: {len(image)} bytes at "
-        f"{TEST_IMAGE_OFFSET:#x} written and verified"
+        f"{result.chip} {result.mac} on {port}: {len(image)} bytes at {TEST_IMAGE_OFFSET:#x} "
+        "written, verified, read back and decoded"
     )
 
 
@@ -566,7 +572,7 @@ def default_checks(port: str | None = None, *, frozen: bool | None = None) -> li
         Check("serial-urls", lambda: _check_serial_urls(ctx)),
         Check("aes-xts", lambda: _check_aes_xts(ctx)),
         Check("nvs-encode", lambda: _check_nvs(ctx)),
-        Check("flash", lambda: _check_flash(ctx), quiet=False),
+        Check("flash", lambda: _check_flash(ctx)),
         Check("qt", lambda: _check_qt(ctx)),
         Check("resources", lambda: _check_resources(ctx)),
         Check("label", lambda: _check_label(ctx)),
