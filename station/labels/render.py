@@ -36,11 +36,16 @@ from PySide6.QtGui import (
 from PySide6.QtPrintSupport import QPrinter, QPrinterInfo
 
 from station.errors import StationError
+from station.labels import _pyside_none
 from station.labels.layout import Layout, layout
 from station.labels.output import OnPrinted, PrintRecord
 from station.labels.template import LabelTemplate, fill
 
 FONT_FAMILY = "DejaVu Sans"
+
+# PySide6 6.12.0 on Python < 3.12 drops a reference to None per void call (see _pyside_none);
+# each label makes hundreds of such calls, so without this the station aborts after a few labels.
+_pyside_none.protect()
 
 
 def _ensure_app() -> None:
