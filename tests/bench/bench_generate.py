@@ -41,6 +41,7 @@ wifi,namespace,
 ssid,data,string
 psk,data,string
 """
+ROUNDS = 3
 CA = "-----BEGIN CERTIFICATE-----\n" + "A" * 1200 + "\n-----END CERTIFICATE-----\n"
 
 
@@ -84,9 +85,9 @@ def make_typical_lot(folder: Path, rows: int) -> None:
     (folder / "typical_values.csv").write_text("\n".join(lines) + "\n")
 
 
-def timed(fn) -> float:  # type: ignore[no-untyped-def]
+def timed(fn, *args) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - start
 
 
@@ -97,16 +98,16 @@ def run(rows: int) -> None:
         os.chdir(d)
         try:
             make_lot(d, rows)
-            official = timed(
-                lambda: official_generate(
+
+            def theirs(outdir: str) -> None:
+                official_generate(
                     Path("config.csv"),
                     Path("values.csv"),
                     "dev",
                     "0x6000",
-                    d / "theirs",
+                    d / outdir,
                     fileid="serial_no",
                 )
-            )
 
             def ours(jobs: str, outdir: str) -> None:
                 args = [
@@ -124,17 +125,23 @@ def run(rows: int) -> None:
                     code = main(args + (["--jobs", jobs] if jobs else []))
                 assert code == 0
 
-            single = timed(lambda: ours("1", "ours1"))
-            station = timed(lambda: ours("", "ours"))
+            # the machine may be shared: interleave the three, best of ROUNDS each
+            best = {"official": 1e9, "single": 1e9, "station": 1e9}
+            for n in range(ROUNDS):
+                best["official"] = min(best["official"], timed(theirs, f"theirs{n}"))
+                best["single"] = min(best["single"], timed(ours, "1", f"one{n}"))
+                best["station"] = min(best["station"], timed(ours, "", f"ours{n}"))
+            official, single, station = best["official"], best["single"], best["station"]
             same = all(
                 (d / out / sub / p.name).read_bytes() == p.read_bytes()
-                for out in ("ours", "ours1")
+                for out in ("ours0", "one0")
                 for sub in ("bin", "csv")
-                for p in (d / "theirs" / sub).iterdir()
+                for p in (d / "theirs0" / sub).iterdir()
             )
             print(
-                f"lot: {rows} devices, 0x6000 partitions, 10 keys in 2 namespaces, "
-                f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+                f"lot: {rows} devices, 0x6000 partitions, 10 keys in 2 namespaces; "
+                f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+                f"best of {ROUNDS} interleaved runs"
             )
             print(
                 f"official flow (mfg_gen CSVs + nvs_partition_gen): {official:7.2f} s "
