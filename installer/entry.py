@@ -9,6 +9,7 @@ program, not a Python interpreter.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import runpy
 import sys
 
@@ -35,6 +36,11 @@ def _run_module(argv: list[str]) -> int:
 
 
 def main() -> int:
+    # station-gui.exe (Windows, no console) has no stdout/stderr; libraries that write to them
+    # (esptool, warnings) must not fail there
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
     multiprocessing.freeze_support()  # a no-op unless multiprocessing started this process
     if sys.argv[1:2] == ["-m"]:
         return _run_module(sys.argv[2:])
