@@ -12,6 +12,7 @@ import pytest
 from station.errors import StationError
 from station.homekit import (
     HomeKitSettings,
+    check_rows,
     fill_values_csv,
     generate_setup_code,
     generate_setup_id,
@@ -247,3 +248,23 @@ def test_label_facts() -> None:
     }
     assert label_facts(settings, {"code": "", "sid": "7OSX"}) == {}
     assert label_facts(settings, {"code": "12345678", "sid": "7OSX"}) == {}
+
+
+def test_check_rows_locates_every_problem() -> None:
+    settings = HomeKitSettings(category=7)
+    columns = ["serial_no", "setup_code", "setup_id"]
+    rows = [
+        (2, {"serial_no": "A", "setup_code": "518-08-582", "setup_id": "7OSX"}),
+        (3, {"serial_no": "B", "setup_code": "518-08-58", "setup_id": "7OSX"}),
+        (5, {"serial_no": "C", "setup_code": "", "setup_id": "7osx"}),
+    ]
+    problems = [str(p) for p in check_rows(settings, rows, file="values.csv", columns=columns)]
+    assert problems == [
+        "values.csv:3:2: setup_code: setup code '518-08-58' must be 8 digits, written XXX-XX-XXX "
+        "or XXXXXXXX",
+        "values.csv:5:2: setup_code: is empty; fill it in or set homekit.generate = true",
+        "values.csv:5:3: setup_id: setup ID '7osx' must be 4 characters, digits or capital "
+        "letters A-Z",
+    ]
+    generating = HomeKitSettings(category=7, generate=True)
+    assert [p.line for p in check_rows(generating, rows, file="values.csv")] == [3, 5]
