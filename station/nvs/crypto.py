@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import struct
+import threading
 import zlib
 from collections import OrderedDict
 from hashlib import sha256
@@ -34,6 +35,7 @@ _TKEY_SEED = b"\xa5\xa5\xde\xce" * 8  # HMAC message for the tweak key
 _MASK128 = (1 << 128) - 1
 _MASK_CACHE: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
 _MASK_CACHE_MAX = 512
+_MASK_LOCK = threading.Lock()  # images are built from several worker threads at once
 
 
 def generate_keys() -> XtsKeys:
@@ -103,10 +105,11 @@ def _times_alpha(block: int) -> int:
 def _page_mask(tweak_key: bytes, page: int) -> bytes:
     """The XTS tweak values of every entry of one page, 32 bytes per entry (cached)."""
     cache_key = (tweak_key, page)
-    mask = _MASK_CACHE.get(cache_key)
-    if mask is not None:
-        _MASK_CACHE.move_to_end(cache_key)
-        return mask
+    with _MASK_LOCK:
+        mask = _MASK_CACHE.get(cache_key)
+        if mask is not None:
+            _MASK_CACHE.move_to_end(cache_key)
+            return mask
     base = page * PAGE_SIZE + FIRST_ENTRY_OFFSET
     tweaks = b"".join(
         (base + i * ENTRY_SIZE).to_bytes(16, "little") for i in range(ENTRIES_PER_PAGE)
@@ -119,9 +122,10 @@ def _page_mask(tweak_key: bytes, page: int) -> bytes:
         parts.append(t0)
         parts.append(_times_alpha(int.from_bytes(t0, "little")).to_bytes(16, "little"))
     mask = b"".join(parts)
-    _MASK_CACHE[cache_key] = mask
-    if len(_MASK_CACHE) > _MASK_CACHE_MAX:
-        _MASK_CACHE.popitem(last=False)
+    with _MASK_LOCK:
+        _MASK_CACHE[cache_key] = mask
+        if len(_MASK_CACHE) > _MASK_CACHE_MAX:
+            _MASK_CACHE.popitem(last=False)
     return mask
 
 
