@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ports", help="list serial ports with USB location and slot names")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--slots", metavar="F",
+                   help="JSON file mapping USB locations to slot names {\"1-4.2\": \"slot 3\"}")
+    p.add_argument("--all", action="store_true", help="also list ports that are not USB")
 
     p = sub.add_parser("run", help="headless production run of a lot with the ledger")
     p.add_argument("lot", help="lot file (lot.toml)")

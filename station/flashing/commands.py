@@ -1,0 +1,146 @@
+"""``station flash`` and ``station ports``: thin front ends over the flashing engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from station.errors import ProblemList
+
+CMDLINE = "command line"
+
+
+def _parse_pairs(pairs: list[str], problems: ProblemList) -> list[tuple[int, Path]]:
+    """ADDR FILE pairs: every address a number, every file readable and non-empty."""
+    out: list[tuple[int, Path]] = []
+    if len(pairs) % 2:
+        problems.add(CMDLINE, 0, len(pairs), "FILE",
+                     f"the address {pairs[-1]!r} has no file after it (give ADDR FILE pairs)")
+        pairs = pairs[:-1]
+    for i in range(0, len(pairs), 2):
+        addr_text, file_text = pairs[i], pairs[i + 1]
+        try:
+            addr = int(addr_text, 0)
+            if addr < 0:
+                raise ValueError
+        except ValueError:
+            problems.add(CMDLINE, 0, i + 1, "ADDR",
+                         f"not a flash address: {addr_text!r} (e.g. 0x9000)")
+            addr = -1
+        path = Path(file_text)
+        if not path.is_file():
+            problems.add(file_text, 0, 0, "FILE", "no such file")
+        elif path.stat().st_size == 0:
+            problems.add(file_text, 0, 0, "FILE", "the file is empty")
+        if addr >= 0:
+            out.append((addr, path))
+    ordered = sorted(
+        ((a, p, p.stat().st_size) for a, p in out if p.is_file()), key=lambda t: t[0]
+    )
+    for (a1, p1, s1), (a2, p2, _) in zip(ordered, ordered[1:]):
+        if a1 + s1 > a2:
+            problems.add(str(p2), 0, 0, "ADDR",
+                         f"0x{a2:x} overlaps {p1} (0x{a1:x}..0x{a1 + s1:x})")
+    return out
+
+
+def flash(args: argparse.Namespace) -> int:
+    """Write the same files to every port at once; one summary line per port."""
+    from esptool.targets import CHIP_DEFS
+
+    from station.flashing.device import WriteRegion
+    from station.flashing.jobs import FlashJob, JobResult, run_jobs
+
+    problems = ProblemList()
+    pairs = _parse_pairs(list(args.pairs), problems)
+    chip = str(args.chip).lower().replace("-", "")
+    if chip != "auto" and chip not in CHIP_DEFS:
+        problems.add(CMDLINE, 0, 0, "--chip",
+                     f"unknown chip {args.chip!r}; one of: auto, {', '.join(sorted(CHIP_DEFS))}")
+    if args.baud <= 0:
+        problems.add(CMDLINE, 0, 0, "--baud", f"not a baud rate: {args.baud}")
+    seen: set[str] = set()
+    for port in args.port:
+        if port in seen:
+            problems.add(CMDLINE, 0, 0, "--port", f"{port} is given twice")
+        seen.add(port)
+    problems.raise_if_any()
+    regions = tuple(WriteRegion(a, p.read_bytes(), p.name) for a, p in pairs)
+    jobs = [
+        FlashJob(
+            port=port,
+            regions=regions,
+            chip=chip,
+            baud=args.baud,
+            verify=not args.no_verify,
+            no_stub=args.no_stub,
+        )
+        for port in args.port
+    ]
+    cancel = threading.Event()
+    results: list[JobResult] = []
+    runner = threading.Thread(target=lambda: results.extend(run_jobs(jobs, cancel=cancel)))
+    total = sum(len(r.data) for r in regions)
+    print(f"flashing {len(regions)} file(s), {total} bytes, on {len(jobs)} port(s)…",
+          file=sys.stderr)
+    runner.start()
+    try:
+        while runner.is_alive():
+            runner.join(0.2)
+    except KeyboardInterrupt:
+        cancel.set()
+        runner.join()
+        raise
+    width = max(len(p) for p in args.port)
+    for r in results:
+        seconds = sum(r.durations.values())
+        if r.ok:
+            print(f"{r.port:<{width}}  ok      {r.chip} {r.mac}  {r.reason} in {seconds:.1f} s")
+        else:
+            who = f"{r.chip} {r.mac}  " if r.mac else ""
+            print(f"{r.port:<{width}}  FAILED  {who}{r.phase}: {r.reason}")
+    failed = sum(1 for r in results if not r.ok)
+    if failed:
+        print(f"{failed} of {len(results)} port(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def ports(args: argparse.Namespace) -> int:
+    """List serial ports with USB location, VID:PID, serial number and slot name."""
+    from station.flashing.ports import SlotMap, list_ports
+
+    slots = SlotMap.load(args.slots) if getattr(args, "slots", None) else SlotMap()
+    found = list_ports(slots, usb_only=not getattr(args, "all", False))
+    if args.json:
+        print(json.dumps(
+            [
+                {
+                    "device": p.device,
+                    "slot": p.slot,
+                    "location": p.location,
+                    "vid": p.vid,
+                    "pid": p.pid,
+                    "serial_number": p.serial_number,
+                    "description": p.description,
+                }
+                for p in found
+            ],
+            indent=2,
+        ))
+        return 0
+    if not found:
+        print("no USB serial ports found (plug in a device, or use --all)", file=sys.stderr)
+        return 0
+    rows = [("SLOT", "PORT", "USB ID", "SERIAL", "LOCATION", "DESCRIPTION")] + [
+        (p.slot, p.device, p.usb_id, p.serial_number or "", p.location or "", p.description)
+        for p in found
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    return 0
+
