@@ -48,10 +48,13 @@ FONT_FAMILY = "DejaVu Sans"
 _pyside_none.protect()
 
 
+_APP: list[QGuiApplication] = []  # the application we made, if the caller had none
+
+
 def _ensure_app() -> None:
     # QFont and text painting need a Gui application object; the GUI already has one.
     if QCoreApplication.instance() is None:
-        QGuiApplication([])
+        _APP.append(QGuiApplication([]))
 
 
 def _layout(template: LabelTemplate, fields: Mapping[str, str]) -> Layout:
