@@ -12,9 +12,9 @@ import datetime
 import multiprocessing
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -120,6 +120,7 @@ def _key_plan(args: argparse.Namespace, problems: ProblemList) -> KeyPlan:
 class _Device:
     row: Row
     name: str  # PREFIX-ID (with --prefix_num: PREFIX-NNN-ID)
+    paths: Mapping[str, str] = field(default_factory=dict)  # "bin", "csv", "keys", "hmac"
 
 
 @dataclass(frozen=True)
@@ -234,16 +235,20 @@ def generate(args: argparse.Namespace) -> int:
                 "device gets its own key; leave the option out to get "
                 "keys/hmac-keys-PREFIX-ID.bin per device",
             )
-        devices = _devices(lot, prefix, args.prefix_num, problems)
+        devices = [
+            replace(dev, paths=_outputs(args.outdir, dev, plan))
+            for dev in _devices(lot, prefix, args.prefix_num, problems)
+        ]
         _check_outdir(outdir, ["bin", "csv", "keys"], problems)
         shown = 0
         existing = {
-            sub: _existing(os.path.join(args.outdir, sub)) for sub in ("bin", "csv", "keys")
+            os.path.join(args.outdir, sub): _existing(os.path.join(args.outdir, sub))
+            for sub in ("bin", "csv", "keys")
         }
         for dev in devices:
-            for path in _outputs(args.outdir, dev, plan).values():
+            for path in dev.paths.values():
                 folder, name = os.path.split(path)
-                known = existing.get(os.path.relpath(folder, args.outdir))
+                known = existing.get(folder)
                 if (name in known) if known is not None else os.path.exists(path):
                     shown += 1
                     if shown <= 20:
@@ -292,7 +297,7 @@ def _produce(job: _Job, indexes: Iterable[int]) -> list[str]:
     try:
         for i in indexes:
             dev = job.devices[i]
-            paths = _outputs(job.outdir, dev, plan)
+            paths = dev.paths
             keys = plan.input_keys
             hmac_key = None
             if plan.mode == "keygen":

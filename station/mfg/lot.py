@@ -163,6 +163,17 @@ class MfgLot:
             for c in self.config
         )
 
+    @cached_property
+    def _csv_plan(self) -> tuple[tuple[str, int], ...]:
+        """The intermediate CSV as (fixed text, values column or -1 for a whole fixed line)."""
+        plan = [("key,type,encoding,value\r\n", -1)]
+        for kind, key, typ, encoding, index in self._plan:
+            if kind == 0:
+                plan.append((f"{_csv_field(key)},namespace,,\r\n", -1))
+            else:
+                plan.append((f"{_csv_field(key)},{typ},{_csv_field(encoding)},", index))
+        return tuple(plan)
+
     def _file_value(self, encoding: str, value: str) -> tuple[str, str]:
         """(encoding, value) of the data entry that stands for a type-file value."""
         return self._files.entry(encoding, self.resolve(value))
@@ -709,13 +720,15 @@ def _csv_field(value: str) -> str:
 def intermediate_csv(lot: MfgLot, row: Row) -> str:
     """The text of the device's intermediate CSV, as mfg_gen writes it (csv module, CRLF)."""
     fields = row.values._fields  # type: ignore[attr-defined]
-    parts = ["key,type,encoding,value\r\n"]
-    for kind, key, typ, encoding, index in lot._plan:
-        if kind == 0:
-            parts.append(f"{_csv_field(key)},namespace,,\r\n")
+    parts = []
+    for text, index in lot._csv_plan:
+        if index < 0:
+            parts.append(text)
         else:
             value = fields[index]
-            parts.append(f"{_csv_field(key)},{typ},{_csv_field(encoding)},{_csv_field(value)}\r\n")
+            if _NEEDS_QUOTES.search(value):
+                value = '"' + value.replace('"', '""') + '"'
+            parts.append(f"{text}{value}\r\n")
     return "".join(parts)
 
 
