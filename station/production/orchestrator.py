@@ -440,6 +440,13 @@ class Orchestrator:
         finally:
             self._finished_thread()
 
+    def _lot_exhausted(self) -> bool:
+        """No pending row is left and no port has a unit in progress."""
+        with self._lock:
+            if self._claimed:
+                return False
+        return self.ledger.count("pending") == 0
+
     def _limit_reached(self) -> bool:
         with self._lock:
             return self.max_units is not None and self.units_done >= self.max_units
@@ -473,6 +480,9 @@ class Orchestrator:
                     continue
                 if result in ("passed", "failed"):
                     retries = 0
+                if result in ("same", "no-device", "limit", "skipped") and self._lot_exhausted():
+                    self._port_update(p, None, "idle", "lot complete: no pending rows left")
+                    return
                 if p.cancel.wait(self.poll_interval):
                     return
         finally:
