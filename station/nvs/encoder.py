@@ -286,7 +286,7 @@ class _Prep:
         if key_ok:
             key_ok = self.claim(e, key)
         if key in _AP_KEYS:
-            self.wifi_ap(e)
+            self.wifi_ap(e, e.value if raw is None else raw.decode("utf-8", "replace"))
         converted = self.convert(e, enc, fill, raw)
         if converted is None or not key_ok:
             return
@@ -297,10 +297,10 @@ class _Prep:
             for xkey, xdata in _STA_EXTRAS:
                 self.blob(e, xkey, xdata)
 
-    def wifi_ap(self, e: NvsEntry) -> None:
+    def wifi_ap(self, e: NvsEntry, value: str) -> None:
         """Record an AP setting; once SSID, password and auth mode are known, add ap.pmk_info."""
-        if e.key != "ap.authmode" or e.value != "0":
-            self.ap[e.key] = e.value
+        if e.key != "ap.authmode" or value != "0":
+            self.ap[e.key] = value
         if all(self.ap.get(k) for k in _AP_KEYS):
             pmk = hashlib.pbkdf2_hmac(
                 "sha1", self.ap["ap.passwd"].encode(), self.ap["ap.ssid"].encode(), 4096, 32
@@ -385,7 +385,9 @@ class _Prep:
         return binascii.a2b_hex(text)
 
     def base64(self, e: NvsEntry, raw: bytes | None) -> bytes | None:
-        text = _WS_RE.sub("", e.value if raw is None else raw.decode("latin-1"))
+        text = e.value if raw is None else raw.decode("latin-1")
+        if not _B64_RE.fullmatch(text):  # only then look for line breaks and spaces to drop
+            text = _WS_RE.sub("", text)
         if not _B64_RE.fullmatch(text) or len(text) % 4:
             self.error(
                 e, COL_VALUE, "not valid base64 (A-Z a-z 0-9 + /, '=' padding to a multiple of 4)"

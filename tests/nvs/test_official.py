@@ -231,3 +231,16 @@ def test_encrypted_blob_chunks_across_pages(compare: Callable[..., bytes]) -> No
 def test_encrypted_with_hmac_derived_keys(compare: Callable[..., bytes]) -> None:
     keys = hmac_derive_keys(bytes(range(32)))
     compare([NS, ("serial", "data", "string", "SN-1")], keys=keys)
+
+
+def test_header_only_csv(compare: Callable[..., bytes]) -> None:
+    image = compare([], size=0x3000)
+    assert decode_image(image).pages[0].state == "active"
+
+
+def test_wrapped_base64_file(compare: Callable[..., bytes], tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4
+    wrapped = base64.encodebytes(data).decode()  # 76-character lines
+    (tmp_path / "cert.b64").write_text(wrapped)
+    image = compare([NS, ("cert", "file", "base64", "cert.b64")])
+    assert decode_image(image).as_dict()["storage"]["cert"] == data
