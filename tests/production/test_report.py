@@ -1,0 +1,85 @@
+"""`station report`: rows with state, MAC, port, attempts; totals; secrets masked."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from station.cli import main
+from station.production import Orchestrator, open_lot
+from tests.production.conftest import make_small_lot
+from tests.production.fakes import FakeBench, FakeDevice
+
+
+@pytest.fixture
+def worked_lot(tmp_path: Path) -> Path:
+    """A 6-row lot where 3 units passed and one failed after writing."""
+    path = make_small_lot(tmp_path / "lot", 6)
+    bench = FakeBench()
+    with (
+        open_lot(path) as lot,
+        Orchestrator(lot, on_event=lambda e: None, opener=bench.opener) as orch,
+    ):
+        for i, port in enumerate(["sim://a", "sim://b", "sim://c", "sim://d"]):
+            faults = {"writing": 1} if i == 3 else {}
+            bench.put(port, FakeDevice(f"24:0a:c4:00:00:{i:02x}", faults=faults))
+            orch.add_port(port)
+        orch.start_all()
+        assert orch.wait_idle(30)
+    return path
+
+
+def test_report_json(worked_lot: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(worked_lot), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    s = data["summary"]
+    assert (s["rows"], s["done"], s["failed"], s["remaining"]) == (6, 3, 1, 2)
+    assert s["yield"] == 0.75 and s["attempts"] == 4 and s["devices"] == 4
+    rows = {r["unit_id"]: r for r in data["rows"]}
+    failed = [r for r in rows.values() if r["state"] == "failed"]
+    assert len(failed) == 1 and failed[0]["mac"] == "24:0a:c4:00:00:03"
+    assert "write failed" in failed[0]["reason"] and failed[0]["attempts"] == 1
+    assert rows["SN0005"]["state"] == "pending" and rows["SN0005"]["mac"] == ""
+    assert {r["port"] for r in rows.values() if r["state"] == "done"} == {
+        "sim://a",
+        "sim://b",
+        "sim://c",
+    }
+    assert all(r["value.device_key"] == "••••••" for r in data["rows"])
+    assert rows["SN0002"]["value.hw_rev"] == "1"
+    assert any(a["action"] == "lot" for a in data["audit"])
+
+
+def test_report_csv_masks_secrets(
+    worked_lot: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report.csv"
+    assert main(["report", str(worked_lot), "--csv", str(out)]) == 0
+    assert "3 done, 1 failed, 2 remaining" in capsys.readouterr().out
+    with out.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and rows[0]["state"] == "done"
+    secrets = (worked_lot.parent / "values.csv").read_text(encoding="utf-8")
+    keys = [line.split(",")[1] for line in secrets.splitlines()[1:]]
+    text = out.read_text(encoding="utf-8")
+    assert not any(k in text for k in keys)
+
+
+def test_report_text(worked_lot: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(worked_lot)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("lot SMALL: 6 rows — 3 done, 1 failed, 2 remaining; yield 75.0%")
+    assert len(out) == 2 + 6
+
+
+def test_report_of_a_broken_lot_is_a_located_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lot = tmp_path / "lot.toml"
+    lot.write_text('name = "X"\nconfig = 3\n', encoding="utf-8")
+    assert main(["report", str(lot)]) == 2
+    err = capsys.readouterr().err
+    assert f"{lot}:2:1: config: must be a non-empty text" in err and "Traceback" not in err
