@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from station.nvs import NvsEntry, decode_image, encode_image, generate_keys
 from tests.nvs.official import official_image, write_csv
@@ -195,3 +197,35 @@ def test_json_has_every_field() -> None:
         "erased": 0,
     }
     assert doc["errors"] == [] and doc["size"] == 0x3000 and doc["encrypted"] is False
+
+
+_SAMPLE = encode_image(
+    [
+        NvsEntry(*NS),
+        NvsEntry("s", "data", "string", "x" * 300),
+        NvsEntry("b", "data", "hex2bin", "ab" * 5000),
+        NvsEntry("n", "data", "u32", "7"),
+    ],
+    0x6000,
+)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3 * 4096 - 1), st.integers(0, 255)), max_size=40),
+    st.binary(max_size=300),
+)
+def test_decoder_never_raises(flips: list[tuple[int, int]], noise: bytes) -> None:
+    """Foreign or damaged flash is reported in ``errors``, never raised."""
+    data = bytearray(_SAMPLE)
+    for offset, value in flips:
+        data[offset] = value
+    data[4096 : 4096 + len(noise)] = noise
+    image = decode_image(bytes(data))
+    image.to_json()
+    image.as_dict()
+    decode_image(bytes(data), KEYS)
+    decode_image(noise * 50)
+
+
+KEYS = generate_keys()
