@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from station.errors import Problem, ProblemList, StationError
 from station.mfg.lot import MfgLot, Row, build_row_image, intermediate_csv, load_mfg, unit_id
-from station.mfg.output import Writer, bin_name, write_new
+from station.mfg.output import Writer, bin_name, make_folders, write_new
 
 if TYPE_CHECKING:
     from station.nvs import XtsKeys
@@ -267,8 +267,7 @@ def generate(args: argparse.Namespace) -> int:
 
     job = _Job(lot, size, args.version, plan, args.outdir, tuple(devices))
     folders = ["bin", "csv"] + (["keys"] if plan.mode not in ("none", "input") else [])
-    for folder in folders:
-        (outdir / folder).mkdir(parents=True, exist_ok=True)
+    make_folders(p for dev in devices for p in dev.paths.values())
     jobs = args.jobs or _auto_jobs(len(devices))
     if jobs > 1:
         _produce_parallel(job, jobs)
@@ -413,11 +412,11 @@ def generate_key(args: argparse.Namespace) -> int:
         keys = plan.input_keys
     else:
         keys = generate_keys()
-    keys_dir.mkdir(parents=True, exist_ok=True)
     for key_path, hmac_path in _key_names(keys_dir, args.keyfile, hmac_key is not None):
         if plan.hmac_keyfile:
             hmac_path = Path(bin_name(plan.hmac_keyfile))
             hmac_path = hmac_path if hmac_path.is_absolute() else keys_dir / hmac_path
+        make_folders([str(key_path)] + ([str(hmac_path)] if hmac_key is not None else []))
         taken = key_path.exists() or (hmac_key is not None and hmac_path.exists())
         if taken and not args.keyfile:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from station.errors import StationError
@@ -22,6 +23,15 @@ def write_new(path: Path | str, data: bytes, *, secret: bool = False) -> None:
     before they get their name: they are the only copy of a device's keys.
     """
     path = os.fspath(path)
+    try:
+        _write_new(path, data, secret)
+    except StationError:
+        raise
+    except OSError as err:  # a full disk, a read-only folder: the operator's words, no traceback
+        raise StationError.at(path, f"cannot write: {err.strerror or err}") from None
+
+
+def _write_new(path: str, data: bytes, secret: bool) -> None:
     if _write_unnamed(path, data, secret):
         return
     folder, name = os.path.split(path)
@@ -119,3 +129,14 @@ class Writer:
 def bin_name(name: str) -> str:
     """nvs_partition_gen's rule for key file names: ``.bin`` is added when there is no suffix."""
     return name if os.path.splitext(name)[1] else name + ".bin"
+
+
+def make_folders(paths: Iterable[str]) -> None:
+    """Creates the folders these files go in; StationError when one cannot be made."""
+    for folder in sorted({os.path.dirname(p) for p in paths} - {""}):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            raise StationError.at(
+                folder, f"cannot create the folder: {err.strerror or err}"
+            ) from None

@@ -261,3 +261,18 @@ def test_write_new_never_overwrites(
     assert (lotdir / "a.bin").read_bytes() == b"first"
     assert (lotdir / "a.bin").stat().st_mode & 0o777 == 0o600
     assert [p.name for p in lotdir.iterdir()] == ["a.bin"]  # no temporary file left
+
+
+def test_unwritable_output_is_a_located_error(station: Station, lotdir: Path) -> None:
+    small_lot(lotdir)
+    write(lotdir / "afile", "not a folder")
+    code, out, err = station("generate", "c.csv", "v.csv", "d", "0x3000", "--outdir", "afile/o")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"{Path('afile/o/bin')}:0:0: -: cannot create the folder: ")
+    assert "Traceback" not in err
+
+
+def test_generate_key_into_a_new_subfolder(station: Station, lotdir: Path) -> None:
+    code, _out, _err = station("generate-key", "--keyfile", "line3/k")
+    assert code == 0
+    parse_key_partition((lotdir / "keys" / "line3" / "k.bin").read_bytes())
