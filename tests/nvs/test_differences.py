@@ -109,3 +109,15 @@ def test_non_ascii_binary_is_stored_as_utf8(tmp_path: Path) -> None:
 def test_hex_integers_are_accepted() -> None:
     ours = encode_image([NvsEntry(*NS), NvsEntry("n", "data", "u16", "0x1F")], 0x3000)
     assert ours == encode_image([NvsEntry(*NS), NvsEntry("n", "data", "u16", "31")], 0x3000)
+
+
+def test_non_ascii_key_fields_stay_in_place(tmp_path: Path) -> None:
+    """The official tool places fields by character count: for a key whose UTF-8 is two or more
+    bytes longer, a string header's reserved bytes become 00 00 instead of FF FF."""
+    csv_path = write_csv(tmp_path / "in.csv", [NS, ("ключ", "data", "string", "v")])
+    theirs = official_image(csv_path, 0x3000)
+    ours = encode_image(read_nvs_csv(csv_path), 0x3000)
+    header = 64 + 32  # entry 1
+    assert theirs[header + 26 : header + 28] == b"\0\0"
+    assert ours[header + 26 : header + 28] == b"\xff\xff"
+    assert decode_image(ours).as_dict() == {"storage": {"ключ": "v"}}

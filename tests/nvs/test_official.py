@@ -244,3 +244,8 @@ def test_wrapped_base64_file(compare: Callable[..., bytes], tmp_path: Path) -> N
     (tmp_path / "cert.b64").write_text(wrapped)
     image = compare([NS, ("cert", "file", "base64", "cert.b64")])
     assert decode_image(image).as_dict()["storage"]["cert"] == data
+
+
+def test_non_ascii_key(compare: Callable[..., bytes]) -> None:
+    image = compare([NS, ("clé", "data", "u8", "1"), ("clé2", "data", "string", "v")])
+    assert decode_image(image).as_dict() == {"storage": {"clé": 1, "clé2": "v"}}
