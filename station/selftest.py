@@ -455,6 +455,11 @@ def _check_qt(ctx: _Context) -> str:
         qr = segno.make("X-HM://0023ISYWY1234", error="m")
         png = io.BytesIO()
         qr.save(png, kind="png", scale=2)
+        try:  # the window's sounds; without QtMultimedia it beeps instead (not a failure)
+            importlib.import_module("PySide6.QtMultimedia")
+            sounds = "sounds via QtMultimedia"
+        except ImportError as err:
+            sounds = f"system beep for sounds ({_one_line(str(err), 80)})"
     messages.raise_if_any()
     if not _plugins("printsupport") and not sys.platform.startswith("darwin"):
         raise RuntimeError("no Qt print support plugin (plugins/printsupport is empty)")
@@ -463,7 +468,7 @@ def _check_qt(ctx: _Context) -> str:
     qtcore = importlib.import_module("PySide6.QtCore")
     return (
         f"Qt {qtcore.qVersion()} on {qt_platform}, {len(printers)} printers, "
-        f"{len(ports)} serial ports, QR {len(png.getvalue())} bytes"
+        f"{len(ports)} serial ports, QR {len(png.getvalue())} bytes, {sounds}"
     )
 
 
