@@ -1,0 +1,130 @@
+"""End to end on simulated chips (esp32-mock-bootloader processes with distinct MACs)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from station.cli import main
+from station.flashing import SimulatedDevice, open_device, start_simulated_devices
+from station.nvs import decode_image
+from station.production import Orchestrator, PortUpdate, open_lot
+from station.production.lot import Lot
+from tests.production.conftest import make_small_lot
+from tests.production.jig import Jig
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def sim() -> Iterator[Callable[[int], list[SimulatedDevice]]]:
+    started: list[SimulatedDevice] = []
+
+    def start(n: int) -> list[SimulatedDevice]:
+        devs = start_simulated_devices(n)
+        started.extend(devs)
+        return devs
+
+    try:
+        yield start
+    finally:
+        for d in started:
+            d.stop()
+
+
+@pytest.fixture
+def jigs() -> Iterator[list[Jig]]:
+    made = [Jig() for _ in range(4)]
+    try:
+        yield made
+    finally:
+        for j in made:
+            j.close()
+
+
+def read_back(lot: Lot, dev: SimulatedDevice) -> bytes:
+    with open_device(dev.port, no_stub=True) as session:
+        return session.read(lot.factory.offset, lot.factory.size)
+
+
+def test_twenty_rows_on_four_ports(
+    tmp_path: Path,
+    sim: Callable[[int], list[SimulatedDevice]],
+    jigs: list[Jig],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = make_small_lot(tmp_path / "lot", 20)
+    events: list[object] = []
+    lock = threading.Lock()
+
+    def on_event(e: object) -> None:
+        with lock:
+            events.append(e)
+
+    held: dict[str, bytes] = {}
+    macs: dict[str, str] = {}
+    with open_lot(path) as lot:
+        with Orchestrator(lot, on_event=on_event, no_stub=True, operator="ann") as orch:
+            for i, jig in enumerate(jigs):
+                orch.add_port(jig.port, slot=f"slot {i + 1}")
+            for _ in range(5):  # five boards per slot, four at a time
+                devs = sim(4)
+                for jig, dev in zip(jigs, devs, strict=True):
+                    jig.insert(dev.port)
+                orch.start_all()
+                assert orch.wait_idle(120)
+                for dev in devs:
+                    held[dev.mac] = read_back(lot, dev)
+                    macs[dev.mac] = dev.port
+                    dev.stop()
+        led = lot.ledger
+        assert led.count("done") == 20 and len(held) == 20
+        for r in led.rows(0, 20):
+            assert r.mac in held
+            decoded = decode_image(held[r.mac]).as_dict()["factory"]
+            values = lot.row(r.index).values
+            assert decoded["serial_no"] == values["serial_no"] == r.unit_id
+            assert decoded["device_key"] == bytes.fromhex(values["device_key"])
+            assert decoded["hw_rev"] == int(values["hw_rev"])
+            assert held[r.mac] == lot.image_for(lot.row(r.index))
+    passed = [e for e in events if isinstance(e, PortUpdate) and e.state == "passed"]
+    assert len(passed) == 20 and {e.slot for e in passed} == {f"slot {i}" for i in range(1, 5)}
+    assert main(["report", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["summary"]["done"] == 20 and report["summary"]["yield"] == 1.0
+    assert {r["mac"] for r in report["rows"]} == set(held)
+    assert {r["port"] for r in report["rows"]} == {j.port for j in jigs}
+    assert all(r["attempts"] == 1 for r in report["rows"])
+
+
+def test_a_cut_cable_fails_the_unit_which_is_retried(
+    tmp_path: Path, sim: Callable[[int], list[SimulatedDevice]], jigs: list[Jig]
+) -> None:
+    path = make_small_lot(tmp_path / "lot", 3)
+    (dev,) = sim(1)
+    jig = jigs[0]
+    jig.insert(dev.port)
+    jig.cut_after(6000)  # well into the write of the 12 KiB image
+    with open_lot(path) as lot:
+        with Orchestrator(
+            lot,
+            on_event=lambda e: None,
+            no_stub=True,
+            auto_start=True,
+            max_units=1,
+            auto_retry=1,
+            poll_interval=0.05,
+        ) as orch:
+            orch.add_port(jig.port)
+            assert orch.wait_idle(120)
+            assert (orch.units_done, orch.units_failed) == (1, 1)
+        first, second = lot.ledger.attempts(0)
+        assert (first.kind, first.result, first.mac) == ("new", "failed", dev.mac)
+        assert first.reason.startswith("writing: ") and first.image_sha256 is not None
+        assert (second.kind, second.result) == ("retry", "done")
+        assert lot.ledger.row(0).state == "done" and lot.ledger.count("pending") == 2
+        assert read_back(lot, dev) == lot.image_for(lot.row(0))
