@@ -57,6 +57,7 @@ _HEX_RE = re.compile(r"[0-9a-fA-F]*")
 _B64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _WS_RE = re.compile(r"\s+")
 _HEX_INT_RE = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
+_ENCODING_SET = frozenset(ENCODINGS)
 _DATA_ROOM = ENTRIES_PER_PAGE * ENTRY_SIZE  # 4032 bytes of entries per page
 
 # Wi-Fi side entries the official tool adds (see its module-level write_entry)
@@ -116,6 +117,12 @@ def data_pages(size: int) -> int:
 
 
 @lru_cache(maxsize=4096)
+def _key_len(key: str) -> int:
+    """Length of a key in UTF-8 bytes; -1 if it holds a NUL."""
+    return -1 if "\0" in key else len(key.encode("utf-8"))
+
+
+@lru_cache(maxsize=4096)
 def _key_field(key: str) -> bytes:
     return key.encode("utf-8").ljust(16, b"\0")
 
@@ -137,16 +144,20 @@ def _bitmap(used: int) -> bytes:
     return (b"\xaa" * whole + partial).ljust(32, b"\xff")
 
 
+_U32 = struct.Struct("<I").pack
+_SIZE_CRC = struct.Struct("<HHI").pack  # data field of strings, blobs and chunks: size, FFFF, CRC
+_crc32 = zlib.crc32
+
+
 def _entry(ns: int, typ: int, span: int, chunk: int, key: bytes, data8: bytes) -> bytes:
     """One 32-byte item header with its CRC (over all bytes but the CRC field itself)."""
     head = bytes((ns, typ, span, chunk))
     tail = key + data8
-    return head + struct.pack("<I", zlib.crc32(head + tail, 0xFFFFFFFF)) + tail
+    return head + _U32(_crc32(tail, _crc32(head, 0xFFFFFFFF))) + tail
 
 
 def _pad(data: bytes) -> bytes:
-    rem = len(data) % ENTRY_SIZE
-    return data + b"\xff" * (ENTRY_SIZE - rem) if rem else data
+    return data.ljust((len(data) + 31) & ~31, b"\xff")
 
 
 def _parse_int(text: str) -> int | None:
@@ -194,17 +205,17 @@ class _Prep:
                 self.data(e, typ == "file")
 
     def check_key(self, e: NvsEntry, what: str) -> bool:
-        n = len(e.key.encode("utf-8"))
+        n = _key_len(e.key)
+        if 0 < n <= MAX_KEY_LEN:
+            return True
         if n == 0:
             self.error(e, COL_KEY, f"empty {what}")
             return False
-        if n > MAX_KEY_LEN:
-            self.error(e, COL_KEY, f"{what} is {n} bytes long, at most {MAX_KEY_LEN} are allowed")
-            return False
-        if "\0" in e.key:
+        if n < 0:
             self.error(e, COL_KEY, f"{what} contains a NUL character")
             return False
-        return True
+        self.error(e, COL_KEY, f"{what} is {n} bytes long, at most {MAX_KEY_LEN} are allowed")
+        return False
 
     def namespace(self, e: NvsEntry) -> None:
         if not self.check_key(e, "namespace name"):
@@ -259,7 +270,9 @@ class _Prep:
         key_ok = self.check_key(e, "key")
         enc = e.encoding.strip().lower()
         fill = None
-        if enc.startswith(("blob_fill", "blob_sz_fill")):
+        if enc in _ENCODING_SET:
+            pass
+        elif enc.startswith(("blob_fill", "blob_sz_fill")):
             fill = _FILL_RE.fullmatch(enc)
             if fill is None:
                 self.error(
@@ -269,7 +282,7 @@ class _Prep:
                     " (write blob_fill(N;0xPP) or blob_sz_fill(N;0xPP))",
                 )
                 return
-        elif enc not in ENCODINGS:
+        else:
             self.error(
                 e,
                 COL_ENCODING,
@@ -439,9 +452,7 @@ def _layout(items: Sequence[Item], version: int) -> list[bytes]:
             if n and n + span >= ENTRIES_PER_PAGE:
                 pages.append(b"".join(cur))
                 cur, n = [], 0
-            data8 = struct.pack("<HH", size, 0xFFFF) + struct.pack(
-                "<I", zlib.crc32(payload, 0xFFFFFFFF)
-            )
+            data8 = _SIZE_CRC(size, 0xFFFF, _crc32(payload, 0xFFFFFFFF))
             cur.append(_entry(ns, typ, span, 0xFF, key, data8))
             cur.append(_pad(payload))
             n += span
@@ -458,9 +469,7 @@ def _layout(items: Sequence[Item], version: int) -> list[bytes]:
                 csize = len(chunk)
                 offset += csize
                 span = (csize + 31) // 32 + 1
-                data8 = struct.pack("<HH", csize, 0xFFFF) + struct.pack(
-                    "<I", zlib.crc32(chunk, 0xFFFFFFFF)
-                )
+                data8 = _SIZE_CRC(csize, 0xFFFF, _crc32(chunk, 0xFFFFFFFF))
                 cur.append(_entry(ns, BLOB_DATA, span, min(chunks, 0xFE), key, data8))
                 cur.append(_pad(chunk))
                 n += span
