@@ -234,3 +234,34 @@ def test_csv_missing_file(tmp_path: Path) -> None:
     with pytest.raises(StationError) as err:
         read_nvs_csv(tmp_path / "nope.csv")
     assert "cannot read" in str(err.value)
+
+
+def test_key_and_file_oddities(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    entries = [
+        E("ns", "namespace", "", "", 2),
+        E("a\0b", "data", "u8", "1", 3),
+        E("f", "file", "string", "folder", 4),
+        E("", "namespace", "", "", 5),
+    ]
+    assert problems(entries, base_dir=tmp_path) == [
+        "lot.csv:3:1: a\0b: key contains a NUL character",
+        f"lot.csv:4:4: f: is a folder, not a file: {tmp_path / 'folder'}",
+        "lot.csv:5:1: -: empty namespace name",
+    ]
+
+
+def test_bad_version() -> None:
+    assert problems([E("ns", "namespace", "", "", 2)], version=3) == [
+        "lot.csv:0:0: version: NVS version must be 1 or 2, not 3"
+    ]
+
+
+def test_blob_over_255_chunks() -> None:
+    entries = [E("ns", "namespace", "", "", 2), E("big", "data", "binary", "x" * 1_030_000, 3)]
+    assert problems(entries, size=0x120000) == [
+        "lot.csv:0:0: big: blob too large: it would need more than 255 chunks"
+    ]
+    assert (
+        problems([*entries[:1], E("big", "data", "binary", "x" * 1000000, 3)], size=0x120000) == []
+    )
