@@ -718,6 +718,16 @@ class MainWindow(QMainWindow):
         if 0 < n <= len(ports):
             self.choose_port(ports[n - 1])
 
+    def _ready_port(self) -> str | None:
+        """The first port showing READY with no unit waiting (a fresh device, or never used);
+        None lets the orchestrator pick any free port. A port still showing PASS or FAIL most
+        likely holds the finished device, so a scan does not go there while a READY one exists."""
+        for port, card in self.cards.items():
+            v = card.view
+            if v.state == "idle" and v.row_index is None:
+                return port
+        return None
+
     def _busy_ports(self) -> list[str]:
         return [p for p, c in self.cards.items() if c.view.state == "busy"]
 
@@ -767,7 +777,9 @@ class MainWindow(QMainWindow):
             self.scan_handled.emit(code, False, msg)
             return
         try:
-            port, row_index = self.orchestrator.assign_scan(code, self.chosen_port)
+            port, row_index = self.orchestrator.assign_scan(
+                code, self.chosen_port or self._ready_port()
+            )
         except StationError as err:
             msg = f"✘ {code}: {_first_message(err)}"
             self.log("warning", f"scan {code} refused: {_first_message(err)}")
@@ -825,7 +837,7 @@ class MainWindow(QMainWindow):
                 self.show_scan_result(False, "No pending rows left")
                 return
         try:
-            port = self.orchestrator.assign(self.chosen_port, row_index)
+            port = self.orchestrator.assign(self.chosen_port or self._ready_port(), row_index)
         except StationError as err:
             self.show_scan_result(False, f"✘ row {row_index + 1}: {_first_message(err)}")
             return
@@ -860,8 +872,16 @@ class MainWindow(QMainWindow):
             self.show_scan_result(False, f"{port}: {_first_message(err)}")
 
     def cancel_port(self, port: str) -> None:
-        if self.orchestrator is not None:
-            self.orchestrator.cancel(port)
+        """Stop: cancel the job on the port, and drop the unit waiting there."""
+        if self.orchestrator is None:
+            return
+        self.orchestrator.cancel(port)
+        if port not in self._busy_ports():
+            try:
+                self.orchestrator.unassign(port)
+            except StationError:
+                return
+            self.bridge.on_event(_idle_update(port, self.cards[port].view.slot, "unit dropped"))
 
     def start_all(self) -> None:
         if self.orchestrator is None:
@@ -1091,6 +1111,12 @@ class MainWindow(QMainWindow):
             self.serial_scanner = None
         self._join_workers()
         self.close_lot()
+
+
+def _idle_update(port: str, slot: str, message: str) -> Any:
+    from station.production import PortUpdate
+
+    return PortUpdate(port, slot, "idle", message=message)
 
 
 def _image_size_job(lot: Any, emit: Any) -> None:
