@@ -1,9 +1,10 @@
 """``station --self-test``: a headless check that this installation (or frozen bundle) works.
 
 Each check prints one line, ``ok   NAME: detail``, ``FAIL NAME: what went wrong`` or
-``skip NAME: why``; the exit code is 1 if any check failed. Anything a check itself prints (esptool
-chatter, a child process, Qt messages) is captured, so a healthy run prints only these lines —
-the release build's smoke test fails on any other line.
+``skip NAME: why``; the exit code is 1 if any check failed. Whatever a check prints itself
+(esptool, a child process, a C library) is captured, and a check that prints anything fails with
+that output as its reason; Qt's warnings are collected the same way. A healthy run prints only
+these lines, and the release build's smoke test fails on any other line.
 
 This module counts as core (it must work without PySide6 for a headless install), so Qt and the
 window are reached through :func:`importlib.import_module`, never a static import.
