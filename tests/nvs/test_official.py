@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from station.nvs import decode_image, generate_keys, hmac_derive_keys
+from station.nvs import decode_image, encode_image, generate_keys, hmac_derive_keys, read_nvs_csv
+from tests.nvs.official import official_image
 
 NS = ("storage", "namespace", "", "")
 
@@ -249,3 +250,16 @@ def test_wrapped_base64_file(compare: Callable[..., bytes], tmp_path: Path) -> N
 def test_non_ascii_key(compare: Callable[..., bytes]) -> None:
     image = compare([NS, ("clé", "data", "u8", "1"), ("clé2", "data", "string", "v")])
     assert decode_image(image).as_dict() == {"storage": {"clé": 1, "clé2": "v"}}
+
+
+def test_hand_written_csv(tmp_path: Path) -> None:
+    """Comments, blank lines, CRLF, quoted commas and newlines: read as the official tool does."""
+    path = tmp_path / "hand.csv"
+    path.write_bytes(
+        b"# factory data\r\nkey,type,encoding,value\r\n\r\nstorage,namespace,,\r\n"
+        b'greeting,data,string,"hello, world"\r\n# not a row\r\n'
+        b'poem,data,string,"two\r\nlines"\r\ncount,data,i32,-7\r\n\r\n'
+    )
+    theirs = official_image(path, 0x3000)
+    assert encode_image(read_nvs_csv(path), 0x3000) == theirs
+    assert decode_image(theirs).as_dict()["storage"]["poem"] == "two\nlines"
