@@ -36,8 +36,10 @@ BOARDS_PER_JIG = 4
 
 @pytest.fixture
 def boards() -> Iterator[list[SimulatedDevice]]:
-    devs = start_simulated_devices(2 * BOARDS_PER_JIG)
+    devs: list[SimulatedDevice] = []
     try:
+        for _ in range(2):  # a batch per jig: starting many at once is slow on a busy machine
+            devs += start_simulated_devices(BOARDS_PER_JIG)
         yield devs
     finally:
         for d in devs:

@@ -128,3 +128,28 @@ def test_a_cut_cable_fails_the_unit_which_is_retried(
         assert (second.kind, second.result) == ("retry", "done")
         assert lot.ledger.row(0).state == "done" and lot.ledger.count("pending") == 2
         assert read_back(lot, dev) == lot.image_for(lot.row(0))
+
+
+def test_close_mid_write_cancels_and_leaves_no_thread(
+    tmp_path: Path, sim: Callable[[int], list[SimulatedDevice]], jigs: list[Jig]
+) -> None:
+    path = make_small_lot(tmp_path / "lot", 2)
+    (dev,) = sim(1)
+    jig = jigs[0]
+    jig.insert(dev.port)
+    writing = threading.Event()
+    jig.on_bytes = lambda j: writing.set() if j.up >= 8000 else None
+    before = set(threading.enumerate())
+    with open_lot(path) as lot:
+        orch = Orchestrator(lot, on_event=lambda e: None, no_stub=True)
+        orch.add_port(jig.port)
+        orch.start(jig.port)
+        assert writing.wait(60)
+        orch.close(timeout=5.0)
+        assert not [t for t in threading.enumerate() if t.name.startswith("port ")]
+        (a,) = lot.ledger.attempts(0)
+        assert a.result == "cancelled" and a.image_sha256 is not None
+        r = lot.ledger.row(0)
+        assert (r.state, r.mac) == ("failed", dev.mac)  # may hold part of it: kept for that board
+    jig.on_bytes = None
+    assert {t for t in threading.enumerate() if t.name.startswith("port ")} <= before
