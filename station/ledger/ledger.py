@@ -221,7 +221,7 @@ class Ledger:
             with self._write() as c:
                 for statement in dialect.schema():
                     c.execute(statement)
-                c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')")
+                c.execute(sql.META_INIT)
         except sqlite3.DatabaseError as err:
             self.close()
             raise StationError.at(
@@ -260,6 +260,17 @@ class Ledger:
 
     def _q(self, statement: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         return self._con().execute(self.dialect.sql(statement), tuple(args)).fetchall()
+
+    def release_thread(self) -> None:
+        """Close the calling thread's connection (a worker thread that is about to end)."""
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            return
+        self._local.con = None
+        with self._lock:
+            if con in self._connections:
+                self._connections.remove(con)
+        con.close()
 
     def close(self) -> None:
         """Close every connection this ledger opened (from any thread)."""

@@ -129,6 +129,8 @@ SCHEMA = [
 # ones: they hold the invariants)
 BULK_INDEXES = ("rows_state", "rows_scan", "rows_unit")
 
+META_INIT = "INSERT INTO meta (key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING"
+
 # --- lots ---------------------------------------------------------------------------------
 LOT_BY_NAME = "SELECT id, recipe_sha256, fingerprint_key, row_count FROM lots WHERE name = ?"
 LOT_INSERT = (

@@ -431,6 +431,7 @@ class Orchestrator:
 
     # --- workers -----------------------------------------------------------------------------
     def _finished_thread(self) -> None:
+        self.ledger.release_thread()  # one connection per worker thread, closed with it
         with self._idle:
             self._idle.notify_all()
 

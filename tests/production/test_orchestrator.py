@@ -92,6 +92,7 @@ def test_twenty_rows_on_four_ports(lot: Lot) -> None:
         assert held_serial(lot, dev) == r.unit_id
         assert region(lot, dev) == lot.image_for(lot.row(r.index))
     assert len({r.mac for r in led.rows(0, 20)}) == 20
+    assert len(led._connections) == 1  # worker threads close their connections as they end
     passed = [e for e in events.of(PortUpdate) if e.state == "passed"]
     assert len(passed) == 20 and {e.slot for e in passed} == {f"slot {i}" for i in "1234"}
     assert events.of(CountersUpdate)[-1].done == 20
