@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import runpy
 import sys
+import warnings
 
 # Only these packages may be run with -m; the bundle is not a general Python interpreter.
 RUNNABLE = ("esp32_mock_bootloader", "station")
@@ -24,6 +25,12 @@ def _run_module(argv: list[str]) -> int:
         )
         return 2
     sys.argv = [argv[0], *argv[1:]]
+    # "-m station.flashing.simulated": its package imports it first, and runpy warns about that
+    # on stderr. Harmless, but the line is not for operators, and a parent that waits for the
+    # child's first lines (SimulatedDevice) must not have to read past it.
+    warnings.filterwarnings(
+        "ignore", r".*found in sys\.modules after import of package", RuntimeWarning
+    )
     try:
         runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
     except SystemExit as done:

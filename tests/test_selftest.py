@@ -281,3 +281,18 @@ def test_entry_without_a_console_gets_null_streams(monkeypatch: pytest.MonkeyPat
     assert sys.stdout is not None and sys.stderr is not None
     sys.stdout.close()
     sys.stderr.close()
+
+
+def test_entry_runs_the_simulated_device_module_without_a_runpy_warning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # station.flashing imports station.flashing.simulated, so runpy would warn (an error here:
+    # pytest turns warnings into errors) and SimulatedDevice would have to read past the line
+    import station.flashing  # noqa: F401
+
+    entry = _entry()
+    monkeypatch.setattr(sys, "argv", ["station", "-m", "station.flashing.simulated", "--help"])
+    assert entry.main() == 0
+    captured = capsys.readouterr()
+    assert "simulated ESP chip" in captured.out
+    assert captured.err == ""
