@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from station.errors import Problem, ProblemList, StationError
+from station.errors import Problem, ProblemList
 from station.mfg import values as V
 from station.mfg.csvfile import read_text, records
 
@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 TYPES = ("data", "file", "namespace")
 MAX_KEY_BYTES = 15
 MAX_PROBLEMS = 500  # beyond this a lot is plainly wrong; the rest would only bury the first ones
+# column names that hold secrets: long words anywhere (wifiPassword), short ones as a word (dev_key)
 SECRET_NAME_RE = re.compile(
-    r"(?:^|[^a-z])(?:key|keys|secret|secrets|password|passwd|pswd|pass|token|pin|setup_?code)"
-    r"(?:$|[^a-z])"
+    r"password|passwd|passphrase|secret|token|setup_?code|priv_?key|private"
+    r"|(?:^|[^a-z])(?:key|keys|pin|pass|pswd|psk)(?:$|[^a-z])"
 )
 SECRET_ENCODINGS = ("hex2bin", "base64", "binary")
 MASK = "••••••"
@@ -769,8 +770,3 @@ def secret_columns(lot: MfgLot, extra: Iterable[str] = ()) -> frozenset[str]:
 def mask(value: str) -> str:
     """What logs, the UI and exports show instead of a secret value."""
     return MASK if value else ""
-
-
-def lot_problem(lot: MfgLot, message: str, *, key: str = "-") -> StationError:
-    """A StationError about the lot as a whole, located at the values file."""
-    return StationError.at(str(lot.values_path), message, key=key)

@@ -169,3 +169,35 @@ def test_intermediate_csv_quotes_like_the_csv_module(lotdir: Path, value: str) -
         ]
     )
     assert intermediate_csv(lot, lot.rows[0]) == out.getvalue()
+
+
+def test_secret_column_names(lotdir: Path) -> None:
+    names = [
+        "wifiPassword",
+        "dev_key",
+        "PIN",
+        "sta.pswd",
+        "psk",
+        "api_token",
+        "setupcode",
+        "privkey",
+        "keyboard",
+        "spinner",
+        "serial",
+        "monkey",
+        "pinout",
+        "passport",
+    ]
+    write(lotdir / "c.csv", "app,namespace,\nserial,data,string\n")
+    write(lotdir / "v.csv", ",".join(names) + "\n" + ",".join("x" * len(names)) + "\n")
+    lot = load_mfg("c.csv", "v.csv")
+    assert secret_columns(lot) == {
+        "wifiPassword",
+        "dev_key",
+        "PIN",
+        "sta.pswd",
+        "psk",
+        "api_token",
+        "setupcode",
+        "privkey",
+    }
