@@ -36,9 +36,16 @@ class _RunPrinter:
         self.out, self.err = out, err
         self.lock = threading.Lock()
         self.orch: Orchestrator | None = None
+        self.states: dict[str, str] = {}
 
     def __call__(self, event: object) -> None:
         with self.lock:
+            if isinstance(event, PortUpdate):
+                before = self.states.get(event.port)
+                self.states[event.port] = event.state
+                if event.state == "waiting" and before != "waiting" and event.message:
+                    self.err.write(f"waiting: {event.port}: {event.message}\n")
+                    self.err.flush()
             if (
                 isinstance(event, PortUpdate)
                 and event.state in ("passed", "failed")

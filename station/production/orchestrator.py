@@ -668,10 +668,12 @@ class Orchestrator:
         if u.phase_started:
             u.timings[u.phase] = u.timings.get(u.phase, 0.0) + time.monotonic() - u.phase_started
         state = ""
+        # the flashing layer's reasons usually name the phase already ("… while writing …")
+        what = reason if u.phase and u.phase in reason else f"{u.phase}: {reason}"
         if u.claim is not None:
             state = self.ledger.fail(
                 u.claim,
-                f"{u.phase}: {reason}",
+                what,
                 u.timings,
                 result="cancelled" if cancelled else "failed",
             )
@@ -681,14 +683,14 @@ class Orchestrator:
             p.last_mac, p.last_result = u.mac, "failed"
             if not cancelled:
                 self.units_failed += 1
-        self._port_update(p, u, "idle" if cancelled else "failed", f"{u.phase}: {reason}")
+        self._port_update(p, u, "idle" if cancelled else "failed", what)
         label = self._unit_label(u.claim.row_index) if u.claim else "(none)"
         self._emit(
             LogEvent(
                 p.name,
                 "warning" if cancelled else "error",
                 self._mask(
-                    f"unit {label} on {u.mac or '?'}: {u.phase}: {reason}"
+                    f"unit {label} on {u.mac or '?'}: {what}"
                     + (f" (row {state})" if state else ""),
                     u.claim.row_index if u.claim else None,
                 ),

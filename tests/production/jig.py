@@ -3,7 +3,8 @@
 A factory port stays the same while boards are swapped; :meth:`Jig.insert` puts the next board
 in (dropping any open connection, like unplugging). ``on_bytes`` sees the traffic of the current
 connection, so a test can act at a precise moment (mid-write, mid-read) without sleeping, and
-:meth:`Jig.cut_after` pulls the cable once after a number of bytes towards the board.
+:meth:`Jig.cut_after` pulls the cable once after a number of bytes towards the board, and
+:meth:`Jig.garble_after` flips the bits of the board's answers from then on, for that connection.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class Jig:
         self._conns: list[socket.socket] = []
         self._stop = threading.Event()
         self._cut_at: int | None = None
+        self._garble_at: int | None = None
+        self._garbling = False
         self.up = 0  # bytes towards the board on the current connection
         self.down = 0
         self.on_bytes: Callable[[Jig], None] | None = None
@@ -52,6 +55,11 @@ class Jig:
         with self._lock:
             self._cut_at = up_bytes
 
+    def garble_after(self, up_bytes: int) -> None:
+        """Corrupt the board's answers once this many bytes went towards it (one connection)."""
+        with self._lock:
+            self._garble_at = up_bytes
+
     def _drop(self) -> None:
         for s in self._conns:
             try:
@@ -82,6 +90,7 @@ class Jig:
                 self._drop()  # one connection at a time, like a serial port
                 self._conns += [client, board]
                 self.up = self.down = 0
+                self._garbling = False
             self._spawn(self._pump, client, board, True)
             self._spawn(self._pump, board, client, False)
 
@@ -100,8 +109,13 @@ class Jig:
                     if self._cut_at is not None and self.up >= self._cut_at:
                         self._cut_at = None
                         cut = True
+                    if self._garble_at is not None and self.up >= self._garble_at:
+                        self._garble_at = None
+                        self._garbling = True
                 else:
                     self.down += len(data)
+                    if self._garbling:
+                        data = bytes(b ^ 0x5A for b in data)
             if cut:
                 with self._lock:
                     self._drop()
