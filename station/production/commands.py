@@ -8,13 +8,16 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 from station.errors import StationError
-from station.production.lot import Lot, open_lot
+from station.ledger import Ledger
+from station.ledger.ledger import sqlite_path
+from station.production.lot import Lot, open_lot, read_lot_file
 from station.production.orchestrator import (
     Decision,
     LogEvent,
@@ -131,14 +134,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 # --- report ---------------------------------------------------------------------------------
-def _report_rows(lot: Lot) -> Iterator[dict[str, Any]]:
+@dataclass
+class _Source:
+    """What a report reads: the ledger, and the lot's values when the lot could be opened."""
+
+    ledger: Ledger
+    name: str
+    columns: tuple[str, ...] = ()
+    values: Callable[[int], Mapping[str, str]] | None = None
+
+
+def _report_rows(src: _Source) -> Iterator[dict[str, Any]]:
     """Rows with state, device and attempts; values of the lot with secret columns masked."""
-    led = lot.ledger
+    led = src.ledger
     page = 2000
-    columns = lot.mfg.columns
     for offset in range(0, led.count(), page):
         for r in led.rows(offset, page):
-            values = lot.masked_values(lot.row(r.index))
+            values = src.values(r.index) if src.values is not None else {}
             yield {
                 "row": r.index + 1,
                 "line": r.line,
@@ -149,16 +161,15 @@ def _report_rows(lot: Lot) -> Iterator[dict[str, Any]]:
                 "attempts": r.attempts,
                 "reason": r.reason,
                 "updated_at": _iso(r.updated_at),
-                **{f"value.{c}": values.get(c, "") for c in columns},
+                **{f"value.{c}": values.get(c, "") for c in src.columns},
             }
 
 
-def summary(lot: Lot) -> dict[str, Any]:
+def summary(ledger: Ledger, name: str) -> dict[str, Any]:
     """Totals, yield and units per hour of a lot."""
-    led = lot.ledger
-    c = led.counters()
-    counts = led.state_counts()
-    attempts = led.attempts()
+    c = ledger.counters()
+    counts = ledger.state_counts()
+    attempts = ledger.attempts()
     tried = {a.row_index for a in attempts}
     first_try: dict[int, str | None] = {}
     for a in attempts:
@@ -166,7 +177,7 @@ def summary(lot: Lot) -> dict[str, Any]:
     first_pass = len([v for v in first_try.values() if v == "done"])
     finished = c.done + c.failed
     return {
-        "lot": lot.name,
+        "lot": name,
         "rows": c.total,
         "states": counts,
         "done": c.done,
@@ -177,21 +188,49 @@ def summary(lot: Lot) -> dict[str, Any]:
         "first_pass_yield": round(first_pass / len(tried), 4) if tried else None,
         "units_per_hour": round(c.units_per_hour, 1),
         "devices": len({a.mac for a in attempts}),
-        "ledger": str(led.path),
+        "ledger": str(ledger.path),
     }
+
+
+def _open_for_report(args: argparse.Namespace) -> tuple[_Source, Lot | None]:
+    """The lot with its values; if it cannot be opened (e.g. its CSV changed after production
+    started) but its ledger exists, the ledger alone, with a note on stderr."""
+    settings = read_lot_file(args.lot)
+    try:
+        lot = open_lot(args.lot, db_url=args.db)
+    except StationError as err:
+        db = sqlite_path(args.db) if args.db else settings.default_db
+        if not db.is_file():
+            raise
+        for problem in err.problems:
+            print(f"note: {problem}", file=sys.stderr)
+        print(
+            "note: reporting from the ledger alone (the lot's values are not shown)",
+            file=sys.stderr,
+        )
+        ledger = Ledger(db)
+        try:
+            ledger.attach(settings.name)
+        except StationError:
+            ledger.close()
+            raise
+        return _Source(ledger, settings.name), None
+    return _Source(
+        lot.ledger, lot.name, lot.mfg.columns, lambda i: lot.masked_values(lot.row(i))
+    ), lot
 
 
 def report(args: argparse.Namespace) -> int:
     """What the ledger knows: rows (state, MAC, port, attempts), totals, yield, UPH."""
-    lot = open_lot(args.lot, db_url=args.db)
+    src, lot = _open_for_report(args)
     try:
-        totals = summary(lot)
+        totals = summary(src.ledger, src.name)
         if args.json:
             json.dump(
                 {
                     "summary": totals,
-                    "rows": list(_report_rows(lot)),
-                    "audit": [a.__dict__ | {"at": _iso(a.at)} for a in lot.ledger.audit_log()],
+                    "rows": list(_report_rows(src)),
+                    "audit": [a.__dict__ | {"at": _iso(a.at)} for a in src.ledger.audit_log()],
                 },
                 sys.stdout,
                 indent=1,
@@ -203,7 +242,7 @@ def report(args: argparse.Namespace) -> int:
             tmp = path.with_name(path.name + ".tmp")
             with tmp.open("w", newline="", encoding="utf-8") as f:
                 writer: Any = None
-                for rec in _report_rows(lot):
+                for rec in _report_rows(src):
                     if writer is None:
                         writer = csv.DictWriter(f, fieldnames=list(rec))
                         writer.writeheader()
@@ -225,7 +264,7 @@ def report(args: argparse.Namespace) -> int:
             f"{'row':>6}  {'unit':<20} {'state':<8} {'mac':<17}  {'port':<24} "
             f"{'tries':>5}  reason\n"
         )
-        for rec in _report_rows(lot):
+        for rec in _report_rows(src):
             out.write(
                 f"{rec['row']:>6}  {rec['unit_id']:<20} {rec['state']:<8} "
                 f"{rec['mac']:<17}  {rec['port']:<24} {rec['attempts']:>5}  "
@@ -233,4 +272,7 @@ def report(args: argparse.Namespace) -> int:
             )
         return 0
     finally:
-        lot.close()
+        if lot is not None:
+            lot.close()
+        else:
+            src.ledger.close()

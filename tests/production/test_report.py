@@ -83,3 +83,19 @@ def test_report_of_a_broken_lot_is_a_located_error(
     assert main(["report", str(lot)]) == 2
     err = capsys.readouterr().err
     assert f"{lot}:2:1: config: must be a non-empty text" in err and "Traceback" not in err
+
+
+def test_report_from_the_ledger_alone_when_the_csv_changed(
+    worked_lot: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    values = worked_lot.parent / "values.csv"
+    values.write_text(
+        values.read_text(encoding="utf-8").replace("SN0001", "SN9999"), encoding="utf-8"
+    )
+    assert main(["report", str(worked_lot), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "row 1: changed after production started" in captured.err
+    assert "ledger alone" in captured.err
+    data = json.loads(captured.out)
+    assert data["summary"]["done"] == 3 and len(data["rows"]) == 6
+    assert not any(k.startswith("value.") for k in data["rows"][0])
