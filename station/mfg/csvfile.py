@@ -61,6 +61,6 @@ def records(text: str, path: Path, problems: ProblemList) -> Iterator[tuple[int,
             return
         start = previous + 1
         previous = reader.line_num
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue
+        if not fields or (len(fields) == 1 and fields[0] and not fields[0].strip()):
+            continue  # an empty line, or spaces only ("" is a row with one empty value)
         yield start, fields

@@ -108,12 +108,15 @@ def official_generate(
     fileid: str | None = None,
     version: int = 2,
     inputkeys: dict[str, Path] | None = None,
+    inputkey: Path | None = None,
 ) -> list[str]:
     """The official flow into ``outdir`` (csv/ and bin/); returns the file ids.
 
     ``inputkeys`` maps a file id to the key partition file to encrypt that device with (the
-    official ``encrypt`` with ``--inputkey``); without it images are plain.
+    official ``encrypt`` with ``--inputkey``), ``inputkey`` is one for all; else images are plain.
     """
+    if inputkey is not None:
+        inputkeys = {fid: inputkey for fid, _text in intermediate_csvs(conf, values, fileid)}
     (outdir / "csv").mkdir(parents=True, exist_ok=True)
     (outdir / "bin").mkdir(parents=True, exist_ok=True)
     ids = []

@@ -248,3 +248,10 @@ def test_hmac_scheme_with_input_key(station: Station, lotdir: Path) -> None:
     ours, theirs = files_under(lotdir / "ours"), files_under(lotdir / "theirs")
     for name, data in theirs.items():
         assert ours[name] == data, name
+
+
+def test_quoted_empty_value_is_a_device_blank_line_is_not(station: Station, lotdir: Path) -> None:
+    write(lotdir / "config.csv", "app,namespace,\nnote,data,string\n")
+    write(lotdir / "values.csv", 'note\n""\n\n   \nx\n')
+    ours = compare(station, lotdir, "config.csv", "values.csv", "0x3000")
+    assert sorted(ours) == ["bin/dev-1.bin", "bin/dev-2.bin", "csv/dev-1.csv", "csv/dev-2.csv"]

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from station.cli import main
+from station.nvs import generate_keys, key_partition_image
 from tests.mfg.conftest import files_under
 from tests.mfg.reference import official_generate
 
@@ -48,12 +49,30 @@ def value(encoding: str) -> st.SearchStrategy[str]:
     return TEXT
 
 
+FILE_ENCODINGS = ["binary", "string", "hex2bin", "base64"]
+
+
+def file_content(encoding: str) -> st.SearchStrategy[bytes]:
+    """What a type-file value's file holds, for each encoding (as a user would write it)."""
+    data = st.binary(max_size=1500)
+    if encoding == "binary":
+        return data
+    if encoding == "hex2bin":
+        return st.tuples(data, st.sampled_from(["", "\n", "\r\n"])).map(
+            lambda t: (t[0].hex() + t[1]).encode()
+        )
+    if encoding == "base64":
+        return data.map(lambda b: base64.b64encode(b) + b"\n")
+    return TEXT.map(str.encode)
+
+
 @st.composite
 def lots(draw: st.DrawFn) -> dict[str, object]:
     n_keys = draw(st.integers(1, 8))
     names = draw(st.lists(NAME, min_size=n_keys + 3, max_size=n_keys + 3, unique=True))
     keys, namespaces = names[:n_keys], names[n_keys:]
-    encodings = [draw(st.sampled_from(ENCODINGS)) for _ in keys]
+    is_file = [draw(st.integers(0, 4)) == 0 for _ in keys]
+    encodings = [draw(st.sampled_from(FILE_ENCODINGS if f else ENCODINGS)) for f in is_file]
     repeat = [draw(st.booleans()) for _ in keys]
     breaks = sorted(draw(st.sets(st.integers(1, max(1, n_keys - 1)), max_size=2)))
     config, ns = [], 0
@@ -61,18 +80,25 @@ def lots(draw: st.DrawFn) -> dict[str, object]:
         if i == 0 or i in breaks:
             config.append(f"{namespaces[ns]},namespace,")
             ns += 1
-        config.append(f"{key},data,{encodings[i]}" + (",REPEAT" if repeat[i] else ""))
+        kind = "file" if is_file[i] else "data"
+        config.append(f"{key},{kind},{encodings[i]}" + (",REPEAT" if repeat[i] else ""))
     # metadata columns anywhere; the config keys keep their order (mfg_gen requires it)
     header: list[str] = list(keys)
     n_rows = draw(st.integers(1, 4))
     for j in range(draw(st.integers(0, 2))):
         header.insert(draw(st.integers(0, len(header))), f"meta{j}")
     rows = []
+    files: dict[str, bytes] = {}
     for r in range(n_rows):
         cells = {}
-        for key, enc, rep in zip(keys, encodings, repeat, strict=True):
+        for key, enc, rep, f in zip(keys, encodings, repeat, is_file, strict=True):
             if rep and r > 0:
                 cells[key] = draw(st.sampled_from(["", rows[0][key]]))
+            elif f:  # a file per device, or one shared by all
+                name = draw(st.sampled_from([f"files/{key}-{r}.dat", f"files/{key}.dat"]))
+                if name not in files:
+                    files[name] = draw(file_content(enc))
+                cells[key] = name
             else:
                 cells[key] = draw(value(enc))
         for h in header:
@@ -84,6 +110,8 @@ def lots(draw: st.DrawFn) -> dict[str, object]:
     assume(not any(v in header for row in rows for v in row.values()))
     assume(all(any(row[h].strip() for h in header) for row in rows))  # no blank-looking lines
     return {
+        "files": files,
+        "encrypt": draw(st.integers(0, 3)) == 0,
         "config": "\n".join(config) + "\n",
         "header": header,
         "rows": rows,
@@ -123,12 +151,21 @@ def test_random_lots_match_the_official_flow(lot: dict[str, object]) -> None:
 
 
 def _compare(d: Path, lot: dict[str, object]) -> None:
+    for name, content in lot["files"].items():  # type: ignore[attr-defined]
+        (d / name).parent.mkdir(exist_ok=True)
+        (d / name).write_bytes(content)
+    keyfile = None
+    if lot["encrypt"]:
+        keyfile = d / "nvs_keys.bin"
+        keyfile.write_bytes(key_partition_image(generate_keys()))
     (d / "c.csv").write_text(str(lot["config"]), encoding="utf-8")
     (d / "v.csv").write_text(_csv(lot["header"], lot["rows"]), encoding="utf-8")  # type: ignore[arg-type]
     size, version, fileid = str(lot["size"]), int(lot["version"]), lot["fileid"]  # type: ignore[call-overload]
     args = ["generate", "c.csv", "v.csv", "p", size, "--outdir", "ours", "--version", str(version)]
     if fileid:
         args += ["--fileid", str(fileid)]
+    if keyfile:
+        args += ["--inputkey", str(keyfile)]
     import contextlib
     import io
 
@@ -148,13 +185,21 @@ def _compare(d: Path, lot: dict[str, object]) -> None:
                 "p",
                 size,
                 d / "theirs",
-                fileid=fileid,
+                fileid=fileid,  # type: ignore[arg-type]
                 version=version,
-            )  # type: ignore[arg-type]
+                inputkey=keyfile,
+            )
         return
     official_generate(
-        Path("c.csv"), Path("v.csv"), "p", size, d / "theirs", fileid=fileid, version=version
-    )  # type: ignore[arg-type]
+        Path("c.csv"),
+        Path("v.csv"),
+        "p",
+        size,
+        d / "theirs",
+        fileid=fileid,
+        version=version,
+        inputkey=keyfile,  # type: ignore[arg-type]
+    )
     ours, theirs = files_under(d / "ours"), files_under(d / "theirs")
     assert sorted(ours) == sorted(theirs)
     for name in ours:
