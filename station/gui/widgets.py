@@ -16,6 +16,8 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QStyle,
+    QStyleOption,
     QToolTip,
     QVBoxLayout,
     QWidget,
@@ -89,9 +91,12 @@ class PortCard(QFrame):
 
         self.title = QLabel()
         self.title.setFont(_scaled_font(base, 1.3, bold=True))
-        self.port_label = QLabel(port)
+        self.port_label = QLabel()
         self.port_label.setObjectName("portName")
-        self.port_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.port_label.setToolTip(port)
+        self.port_label.setMinimumWidth(self.fontMetrics().averageCharWidth() * 6)
+        self.port_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.port_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
         self.big = QLabel()
         self.big.setObjectName("portState")
@@ -138,17 +143,13 @@ class PortCard(QFrame):
             self.fields[name] = value
         grid.setColumnStretch(1, 3)
         grid.setColumnStretch(3, 2)
-        foot = QHBoxLayout()
-        foot.addWidget(self.counters)
-        foot.addStretch(1)
-        foot.addWidget(self.start_button)
-        foot.addWidget(self.cancel_button)
-        grid.addLayout(foot, 2, 2, 1, 2)
+        grid.addWidget(self.counters, 2, 2, 1, 2)
 
         head = QHBoxLayout()
         head.addWidget(self.title)
-        head.addStretch(1)
-        head.addWidget(self.port_label)
+        head.addWidget(self.port_label, 1)
+        head.addWidget(self.start_button)
+        head.addWidget(self.cancel_button)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 4)
@@ -172,6 +173,17 @@ class PortCard(QFrame):
         """Show ``view`` (called from the window's 4 Hz repaint timer; cheap when unchanged)."""
         if view != self._view:
             self._apply(view)
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._elide_port()
+
+    def _elide_port(self) -> None:
+        width = max(self.port_label.width() - 4, 10)
+        text = self.port_label.fontMetrics().elidedText(
+            self.port, Qt.TextElideMode.ElideLeft, width
+        )
+        self.port_label.setText(text)
 
     def set_selected(self, selected: bool) -> None:
         """The operator picked this port for the next scan."""
@@ -203,6 +215,10 @@ class PortCard(QFrame):
             self.big.setStyleSheet(
                 f"background-color: {bg}; color: {fg}; border-radius: 6px; padding: 4px;"
             )
+            chunk = {"passed": theme.CARD["passed"][0], "failed": theme.CARD["failed"][0]}.get(
+                v.state, theme.CARD["busy"][0]
+            )
+            self.progress.setStyleSheet(f"QProgressBar::chunk {{ background-color: {chunk}; }}")
             if v.total:
                 self.progress.setValue(int(1000 * v.done / v.total))
                 self.progress.setFormat(f"{v.phase} %p%")
@@ -225,7 +241,31 @@ class PortCard(QFrame):
 
     def sizeHint(self) -> QSize:
         hint = super().sizeHint()
-        return QSize(max(hint.width(), self.fontMetrics().averageCharWidth() * 34), hint.height())
+        return QSize(self.fontMetrics().averageCharWidth() * 44, hint.height())
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that ends with "…" instead of being cut off; the tooltip has it all."""
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self.setToolTip(text)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self.fontMetrics().averageCharWidth() * 10, super().minimumSizeHint().height())
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        opt = QStyleOption()
+        opt.initFrom(self)
+        self.style().drawPrimitive(QStyle.PrimitiveElement.PE_Widget, opt, painter, self)
+        rect = self.contentsRect().adjusted(8, 0, -8, 0)
+        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, rect.width())
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(
+            rect, int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), text
+        )
+        painter.end()
 
 
 @dataclass(frozen=True)

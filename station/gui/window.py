@@ -64,7 +64,7 @@ from station.gui.models import (
 from station.gui.resources import Sounds
 from station.gui.scanner import ScanEventFilter, SerialScanner
 from station.gui.settings import StationSettings
-from station.gui.widgets import FlashMapWidget, PortCard
+from station.gui.widgets import ElidedLabel, FlashMapWidget, PortCard
 
 REFRESH_MS = 250  # the 4 Hz repaint
 
@@ -215,14 +215,14 @@ class MainWindow(QMainWindow):
         label.setBuddy(self.scan_field)
         self.port_choice = QLabel("→ next free port")
         self.port_choice.setToolTip("Ctrl+1…9 pick the port for the next scan, Ctrl+0 any port")
-        self.scan_result = QLabel("")
+        self.scan_result = ElidedLabel("")
         self.scan_result.setObjectName("scanResult")
         self.scan_result.setFont(big)
-        self.scan_result.setMinimumWidth(self.fontMetrics().averageCharWidth() * 40)
+        self.scan_field.setMinimumWidth(self.fontMetrics().averageCharWidth() * 24)
         scan_row.addWidget(label)
-        scan_row.addWidget(self.scan_field, 3)
+        scan_row.addWidget(self.scan_field, 2)
         scan_row.addWidget(self.port_choice)
-        scan_row.addWidget(self.scan_result, 4)
+        scan_row.addWidget(self.scan_result, 5)
         layout.addLayout(scan_row)
 
         self.cards_host = QWidget()
@@ -296,6 +296,8 @@ class MainWindow(QMainWindow):
         self.failed_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.failed_view.verticalHeader().setVisible(False)
         self.failed_view.horizontalHeader().setStretchLastSection(True)
+        self.failed_view.setWordWrap(True)  # the reason is what the operator reads here
+        self.failed_model.modelReset.connect(self._size_failed_columns)
         fl.addWidget(self.failed_view, 1)
         fb = QHBoxLayout()
         self.retry_button = QPushButton("Retry (Ctrl+R)")
@@ -559,7 +561,11 @@ class MainWindow(QMainWindow):
             values=lambda i: mfg.rows[i].values,
             secret_columns=frozenset(lot.secret_columns),
         )
-        self.row_view.horizontalHeader().resizeSections(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.row_view.horizontalHeader()
+        header.resizeSections(QHeaderView.ResizeMode.ResizeToContents)
+        fm = self.row_view.fontMetrics()
+        header.resizeSection(4, fm.horizontalAdvance("24:0a:c4:00:00:00") + 12)  # MAC
+        header.resizeSection(5, fm.horizontalAdvance("COM10") + 12)  # port (tooltip: full)
         self.problem_model.set_problems([])
         self.tabs.setTabText(self.problems_tab, "Pro&blems")
         self._show_partitions(lot)
@@ -722,14 +728,25 @@ class MainWindow(QMainWindow):
         """The first port showing READY with no unit waiting (a fresh device, or never used);
         None lets the orchestrator pick any free port. A port still showing PASS or FAIL most
         likely holds the finished device, so a scan does not go there while a READY one exists."""
-        for port, card in self.cards.items():
-            v = card.view
-            if v.state == "idle" and v.row_index is None:
+        for port in self.cards:
+            v = self.bridge.view(port)  # up to date: assign() reported to the bridge already
+            if v is not None and v.state == "idle" and v.row_index is None:
                 return port
         return None
 
     def _busy_ports(self) -> list[str]:
-        return [p for p, c in self.cards.items() if c.view.state == "busy"]
+        """Ports with a job running right now (asks the orchestrator, not the painted cards)."""
+        orch = self.orchestrator
+        if orch is None:
+            return []
+        busy = []
+        for port in self.cards:
+            try:
+                if orch.busy(port):
+                    busy.append(port)
+            except StationError:
+                continue
+        return busy
 
     def _start_port_watcher(self) -> None:
         if not self.settings.hot_plug or self.port_watcher is not None:
@@ -773,6 +790,14 @@ class MainWindow(QMainWindow):
             return
         if self.orchestrator is None:
             msg = f"{code}: no lot is open"
+            self.show_scan_result(False, msg)
+            self.scan_handled.emit(code, False, msg)
+            return
+        known = self.lot.ledger.find_scan(code) if self.lot is not None else None
+        if known is not None and known.state == "done":
+            # a finished unit scanned again: never re-flash it from a scan (Release is for that)
+            msg = f"✘ {code}: already done — put it aside"
+            self.log("warning", f"scan {code} refused: the unit is already done")
             self.show_scan_result(False, msg)
             self.scan_handled.emit(code, False, msg)
             return
@@ -1071,6 +1096,13 @@ class MainWindow(QMainWindow):
         failed = self.lot.ledger.failed()
         self.failed_model.set_rows(failed)
         self.tabs.setTabText(self.failed_tab, f"&Failed ({len(failed)})" if failed else "&Failed")
+
+    def _size_failed_columns(self) -> None:
+        header = self.failed_view.horizontalHeader()
+        fm = self.failed_view.fontMetrics()
+        for col, sample in enumerate(("00000", "SN00000000", "SN00000000", "COM10", "Tries")):
+            header.resizeSection(col, fm.horizontalAdvance(sample) + 16)
+        self.failed_view.resizeRowsToContents()
 
     def _filter_changed(self, *_: Any) -> None:
         self._search_timer.stop()

@@ -89,6 +89,11 @@ def test_scan_flashes_the_row_and_reads_back(
     factory = lot.factory
     w.orchestrator.wait_idle(10)
     assert read_back(port, factory.offset, factory.size) == expected
+    # the same label scanned again: refused loudly, nothing starts
+    w.handle_scan("SN26110003")
+    assert "already done" in w.scan_result.text()
+    assert w.sounds.played[-1] == "error"
+    assert not w.orchestrator.busy(port) and w.bridge.view(port).state == "passed"
     # a generous bound only (timings are for the benchmark): the window never froze
     assert stalls.max_gap_ms < 1000, stalls.max_gap_ms
 

@@ -139,6 +139,17 @@ def test_scan_assigns_the_row_to_a_free_port_and_twice_is_refused(
     assert window.cards[DEAD_PORTS[1]].view.row_index is None
 
 
+def test_quick_scans_go_to_different_ports(window: MainWindow, lot_dir: Path) -> None:
+    """Two scans before the next repaint tick: the second must not replace the first."""
+    window.open_lot(str(lot_dir / "lot.toml"))
+    window.handle_scan("SN26110001")
+    window.handle_scan("SN26110002")
+    views = [window.bridge.view(p) for p in DEAD_PORTS]
+    assert [v.row_index for v in views if v is not None] == [0, 1]
+    window.handle_scan("SN26110003")  # every port has a unit waiting now
+    assert "no free port" in window.scan_result.text()
+
+
 def test_scan_goes_to_the_chosen_port(qtbot: QtBot, window: MainWindow, lot_dir: Path) -> None:
     window.open_lot(str(lot_dir / "lot.toml"))
     window._choose_port_number(2)  # Ctrl+2
