@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import threading
@@ -17,8 +18,13 @@ def _parse_pairs(pairs: list[str], problems: ProblemList) -> list[tuple[int, Pat
     """ADDR FILE pairs: every address a number, every file readable and non-empty."""
     out: list[tuple[int, Path]] = []
     if len(pairs) % 2:
-        problems.add(CMDLINE, 0, len(pairs), "FILE",
-                     f"the address {pairs[-1]!r} has no file after it (give ADDR FILE pairs)")
+        problems.add(
+            CMDLINE,
+            0,
+            len(pairs),
+            "FILE",
+            f"the address {pairs[-1]!r} has no file after it (give ADDR FILE pairs)",
+        )
         pairs = pairs[:-1]
     for i in range(0, len(pairs), 2):
         addr_text, file_text = pairs[i], pairs[i + 1]
@@ -27,8 +33,9 @@ def _parse_pairs(pairs: list[str], problems: ProblemList) -> list[tuple[int, Pat
             if addr < 0:
                 raise ValueError
         except ValueError:
-            problems.add(CMDLINE, 0, i + 1, "ADDR",
-                         f"not a flash address: {addr_text!r} (e.g. 0x9000)")
+            problems.add(
+                CMDLINE, 0, i + 1, "ADDR", f"not a flash address: {addr_text!r} (e.g. 0x9000)"
+            )
             addr = -1
         path = Path(file_text)
         if not path.is_file():
@@ -37,13 +44,10 @@ def _parse_pairs(pairs: list[str], problems: ProblemList) -> list[tuple[int, Pat
             problems.add(file_text, 0, 0, "FILE", "the file is empty")
         if addr >= 0:
             out.append((addr, path))
-    ordered = sorted(
-        ((a, p, p.stat().st_size) for a, p in out if p.is_file()), key=lambda t: t[0]
-    )
-    for (a1, p1, s1), (a2, p2, _) in zip(ordered, ordered[1:]):
+    ordered = sorted(((a, p, p.stat().st_size) for a, p in out if p.is_file()), key=lambda t: t[0])
+    for (a1, p1, s1), (a2, p2, _) in itertools.pairwise(ordered):
         if a1 + s1 > a2:
-            problems.add(str(p2), 0, 0, "ADDR",
-                         f"0x{a2:x} overlaps {p1} (0x{a1:x}..0x{a1 + s1:x})")
+            problems.add(str(p2), 0, 0, "ADDR", f"0x{a2:x} overlaps {p1} (0x{a1:x}..0x{a1 + s1:x})")
     return out
 
 
@@ -58,8 +62,13 @@ def flash(args: argparse.Namespace) -> int:
     pairs = _parse_pairs(list(args.pairs), problems)
     chip = str(args.chip).lower().replace("-", "")
     if chip != "auto" and chip not in CHIP_DEFS:
-        problems.add(CMDLINE, 0, 0, "--chip",
-                     f"unknown chip {args.chip!r}; one of: auto, {', '.join(sorted(CHIP_DEFS))}")
+        problems.add(
+            CMDLINE,
+            0,
+            0,
+            "--chip",
+            f"unknown chip {args.chip!r}; one of: auto, {', '.join(sorted(CHIP_DEFS))}",
+        )
     if args.baud <= 0:
         problems.add(CMDLINE, 0, 0, "--baud", f"not a baud rate: {args.baud}")
     seen: set[str] = set()
@@ -84,8 +93,9 @@ def flash(args: argparse.Namespace) -> int:
     results: list[JobResult] = []
     runner = threading.Thread(target=lambda: results.extend(run_jobs(jobs, cancel=cancel)))
     total = sum(len(r.data) for r in regions)
-    print(f"flashing {len(regions)} file(s), {total} bytes, on {len(jobs)} port(s)…",
-          file=sys.stderr)
+    print(
+        f"flashing {len(regions)} file(s), {total} bytes, on {len(jobs)} port(s)…", file=sys.stderr
+    )
     runner.start()
     try:
         while runner.is_alive():
@@ -116,21 +126,23 @@ def ports(args: argparse.Namespace) -> int:
     slots = SlotMap.load(args.slots) if getattr(args, "slots", None) else SlotMap()
     found = list_ports(slots, usb_only=not getattr(args, "all", False))
     if args.json:
-        print(json.dumps(
-            [
-                {
-                    "device": p.device,
-                    "slot": p.slot,
-                    "location": p.location,
-                    "vid": p.vid,
-                    "pid": p.pid,
-                    "serial_number": p.serial_number,
-                    "description": p.description,
-                }
-                for p in found
-            ],
-            indent=2,
-        ))
+        print(
+            json.dumps(
+                [
+                    {
+                        "device": p.device,
+                        "slot": p.slot,
+                        "location": p.location,
+                        "vid": p.vid,
+                        "pid": p.pid,
+                        "serial_number": p.serial_number,
+                        "description": p.description,
+                    }
+                    for p in found
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not found:
         print("no USB serial ports found (plug in a device, or use --all)", file=sys.stderr)
@@ -141,6 +153,5 @@ def ports(args: argparse.Namespace) -> int:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
     return 0
-

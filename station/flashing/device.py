@@ -120,6 +120,19 @@ class _Guard:
             return n
 
         port.read, port.write, port.inWaiting = guarded_read, guarded_write, guarded_waiting
+        close = port.close
+
+        def closing() -> None:
+            # pyserial's socket:// close() skips closing the socket when shutdown() fails
+            # (peer already gone): close it here so a cut line leaks no socket
+            sock = getattr(port, "_socket", None)
+            try:
+                close()
+            finally:
+                if isinstance(sock, socket.socket):
+                    sock.close()
+
+        port.close = closing
 
     def abort(self) -> None:
         """Called from the watchdog thread: stop this port's I/O as soon as possible."""
@@ -196,7 +209,9 @@ def _reason(err: BaseException, port: str, phase: str) -> str:
         return "cancelled"
     if "md5 of file does not match" in low or "written flash region is empty" in low:
         return f"write check failed while {doing}: the device holds different data (MD5)"
-    if "timed out" in low or "no serial data received" in low or "stream stopped" in low:
+    if "invalid head of packet" in low or "noise or corruption" in low or "corrupt" in low:
+        return f"garbled data from {port} while {doing} — check the cable, or use a lower --baud"
+    if any(w in low for w in ("timed out", "no serial data", "no more data")):
         return f"{port} stopped answering while {doing} — {CONNECT_HINT}"
     if (
         isinstance(err, (serial.SerialException, OSError))
@@ -206,9 +221,7 @@ def _reason(err: BaseException, port: str, phase: str) -> str:
     ):
         return f"the connection to {port} was lost while {doing} — check the cable and the hub"
     if "invalid head of packet" in low or "checksum" in low or "corrupt" in low:
-        return (
-            f"garbled data from {port} while {doing} — check the cable, or use a lower --baud"
-        )
+        return f"garbled data from {port} while {doing} — check the cable, or use a lower --baud"
     if "invalid response" in low or "packet" in low:
         return f"garbled data from {port} while {doing} — check the cable, or use a lower --baud"
     return f"{doing} failed on {port}: {text}"
@@ -242,6 +255,7 @@ class DeviceSession:
         self._guard: _Guard | None = None
         self._esp: Any = None
         self._rom_read_ok: bool | None = None
+        self._garbled = False
         self.rom_write_limit = ROM_WRITE_LIMIT
         self._closed = False
         self.sink = JobSink()
@@ -262,6 +276,12 @@ class DeviceSession:
             return FlashError("cancelled", phase=phase, port=self.port)
         if isinstance(err, FlashError):
             return err
+        if self._garbled and not isinstance(err, (serial.SerialException, OSError)):
+            reason = (
+                f"garbled data from {self.port} while {_PHASE_WORDS.get(phase, phase)} — "
+                "check the cable, or use a lower --baud"
+            )
+            return FlashError(reason, phase=phase, port=self.port)
         return FlashError(_reason(err, self.port, phase), phase=phase, port=self.port)
 
     def _check_cancel(self) -> None:
@@ -346,6 +366,7 @@ class DeviceSession:
                 port=self.port,
             ) from last
         self._esp.WRITE_FLASH_ATTEMPTS = 1  # esptool's retry sleeps ~7 s; we fail and report
+        self._watch_garbage()
         if self.baud != ROM_BAUD and not self._esp.IS_STUB:
             try:
                 self._run(self._esp.change_baud, self.baud)
@@ -395,11 +416,27 @@ class DeviceSession:
                 port=self.port,
             )
 
+    def _watch_garbage(self) -> None:
+        """Notice garbled bytes: esptool's packet reader reports them only through its trace
+        hook and then dies, so the error the caller sees is a bland "no more data"."""
+        esp = self._esp
+        original = type(esp).trace
+        self._garbled = False
+
+        def trace(message: object, *args: Any, **kwargs: Any) -> None:
+            if isinstance(message, str) and message.startswith("Read invalid data"):
+                self._garbled = True
+            original(esp, message, *args, **kwargs)
+
+        esp.trace = trace
+        esp.flush_input()  # rebuilds the packet reader with this hook
+
     def _load_stub(self) -> None:
         if self._esp.IS_STUB or self.no_stub:
             return
         self._esp = self._run(cmds.run_stub, self._esp)
         self._esp.WRITE_FLASH_ATTEMPTS = 1
+        self._watch_garbage()
         if self._serial.baudrate != self.baud:
             self._run(self._esp.change_baud, self.baud)
         self._run(cmds.attach_flash, self._esp)
@@ -566,7 +603,7 @@ class DeviceSession:
             data = self._read(region.offset, len(region.data), base, total)
             if data != region.data:
                 at = next(
-                    (i for i, (a, b) in enumerate(zip(data, region.data)) if a != b),
+                    (i for i, (a, b) in enumerate(zip(data, region.data, strict=False)) if a != b),
                     min(len(data), len(region.data)),
                 )
                 raise FlashError(

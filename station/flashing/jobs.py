@@ -89,9 +89,7 @@ def _check_placement(device_table: Any, job: FlashJob, port: str) -> None:
     off, size = job.factory_offset, job.factory_size
     name = None
     if job.expected_table is not None:
-        name = next(
-            (p.name for p in job.expected_table.partitions if p.offset == off), None
-        )
+        name = next((p.name for p in job.expected_table.partitions if p.offset == off), None)
     parts = device_table.partitions
     if name is not None:
         found = [p for p in parts if p.name == name]
@@ -202,12 +200,25 @@ def run_job(
     except Exception as err:  # a bug must not take the other ports down
         clock.stop()
         return JobResult(
-            job.port, False, f"internal error: {err!r}", chip, mac, clock.durations, existing,
+            job.port,
+            False,
+            f"internal error: {err!r}",
+            chip,
+            mac,
+            clock.durations,
+            existing,
             phase=clock.phase,
         )
     clock.stop()
-    return JobResult(job.port, True, "verified" if job.verify else "written (MD5 checked)",
-                     chip, mac, clock.durations, existing)
+    return JobResult(
+        job.port,
+        True,
+        "verified" if job.verify else "written (MD5 checked)",
+        chip,
+        mac,
+        clock.durations,
+        existing,
+    )
 
 
 def _check_decodes(job: FlashJob) -> None:
@@ -251,5 +262,7 @@ def run_jobs(
         t.start()
     for t in threads:
         t.join()
-    return [r if r is not None else JobResult(j.port, False, "internal error: no result")
-            for r, j in zip(results, jobs)]
+    return [
+        r if r is not None else JobResult(j.port, False, "internal error: no result")
+        for r, j in zip(results, jobs, strict=False)
+    ]

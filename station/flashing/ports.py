@@ -30,7 +30,7 @@ class PortInfo:
 
     @property
     def usb_id(self) -> str:
-        """"303a:1001" style VID:PID, "" for non-USB ports."""
+        """ "303a:1001" style VID:PID, "" for non-USB ports."""
         if self.vid is None or self.pid is None:
             return ""
         return f"{self.vid:04x}:{self.pid:04x}"
@@ -58,7 +58,7 @@ class SlotMap:
                 str(p), f"not valid JSON: {err.msg}", line=err.lineno, column=err.colno
             ) from None
         if not isinstance(data, dict):
-            raise StationError.at(str(p), "must be a JSON object {\"usb location\": \"slot\"}")
+            raise StationError.at(str(p), 'must be a JSON object {"usb location": "slot"}')
         bad = [k for k, v in data.items() if not isinstance(v, str) or not v.strip()]
         if bad:
             raise StationError.at(str(p), "slot names must be non-empty text", key=bad[0])

@@ -1,24 +1,20 @@
 """Simulated devices: esp32-mock-bootloader processes, each with its own MAC.
 
 Every instance of the mock reports the same MAC for a chip type, so each simulated device runs
-in its own process started through this module (``python -m station.flashing.simulated``),
+in its own process started through :mod:`station.flashing.mockserve`,
 which replaces the mock's MAC before serving. Used by tests, ``station --demo`` and the
 self-test; no Qt.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import selectors
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Sequence
 from types import TracebackType
 
-READY_PREFIX = "STATION-SIM-READY "
+READY_PREFIX = "STATION-SIM-READY "  # printed by station.flashing.mockserve once serving
 MAC_PREFIX = (0x24, 0x0A, 0xC4)
 _counter_lock = threading.Lock()
 _counter = 0
@@ -61,13 +57,16 @@ class SimulatedDevice:
         self.port = ""
         self._proc: subprocess.Popen[str] | None = None
         self._drain: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._endpoint = ""
+        self._lines: list[str] = []
         self._start(start_timeout)
 
     def _start(self, timeout: float) -> None:
         cmd = [
             sys.executable,
             "-m",
-            "station.flashing.simulated",
+            "station.flashing.mockserve",
             "--chip",
             self.chip,
             "--mac",
@@ -84,50 +83,42 @@ class SimulatedDevice:
             text=True,
             env=env,
         )
+        self._drain = threading.Thread(target=self._read_output, daemon=True)
+        self._drain.start()
         try:
             self.port = self._wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
-        # keep reading the mock's chatter so its pipe never fills and blocks it
-        self._drain = threading.Thread(target=self._drain_output, daemon=True)
-        self._drain.start()
 
     def _wait_ready(self, timeout: float) -> str:
         """Wait for the launcher's ready line (printed once the mock listens)."""
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        lines: list[str] = []
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise RuntimeError(
-                        f"simulated device did not start within {timeout:.0f} s: "
-                        + " | ".join(lines[-5:])
-                    )
-                if not sel.select(left):
-                    continue
-                line = proc.stdout.readline()
-                if not line:
-                    raise RuntimeError(
-                        "simulated device exited at start: " + " | ".join(lines[-5:])
-                    )
-                if line.startswith(READY_PREFIX):
-                    return line[len(READY_PREFIX) :].strip()
-                lines.append(line.strip())
+        if not self._ready.wait(timeout):
+            raise RuntimeError(
+                f"simulated device did not start within {timeout:.0f} s: "
+                + " | ".join(self._lines[-5:])
+            )
+        if not self._endpoint:
+            raise RuntimeError("simulated device exited at start: " + " | ".join(self._lines[-5:]))
+        return self._endpoint
 
-    def _drain_output(self) -> None:
+    def _read_output(self) -> None:
+        """Reads the child's output: the ready line, then everything (so its pipe never
+        fills)."""
         proc = self._proc
         if proc is None or proc.stdout is None:
             return
         try:
-            for _ in proc.stdout:
-                pass
+            for line in proc.stdout:
+                if not self._endpoint and line.startswith(READY_PREFIX):
+                    self._endpoint = line[len(READY_PREFIX) :].strip()
+                    self._ready.set()
+                elif len(self._lines) < 50:
+                    self._lines.append(line.strip())
         except (OSError, ValueError):
             pass
+        finally:
+            self._ready.set()
 
     @property
     def running(self) -> bool:
@@ -180,9 +171,7 @@ def start_simulated_devices(
     """Start ``n`` simulated devices (in parallel), each with its own MAC; all or none."""
     devices: list[SimulatedDevice | None] = [None] * n
     errors: list[BaseException] = []
-    indexes = [
-        (first_index + i) if first_index is not None else _next_index() for i in range(n)
-    ]
+    indexes = [(first_index + i) if first_index is not None else _next_index() for i in range(n)]
 
     def start(i: int) -> None:
         try:
@@ -201,67 +190,3 @@ def start_simulated_devices(
             d.stop()
         raise errors[0] if errors else RuntimeError("simulated devices did not start")
     return started
-
-
-# ---- the launcher, run in the child process ------------------------------------------------
-def _serve(chip: str, mac: str, transport: str) -> None:
-    from esp32_mock_bootloader import registers, server
-
-    octets = tuple(int(x, 16) for x in mac.split(":"))
-    if len(octets) != 6:
-        raise SystemExit(f"bad --mac {mac!r}")
-    registers.mac_bytes_for_chip = lambda _chip: octets  # type: ignore[assignment,return-value]
-    registers.rom_profile.cache_clear()
-    # no daemon registry files for our instances (the mock's own 'status' is not for us)
-    server._make_on_detected = lambda _port: None  # type: ignore[attr-defined]
-
-    if transport == "tcp":
-        import socket
-
-        # bind here so the ready line carries a port that already accepts connections
-        real_socket = socket.socket
-
-        class _Announcing(real_socket):  # type: ignore[misc,valid-type]
-            def listen(self, *args: object) -> None:
-                super().listen(*args)
-                port = self.getsockname()[1]
-                print(f"{READY_PREFIX}socket://127.0.0.1:{port}", flush=True)
-
-        server.socket.socket = _Announcing  # type: ignore[attr-defined,misc]
-        server.run_server(0, None, chip, "127.0.0.1", track_registry=False)
-    else:
-        transport_cls = server.PtyMasterTransport
-        original = transport_cls.create
-
-        def create(*args: object, **kwargs: object) -> object:
-            t = original(*args, **kwargs)
-            print(f"{READY_PREFIX}{t.client_path}", flush=True)
-            return t
-
-        transport_cls.create = create  # type: ignore[method-assign,assignment]
-        server.run_pty_server(None, None, chip)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m station.flashing.simulated",
-        description="one simulated ESP chip (esp32-mock-bootloader) with its own MAC",
-    )
-    parser.add_argument("--chip", default="esp32")
-    parser.add_argument("--mac", required=True, help="aa:bb:cc:dd:ee:ff")
-    parser.add_argument("--transport", choices=("tcp", "pty"), default="tcp")
-    args = parser.parse_args(argv)
-    import signal
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        _serve(args.chip, args.mac, args.transport)
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    except BrokenPipeError:
-        pass
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """A TCP proxy between the engine and a simulated device that injects line faults.
 
-Faults trigger once the engine has sent ``after`` bytes towards the device (so "mid-write"
-means: after connect, identify and the checks):
+A fault triggers when :meth:`FaultProxy.arm` is called (e.g. from a progress callback once the
+write is under way) or once the engine has sent ``after`` bytes towards the device:
 
 - ``cut``: close both sides (a pulled cable);
 - ``stall``: keep the line open but forward nothing more from the device (a hung device);
@@ -15,7 +15,7 @@ import threading
 
 
 class FaultProxy:
-    def __init__(self, target: str, fault: str | None = None, after: int = 0) -> None:
+    def __init__(self, target: str, fault: str | None = None, after: int | None = None) -> None:
         if fault not in (None, "cut", "stall", "corrupt"):
             raise ValueError(fault)
         host, port = target.removeprefix("socket://").rsplit(":", 1)
@@ -66,7 +66,7 @@ class FaultProxy:
             if up:
                 with self._lock:
                     self.sent_up += len(data)
-                    if self.fault and self.sent_up >= self.after:
+                    if self.fault and self.after is not None and self.sent_up >= self.after:
                         self.triggered.set()
                 if self.fault == "cut" and self.triggered.is_set():
                     break

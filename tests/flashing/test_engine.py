@@ -28,8 +28,12 @@ pytestmark = pytest.mark.slow
 
 def esptool_read(port: str, offset: int, size: int) -> bytes:
     """Read flash with esptool itself (ROM loader), independent of our engine."""
-    with cmds.detect_chip(port, connect_mode="no-reset" if port.startswith("socket") else
-                          "default-reset") as esp, router().bound(_Quiet()):
+    with (
+        cmds.detect_chip(
+            port, connect_mode="no-reset" if port.startswith("socket") else "default-reset"
+        ) as esp,
+        router().bound(_Quiet()),
+    ):
         return bytes(esp.read_flash_slow(offset, size, None))
 
 
@@ -69,8 +73,14 @@ def test_concurrent_jobs_on_tcp_and_pty_each_verified_with_esptool(sim) -> None:
     assert {r.mac for r in results} == {d.mac for d in devs}
     for r in results:
         assert r.chip == "ESP32"
-        assert set(r.durations) >= {"connecting", "identifying", "checking", "writing",
-                                    "verifying", "resetting"}
+        assert set(r.durations) >= {
+            "connecting",
+            "identifying",
+            "checking",
+            "writing",
+            "verifying",
+            "resetting",
+        }
         assert r.existing is None
         writing = [p for p in events[r.port] if p.phase == "writing" and p.total]
         assert writing[-1].done == writing[-1].total == FACTORY_SIZE
@@ -196,16 +206,27 @@ def test_station_flash_as_a_process_then_esptool_cli_reads_back(sim, tmp_path: P
     cmd = [sys.executable, "-m", "station", "flash"]
     for d in devs:
         cmd += ["--port", d.port]
-    proc = subprocess.run([*cmd, "0x9000", str(f)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([*cmd, "0x9000", str(f)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     for d in devs:
         out = tmp_path / f"{d.mac.replace(':', '')}.bin"
         read = subprocess.run(
-            [sys.executable, "-m", "esptool", "--port", d.port, "--no-stub", "read-flash",
-             "0x9000", hex(FACTORY_SIZE), str(out)],
-            capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "esptool",
+                "--port",
+                d.port,
+                "--no-stub",
+                "read-flash",
+                "0x9000",
+                hex(FACTORY_SIZE),
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert read.returncode == 0, read.stdout + read.stderr
         assert out.read_bytes() == f.read_bytes()
