@@ -1,8 +1,8 @@
 """Entry point of the frozen station (PyInstaller): the ``station`` command.
 
 Besides ``station ARGS``, the frozen program answers ``station -m MODULE ARGS`` for a few modules,
-like ``python -m``: simulated devices (esp32-mock-bootloader) start their server as
-``sys.executable -m esp32_mock_bootloader.cli run ...``, and in a bundle ``sys.executable`` is this
+like ``python -m``: simulated devices (esp32-mock-bootloader) start as
+``sys.executable -m station.flashing.mockserve ...``, and in a bundle ``sys.executable`` is this
 program, not a Python interpreter.
 """
 
@@ -25,9 +25,9 @@ def _run_module(argv: list[str]) -> int:
         )
         return 2
     sys.argv = [argv[0], *argv[1:]]
-    # "-m station.flashing.simulated": its package imports it first, and runpy warns about that
-    # on stderr. Harmless, but the line is not for operators, and a parent that waits for the
-    # child's first lines (SimulatedDevice) must not have to read past it.
+    # "-m package.module" where the package itself imports that module: runpy warns about the
+    # double import on stderr. Harmless, but not for operators, and a parent that reads the
+    # child's first lines (SimulatedDevice waits for a ready line) must not see it.
     warnings.filterwarnings(
         "ignore", r".*found in sys\.modules after import of package", RuntimeWarning
     )

@@ -47,8 +47,9 @@ UninstallDisplayIcon={app}\station-gui.exe
 UninstallDisplayName={#AppName} {#AppVersion}
 ; a running station holds its DLLs open: ask to close it before files are replaced
 CloseApplications=yes
-#if FileExists(Here + "..\resources\station.ico")
-SetupIconFile={#Here}..\resources\station.ico
+; the icon the spec made from resources\gui\icons\station.png for station.exe
+#if FileExists(Here + "..\build\pyinstaller\station.ico")
+SetupIconFile={#Here}..\build\pyinstaller\station.ico
 #endif
 
 [Languages]

@@ -1,0 +1,134 @@
+"""Helpers of installer/station.spec, kept here so that the tests can run them without a build.
+
+Plain Python, no PyInstaller imports: what to bundle from resources/, which binaries to drop
+with the unused Qt plugins, the Windows version resource and the Windows icon.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import struct
+from collections.abc import Callable, Iterable
+
+# resources/ goes in as it is in the checkout, without what a run or the docs leave there
+RESOURCES_SKIP_DIRS = frozenset({"screenshots", "__pycache__"})  # screenshots are for the README
+RESOURCES_SKIP_FILES = ("*.station.db", "*.station.db-*", ".gitignore", "*.pyc")
+
+# Qt plugins that the Qt hooks collect but the station never loads, each with libraries that only
+# it needs: the virtual keyboard input method (Qt Quick and QML), the PDF image format (Qt Pdf),
+# and the GTK3 platform theme (pango, cairo, gdk-pixbuf ... copied from the build machine, but not
+# GTK itself: on a GNOME desktop the plugin would load the system's GTK next to our copies of its
+# libraries). The window is Qt Widgets with its own style sheet.
+UNUSED_PLUGINS = ("qtvirtualkeyboardplugin", "qpdf", "qgtk3")
+
+
+def resources_datas(root: str) -> list[tuple[str, str]]:
+    """(source file, destination folder) pairs for ``root``/resources; SystemExit if empty."""
+    found = []
+    top = os.path.join(root, "resources")
+    for folder, dirs, files in os.walk(top):
+        dirs[:] = sorted(d for d in dirs if d not in RESOURCES_SKIP_DIRS)
+        dest = os.path.normpath(os.path.join("resources", os.path.relpath(folder, top)))
+        for name in sorted(files):
+            if not any(fnmatch.fnmatch(name, pattern) for pattern in RESOURCES_SKIP_FILES):
+                found.append((os.path.join(folder, name), dest))
+    if not found:
+        raise SystemExit(f"station.spec: no files in {top}")
+    return found
+
+
+def binary_key(dest: str, windows: bool) -> str:
+    """How the bundle names a binary: its file name (case-insensitive on Windows)."""
+    name = os.path.basename(dest.replace("\\", "/"))
+    return name.lower() if windows else name
+
+
+def is_unused_plugin(dest: str) -> bool:
+    """True for a Qt plugin in UNUSED_PLUGINS (``.../plugins/<kind>/[lib]<name>.<so|dll>``)."""
+    dest = dest.replace("\\", "/")
+    name = os.path.splitext(os.path.basename(dest))[0]
+    name = name[3:] if name.startswith("lib") else name
+    return "/plugins/" in dest and name in UNUSED_PLUGINS
+
+
+def unused_binaries(
+    binaries: Iterable[str], needs: Callable[[str], Iterable[str]], unused: Callable[[str], bool]
+) -> set[str]:
+    """The unused plugins among ``binaries`` and every binary only they need, however indirectly.
+
+    ``needs(key)`` names the binaries that ``key`` links against; names that are not in
+    ``binaries`` (system libraries) are ignored. A library that anything else needs stays.
+    """
+    bundled = set(binaries)
+
+    def closure(keys: Iterable[str]) -> set[str]:
+        seen: set[str] = set()
+        todo = list(keys)
+        while todo:
+            key = todo.pop()
+            if key not in seen:
+                seen.add(key)
+                todo.extend(k for k in needs(key) if k in bundled)
+        return seen
+
+    plugins = {key for key in bundled if unused(key)}
+    candidates = closure(plugins)
+    return candidates - closure(bundled - candidates)
+
+
+def windows_version(version: str) -> tuple[int, int, int, int]:
+    """The four numbers Windows wants for a file version: "0.1.0rc2" -> (0, 1, 0, 0)."""
+    numbers = []
+    for part in version.split(".")[:3]:
+        digits = re.match(r"\d*", part)
+        numbers.append(int(digits.group(0)) if digits and digits.group(0) else 0)
+    while len(numbers) < 3:
+        numbers.append(0)
+    return (numbers[0], numbers[1], numbers[2], 0)
+
+
+def version_info_text(version: str) -> str:
+    """PyInstaller's text form of a Windows version resource (what Explorer shows as properties)."""
+    numbers = windows_version(version)
+    return f"""VSVersionInfo(
+  ffi=FixedFileInfo(filevers={numbers}, prodvers={numbers}),
+  kids=[
+    StringFileInfo([StringTable('040904B0', [
+      StringStruct('CompanyName', 'station'),
+      StringStruct('FileDescription', 'Factory flashing station for Espressif chips'),
+      StringStruct('FileVersion', {version!r}),
+      StringStruct('InternalName', 'station'),
+      StringStruct('OriginalFilename', 'station.exe'),
+      StringStruct('ProductName', 'Station'),
+      StringStruct('ProductVersion', {version!r})])]),
+    VarFileInfo([VarStruct('Translation', [1033, 1200])])
+  ]
+)
+"""
+
+
+def png_to_ico(png: bytes) -> bytes:
+    """A Windows .ico holding one PNG image (the form Windows Vista and later read).
+
+    PyInstaller and Inno Setup both want an .ico; resources/ has the window's PNG icon.
+    """
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG image")
+    width, height = struct.unpack(">II", png[16:24])
+    if not (0 < width <= 256 and 0 < height <= 256):
+        raise ValueError(f"an icon is at most 256 x 256 pixels, not {width} x {height}")
+    header = struct.pack("<HHH", 0, 1, 1)  # reserved, type 1 = icon, one image
+    entry = struct.pack(
+        "<BBBBHHII",
+        width % 256,  # 0 means 256
+        height % 256,
+        0,  # no palette
+        0,
+        1,  # colour planes
+        32,  # bits per pixel
+        len(png),
+        len(header) + 16,  # the image follows this one directory entry
+    )
+    return header + entry + png

@@ -1,0 +1,242 @@
+"""The installer's helpers (installer/spec_helpers.py) and scripts, without building a bundle.
+
+The build itself is checked by `bash installer/build.sh --smoke` in CI (.ci/run).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import struct
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALLER = ROOT / "installer"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, INSTALLER / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+helpers = _load("spec_helpers")
+HAS_QT = importlib.util.find_spec("PySide6") is not None
+
+
+def test_resources_are_bundled_without_screenshots_ledgers_or_ignore_files(tmp_path: Path) -> None:
+    res = tmp_path / "resources"
+    for name in (
+        "gui/station.qss",
+        "gui/icons/station.png",
+        "sample_lot/lot.toml",
+        "sample_lot/.gitignore",
+        "sample_lot/L1.station.db",
+        "sample_lot/L1.station.db-wal",
+        "screenshots/window.png",
+    ):
+        (res / name).parent.mkdir(parents=True, exist_ok=True)
+        (res / name).write_text("x", encoding="utf-8")
+    found = {
+        (Path(src).relative_to(res).as_posix(), Path(dest).as_posix())
+        for src, dest in helpers.resources_datas(str(tmp_path))
+    }
+    assert found == {
+        ("gui/station.qss", "resources/gui"),
+        ("gui/icons/station.png", "resources/gui/icons"),
+        ("sample_lot/lot.toml", "resources/sample_lot"),
+    }
+
+
+def test_an_empty_resources_folder_stops_the_build(tmp_path: Path) -> None:
+    (tmp_path / "resources").mkdir()
+    with pytest.raises(SystemExit, match="no files in"):
+        helpers.resources_datas(str(tmp_path))
+
+
+def test_the_repository_resources_have_what_the_window_needs() -> None:
+    dests = {
+        (Path(src).name, Path(dest).as_posix()) for src, dest in helpers.resources_datas(str(ROOT))
+    }
+    assert ("station.qss", "resources/gui") in dests
+    assert ("station.png", "resources/gui/icons") in dests
+    assert ("lot.toml", "resources/sample_lot") in dests
+
+
+@pytest.mark.parametrize(
+    ("dest", "unused"),
+    [
+        ("PySide6/Qt/plugins/platforminputcontexts/libqtvirtualkeyboardplugin.so", True),
+        ("PySide6\\plugins\\platforminputcontexts\\qtvirtualkeyboardplugin.dll", True),
+        ("PySide6/Qt/plugins/imageformats/libqpdf.so", True),
+        ("PySide6\\plugins\\imageformats\\qpdf.dll", True),
+        ("PySide6/Qt/plugins/platformthemes/libqgtk3.so", True),
+        ("PySide6/Qt/plugins/platformthemes/libqxdgdesktopportal.so", False),
+        ("PySide6/Qt/plugins/imageformats/libqjpeg.so", False),
+        ("PySide6/Qt/plugins/printsupport/libcupsprintersupport.so", False),
+        ("PySide6/Qt/lib/libQt6Pdf.so.6", False),  # a library, dropped only if nothing needs it
+        ("libqpdf.so", False),  # not under plugins/
+    ],
+)
+def test_unused_qt_plugins_are_recognised(dest: str, unused: bool) -> None:
+    assert helpers.is_unused_plugin(dest) is unused
+
+
+def test_libraries_only_unused_plugins_need_are_dropped_and_shared_ones_stay() -> None:
+    graph = {
+        "QtGui.abi3.so": ["libQt6Gui.so.6"],  # a Python extension module: what the program loads
+        "libqgtk3.so": ["libgtk-3.so.0", "libpango.so", "libQt6Gui.so.6", "libc.so.6"],
+        "libpango.so": ["libharfbuzz.so", "libglib.so"],
+        "libharfbuzz.so": ["libglib.so"],
+        "libqvk.so": ["libQt6VirtualKeyboard.so.6"],
+        "libQt6VirtualKeyboard.so.6": ["libQt6Quick.so.6"],
+        "libQt6Quick.so.6": ["libQt6Qml.so.6"],
+        "libQt6Qml.so.6": ["libQt6Core.so.6"],
+        "libffmpegmediaplugin.so": ["libQt6Quick.so.6", "libavcodec.so"],  # kept: Quick stays
+        "libQt6Gui.so.6": ["libQt6Core.so.6", "libglib.so"],
+        "libQt6Core.so.6": ["libglib.so"],
+        "libglib.so": [],
+        "libavcodec.so": [],
+    }
+    dropped = helpers.unused_binaries(
+        graph, lambda key: graph[key], lambda key: key in {"libqgtk3.so", "libqvk.so"}
+    )
+    assert dropped == {
+        "libqgtk3.so",
+        "libpango.so",
+        "libharfbuzz.so",
+        "libqvk.so",
+        "libQt6VirtualKeyboard.so.6",
+    }
+
+
+def test_nothing_is_dropped_without_unused_plugins() -> None:
+    graph = {"a.so": ["b.so"], "b.so": []}
+    assert helpers.unused_binaries(graph, lambda key: graph[key], lambda key: False) == set()
+
+
+def test_binary_names_are_case_insensitive_on_windows_only() -> None:
+    assert helpers.binary_key("PySide6\\Qt6Core.dll", windows=True) == "qt6core.dll"
+    assert helpers.binary_key("PySide6/Qt/lib/libQt6Core.so.6", windows=False) == "libQt6Core.so.6"
+
+
+@pytest.mark.parametrize(
+    ("version", "numbers"),
+    [
+        ("0.1.0", (0, 1, 0, 0)),
+        ("1.2", (1, 2, 0, 0)),
+        ("2.0.0rc2", (2, 0, 0, 0)),
+        ("1.4.0.dev3+g1234", (1, 4, 0, 0)),
+        ("0.0.0+src", (0, 0, 0, 0)),
+    ],
+)
+def test_windows_version_numbers(version: str, numbers: tuple[int, int, int, int]) -> None:
+    assert helpers.windows_version(version) == numbers
+
+
+def test_version_resource_text_carries_the_version() -> None:
+    # evaluate it the way PyInstaller does, with recording stand-ins for its classes
+    def record(kind: str) -> object:
+        return lambda *args, **kwargs: (kind, args, kwargs)
+
+    names = (
+        "VSVersionInfo",
+        "FixedFileInfo",
+        "StringFileInfo",
+        "StringTable",
+        "StringStruct",
+        "VarFileInfo",
+        "VarStruct",
+    )
+    info = eval(helpers.version_info_text("1.2.3rc1"), {n: record(n) for n in names})  # noqa: S307
+    kind, _args, kwargs = info
+    assert kind == "VSVersionInfo"
+    assert kwargs["ffi"][2] == {"filevers": (1, 2, 3, 0), "prodvers": (1, 2, 3, 0)}
+    string_file_info = kwargs["kids"][0]
+    [table] = string_file_info[1][0]
+    strings = dict(struct[1] for struct in table[1][1])
+    assert strings["ProductVersion"] == "1.2.3rc1"
+    assert strings["FileVersion"] == "1.2.3rc1"
+    assert strings["OriginalFilename"] == "station.exe"
+
+
+def test_the_window_icon_becomes_a_windows_icon() -> None:
+    png = (ROOT / "resources" / "gui" / "icons" / "station.png").read_bytes()
+    ico = helpers.png_to_ico(png)
+    reserved, kind, count = struct.unpack("<HHH", ico[:6])
+    width, height, _colours, _res, planes, bits, size, offset = struct.unpack(
+        "<BBBBHHII", ico[6:22]
+    )
+    assert (reserved, kind, count) == (0, 1, 1)
+    assert (planes, bits, size, offset) == (1, 32, len(png), 22)
+    assert ico[offset:] == png
+    png_width, png_height = struct.unpack(">II", png[16:24])
+    assert (width or 256, height or 256) == (png_width, png_height)
+
+
+@pytest.mark.skipif(not HAS_QT, reason="PySide6 not installed (headless test run)")
+def test_qt_reads_the_windows_icon(qapp: object) -> None:
+    from PySide6.QtGui import QImage
+
+    png = (ROOT / "resources" / "gui" / "icons" / "station.png").read_bytes()
+    image = QImage.fromData(helpers.png_to_ico(png), "ICO")
+    assert not image.isNull()
+    assert image.width() == struct.unpack(">I", png[16:20])[0]
+
+
+def test_png_to_ico_refuses_what_it_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="not a PNG"):
+        helpers.png_to_ico(b"GIF89a" + bytes(30))
+    big = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">II", 512, 512)
+    with pytest.raises(ValueError, match="at most 256 x 256"):
+        helpers.png_to_ico(big + bytes(20))
+
+
+def test_build_script_is_valid_bash() -> None:
+    done = subprocess.run(
+        ["bash", "-n", str(INSTALLER / "build.sh")], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_build_script_rejects_unknown_options() -> None:
+    done = subprocess.run(
+        ["bash", str(INSTALLER / "build.sh"), "--fast"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "unknown option --fast" in done.stderr
+
+
+def test_inno_setup_script_installs_per_user_with_start_menu_entries() -> None:
+    iss = (INSTALLER / "station.iss").read_text(encoding="utf-8")
+    settings = dict(
+        line.split("=", 1)
+        for line in iss.splitlines()
+        if "=" in line
+        and not line.startswith(";")
+        and not line.startswith("#")
+        and not line.startswith("Name:")
+    )
+    assert settings["PrivilegesRequired"] == "lowest"
+    assert settings["DefaultDirName"] == "{autopf}\\{#AppName}"
+    assert settings["AppVersion"] == "{#AppVersion}"
+    assert 'GetStringFileInfo(Bundle + "\\station.exe", "ProductVersion")' in iss
+    icons = [line for line in iss.splitlines() if line.startswith('Name: "{autoprograms}')]
+    assert any('Filename: "{app}\\station-gui.exe"' in line for line in icons)
+    assert any("--self-test" in line for line in icons)
+
+
+def test_spec_names_the_executables_the_installer_ships() -> None:
+    spec = (INSTALLER / "station.spec").read_text(encoding="utf-8")
+    iss = (INSTALLER / "station.iss").read_text(encoding="utf-8")
+    assert 'name="station"' in spec and 'name="station-gui"' in spec
+    assert "station-gui.exe" in iss and "station.exe" in iss
+    assert 'collect_data_files("esptool")' in spec
