@@ -173,81 +173,126 @@ _LIVE_RUNS: set[str] = set()
 _LIVE_RUNS_LOCK = threading.Lock()
 
 
+def is_postgresql(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def display_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        user, host = rest.rsplit("@", 1)
+        return f"{scheme}://{user.split(':')[0]}@{host}"
+    return url
+
+
 def sqlite_path(url: str) -> Path:
-    """The file of a ``sqlite:///path`` URL or a plain path; StationError for other engines."""
-    if url.startswith(("postgresql://", "postgres://")):
-        raise StationError.at(
-            url.split("@")[-1],
-            "PostgreSQL ledgers are not available in this build yet (the SQL is ready; the "
-            "driver is not wired in); use a SQLite file",
-            key="db",
-        )
+    """The file of a ``sqlite:///path`` URL or a plain path; StationError for unknown URLs."""
     if url.startswith("sqlite:///"):
         return Path(url[len("sqlite:///") :])
     if url.startswith("sqlite:"):
         return Path(url[len("sqlite:") :])
     if "://" in url:
         raise StationError.at(
-            url, "unknown database URL (use a file path or sqlite:///path)", key="db"
+            display_url(url),
+            "unknown database URL (use a file path, sqlite:///path or postgresql://…)",
+            key="db",
         )
     return Path(url)
 
 
 class Ledger:
-    """The ledger of one lot in a SQLite database (WAL, synchronous commits)."""
+    """The ledger of one lot: a SQLite file (WAL, synchronous commits) or PostgreSQL.
 
-    def __init__(
-        self,
-        url: str | os.PathLike[str],
-        *,
-        station_id: str | None = None,
-        dialect: Dialect = sql.SQLITE,
-    ) -> None:
-        self.path = sqlite_path(os.fspath(url))
-        self.dialect = dialect
+    ``url``: a file path, ``sqlite:///path``, or ``postgresql://user@host/db`` (needs the
+    ``psycopg`` package; several stations can then share one lot).
+    """
+
+    def __init__(self, url: str | os.PathLike[str], *, station_id: str | None = None) -> None:
+        text = os.fspath(url)
+        self.url = text
         self.station_id = station_id or default_station_id()
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
         self.lot_id: int | None = None
         self.lot_name = ""
         self._fp_key = b""
-        if not self.path.parent.is_dir():
-            raise StationError.at(
-                str(self.path), "folder for the ledger database does not exist", key="db"
-            )
+        self._integrity: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+        self._db_error: tuple[type[BaseException], ...] = (sqlite3.DatabaseError,)
+        if is_postgresql(text):
+            try:
+                import psycopg
+            except ImportError:
+                raise StationError.at(
+                    display_url(text),
+                    "a PostgreSQL ledger needs the psycopg package: pip install 'psycopg[binary]'",
+                    key="db",
+                ) from None
+            self.dialect: Dialect = sql.POSTGRESQL
+            self.path = Path(display_url(text))  # for messages only
+            self._integrity = (psycopg.errors.IntegrityError,)
+            self._db_error = (psycopg.Error,)
+        else:
+            self.dialect = sql.SQLITE
+            self.path = sqlite_path(text)
+            if not self.path.parent.is_dir():
+                raise StationError.at(
+                    str(self.path), "folder for the ledger database does not exist", key="db"
+                )
         try:
-            with self._write() as c:
-                for statement in dialect.schema():
-                    c.execute(statement)
-                c.execute(sql.META_INIT)
-        except sqlite3.DatabaseError as err:
+            self._create_schema()
+        except self._db_error as err:
             self.close()
             raise StationError.at(
                 str(self.path), f"not a station ledger database ({err})", key="db"
             ) from None
 
+    def _create_schema(self) -> None:
+        """Create the tables once; later opens only look (DDL would lock out other stations)."""
+        if self._con().execute(self.dialect.schema_exists).fetchone() is not None:
+            return
+        with self._write() as c:
+            if self.dialect.schema_lock:
+                c.execute(self.dialect.schema_lock)
+            for statement in self.dialect.schema():
+                c.execute(statement)
+            c.execute(sql.META_INIT)
+
     # --- connections and transactions ----------------------------------------------------
-    def _con(self) -> sqlite3.Connection:
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+    def _connect(self) -> Any:
+        if self.dialect is sql.POSTGRESQL:
+            import psycopg
+
+            try:
+                return psycopg.connect(self.url, autocommit=True)
+            except psycopg.Error as err:
+                raise StationError.at(
+                    str(self.path), f"cannot connect to the ledger database: {err}", key="db"
+                ) from None
+        con = sqlite3.connect(
+            self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+        )
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute("PRAGMA foreign_keys=ON")
+        con.execute("PRAGMA busy_timeout=60000")
+        return con
+
+    def _con(self) -> Any:
+        con = getattr(self._local, "con", None)
         if con is None:
             if self._closed:
                 raise RuntimeError("ledger is closed")
-            con = sqlite3.connect(
-                self.path, timeout=60.0, isolation_level=None, check_same_thread=False
-            )
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=FULL")
-            con.execute("PRAGMA foreign_keys=ON")
-            con.execute("PRAGMA busy_timeout=60000")
+            con = self._connect()
             self._local.con = con
             with self._lock:
                 self._connections.append(con)
         return con
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[Any]:
         """One write transaction holding the database's write lock from its first statement."""
         con = self._con()
         con.execute(self.dialect.begin_write)
@@ -258,12 +303,19 @@ class Ledger:
             raise
         con.execute("COMMIT")
 
+    def _executemany(self, con: Any, statement: str, rows: Iterable[Sequence[object]]) -> None:
+        if self.dialect is sql.POSTGRESQL:
+            with con.cursor() as cur:
+                cur.executemany(self.dialect.sql(statement), rows)
+        else:
+            con.executemany(statement, rows)
+
     def _q(self, statement: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         return self._con().execute(self.dialect.sql(statement), tuple(args)).fetchall()
 
     def release_thread(self) -> None:
         """Close the calling thread's connection (a worker thread that is about to end)."""
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        con = getattr(self._local, "con", None)
         if con is None:
             return
         self._local.con = None
@@ -391,13 +443,14 @@ class Ledger:
                 else:
                     c.execute(self.dialect.sql(sql.ROWS_DELETE), (lot_id,))
                     new = list(zip(rows, prints, strict=True))
-            bulk = len(new) > BULK_ROWS
+            bulk = len(new) > BULK_ROWS and self.dialect is sql.SQLITE  # PG: no DDL locks
             if bulk:  # building the indexes once afterwards beats updating them per row
                 for index in sql.BULK_INDEXES:
                     c.execute(f"DROP INDEX IF EXISTS {index}")
             if new:
-                c.executemany(
-                    self.dialect.sql(sql.ROW_INSERT),
+                self._executemany(
+                    c,
+                    sql.ROW_INSERT,
                     ((lot_id, r.index, r.line, r.unit_id, r.scan_value, fp, now) for r, fp in new),
                 )
             if bulk:
@@ -586,7 +639,7 @@ class Ledger:
         with _LIVE_RUNS_LOCK:
             _LIVE_RUNS.discard(run_id)
 
-    def _run_dead(self, c: sqlite3.Connection, run_id: str) -> bool:
+    def _run_dead(self, c: Any, run_id: str) -> bool:
         found = c.execute(self.dialect.sql(sql.RUN_GET), (run_id,)).fetchone()
         if found is None:
             return True
@@ -774,7 +827,7 @@ class Ledger:
                 ).rowcount
                 if n != 1:
                     raise ClaimRefused(str(self.path), index, "the row changed while claiming it")
-        except sqlite3.IntegrityError as err:
+        except self._integrity as err:
             raise ClaimRefused(
                 str(self.path),
                 row_index,

@@ -275,6 +275,8 @@ class Dialect:
     id_column: str
     real_column: str
     claim_suffix: str  # appended to the claim SELECT
+    schema_exists: str  # one row when the ledger's tables are there already
+    schema_lock: str  # serialises schema creation between stations ("" when BEGIN does it)
 
     def sql(self, statement: str) -> str:
         """The statement in this driver's placeholder style."""
@@ -299,6 +301,8 @@ SQLITE = Dialect(
     id_column="INTEGER PRIMARY KEY",
     real_column="REAL",
     claim_suffix="",
+    schema_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'",
+    schema_lock="",
 )
 
 POSTGRESQL = Dialect(
@@ -308,4 +312,6 @@ POSTGRESQL = Dialect(
     id_column="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     real_column="DOUBLE PRECISION",
     claim_suffix=" FOR UPDATE SKIP LOCKED",
+    schema_exists="SELECT 1 WHERE to_regclass('audit') IS NOT NULL",
+    schema_lock="SELECT pg_advisory_xact_lock(7306255)",  # any constant: "station schema"
 )

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from station.errors import StationError
 from station.ledger import Ledger
-from station.ledger.ledger import sqlite_path
+from station.ledger.ledger import is_postgresql, sqlite_path
 from station.production.lot import Lot, open_lot, read_lot_file
 from station.production.orchestrator import (
     Decision,
@@ -199,9 +199,11 @@ def _open_for_report(args: argparse.Namespace) -> tuple[_Source, Lot | None]:
     try:
         lot = open_lot(args.lot, db_url=args.db)
     except StationError as err:
-        db = sqlite_path(args.db) if args.db else settings.default_db
-        if not db.is_file():
-            raise
+        db: str | Path = args.db or settings.default_db
+        if not is_postgresql(str(db)):
+            db = sqlite_path(str(db))
+            if not db.is_file():
+                raise
         for problem in err.problems:
             print(f"note: {problem}", file=sys.stderr)
         print(

@@ -127,3 +127,43 @@ def test_concurrent_claims_skip_locked_rows(pg: tuple[Any, str]) -> None:
     assert max(Counter(i for i, _ in done).values()) == 1
     assert con.execute("SELECT COUNT(*) FROM rows WHERE state = 'done'").fetchone()[0] == rows
     assert con.execute("SELECT COUNT(DISTINCT mac) FROM devices").fetchone()[0] == rows
+
+
+def test_the_ledger_class_on_postgresql(pg: tuple[Any, str]) -> None:
+    from station.ledger import ClaimRefused, Ledger, LedgerRow
+
+    _, schema = pg
+    url = URL + ("&" if "?" in URL else "?") + f"options=-csearch_path%3D{schema}"
+    led = Ledger(url, station_id="st1")
+    assert led.dialect is sql.POSTGRESQL
+    rows = [LedgerRow(i, i + 2, f"SN{i}", f"SN{i}", [f"SN{i}", "secret"]) for i in range(300)]
+    assert led.import_lot("L1", "r", rows).created
+    assert led.import_lot("L1", "r", rows).imported == 0
+    done: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def claimer(name: str) -> None:
+        mine = Ledger(url)
+        mine.attach("L1")
+        n = 0
+        while (c := mine.claim_next(mac=f"{name}-{n}", port=name)) is not None:
+            mine.set_image(c, "ab" * 32)
+            mine.complete(c, {"writing": 1.0})
+            with lock:
+                done.append((c.row_index, c.mac))
+            n += 1
+        mine.close()
+
+    threads = [threading.Thread(target=claimer, args=(f"t{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(i for i, _ in done) == list(range(300))
+    assert led.counters().done == 300
+    with pytest.raises(ClaimRefused, match="done on device"):
+        led.claim_row(0, mac="other", port="p")
+    assert led.claim_row(0, mac=led.row(0).mac or "", port="p").kind == "rework"
+    led.release(1, "scrapped", "boss")
+    assert led.row(1).state == "pending" and led.count(search="SN1") > 1
+    led.close()
