@@ -155,3 +155,31 @@ def test_close_mid_write_cancels_and_leaves_no_thread(
         assert (r.state, r.mac) == ("failed", dev.mac)  # may hold part of it: kept for that board
     jig.on_bytes = None
     assert {t for t in threading.enumerate() if t.name.startswith("port ")} <= before
+
+
+def test_a_garbled_line_from_the_flashing_proxy_then_another_port(
+    tmp_path: Path, sim: Callable[[int], list[SimulatedDevice]]
+) -> None:
+    """The flashing layer's fault proxy garbles the line mid-write; the unit fails with the
+    reason, the board keeps its row, and on a good port it gets that same row back."""
+    from tests.flashing.proxy import FaultProxy
+
+    path = make_small_lot(tmp_path / "lot", 3)
+    (dev,) = sim(1)
+    with FaultProxy(dev.port, "corrupt", after=8000) as proxy, open_lot(path) as lot:
+        with Orchestrator(lot, on_event=lambda e: None, no_stub=True) as orch:
+            orch.add_port(proxy.port)
+            orch.start(proxy.port)
+            assert orch.wait_idle(120)
+            r = lot.ledger.row(0)
+            assert (r.state, r.mac) == ("failed", dev.mac) and "garbled" in r.reason
+            orch.remove_port(proxy.port)
+            orch.add_port(dev.port)  # the board moved to a good port
+            orch.start(dev.port)
+            assert orch.wait_idle(120)
+        assert [(a.kind, a.result) for a in lot.ledger.attempts(0)] == [
+            ("new", "failed"),
+            ("retry", "done"),
+        ]
+        assert lot.ledger.count("pending") == 2
+        assert read_back(lot, dev) == lot.image_for(lot.row(0))
