@@ -59,12 +59,18 @@ def main() -> None:
         w.open_lot(str(demo.lot_path))
         wait(app, 1.0)
         proxy.cut_after(12_000)
-        for code in ("SN26110001", "SN26110002", "SN26110003", "SN26110004"):
-            w.handle_scan(code)
-        wait(app, 120, lambda: w.cards[ports[0]].view.state == "passed"
+        w.handle_scan("SN26110001")
+        w.handle_scan("SN26110002")
+        w.choose_port(proxy.port)  # Ctrl+4
+        w.handle_scan("SN26110004")
+        wait(app, 120, lambda: w.cards[ports[1]].view.state == "passed"
              and w.cards[proxy.port].view.state == "failed")
+        w.handle_scan("SN26110003")  # lands on slot 3: catch it while it writes
+        wait(app, 60, lambda: w.bridge.view(ports[2]).phase == "writing"
+             and w.bridge.view(ports[2]).done > 0)
         w.refresh()
         w.grab().save(str(out / f"window{suffix}.png"))
+        wait(app, 60, lambda: w.cards[ports[2]].view.state == "passed")
         w.tabs.setCurrentIndex(w.failed_tab)
         w.failed_view.selectRow(0)
         w.handle_scan("SN26110001")  # already done: refused loudly

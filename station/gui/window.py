@@ -322,6 +322,7 @@ class MainWindow(QMainWindow):
         self.partition_view = QTableView()
         self.partition_view.setModel(self.partition_model)
         self.partition_view.verticalHeader().setVisible(False)
+        self.partition_view.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.partition_view.horizontalHeader().setStretchLastSection(True)
         self.partition_warnings = QLabel("")
         self.partition_warnings.setWordWrap(True)
