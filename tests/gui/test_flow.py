@@ -247,3 +247,41 @@ class StallMeter(QObject):
         now = time.perf_counter()
         self.max_gap_ms = max(self.max_gap_ms, (now - self._last) * 1000)
         self._last = now
+
+
+def test_demo_opens_the_sample_lot_on_four_simulated_devices(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`station --demo`: simulated devices, a working copy of the sample lot, operator mode."""
+    import argparse
+
+    from station.gui import app as app_module
+
+    seen: dict[str, Any] = {}
+
+    def fake_exec(self: QApplication) -> int:  # instead of the event loop: look, then quit
+        w = next(x for x in QApplication.topLevelWidgets() if isinstance(x, MainWindow))
+        qtbot.addWidget(w)
+        seen["title"] = w.windowTitle()
+        seen["cards"] = len(w.cards)
+        seen["rows"] = w.row_model.rowCount()
+        seen["engineer"] = w.engineer
+        seen["hint"] = w.scan_result.text()
+        seen["lot"] = Path(w.lot.settings.path)
+        w.handle_scan("SN26110001")
+        qtbot.waitUntil(
+            lambda: w.bridge.view(next(iter(w.cards))).state == "passed", timeout=FLASH_TIMEOUT
+        )
+        return 0
+
+    monkeypatch.setattr(QApplication, "exec", fake_exec)
+    qapp = QApplication.instance()
+    try:
+        assert app_module.run(argparse.Namespace(demo=True, lot=None)) == 0
+    finally:
+        qapp.setStyleSheet("")  # type: ignore[union-attr]
+    assert "demo" in seen["title"] and "1234" in seen["title"]
+    assert seen["cards"] == 4 and seen["rows"] == 200 and not seen["engineer"]
+    assert "SN26110001" in seen["hint"]
+    assert not str(seen["lot"]).startswith(str(resources_dir()))  # a working copy …
+    assert not seen["lot"].exists()  # … removed when the window closed
