@@ -52,8 +52,12 @@ Write-Host ("build.ps1: ``station --self-test`` frozen: runs {0}" -f (($Runs | F
 
 if ($Smoke) {
     Write-Host "build.ps1: smoke test: dist\station\station.exe --self-test --self-test-port sim"
+    # Windows PowerShell turns a native program's stderr lines into errors under "Stop"; here
+    # they are output to be judged like any other line
+    $ErrorActionPreference = "Continue"
     $Output = & $Exe --self-test --self-test-port sim 2>&1 | ForEach-Object { "$_" }
     $Code = $LASTEXITCODE
+    $ErrorActionPreference = "Stop"
     $Output | ForEach-Object { Write-Host $_ }
     $Unexpected = @($Output | Where-Object { $_ -cnotmatch $LinePattern })
     if ($Code -ne 0) { throw "build.ps1: smoke test FAILED: the frozen self-test exited with $Code" }
