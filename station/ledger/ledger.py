@@ -842,6 +842,13 @@ class Ledger:
             return "new"
         if state in ("claimed", "written"):
             raise ClaimRefused(where, index, f"is being written to {row_mac} right now")
+        if row_mac is None:
+            raise ClaimRefused(
+                where,
+                index,
+                "failed on no device (its data could not be built); fix the lot, "
+                "then have a supervisor release it",
+            )
         if row_mac != mac:
             what = "done" if state == "done" else "failed"
             raise ClaimRefused(
@@ -910,11 +917,14 @@ class Ledger:
         timings: Mapping[str, float] | None = None,
         *,
         result: str = "failed",
+        bad_row: bool = False,
     ) -> str:
         """End an attempt without success; returns the row's new state.
 
         A row whose write may have started stays failed on that device (retry on the same
-        device); a row nothing was written for returns to where it was.
+        device); a row nothing was written for returns to where it was — unless the row itself
+        is at fault (``bad_row``: its image cannot be built), then it is failed on no device and
+        waits for a supervisor's release once the lot is fixed.
         """
         now = time.time()
         d = self.dialect
@@ -931,6 +941,8 @@ class Ledger:
                 (result, reason, json.dumps(merged), now, claim.attempt_id),
             )
             state, mac = self._state_after(a)
+            if bad_row and state == "pending":
+                state = "failed"
             c.execute(
                 d.sql(sql.ROW_BACK_TO),
                 (

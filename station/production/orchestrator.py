@@ -352,6 +352,12 @@ class Orchestrator:
             raise ClaimRefused(
                 str(self.ledger.path), row_index, f"is {row.state}; only failed rows can be retried"
             )
+        if row.mac is None:
+            raise ClaimRefused(
+                str(self.ledger.path),
+                row_index,
+                f"failed on no device ({row.reason}); fix the lot, then release the row",
+            )
         with self._lock:
             port = row.port if row.port in self._ports else None
             if port is None:
@@ -601,7 +607,10 @@ class Orchestrator:
             u.claim, u.row = claim, row
             self._emit(RowUpdate(row.index, "claimed"))
             mfg_row = self.lot.row(row.index)
-            image = self.lot.image_for(mfg_row)
+            try:
+                image = self.lot.image_for(mfg_row)
+            except StationError as err:  # e.g. a file value deleted since the lot was opened
+                return self._bad_row(p, u, "; ".join(str(pr) for pr in err.problems))
             sha = hashlib.sha256(image).hexdigest()
             if current == image:
                 # the device verifiably holds this row already (read back above): no write
@@ -659,6 +668,19 @@ class Orchestrator:
             return "failed"
         except Exception as err:  # an internal error must not leave a claim behind
             return self._failed(p, u, f"internal error: {err!r}", False)
+
+    def _bad_row(self, p: _Port, u: _Unit, reason: str) -> str:
+        """The row's image cannot be built: the row fails on no device; the port is free."""
+        assert u.claim is not None
+        reason = self._mask(f"cannot build the image: {reason}", u.claim.row_index)
+        state = self.ledger.fail(u.claim, reason, u.timings, bad_row=True)
+        self._emit(RowUpdate(u.claim.row_index, state))
+        self._emit(
+            LogEvent(p.name, "error", f"unit {self._unit_label(u.claim.row_index)}: {reason}")
+        )
+        self._counters()
+        self._port_update(p, u, "attention", reason)
+        return "bad-row"
 
     def _check_cancel(self, p: _Port) -> None:
         if p.cancel.is_set():

@@ -295,3 +295,34 @@ def test_no_secret_in_any_event(lot: Lot) -> None:
     text = "\n".join(repr(e) for e in events.items)
     assert "SN0001" in text
     assert not any(s in text or s.upper() in text for s in secrets)
+
+
+def test_a_row_whose_image_cannot_be_built_fails_alone(
+    lot: Lot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench, events = FakeBench(), Events()
+    dev = FakeDevice("24:0a:c4:00:03:01")
+    bench.put(PORTS[0], dev)
+    real = lot.image_for
+
+    def image_for(row):  # type: ignore[no-untyped-def]
+        if row.index == 0:
+            raise StationError.at("files/cert.pem", "file not found", key="ca_cert")
+        return real(row)
+
+    monkeypatch.setattr(lot, "image_for", image_for)
+    with orchestrator(lot, bench, events) as orch:
+        orch.add_port(PORTS[0])
+        run_round(orch)
+        r = lot.ledger.row(0)
+        assert (r.state, r.mac) == ("failed", None) and "file not found" in r.reason
+        assert dev.writes == 0
+        with pytest.raises(StationError, match="release"):
+            orch.retry(0)
+        run_round(orch)  # the board is free: it gets the next row
+        assert held_serial(lot, dev) == "SN0002"
+        orch.release(0, "certificate restored", "boss")
+    assert lot.ledger.row(0).state == "pending"
+    assert any(
+        e.state == "attention" and "cannot build" in e.message for e in events.of(PortUpdate)
+    )
