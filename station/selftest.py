@@ -167,6 +167,7 @@ def run_checks(checks: Sequence[Check], out: TextIO) -> list[CheckResult]:
     """Run the checks in order, print one line for each to ``out``, return the results."""
     results = []
     for check in checks:
+        output = io.StringIO()
         try:
             with _captured() as output:
                 detail = check.func()
@@ -183,7 +184,9 @@ def run_checks(checks: Sequence[Check], out: TextIO) -> list[CheckResult]:
             ]
             last = frames[-1] if frames else None
             place = f" ({os.path.basename(last.filename)}:{last.lineno})" if last else ""
-            result = CheckResult(check.name, FAIL, _describe(err) + place)
+            printed = output.getvalue().strip()
+            said = f"; it printed: {_one_line(printed, 200)}" if printed else ""
+            result = CheckResult(check.name, FAIL, _describe(err) + place + said)
         results.append(result)
         print(result.line, file=out, flush=True)
     return results
@@ -214,7 +217,8 @@ def _station_modules(include_gui: bool) -> list[str]:
     import station
 
     names = ["station"]
-    for info in pkgutil.walk_packages(station.__path__, "station."):
+    # a package that fails to import is still listed (and its import fails below, with the reason)
+    for info in pkgutil.walk_packages(station.__path__, "station.", onerror=lambda _name: None):
         name = info.name
         if name in ("station.__main__", "station.selftest"):
             continue

@@ -147,6 +147,17 @@ def test_a_quiet_check_that_prints_fails_and_its_output_is_kept_off_the_terminal
     assert captured.out == "" and captured.err == ""
 
 
+def test_a_failing_check_keeps_what_it_printed_as_part_of_the_reason() -> None:
+    def broken() -> str:
+        print("A fatal error occurred: Failed to connect")
+        raise RuntimeError("no device")
+
+    [result] = run_checks([Check("flash", broken)], io.StringIO())
+    assert result.status == FAIL
+    assert result.detail.startswith("RuntimeError: no device (test_selftest.py:")
+    assert result.detail.endswith("; it printed: A fatal error occurred: Failed to connect")
+
+
 def test_the_flash_check_is_skipped_without_a_port() -> None:
     checks = {c.name: c for c in selftest.default_checks(None)}
     out = io.StringIO()
