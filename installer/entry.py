@@ -18,8 +18,12 @@ import warnings
 RUNNABLE = ("esp32_mock_bootloader", "station")
 
 
+def _runnable(module: str) -> bool:
+    return any(module == top or module.startswith(top + ".") for top in RUNNABLE)
+
+
 def _run_module(argv: list[str]) -> int:
-    if not argv or not argv[0].startswith(RUNNABLE):
+    if not argv or not _runnable(argv[0]):
         print(
             f"station: -m {argv[0] if argv else ''}: not available in this build", file=sys.stderr
         )

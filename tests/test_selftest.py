@@ -251,9 +251,10 @@ def test_entry_refuses_other_modules(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     entry = _entry()
-    monkeypatch.setattr(sys, "argv", ["station", "-m", "http.server"])
-    assert entry.main() == 2
-    assert "not available in this build" in capsys.readouterr().err
+    for module in ("http.server", "stationery", "esp32_mock_bootloaderx.cli"):
+        monkeypatch.setattr(sys, "argv", ["station", "-m", module])
+        assert entry.main() == 2
+        assert "not available in this build" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not HAS_QT, reason="PySide6 not installed (headless test run)")
