@@ -12,6 +12,7 @@ a ROM read over a fresh connection. Writes use the stub flasher unless ``no_stub
 from __future__ import annotations
 
 import hashlib
+import select
 import socket
 import threading
 import time
@@ -91,6 +92,18 @@ def _same_chip(expected: str, actual_name: str) -> bool:
 
 
 # ---- cancel: abort blocked I/O from a watchdog thread ------------------------------------
+def _socket_waiting(sock: socket.socket) -> int:
+    """Bytes ready on a TCP link. pyserial's socket:// says 1 at most, which makes esptool
+    read every reply byte by byte (a select and a recv per byte: the CPU cost of 32 ports)."""
+    try:
+        ready, _, _ = select.select([sock], [], [], 0)
+        if not ready:
+            return 0
+        return len(sock.recv(65536, socket.MSG_PEEK))
+    except (OSError, ValueError):
+        return 0  # the following read reports the broken link
+
+
 class _Guard:
     """Makes one pyserial port raise :class:`Cancelled` once aborted, and wakes blocked reads."""
 
@@ -116,6 +129,9 @@ class _Guard:
         def guarded_waiting() -> int:
             if self.aborted:
                 raise Cancelled("cancelled")
+            sock = getattr(port, "_socket", None)
+            if isinstance(sock, socket.socket):
+                return _socket_waiting(sock)
             n: int = waiting()
             return n
 
@@ -123,14 +139,19 @@ class _Guard:
         close = port.close
 
         def closing() -> None:
-            # pyserial's socket:// close() skips closing the socket when shutdown() fails
-            # (peer already gone): close it here so a cut line leaks no socket
+            # pyserial's socket:// close() sleeps 0.3 s, and skips closing the socket when
+            # shutdown() fails (peer already gone): close a TCP link directly instead
             sock = getattr(port, "_socket", None)
-            try:
-                close()
-            finally:
-                if isinstance(sock, socket.socket):
-                    sock.close()
+            if isinstance(sock, socket.socket):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+                port._socket = None
+                port.is_open = False
+                return
+            close()
 
         port.close = closing
 
@@ -539,6 +560,8 @@ class DeviceSession:
 
         if self.phase in ("connecting", "identifying"):
             self.enter_phase("checking")
+        if self.is_blank(TABLE_OFFSET, TABLE_SIZE):
+            return None
         data = self.read(TABLE_OFFSET, TABLE_SIZE)
         if data == b"\xff" * len(data):
             return None
