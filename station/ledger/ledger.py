@@ -351,6 +351,12 @@ class Ledger:
         msg = "\x1f".join(values).encode("utf-8", "surrogateescape")
         return hashlib.blake2b(msg, key=self._fp_key, digest_size=16).hexdigest()
 
+    def derive(self, purpose: str, data: str, size: int = 16) -> bytes:
+        """Bytes keyed by the lot's random key: stable per unit, unguessable without the ledger
+        (e.g. a HomeKit SRP salt, so a unit's image is the same every time it is built)."""
+        msg = f"{purpose}\x1f{data}".encode("utf-8", "surrogateescape")
+        return hashlib.blake2b(msg, key=self._fp_key, digest_size=size).digest()
+
     def import_lot(
         self,
         name: str,

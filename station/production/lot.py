@@ -25,6 +25,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 if TYPE_CHECKING:
+    from station.homekit import HomeKitSettings
     from station.mfg import MfgLot, Row
     from station.nvs import XtsKeys
     from station.partitions import Partition, PartitionTable
@@ -319,8 +320,10 @@ class Lot:
         ledger: Ledger,
         keys: XtsKeys | None,
         imported: ImportSummary,
+        homekit: HomeKitSettings | None = None,
     ) -> None:
         self.settings = settings
+        self.homekit = homekit
         self.mfg = mfg
         self.table = table
         self.factory = factory
@@ -338,11 +341,21 @@ class Lot:
         return self.mfg.rows[index]
 
     def image_for(self, row: Row) -> bytes:
-        """The NVS image of one row for the factory partition, built in memory."""
-        from station.mfg import build_row_image
+        """The NVS image of one row for the factory partition, built in memory.
 
-        return build_row_image(
-            self.mfg, row, self.factory.size, version=self.settings.nvs_version, keys=self.keys
+        The same row always gives the same bytes, so a device can be recognised by its image
+        and verified without rewriting; for HomeKit lots the SRP salt of each unit is derived
+        from a random per-lot key kept in the ledger.
+        """
+        if self.homekit is None:
+            from station.mfg import build_row_image
+
+            return build_row_image(
+                self.mfg, row, self.factory.size, version=self.settings.nvs_version, keys=self.keys
+            )
+        salt = self.ledger.derive("hap-salt", self.unit_id(row), 16)
+        return _homekit_image(
+            self.mfg, row, self.homekit, self.factory.size, self.settings, self.keys, salt
         )
 
     def unit_id(self, row: Row) -> str:
@@ -384,6 +397,60 @@ def _load_keys(settings: LotSettings) -> XtsKeys | None:
     return None
 
 
+def _homekit_image(
+    mfg: MfgLot,
+    row: Row,
+    hk: HomeKitSettings,
+    size: int,
+    settings: LotSettings,
+    keys: XtsKeys | None,
+    salt: bytes,
+) -> bytes:
+    """A HomeKit lot's image: the row's own entries plus its hap_setup namespace."""
+    from station.homekit import merge_entries, setup_for_row
+    from station.mfg import row_entries
+    from station.nvs import encode_image
+
+    setup = setup_for_row(hk, row.values, file=str(settings.values), line=row.line, salt=salt)
+    entries = merge_entries(row_entries(mfg, row), setup.entries())
+    return encode_image(
+        entries, size, version=settings.nvs_version, keys=keys, base_dir=mfg.base_dir
+    )
+
+
+def _check_homekit(
+    settings: LotSettings, mfg: MfgLot, size: int | None, problems: ProblemList
+) -> HomeKitSettings | None:
+    """The lot's homekit table, every row's setup code/ID, and the biggest row still fitting."""
+    from station.homekit import check_rows, homekit_settings_from_dict
+
+    try:
+        hk = homekit_settings_from_dict(settings.homekit, str(settings.path))
+    except StationError as err:
+        problems.extend(err.problems)
+        return None
+    found = check_rows(
+        hk, ((r.line, r.values) for r in mfg.rows), file=str(settings.values), columns=mfg.columns
+    )
+    problems.extend(found[:50])
+    if not found and size is not None and mfg.rows:
+        biggest = max(mfg.rows, key=lambda r: sum(len(v) for v in r.values.values()))
+        try:
+            _homekit_image(mfg, biggest, hk, size, settings, None, bytes(16))
+        except StationError as err:
+            problems.extend(err.problems)
+    return hk
+
+
+def _needs_codes(hk: HomeKitSettings, mfg: MfgLot) -> bool:
+    cols = set(mfg.columns)
+    if hk.code_column not in cols or hk.id_column not in cols:
+        return True
+    return any(
+        not r.values[hk.code_column].strip() or not r.values[hk.id_column].strip() for r in mfg.rows
+    )
+
+
 def recipe_hash(settings: LotSettings, factory: Partition, keys: XtsKeys | None) -> str:
     """What makes the images of a lot: config file, partition place and size, version, keys."""
     h = hashlib.sha256()
@@ -391,6 +458,8 @@ def recipe_hash(settings: LotSettings, factory: Partition, keys: XtsKeys | None)
     h.update(f"|{factory.offset}|{factory.size}|{settings.nvs_version}|".encode())
     if keys is not None:
         h.update(hashlib.sha256(keys.data_key + keys.tweak_key).digest())
+    if settings.homekit:  # only when present: lots without HomeKit keep their hash
+        h.update(repr(sorted((k, repr(v)) for k, v in settings.homekit.items())).encode())
     return h.hexdigest()
 
 
@@ -510,12 +579,28 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
         )
     except StationError as err:
         problems.extend(err.problems)
+    hk = None
     if mfg is not None:
         _check_columns(settings, mfg, problems)
         if not mfg.rows:
             problems.add(str(settings.values), 0, 0, "rows", "the values file has no rows")
+        if settings.homekit and not problems:
+            hk = _check_homekit(settings, mfg, factory.size if factory else None, problems)
     problems.raise_if_any()
     assert mfg is not None and factory is not None and table is not None
+    if hk is not None and hk.generate and _needs_codes(hk, mfg):
+        # generated setup codes must be on record before any device gets one (labels, reprints)
+        from station.homekit import fill_values_csv
+
+        fill_values_csv(settings.values, hk)
+        mfg = load_mfg(
+            settings.config,
+            settings.values,
+            size=factory.size,
+            version=settings.nvs_version,
+            fileid=settings.fileid,
+            base_dir=settings.values.parent,
+        )
     secrets_ = secret_columns(mfg, settings.secret_columns)
     ledger = Ledger(db_url or settings.default_db, station_id=station_id)
     try:
@@ -529,7 +614,7 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
     except BaseException:
         ledger.close()
         raise
-    return Lot(settings, mfg, table, factory, secrets_, ledger, keys, summary)
+    return Lot(settings, mfg, table, factory, secrets_, ledger, keys, summary, hk)
 
 
 def problems_text(problems: Sequence[Problem]) -> str:

@@ -167,3 +167,49 @@ def test_encrypted_lot_images_decode_with_the_key(tmp_path: Path) -> None:
         image = opened.image_for(opened.row(1))
         assert decode_image(image, keys).as_dict()["factory"]["serial_no"] == "SN0002"
         assert b"SN0002" not in image
+
+
+def test_homekit_lot_images_carry_hap_setup_and_are_stable(tmp_path: Path) -> None:
+    from station.homekit import srp_salt_verifier
+
+    lot = make_small_lot(tmp_path / "l", 3)
+    values = lot.parent / "values.csv"
+    lines = values.read_text(encoding="utf-8").splitlines()
+    lines = [lines[0] + ",setup_code,setup_id"] + [f"{line},," for line in lines[1:]]
+    values.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    lot.write_text(
+        lot.read_text(encoding="utf-8") + 'homekit = { category = "outlet", generate = true }\n',
+        encoding="utf-8",
+    )
+    with open_lot(lot) as opened:
+        assert opened.homekit is not None
+        assert "setup_code" in opened.secret_columns
+        row = opened.row(1)
+        code, setup_id = row.values["setup_code"], row.values["setup_id"]
+        assert code and setup_id  # generated and kept in the values file before any import
+        assert f",{code},{setup_id}" in values.read_text(encoding="utf-8")
+        image = opened.image_for(row)
+        assert opened.image_for(row) == image  # same bytes every time
+        hap = decode_image(image).as_dict()["hap_setup"]
+        assert hap["setup_id"] == setup_id.encode()
+        assert srp_salt_verifier(code, hap["setup_salt"])[1] == hap["setup_verifier"]
+        assert decode_image(image).as_dict()["factory"]["serial_no"] == "SN0002"
+        salts = {
+            decode_image(opened.image_for(opened.row(i))).as_dict()["hap_setup"]["setup_salt"]
+            for i in range(3)
+        }
+        assert len(salts) == 3
+    with open_lot(lot) as again:  # re-open: nothing changed, nothing re-imported
+        assert again.imported.imported == 0 and again.image_for(again.row(1)) == image
+
+
+def test_homekit_rows_without_codes_are_located_errors(tmp_path: Path) -> None:
+    lot = make_small_lot(tmp_path / "l", 2)
+    lot.write_text(
+        lot.read_text(encoding="utf-8") + "homekit = { category = 7 }\n", encoding="utf-8"
+    )
+    with pytest.raises(StationError) as err:
+        open_lot(lot)
+    got = problems(err)
+    assert any(":2:0: setup_code:" in p and "not a column" in p for p in got)
+    assert not list(lot.parent.glob("*.station.db*"))
