@@ -21,6 +21,7 @@ import os
 import pkgutil
 import platform
 import re
+import shutil
 import sys
 import tempfile
 import traceback
@@ -515,6 +516,41 @@ def _check_resources(ctx: _Context) -> str:
     return f"{count} files in {folder}"
 
 
+def _check_lot(ctx: _Context) -> str:
+    """Open a copy of the sample lot (``station --demo``'s) as production would, ledger and all."""
+    if not ctx.notes.get("gui", ctx.gui_expected):
+        raise Skip("PySide6 is not installed (headless install: no sample lot)")
+    app_module = importlib.import_module("station.gui.app")
+    from station.nvs import decode_image
+    from station.production import open_lot
+
+    source = app_module.sample_lot_dir()
+    # ignore_cleanup_errors here and below: on Windows a file Qt or SQLite has not quite let go
+    # of yet must not turn a passing check into a failure
+    with tempfile.TemporaryDirectory(prefix="station-selftest-", ignore_cleanup_errors=True) as tmp:
+        folder = os.path.join(tmp, "lot")
+        shutil.copytree(source, folder)
+        lot_files = sorted(name for name in os.listdir(folder) if name.endswith(".toml"))
+        if not lot_files:
+            raise RuntimeError(f"no lot file in {source}")
+        with open_lot(os.path.join(folder, lot_files[0])) as lot:
+            rows = lot.mfg.rows
+            imported = lot.ledger.count()
+            image = lot.image_for(rows[0])
+            factory = lot.factory
+            keys = sum(1 for line in lot.mfg.config if line.type != "namespace")
+    if imported != len(rows):
+        raise RuntimeError(f"the ledger holds {imported} rows, the lot has {len(rows)}")
+    decoded = decode_image(image)
+    found = sum(len(values) for values in decoded.as_dict().values())
+    if decoded.errors or found != keys:
+        raise RuntimeError(f"the first row's image decodes to {found} of {keys} keys")
+    return (
+        f"sample lot: {len(rows)} rows validated and imported into a ledger, first image "
+        f"{len(image)} bytes for {factory.name} at {factory.offset:#x}"
+    )
+
+
 def _check_label(ctx: _Context) -> str:
     if not ctx.notes.get("gui", ctx.gui_expected):
         raise Skip("PySide6 is not installed (headless install: no labels)")
@@ -531,7 +567,10 @@ def _check_label(ctx: _Context) -> str:
         file="self-test",
     )
     fields = {"serial_no": "SELFTEST-0001", "mac": "24:0a:c4:00:00:01"}
-    with tempfile.TemporaryDirectory(prefix="station-selftest-") as tmp, _QtMessages() as messages:
+    with (
+        tempfile.TemporaryDirectory(prefix="station-selftest-", ignore_cleanup_errors=True) as tmp,
+        _QtMessages() as messages,
+    ):
         _application()
         png = labels.render_png(template, fields)
         pdf_path = os.path.join(tmp, "label.pdf")
@@ -552,7 +591,10 @@ def _check_window(ctx: _Context) -> str:
     _use_offscreen_if_headless()
     qtcore = importlib.import_module("PySide6.QtCore")
     app_module = importlib.import_module("station.gui.app")
-    with tempfile.TemporaryDirectory(prefix="station-selftest-") as tmp, _QtMessages() as messages:
+    with (
+        tempfile.TemporaryDirectory(prefix="station-selftest-", ignore_cleanup_errors=True) as tmp,
+        _QtMessages() as messages,
+    ):
         app = app_module.make_application()
         window = _main_window(os.path.join(tmp, "station.ini"))
         window.setAttribute(qtcore.Qt.WidgetAttribute.WA_DontShowOnScreen, True)
@@ -585,6 +627,7 @@ def default_checks(port: str | None = None, *, frozen: bool | None = None) -> li
         Check("flash", lambda: _check_flash(ctx)),
         Check("qt", lambda: _check_qt(ctx)),
         Check("resources", lambda: _check_resources(ctx)),
+        Check("lot", lambda: _check_lot(ctx)),
         Check("label", lambda: _check_label(ctx)),
         Check("window", lambda: _check_window(ctx)),
     ]

@@ -28,6 +28,7 @@ CHECK_NAMES = [
     "flash",
     "qt",
     "resources",
+    "lot",
     "label",
     "window",
 ]
@@ -63,6 +64,7 @@ def test_self_test_of_the_source_install_passes_and_prints_only_check_lines() ->
     assert statuses["nvs-encode"] == OK
     assert statuses["window"] == (OK if HAS_QT else SKIP)
     assert statuses["label"] == (OK if HAS_QT else SKIP)
+    assert statuses["lot"] == (OK if HAS_QT else SKIP)
     assert statuses["flash"] == OK
 
 
