@@ -37,6 +37,7 @@ class FlashJob:
     factory_size: int | None = None
     allow_overwrite: bool = False
     timeout: float = 10.0  # seconds to wait for the device to answer
+    nvs_keys: Any = None  # station.nvs.XtsKeys of an encrypted lot, to decode what is read back
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,14 @@ def describe_existing(existing: Mapping[str, Mapping[str, object]]) -> str:
     return f"{head}{len(keys)} keys"
 
 
-def _decode(data: bytes) -> dict[str, dict[str, object]]:
+def _decode(data: bytes, keys: Any = None) -> dict[str, dict[str, object]]:
     """Decode an NVS region for the report; foreign bytes become ``{"": {"raw": ...}}``."""
     try:
         from station.nvs import decode_image
     except ImportError:  # the decoder is optional for the engine
         return {"": {"raw": f"{len(data)} bytes, not all 0xFF"}}
     try:
-        image = decode_image(data)
+        image = decode_image(data, keys)
     except Exception:
         return {"": {"raw": f"{len(data)} bytes, not NVS"}}
     if not image.items:
@@ -172,7 +173,7 @@ def run_job(
                     len(r.data) for r in job.regions if r.offset == job.factory_offset
                 )
                 if size and not session.is_blank(job.factory_offset, size):
-                    existing = _decode(session.read(job.factory_offset, size))
+                    existing = _decode(session.read(job.factory_offset, size), job.nvs_keys)
                     if not job.allow_overwrite:
                         raise FlashError(
                             f"the factory region at 0x{job.factory_offset:x} already holds "
@@ -231,7 +232,7 @@ def _check_decodes(job: FlashJob) -> None:
                 from station.nvs import decode_image
             except ImportError:
                 return
-            image = decode_image(r.data)
+            image = decode_image(r.data, job.nvs_keys)
             if image.errors:
                 raise FlashError(
                     f"the factory data read back does not decode as NVS ({image.errors[0]})",

@@ -244,3 +244,21 @@ def test_station_flash_exit_code_1_when_a_port_fails(sim, tmp_path: Path, capsys
     out = capsys.readouterr().out
     assert f"{dev.port}" in out and "verified" in out
     assert f"no device answered on {dead_port} — check the cable and the BOOT button" in out
+
+
+def test_encrypted_image_verifies_with_the_lots_keys_and_not_without(sim) -> None:
+    from station.nvs import NvsEntry, encode_image, generate_keys
+
+    keys = generate_keys()
+    image = encode_image(
+        [NvsEntry("factory", "namespace", "", ""), NvsEntry("serial_no", "data", "string", "E1")],
+        FACTORY_SIZE,
+        keys=keys,
+    )
+    ok_dev, bad_dev = sim(2)
+    good = run_job(job(ok_dev.port, image, nvs_keys=keys))
+    assert good.ok, good.reason
+    # the same bytes judged without the key do not decode: the check really uses the key
+    bad = run_job(job(bad_dev.port, image))
+    assert not bad.ok
+    assert "does not decode as NVS" in bad.reason
