@@ -12,8 +12,10 @@ import datetime
 import multiprocessing
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -337,34 +339,42 @@ def _produce_chunk(indexes: range) -> tuple[list[str], tuple[Problem, ...]]:
 def _produce_parallel(job: _Job, jobs: int) -> None:
     """Builds the images in worker processes (the encoder is pure Python: one core each)."""
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    if "fork" in methods and threading.active_count() == 1:
+        method = "fork"  # fastest: the workers inherit the loaded lot
+    else:  # forking a process with threads can deadlock; the job pickles instead
+        method = "forkserver" if "forkserver" in methods else "spawn"
+    context = multiprocessing.get_context(method)
     n = len(job.devices)
     step = max(1, min(256, -(-n // (jobs * 4))))
     chunks = [range(a, min(n, a + step)) for a in range(0, n, step)]
-    written: list[str] = []
     problems: list[Problem] = []
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(job,))
     try:
         futures = [pool.submit(_produce_chunk, chunk) for chunk in chunks]
         for future in futures:
-            done, found = future.result()
-            written.extend(done)
+            _done, found = future.result()
             if found:
                 problems.extend(found)
                 break
         if problems:
             raise StationError(problems)
-    except BaseException:
+    except BaseException as err:
         pool.shutdown(wait=True, cancel_futures=True)
-        for future in futures:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                done, _found = future.result()
-                written.extend(done)
-        for path in set(written):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        # none of these files existed before the run (checked), so every one there now is ours,
+        # also those of a worker that died half-way
+        for dev in job.devices:
+            for path in dev.paths.values():
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        if isinstance(err, BrokenProcessPool):
+            raise StationError.at(
+                job.outdir,
+                "a worker process stopped unexpectedly (out of memory?); no file was "
+                "kept; try again with --jobs 1",
+                exit_code=1,
+            ) from None
         raise
     finally:
         pool.shutdown(wait=True)

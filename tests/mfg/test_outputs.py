@@ -169,7 +169,8 @@ def test_timestamped_key_files_of_one_minute_never_collide(
 
 
 needs_fork = pytest.mark.skipif(
-    "fork" not in __import__("multiprocessing").get_all_start_methods(),
+    "fork" not in __import__("multiprocessing").get_all_start_methods()
+    or __import__("threading").active_count() > 1,
     reason="the test patches the parent process, which only forked workers inherit",
 )
 
@@ -276,3 +277,30 @@ def test_generate_key_into_a_new_subfolder(station: Station, lotdir: Path) -> No
     code, _out, _err = station("generate-key", "--keyfile", "line3/k")
     assert code == 0
     parse_key_partition((lotdir / "keys" / "line3" / "k.bin").read_bytes())
+
+
+@pytest.mark.slow
+@needs_fork
+def test_a_dying_worker_leaves_nothing(
+    station: Station, lotdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    small_lot(lotdir, 600)
+    real = commands.build_row_image
+
+    def dying(lot, row, size, **kw):  # type: ignore[no-untyped-def]
+        if row.index == 300:
+            os._exit(3)  # as if the system killed the worker
+        return real(lot, row, size, **kw)
+
+    monkeypatch.setattr(commands, "build_row_image", dying)
+    code, out, err = station(
+        "generate", "c.csv", "v.csv", "d", "0x3000", "--outdir", "o", "--jobs", "2"
+    )
+    assert (code, out) == (1, "")
+    assert err == (
+        "o:0:0: -: a worker process stopped unexpectedly (out of memory?); no file "
+        "was kept; try again with --jobs 1\n"
+    )
+    assert files_under(lotdir / "o") == {}
