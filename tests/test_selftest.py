@@ -265,12 +265,14 @@ def test_missing_resources_fail_the_resources_check(
 ) -> None:
     from PySide6.QtWidgets import QApplication
 
+    import station.gui.app as app_module
     import station.gui.resources as resources
 
     app = QApplication.instance()
     assert isinstance(app, QApplication)
     before = (app.styleSheet(), app.applicationName(), app.organizationName(), app.windowIcon())
     monkeypatch.setattr(resources, "resources_dir", lambda: tmp_path)
+    monkeypatch.setattr(app_module, "resources_dir", lambda: tmp_path)  # imported by name there
     try:
         checks = {c.name: c for c in selftest.default_checks(None)}
         [result] = run_checks([checks["resources"]], io.StringIO())
