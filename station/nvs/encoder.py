@@ -1,11 +1,13 @@
 """NVS image encoder: byte-identical to esp-idf-nvs-partition-gen 0.3.0 for correct input.
 
-Two passes. :func:`_prepare` turns entries into items (namespace index, type, key, payload
-bytes) and collects every problem with its location. :func:`_layout` places the items on pages
+Two passes. :class:`_Prep` turns entries into items (namespace index, type, key, payload
+bytes) and collects every problem with its location. :func:`_plan` places the items on pages
 with the official tool's rules (a string or version-1 blob moves to a new page when it would
 leave its page with no free entry; a version-2 blob fills the page's tail and continues as
-chunks). Pages are joined from cached headers and bitmaps, so an image costs a few dozen
-microseconds of Python plus one AES pass per page when encrypted.
+chunks) and gives a :class:`_Template`: the pages with everything but the values in place.
+Placement depends only on the items' keys and lengths, so templates are cached and an image is
+a copy of one with the values and CRCs written in, plus one AES pass per page when encrypted.
+:class:`RowEncoder` skips the checks for many devices of one already validated structure.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from station.nvs.model import (
     ENCODINGS,
     ENTRIES_PER_PAGE,
     ENTRY_SIZE,
+    FIRST_ENTRY_OFFSET,
     MAX_KEY_LEN,
     MAX_NAMESPACES,
     MAX_VARLEN,
@@ -58,7 +61,6 @@ _B64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _WS_RE = re.compile(r"\s+")
 _HEX_INT_RE = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
 _ENCODING_SET = frozenset(ENCODINGS)
-_DATA_ROOM = ENTRIES_PER_PAGE * ENTRY_SIZE  # 4032 bytes of entries per page
 
 # Wi-Fi side entries the official tool adds (see its module-level write_entry)
 _AP_KEYS = ("ap.ssid", "ap.passwd", "ap.authmode")
@@ -154,10 +156,6 @@ def _entry(ns: int, typ: int, span: int, chunk: int, key: bytes, data8: bytes) -
     head = bytes((ns, typ, span, chunk))
     tail = key + data8
     return head + _U32(_crc32(tail, _crc32(head, 0xFFFFFFFF))) + tail
-
-
-def _pad(data: bytes) -> bytes:
-    return data.ljust((len(data) + 31) & ~31, b"\xff")
 
 
 def _parse_int(text: str) -> int | None:
@@ -432,99 +430,216 @@ class _TooManyChunks(Exception):
     """A version-2 blob would need more than 255 chunks (a chunk index is one byte)."""
 
 
-def _layout(items: Sequence[Item], version: int) -> list[bytes]:
-    """Place items on pages as the official tool does; returns each page's entry bytes."""
-    pages: list[bytes] = []
-    cur: list[bytes] = []
+# one fill operation: (entry offset in the image, CRC32 state after the entry's first 4 bytes,
+# its key and nothing else, payload start, payload end); start < 0 marks a primitive whose
+# payload is the entry's 8-byte data field itself
+_Op = tuple[int, int, int, int]
+# what decides the layout of an item: (kind, namespace index, item type, key field, length);
+# length is 0 for primitives (their data field does not move anything)
+_Shape = tuple[int, int, int, bytes, int]
+
+
+class _Template:
+    """The pages of one layout: headers, bitmaps and fixed entries in place, 0xFF elsewhere.
+
+    Items with the same kinds, keys and payload lengths land on the same pages in the same
+    entries, so an image is this template with each item's value bytes, data field and CRCs
+    written in (:meth:`fill`). Built once per layout and reused for every image that has it.
+    """
+
+    __slots__ = ("image", "ops", "pages", "used")
+
+    def __init__(self, image: bytes, ops: tuple[tuple[_Op, ...], ...], used: tuple[int, ...]):
+        self.image = image
+        self.ops = ops
+        self.pages = len(used)
+        self.used = used  # bytes of written entries per page (what encryption covers)
+
+    def fill(self, payloads: Sequence[bytes], keys: XtsKeys | None, size: int) -> bytes:
+        """The image of ``size`` bytes with these payloads (one per item, in order)."""
+        buf = bytearray(self.image)
+        crc32, size_crc, u32 = _crc32, _SIZE_CRC, _U32
+        for ops, payload in zip(self.ops, payloads, strict=True):
+            for off, state, start, end in ops:
+                if start < 0:
+                    data8 = payload
+                else:
+                    chunk = payload[start:end] if start or end != len(payload) else payload
+                    data8 = size_crc(end - start, 0xFFFF, crc32(chunk, 0xFFFFFFFF))
+                    buf[off + 32 : off + 32 + end - start] = chunk
+                buf[off + 24 : off + 32] = data8
+                buf[off + 4 : off + 8] = u32(crc32(data8, state))
+        if keys is not None:
+            for index, used in enumerate(self.used):
+                first = index * PAGE_SIZE + FIRST_ENTRY_OFFSET
+                buf[first : first + used] = encrypt_entries(
+                    bytes(buf[first : first + used]), keys, index
+                )
+        if size > len(buf):
+            buf += b"\xff" * (size - len(buf))
+        return bytes(buf)
+
+
+def _plan(shapes: Sequence[_Shape], version: int) -> _Template:
+    """Place items on pages as the official tool does (raises _TooManyChunks).
+
+    A string or version-1 blob moves to a new page when it would leave its page with no free
+    entry; a version-2 blob fills the page's tail with a chunk and continues on the next page.
+    """
+    pages: list[tuple[list[tuple[int, bytes]], int]] = []  # (entry number, fixed bytes), used
+    cur: list[tuple[int, bytes]] = []
+    item_ops: list[tuple[tuple[int, bytes, int, int], ...]] = []  # (offset, fixed, start, end)
     n = 0  # entries used on the current page
-    for kind, ns, typ, key, payload in items:
+
+    def new_page() -> None:
+        nonlocal cur, n
+        pages.append((cur, n))
+        cur, n = [], 0
+
+    for kind, ns, typ, key, size in shapes:
+        mine: list[tuple[int, int, bytes, int, int]] = []
         if kind == _PRIM:
             if n >= ENTRIES_PER_PAGE:
-                pages.append(b"".join(cur))
-                cur, n = [], 0
-            cur.append(_entry(ns, typ, 1, 0xFF, key, payload))
+                new_page()
+            head = bytes((ns, typ, 1, 0xFF))
+            mine.append((len(pages), n, head + key, -1, -1))
+            cur.append((n, head + b"\xff" * 4 + key))
             n += 1
         elif kind == _STR or version == 1:
-            size = len(payload)
             span = (size + 31) // 32 + 1
             # the official tool keeps one entry free ('>=' below); a string that needs the whole
             # page (3969..4000 bytes, where the official tool crashes) starts a fresh page
             if n and n + span >= ENTRIES_PER_PAGE:
-                pages.append(b"".join(cur))
-                cur, n = [], 0
-            data8 = _SIZE_CRC(size, 0xFFFF, _crc32(payload, 0xFFFFFFFF))
-            cur.append(_entry(ns, typ, span, 0xFF, key, data8))
-            cur.append(_pad(payload))
+                new_page()
+            head = bytes((ns, typ, span, 0xFF))
+            mine.append((len(pages), n, head + key, 0, size))
+            cur.append((n, head + b"\xff" * 4 + key))
             n += span
         else:  # version-2 blob: chunks of what fits, then the index
             if n >= ENTRIES_PER_PAGE:
-                pages.append(b"".join(cur))
-                cur, n = [], 0
-            size = len(payload)
+                new_page()
             offset = 0
             chunks = 0
             while True:
                 tailroom = (ENTRIES_PER_PAGE - n - 1) * ENTRY_SIZE
-                chunk = payload[offset : offset + tailroom]
-                csize = len(chunk)
-                offset += csize
+                csize = min(tailroom, size - offset)
                 span = (csize + 31) // 32 + 1
-                data8 = _SIZE_CRC(csize, 0xFFFF, _crc32(chunk, 0xFFFFFFFF))
-                cur.append(_entry(ns, BLOB_DATA, span, min(chunks, 0xFE), key, data8))
-                cur.append(_pad(chunk))
+                head = bytes((ns, BLOB_DATA, span, min(chunks, 0xFE)))
+                mine.append((len(pages), n, head + key, offset, offset + csize))
+                cur.append((n, head + b"\xff" * 4 + key))
+                offset += csize
                 n += span
                 chunks += 1
                 remaining = size - offset
                 if remaining or tailroom - csize < ENTRY_SIZE:
-                    pages.append(b"".join(cur))
-                    cur, n = [], 0
+                    new_page()
                 if not remaining:
                     if chunks > 255:
                         raise _TooManyChunks(key)
                     data8 = struct.pack("<IBB", size, chunks, 0) + b"\xff\xff"
-                    cur.append(_entry(ns, BLOB_IDX, 1, 0xFF, key, data8))
+                    cur.append((n, _entry(ns, BLOB_IDX, 1, 0xFF, key, data8)))
                     n += 1
                     break
+        item_ops.append(
+            tuple(
+                (p * PAGE_SIZE + FIRST_ENTRY_OFFSET + e * ENTRY_SIZE, fixed, start, end)
+                for p, e, fixed, start, end in mine
+            )
+        )
     if cur or not pages:
-        pages.append(b"".join(cur))
-    return pages
+        pages.append((cur, n))
+    used = []
+    image = bytearray(b"\xff" * (len(pages) * PAGE_SIZE))
+    last = len(pages) - 1
+    for index, (entries, count) in enumerate(pages):
+        base = index * PAGE_SIZE
+        for e, fixed in entries:
+            at = base + FIRST_ENTRY_OFFSET + e * ENTRY_SIZE
+            image[at : at + len(fixed)] = fixed
+        image[base : base + 32] = _page_header(index, version, index != last)
+        image[base + 32 : base + 64] = _bitmap(count)
+        used.append(count * ENTRY_SIZE)
+    # the CRC state after an entry's first 4 bytes and its key (the data field comes last)
+    final = tuple(
+        tuple(
+            (off, _crc32(fixed[4:], _crc32(fixed[:4], 0xFFFFFFFF)), start, end)
+            for off, fixed, start, end in item
+        )
+        for item in item_ops
+    )
+    return _Template(bytes(image), final, tuple(used))
+
+
+_TEMPLATES: dict[tuple[int, tuple[_Shape, ...]], _Template] = {}
+_TEMPLATE_CACHE_BYTES = 32 * 1024 * 1024
+_template_bytes = 0
+
+
+def _template(version: int, shapes: tuple[_Shape, ...]) -> _Template:
+    """The (cached) template of a layout; raises _TooManyChunks."""
+    global _template_bytes
+    cache_key = (version, shapes)
+    found = _TEMPLATES.get(cache_key)
+    if found is None:
+        found = _plan(shapes, version)
+        if _template_bytes + len(found.image) > _TEMPLATE_CACHE_BYTES:
+            _TEMPLATES.clear()  # rare: many layouts of big partitions; start again
+            _template_bytes = 0
+        _TEMPLATES[cache_key] = found
+        _template_bytes += len(found.image)
+    return found
+
+
+def _shapes(items: Sequence[Item]) -> tuple[_Shape, ...]:
+    return tuple(
+        (kind, ns, typ, key, 0 if kind == _PRIM else len(payload))
+        for kind, ns, typ, key, payload in items
+    )
+
+
+def _fit_problem(pages: int, size: int, where: str) -> Problem | None:
+    available = data_pages(size)
+    if pages <= available:
+        return None
+    over = pages - available
+    need = (pages + (0 if size < READ_WRITE_MIN_SIZE else 1)) * PAGE_SIZE
+    reserved = "" if size < READ_WRITE_MIN_SIZE else " (the last page is reserved)"
+    return Problem(
+        where,
+        0,
+        0,
+        "size",
+        f"the data does not fit: it needs {pages} pages, a {size:#x} partition has"
+        f" {available} for data{reserved}; {over} page(s) ({over * PAGE_SIZE} bytes) over,"
+        f" use a size of at least {need:#x}",
+    )
 
 
 def _build(
     entries: Iterable[NvsEntry], size: int, version: int, base_dir: str | os.PathLike[str] | None
-) -> tuple[list[bytes], list[Problem]]:
+) -> tuple[_Template | None, list[bytes], list[Problem]]:
+    """The template and payloads of these entries, or the problems."""
     problems = ProblemList()
     entries = list(entries)
     where = entries[0].file if entries else ""
     if version not in (1, 2):
         problems.add(where, 0, 0, "version", f"NVS version must be 1 or 2, not {version!r}")
-        return [], problems.items
+        return None, [], problems.items
     problems.extend(_size_problems(size, where or "size", 0, "size"))
     prep = _Prep(version, Path(base_dir) if base_dir is not None else None, problems)
     prep.run(entries)
     if problems:
-        return [], problems.items
+        return None, [], problems.items
     try:
-        pages = _layout(prep.items, version)
+        template = _template(version, _shapes(prep.items))
     except _TooManyChunks as err:
         name = err.args[0].rstrip(b"\0").decode("utf-8", "replace")
         problems.add(where, 0, 0, name, "blob too large: it would need more than 255 chunks")
-        return [], problems.items
-    available = data_pages(size)
-    if len(pages) > available:
-        over = len(pages) - available
-        need = (len(pages) + (0 if size < READ_WRITE_MIN_SIZE else 1)) * PAGE_SIZE
-        reserved = "" if size < READ_WRITE_MIN_SIZE else " (the last page is reserved)"
-        problems.add(
-            where,
-            0,
-            0,
-            "size",
-            f"the data does not fit: it needs {len(pages)} pages, a {size:#x} partition has"
-            f" {available} for data{reserved}; {over} page(s) ({over * PAGE_SIZE} bytes) over,"
-            f" use a size of at least {need:#x}",
-        )
-    return pages, problems.items
+        return None, [], problems.items
+    fit = _fit_problem(template.pages, size, where)
+    if fit is not None:
+        problems.extend([fit])
+    return template, [item[4] for item in prep.items], problems.items
 
 
 def check_entries(
@@ -534,7 +649,7 @@ def check_entries(
     base_dir: str | os.PathLike[str] | None = None,
 ) -> list[Problem]:
     """Every problem of these entries for a partition of ``size`` bytes, each with its location."""
-    return _build(entries, size, version, base_dir)[1]
+    return _build(entries, size, version, base_dir)[2]
 
 
 def encode_image(
@@ -546,17 +661,7 @@ def encode_image(
     base_dir: str | os.PathLike[str] | None = None,
 ) -> bytes:
     """The NVS partition image of ``size`` bytes; StationError with all problems, if any."""
-    pages, problems = _build(entries, size, version, base_dir)
-    if problems:
+    template, payloads, problems = _build(entries, size, version, base_dir)
+    if problems or template is None:
         raise StationError(problems)
-    last = len(pages) - 1
-    out = []
-    for index, body in enumerate(pages):
-        if keys is not None:
-            body = encrypt_entries(body, keys, index)
-        out.append(_page_header(index, version, index != last))
-        out.append(_bitmap(len(body) // ENTRY_SIZE))
-        out.append(body)
-        out.append(b"\xff" * (_DATA_ROOM - len(body)))
-    image = b"".join(out)
-    return image + b"\xff" * (size - len(image))
+    return template.fill(payloads, keys, size)
