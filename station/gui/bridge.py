@@ -24,7 +24,11 @@ class Snapshot:
 
     ports: dict[str, PortView] | None
     counters: Any | None
-    rows_changed: bool
+    rows: dict[int, str]  # row index -> its new state, for rows that changed
+
+    @property
+    def rows_changed(self) -> bool:
+        return bool(self.rows)
 
 
 class EventBridge(QObject):
@@ -41,7 +45,7 @@ class EventBridge(QObject):
         self._views: dict[str, PortView] = {}
         self._ports_dirty = True
         self._counters: Any | None = None
-        self._rows_dirty = False
+        self._rows: dict[int, str] = {}
         self._rows_signalled = False
         self.events = 0  # events received (for the benchmark)
 
@@ -93,7 +97,7 @@ class EventBridge(QObject):
                 self._views[ev.port] = new
                 self._ports_dirty = True
             elif kind == "RowUpdate":
-                self._rows_dirty = True
+                self._rows[ev_row(event)] = event.state  # type: ignore[attr-defined]
                 signal_rows = not self._rows_signalled
                 self._rows_signalled = True
             elif kind == "CountersUpdate":
@@ -114,11 +118,15 @@ class EventBridge(QObject):
         with self._lock:
             ports = dict(self._views) if self._ports_dirty else None
             counters, self._counters = self._counters, None
-            rows = self._rows_dirty
-            self._ports_dirty = self._rows_dirty = self._rows_signalled = False
+            rows, self._rows = self._rows, {}
+            self._ports_dirty = self._rows_signalled = False
         return Snapshot(ports, counters, rows)
 
-    def mark_rows_changed(self) -> None:
-        """The GUI changed rows itself (assign, release): repaint them on the next tick."""
+    def mark_rows_changed(self, row_index: int, state: str = "") -> None:
+        """The GUI changed a row itself (assign, release): repaint it on the next tick."""
         with self._lock:
-            self._rows_dirty = True
+            self._rows[row_index] = state or self._rows.get(row_index, "")
+
+
+def ev_row(event: Any) -> int:
+    return int(event.row_index)

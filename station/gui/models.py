@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,9 +62,13 @@ class RowTableModel(QAbstractTableModel):
         values: Callable[[int], Mapping[str, str]] | None = None,
         secret_columns: frozenset[str] = frozenset(),
         parent: QObject | None = None,
+        background: bool = False,
     ) -> None:
         super().__init__(parent)
         self._source = source
+        self._loader: _PageLoader | None = _PageLoader(self) if background else None
+        self._generation = 0  # bumped whenever cached pages become invalid
+        self._pending: set[int] = set()
         self._value_columns = tuple(value_columns)
         self._values = values
         self._secret = secret_columns
@@ -88,7 +92,7 @@ class RowTableModel(QAbstractTableModel):
         self._value_columns = tuple(value_columns)
         self._values = values
         self._secret = secret_columns
-        self._pages.clear()
+        self._invalidate()
         self._count = self._recount()
         self.endResetModel()
 
@@ -98,9 +102,37 @@ class RowTableModel(QAbstractTableModel):
             self._search = search.strip()
         self._state = state
         self.beginResetModel()
-        self._pages.clear()
+        self._invalidate()
         self._count = self._recount()
         self.endResetModel()
+
+    def _invalidate(self) -> None:
+        self._pages.clear()
+        self._pending.clear()
+        self._generation += 1
+
+    def stop(self) -> None:
+        """Stop the background page reader (joins its thread)."""
+        if self._loader is not None:
+            self._loader.stop()
+
+    def _page_loaded(self, generation: int, page_no: int, page: object) -> None:
+        if generation != self._generation:
+            return  # read for a filter or a ledger state that is gone
+        self._pending.discard(page_no)
+        if isinstance(page, BaseException):
+            return
+        assert isinstance(page, list)
+        self._store(page_no, page)
+        first = page_no * self.PAGE
+        last = min(first + len(page), self._count) - 1
+        if last >= first:
+            self.dataChanged.emit(self.index(first, 0), self.index(last, self.columnCount() - 1))
+
+    def _store(self, page_no: int, page: list[Any]) -> None:
+        self._pages[page_no] = page
+        while len(self._pages) > self.MAX_PAGES:
+            self._pages.popitem(last=False)
 
     @property
     def state_filter(self) -> str | None:
@@ -115,13 +147,35 @@ class RowTableModel(QAbstractTableModel):
             return 0
         return self._source.count(self._state, self._search)
 
+    def update_rows(self, indexes: Iterable[int], fetch: Callable[[int], Any]) -> bool:
+        """Rows ``indexes`` changed in the ledger. Without a filter or search, re-read just those
+        that are in the cache (one primary-key read each) and repaint them; returns False when a
+        filter is on (a changed row may enter or leave it: the caller then calls :meth:`refresh`,
+        throttled)."""
+        if self._source is None:
+            return True
+        if self._state is not None or self._search:
+            return False
+        last = self.columnCount() - 1
+        for idx in indexes:
+            page_no, offset = divmod(idx, self.PAGE)
+            page = self._pages.get(page_no)
+            if page is None or offset >= len(page) or page[offset].index != idx:
+                continue  # not on screen recently: it is read fresh when shown
+            if not isinstance(page, list):
+                page = list(page)
+                self._pages[page_no] = page
+            page[offset] = fetch(idx)
+            self.dataChanged.emit(self.index(idx, 0), self.index(idx, last))
+        return True
+
     def refresh(self) -> None:
         """The ledger changed: recount, drop the cache and repaint (keeps scroll and selection)."""
         if self._source is None:
             return
         new = self._recount()
         old = self._count
-        self._pages.clear()
+        self._invalidate()
         if new < old:
             self.beginRemoveRows(ROOT, new, old - 1)
             self._count = new
@@ -134,18 +188,27 @@ class RowTableModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(0, 0), self.index(new - 1, self.columnCount() - 1))
 
     # --- access --------------------------------------------------------------------------------
-    def record(self, row: int) -> Any | None:
-        """The ledger record shown in ``row`` (fetching its page if needed)."""
+    def record(self, row: int, *, wait: bool = False) -> Any | None:
+        """The ledger record shown in ``row``. A page not in the cache is read on the page
+        reader's thread (None until it arrives) unless ``wait`` or there is no reader."""
         if self._source is None or not 0 <= row < self._count:
             return None
         page_no = row // self.PAGE
         page = self._pages.get(page_no)
         if page is None:
-            page = self._source.rows(page_no * self.PAGE, self.PAGE, self._state, self._search)
+            if self._loader is not None and not wait:
+                if page_no not in self._pending:
+                    self._pending.add(page_no)
+                    self.fetches += 1
+                    self._loader.request(
+                        self._generation, page_no, self._source, self._state, self._search
+                    )
+                return None
+            page = list(
+                self._source.rows(page_no * self.PAGE, self.PAGE, self._state, self._search)
+            )
             self.fetches += 1
-            self._pages[page_no] = page
-            while len(self._pages) > self.MAX_PAGES:
-                self._pages.popitem(last=False)
+            self._store(page_no, page)
         else:
             self._pages.move_to_end(page_no)
         offset = row - page_no * self.PAGE
@@ -186,7 +249,7 @@ class RowTableModel(QAbstractTableModel):
             return None
         rec = self.record(index.row())
         if rec is None:
-            return None
+            return "…" if role == Qt.ItemDataRole.DisplayRole else None
         if role == Qt.ItemDataRole.BackgroundRole:
             return QBrush(
                 QColor(theme.ROW_BACKGROUND.get(rec.state, theme.ROW_BACKGROUND["pending"]))
@@ -209,6 +272,56 @@ class RowTableModel(QAbstractTableModel):
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
         return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+
+class _PageLoader(QObject):
+    """Reads row pages from the ledger on one background thread (SQLite paging over a big lot
+    costs milliseconds; the GUI thread never waits for it). Newest request first."""
+
+    loaded = Signal(int, int, object)  # generation, page number, list of records (or the error)
+
+    def __init__(self, model: RowTableModel) -> None:
+        super().__init__(model)
+        self._cond = threading.Condition()
+        self._queue: list[tuple[int, int, Any, str | None, str]] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.loaded.connect(model._page_loaded)
+
+    def request(
+        self, generation: int, page_no: int, source: Any, state: str | None, search: str
+    ) -> None:
+        with self._cond:
+            self._queue.append((generation, page_no, source, state, search))
+            if self._thread is None:
+                self._stopping = False
+                self._thread = threading.Thread(target=self._run, name="row pages", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._queue.clear()
+            self._cond.notify()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(10.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                generation, page_no, source, state, search = self._queue.pop()  # newest first
+            size = RowTableModel.PAGE
+            try:
+                result: object = list(source.rows(page_no * size, size, state, search))
+            except Exception as err:  # a closed ledger while the lot changes: drop the page
+                result = err
+            self.loaded.emit(generation, page_no, result)
 
 
 def _fixed_cell(rec: Any, col: int) -> str:

@@ -85,6 +85,9 @@ class PortCard(QFrame):
         self.setObjectName("portCard")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        # a fixed minimum width (not a Python sizeHint override: layouts ask for it constantly,
+        # and every call from Qt into Python competes for the GIL with the flashing threads)
+        self.setMinimumWidth(self.fontMetrics().averageCharWidth() * 44)
         self._view = PortView(port=port, slot=slot)
         self._selected = False
         base = self.font()
@@ -138,6 +141,9 @@ class PortCard(QFrame):
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             if name in ("Unit", "MAC"):
                 value.setFont(_scaled_font(base, 1.0, bold=True))
+            # new text must not re-layout the window: the columns have fixed room
+            value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            value.setMinimumWidth(value.fontMetrics().horizontalAdvance("24:0a:c4:00:00:00"))
             grid.addWidget(key, i // 2, 2 * (i % 2))
             grid.addWidget(value, i // 2, 2 * (i % 2) + 1)
             self.fields[name] = value
@@ -207,18 +213,18 @@ class PortCard(QFrame):
             old.done,
             old.total,
         ):
-            bg, fg = theme.CARD.get(v.state, theme.CARD["idle"])
+            if force or v.state != old.state:  # style sheets are costly: only on a new state
+                bg, fg = theme.CARD.get(v.state, theme.CARD["idle"])
+                self.big.setStyleSheet(
+                    f"background-color: {bg}; color: {fg}; border-radius: 6px; padding: 4px;"
+                )
+                chunk = {"passed": theme.CARD["passed"][0], "failed": theme.CARD["failed"][0]}
+                color = chunk.get(v.state, theme.CARD["busy"][0])
+                self.progress.setStyleSheet(f"QProgressBar::chunk {{ background-color: {color}; }}")
             word = theme.CARD_WORD.get(v.state, v.state.upper())
             if v.state == "busy" and v.total:
                 word = f"{word} {100 * v.done // v.total}%"
             self.big.setText(word)
-            self.big.setStyleSheet(
-                f"background-color: {bg}; color: {fg}; border-radius: 6px; padding: 4px;"
-            )
-            chunk = {"passed": theme.CARD["passed"][0], "failed": theme.CARD["failed"][0]}.get(
-                v.state, theme.CARD["busy"][0]
-            )
-            self.progress.setStyleSheet(f"QProgressBar::chunk {{ background-color: {chunk}; }}")
             if v.total:
                 self.progress.setValue(int(1000 * v.done / v.total))
                 self.progress.setFormat(f"{v.phase} %p%")
@@ -238,10 +244,6 @@ class PortCard(QFrame):
         self.start_button.setEnabled(not busy and v.state != "offline")
         self.cancel_button.setEnabled(busy or v.state in {"waiting", "attention"})
         self.setAccessibleName(f"{v.slot or v.port}: {theme.CARD_WORD.get(v.state, v.state)}")
-
-    def sizeHint(self) -> QSize:
-        hint = super().sizeHint()
-        return QSize(self.fontMetrics().averageCharWidth() * 44, hint.height())
 
 
 class ElidedLabel(QLabel):

@@ -9,6 +9,7 @@ repaints the cards, the counters and the rows from that state.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,9 @@ class MainWindow(QMainWindow):
         self._counters: Any | None = None
         self._regions: tuple[list[Any], int | None] = ([], None)
         self._db_url: str | None = None
+        self._failed_indexes: set[int] = set()
+        self._filtered_dirty = False
+        self._filtered_at = 0.0
         self._running_config: tuple[int, bool, str] | None = None
         self.image_used: int | None = None
         self._workers: list[threading.Thread] = []
@@ -266,7 +270,7 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.search_field, 1)
         bar.addWidget(self.next_button)
         rl.addLayout(bar)
-        self.row_model = RowTableModel(parent=self)
+        self.row_model = RowTableModel(parent=self, background=True)
         self.row_view = QTableView()
         self.row_view.setObjectName("rowTable")
         self.row_view.setModel(self.row_model)
@@ -543,9 +547,15 @@ class MainWindow(QMainWindow):
 
     def set_lot(self, lot: Any) -> None:
         """Show ``lot`` and start an orchestrator for it (replaces the current one)."""
+        # Load the flashing engine (esptool) and the NVS encoder now, on the GUI thread, before
+        # any port starts: eight workers importing them at once hold the GIL for long stretches
+        # of C code (unmarshalling modules), which froze the window for ~300 ms at the start.
+        import station.flashing
+        import station.nvs  # noqa: F401
         from station.production import Orchestrator
 
         self.close_lot()
+        self._counters = None
         self.lot = lot
         self._running_config = self._orchestrator_config()
         self.orchestrator = Orchestrator(
@@ -640,13 +650,15 @@ class MainWindow(QMainWindow):
         if self.orchestrator is not None:
             self.orchestrator.close()
             self.orchestrator = None
+        self.row_model.stop()  # its reader thread uses the ledger: stop it before closing
+        self.row_model.set_source(None)
+        self._join_workers()
         if self.lot is not None:
             self.lot.close()
         self._stop_port_watcher()
         for port in list(self.cards):
             self._remove_card(port)
         self.lot = None
-        self.row_model.set_source(None)
         self.failed_model.set_rows([])
 
     # ==== ports ====
@@ -686,7 +698,7 @@ class MainWindow(QMainWindow):
     def _columns(self) -> int:
         if not self.cards:
             return 1
-        card_w = next(iter(self.cards.values())).sizeHint().width()
+        card_w = next(iter(self.cards.values())).minimumWidth()
         return max(1, min(len(self.cards), self.cards_scroll.viewport().width() // (card_w + 8)))
 
     def _layout_cards(self) -> None:
@@ -818,7 +830,7 @@ class MainWindow(QMainWindow):
         self.show_scan_result(True, msg)
         self._select_row(row_index)
         self._after_assign(port)
-        self.bridge.mark_rows_changed()
+        self.bridge.mark_rows_changed(row_index)
         self.choose_port(None)
         self.scan_handled.emit(code, True, msg)
 
@@ -848,7 +860,7 @@ class MainWindow(QMainWindow):
         rows = self.row_view.selectionModel().selectedRows()
         if not rows:
             return None
-        rec = self.row_model.record(rows[0].row())
+        rec = self.row_model.record(rows[0].row(), wait=True)
         return None if rec is None else rec.index
 
     def assign_selected(self) -> None:
@@ -870,7 +882,7 @@ class MainWindow(QMainWindow):
         slot = self.cards[port].view.slot if port in self.cards else port
         self.show_scan_result(True, f"✔ row {row_index + 1} → {slot}")
         self._after_assign(port)
-        self.bridge.mark_rows_changed()
+        self.bridge.mark_rows_changed(row_index)
         self.choose_port(None)
 
     def _next_unassigned_row(self) -> int | None:
@@ -944,7 +956,7 @@ class MainWindow(QMainWindow):
             self.show_scan_result(False, f"Retry refused: {_first_message(err)}")
             return
         self.show_scan_result(True, f"↻ {rec.unit_id or rec.index + 1} → retry on {port}")
-        self.bridge.mark_rows_changed()
+        self.bridge.mark_rows_changed(rec.index)
 
     def reprint_selected(self) -> None:
         rec = self._selected_failed()
@@ -973,7 +985,8 @@ class MainWindow(QMainWindow):
             return
         self.log("warning", f"row {rec.index + 1} ({rec.unit_id}) released: {reason}")
         self.show_scan_result(True, f"Row {rec.index + 1} released")
-        self.bridge.mark_rows_changed()
+        self.bridge.mark_rows_changed(rec.index, "pending")
+        self._counters = None  # re-read on the next tick
 
     def _ask_decision(self, decision: Any) -> None:
         """The orchestrator found something it must not decide alone (e.g. foreign data)."""
@@ -1070,15 +1083,20 @@ class MainWindow(QMainWindow):
                 card = self.cards.get(port)
                 if card is not None:
                     card.set_view(view)
-        if snap.rows_changed:
+        if snap.rows and self.lot is not None:
+            if not self.row_model.update_rows(snap.rows, self.lot.ledger.row):
+                self._filtered_dirty = True
+            if any(st == "failed" for st in snap.rows.values()) or any(
+                i in self._failed_indexes for i in snap.rows
+            ):
+                self._refresh_failed()
+        if self._filtered_dirty and time.monotonic() - self._filtered_at >= 1.0:
+            # a filter is on: membership may have changed; recount at most once a second
+            self._filtered_dirty = False
+            self._filtered_at = time.monotonic()
             self.row_model.refresh()
-            self._refresh_failed()
         counters = snap.counters
-        if (
-            counters is None
-            and self.lot is not None
-            and (snap.rows_changed or self._counters is None)
-        ):
+        if counters is None and self.lot is not None and self._counters is None:
             counters = self.lot.ledger.counters()
         if counters is not None:
             self._counters = counters
@@ -1095,6 +1113,7 @@ class MainWindow(QMainWindow):
             self.failed_model.set_rows([])
             return
         failed = self.lot.ledger.failed()
+        self._failed_indexes = {r.index for r in failed}
         self.failed_model.set_rows(failed)
         self.tabs.setTabText(self.failed_tab, f"&Failed ({len(failed)})" if failed else "&Failed")
 

@@ -29,7 +29,7 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QElapsedTimer, QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QElapsedTimer, QEventLoop, QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,7 @@ from station.gui.settings import StationSettings  # noqa: E402
 from station.gui.window import MainWindow  # noqa: E402
 
 SAMPLE = ROOT / "resources" / "sample_lot"
+NICE_DEVICES = False
 
 
 def make_lot(folder: Path, rows: int) -> Path:
@@ -94,9 +95,18 @@ class StallMeter(QObject):
         g = sorted(self.gaps)
         p99 = g[min(len(g) - 1, int(len(g) * 0.99))]
         return (
-            f"ticks {len(g):6d}  median {statistics.median(g):6.2f} ms  p99 {p99:7.2f} ms  "
-            f"max {g[-1]:7.2f} ms"
+            f"{sum(g) / 1000:5.1f} s, ticks {len(g):6d}  median {statistics.median(g):6.2f} ms  "
+            f"p99 {p99:7.2f} ms  max {g[-1]:7.2f} ms"
         )
+
+    def worst(self, n: int = 5) -> str:
+        """The n longest gaps and when they ended (s after the start)."""
+        ends, t = [], 0.0
+        for gap in self.gaps:
+            t += gap
+            ends.append((gap, t / 1000))
+        top = sorted(ends, reverse=True)[:n]
+        return ", ".join(f"{gap:.0f} ms at {at:.1f} s" for gap, at in top)
 
 
 class NaiveRelay(QObject):
@@ -130,6 +140,12 @@ def run(
     settings.hot_plug = False
     settings.continuous = mode != "idle"  # every port flashes the next pending row by itself
     devices = list(start_simulated_devices(ports)) if mode != "idle" else []
+    if NICE_DEVICES:
+        # the simulated chips are Python processes on the same CPU cores; real devices are not.
+        # Lowering their priority shows the window's own cost instead of the machine's load.
+        for d in devices:
+            if d.pid is not None:
+                os.setpriority(os.PRIO_PROCESS, d.pid, 19)
     try:
         settings.ports = [d.port for d in devices]
         window = MainWindow(settings)
@@ -156,21 +172,78 @@ def run(
 
         scroll.timeout.connect(scroll_rows)
         meter.start()
-        scroll.start()
-        deadline = time.monotonic() + seconds
-        done = 0
-        while time.monotonic() < deadline:
-            app.processEvents()
+        if not os.environ.get("BENCH_NOSCROLL"):
+            scroll.start()
+        # the real event loop (a busy processEvents() loop would compete for the GIL itself)
+        loop = QEventLoop()
+        done = [0]
+
+        def check() -> None:
             c = window._counters
-            done = (c.done + c.failed) if c is not None else 0
-            if mode != "idle" and done >= ports:
-                break
+            done[0] = (c.done + c.failed) if c is not None else 0
+            if mode != "idle" and done[0] >= ports:
+                loop.quit()
+
+        checker = QTimer()
+        checker.timeout.connect(check)
+        checker.start(100)
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+        checker.stop()
+        done = done[0]
         meter.stop()
         scroll.stop()
         window.shutdown()
         window.deleteLater()
         app.processEvents()
+        if os.environ.get("BENCH_WORST"):
+            print(f"  worst gaps ({mode}): {meter.worst()}")
         return f"{mode:7s} {meter.summary()}  (lot opened in {opened:.1f} s)", done, rows
+    finally:
+        for d in devices:
+            d.stop()
+
+
+def run_bare(lot: Path, ports: int, seconds: float, db: Path) -> tuple[str, int, int]:
+    """The floor under load: the same flashing with no window at all (events dropped), only
+    the stall meter on the main thread."""
+    from station.flashing import start_simulated_devices
+    from station.production import Orchestrator, open_lot
+
+    devices = list(start_simulated_devices(ports))
+    if NICE_DEVICES:
+        for d in devices:
+            if d.pid is not None:
+                os.setpriority(os.PRIO_PROCESS, d.pid, 19)
+    try:
+        t0 = time.perf_counter()
+        opened_lot = open_lot(lot, db_url=str(db))
+        opened = time.perf_counter() - t0
+        orch = Orchestrator(opened_lot, on_event=lambda ev: None, auto_start=True)
+        meter = StallMeter()
+        meter.start()
+        for d in devices:
+            orch.add_port(d.port)
+        loop = QEventLoop()
+
+        def check() -> None:
+            if orch.units_done + orch.units_failed >= ports:
+                loop.quit()
+
+        checker = QTimer()
+        checker.timeout.connect(check)
+        checker.start(100)
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+        checker.stop()
+        meter.stop()
+        done = orch.units_done + orch.units_failed
+        orch.close()
+        rows = opened_lot.ledger.count()
+        opened_lot.close()
+        if os.environ.get("BENCH_WORST"):
+            print(f"  worst gaps (bare): {meter.worst()}")
+        return f"bare    {meter.summary()}  (lot opened in {opened:.1f} s)", done, rows
     finally:
         for d in devices:
             d.stop()
@@ -181,21 +254,37 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--ports", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=120.0, help="upper bound per run")
+    parser.add_argument("--modes", default="idle,bare,window,naive", help="runs, in order")
+    parser.add_argument(
+        "--switch",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval for this run (default: what the window sets)",
+    )
+    parser.add_argument(
+        "--nice-devices",
+        action="store_true",
+        dest="nice",
+        help="run the simulated chips at the lowest CPU priority",
+    )
     args = parser.parse_args()
+    global NICE_DEVICES
+    NICE_DEVICES = args.nice
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory(prefix="bench-gui-") as tmp:
         t0 = time.perf_counter()
         lot = make_lot(Path(tmp) / "lot", args.rows)
         print(f"lot of {args.rows} rows written in {time.perf_counter() - t0:.1f} s")
-        for mode in ("idle", "window", "naive"):
-            line, done, rows = run(
-                app,
-                lot,
-                mode,
-                args.ports,
-                5.0 if mode == "idle" else args.seconds,
-                Path(tmp) / f"{mode}.station.db",
-            )
+        if args.switch is not None:
+            sys.setswitchinterval(args.switch)
+        print(f"GIL switch interval {sys.getswitchinterval() * 1000:g} ms")
+        for mode in args.modes.split(","):
+            db = Path(tmp) / f"{mode}.station.db"
+            if mode == "bare":
+                line, done, rows = run_bare(lot, args.ports, args.seconds, db)
+            else:
+                seconds = 5.0 if mode == "idle" else args.seconds
+                line, done, rows = run(app, lot, mode, args.ports, seconds, db)
             print(
                 f"{line}  units finished {done}/{args.ports if mode != 'idle' else 0}, rows {rows}"
             )

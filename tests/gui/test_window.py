@@ -41,8 +41,10 @@ def window(qtbot: QtBot, settings: StationSettings) -> Iterator[MainWindow]:
     w.shutdown()
 
 
-def _cells(w: MainWindow, row: int) -> list[str]:
+def _cells(qtbot: QtBot, w: MainWindow, row: int) -> list[str]:
+    """The row as shown, once its page arrived from the page reader thread."""
     m = w.row_model
+    qtbot.waitUntil(lambda: m.data(m.index(row, 0)) != "…")
     return [m.data(m.index(row, c)) for c in range(m.columnCount())]
 
 
@@ -51,7 +53,7 @@ def test_open_lot_shows_rows_ports_and_partitions(
 ) -> None:
     assert window.open_lot(str(lot_dir / "lot.toml"))
     assert window.row_model.rowCount() == 200
-    first = _cells(window, 0)
+    first = _cells(qtbot, window, 0)
     assert first[:4] == ["1", "SN26110001", "SN26110001", "pending"]
     assert "b89cf2e9421bc33515fff6ecc1bb92c0" not in first  # device_key is a secret column
     assert "••••••" in first
