@@ -92,16 +92,76 @@ def _same_chip(expected: str, actual_name: str) -> bool:
 
 
 # ---- cancel: abort blocked I/O from a watchdog thread ------------------------------------
-def _socket_waiting(sock: socket.socket) -> int:
-    """Bytes ready on a TCP link. pyserial's socket:// says 1 at most, which makes esptool
-    read every reply byte by byte (a select and a recv per byte: the CPU cost of 32 ports)."""
-    try:
-        ready, _, _ = select.select([sock], [], [], 0)
+class _SocketReader:
+    """Buffered reads for a TCP link (``socket://``). pyserial says at most 1 byte is waiting
+    there, so esptool reads each reply in pieces, a select() and a recv() per piece; this
+    takes whatever has arrived in one recv() and serves the following reads from memory.
+    Same contract as pyserial's read: up to ``size`` bytes, fewer only on timeout."""
+
+    def __init__(self, port: Any) -> None:
+        self.port = port
+        self.buf = bytearray()
+        self._sock: socket.socket | None = None
+
+    @property
+    def sock(self) -> socket.socket:
+        sock = self.port._socket
+        if sock is not self._sock:  # reopened: what was buffered belongs to the old link
+            self._sock = sock
+            self.buf.clear()
+        if sock is None:
+            raise serial.PortNotOpenError()
+        return sock  # type: ignore[no-any-return]
+
+    def waiting(self) -> int:
+        if self.buf:
+            return len(self.buf)
+        try:
+            ready, _, _ = select.select([self.sock], [], [], 0)
+            if ready:
+                self._fill(0)
+        except (OSError, ValueError, serial.SerialException):
+            return 0  # the following read reports the broken link
+        return len(self.buf)
+
+    def _fill(self, timeout: float | None) -> bool:
+        """One recv() into the buffer once data arrives within ``timeout``; False on timeout."""
+        sock = self.sock
+        ready, _, _ = select.select([sock], [], [], timeout)
         if not ready:
-            return 0
-        return len(sock.recv(65536, socket.MSG_PEEK))
-    except (OSError, ValueError):
-        return 0  # the following read reports the broken link
+            return False
+        try:
+            chunk = sock.recv(65536)
+        except BlockingIOError:
+            return False
+        except OSError as err:
+            raise serial.SerialException(f"read failed: {err}") from err
+        if not chunk:
+            raise serial.SerialException("socket disconnected")
+        self.buf += chunk
+        return True
+
+    def read(self, size: int = 1) -> bytes:
+        if not self.port.is_open:
+            raise serial.PortNotOpenError()
+        _ = self.sock  # drops a stale buffer after a reopen
+        timeout = serial.Timeout(self.port.timeout)
+        while len(self.buf) < size:
+            try:
+                if not self._fill(timeout.time_left()):
+                    break
+            except serial.SerialException:
+                raise
+            except (OSError, ValueError) as err:
+                raise serial.SerialException(f"read failed: {err}") from err
+            if timeout.expired():
+                break
+        out = bytes(self.buf[:size])
+        del self.buf[:size]
+        return out
+
+    def reset(self) -> None:
+        self.buf.clear()
 
 
 class _Guard:
@@ -111,6 +171,17 @@ class _Guard:
         self.port = port
         self.aborted = False
         read, write, waiting = port.read, port.write, port.inWaiting
+        sock = getattr(port, "_socket", None)
+        if isinstance(sock, socket.socket):
+            reader = _SocketReader(port)
+            read, waiting = reader.read, reader.waiting
+            reset_input = port.reset_input_buffer
+
+            def reset_input_buffer() -> None:
+                reader.reset()
+                reset_input()
+
+            port.reset_input_buffer = reset_input_buffer
 
         def guarded_read(size: int = 1) -> bytes:
             if self.aborted:
@@ -129,9 +200,6 @@ class _Guard:
         def guarded_waiting() -> int:
             if self.aborted:
                 raise Cancelled("cancelled")
-            sock = getattr(port, "_socket", None)
-            if isinstance(sock, socket.socket):
-                return _socket_waiting(sock)
             n: int = waiting()
             return n
 

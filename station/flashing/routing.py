@@ -144,6 +144,30 @@ class RoutingLogger(EspLogBase):
 _install_lock = threading.Lock()
 
 
+def _quiet_hex_on_job_threads(routing: RoutingLogger) -> None:
+    """esptool formats a hex dump of every packet it sends and receives for its trace, even
+    when tracing is off (``f"... {HexFormatter(buf)}"`` is built before ``trace()`` looks at
+    the flag): about four dumps per command, half the engine's CPU on 32 ports. On a job's
+    thread (a sink is bound; our sessions never enable tracing) the dump becomes a byte count;
+    anywhere else esptool formats as before."""
+    import esptool.loader as loader
+
+    original = getattr(loader, "HexFormatter", None)
+    if original is None or getattr(original, "_station_quiet", False):
+        return
+
+    class QuietHexFormatter(original):  # type: ignore[misc,valid-type]
+        _station_quiet = True
+
+        def __str__(self) -> str:
+            if routing.sink() is not None:
+                return f"<{len(self._s)} bytes>"
+            text: str = super().__str__()
+            return text
+
+    loader.HexFormatter = QuietHexFormatter
+
+
 def router() -> RoutingLogger:
     """The process's routing logger, installed on first use (thread-safe, idempotent)."""
     import esptool.logger  # noqa: F401 - installs esptool's logger as the default first
@@ -156,4 +180,5 @@ def router() -> RoutingLogger:
             current = EspLog()
         routing = RoutingLogger(current)
         EspLog.instance = routing
+        _quiet_hex_on_job_threads(routing)
         return routing

@@ -6,8 +6,8 @@ One run, three comparisons with the real alternative, figures printed (never ass
    checks, write, MD5, read-back verify) vs ``esptool write-flash`` as a process (write + MD5
    only) — target <= 0.7x;
 2. 8 devices at once with the engine vs 8 in turn with the esptool CLI — target <= 0.25x;
-3. 32 devices at once, all verified, vs 32 in turn with the esptool CLI (estimated from the
-   measured per-unit CLI time) — target <= 0.15x.
+3. 32 devices at once, all verified, vs 32 in turn with the esptool CLI (all 32 measured) —
+   target <= 0.15x.
 
 The simulated devices are processes sharing this machine's cores with the engine.
 """
@@ -94,14 +94,16 @@ def main() -> None:
     # 2. eight devices
     devs = start(8)
     try:
-        t = time.perf_counter()
-        for d in devs:
-            esptool_cli(d.port, f)
-        cli8 = time.perf_counter() - t
+        # the engine first, on blank devices as on the line (esptool does not care what the
+        # devices hold; the engine would read and decode what it finds)
         t = time.perf_counter()
         results = run_jobs([job(d.port, f"SN8-{i}") for i, d in enumerate(devs)])
         eng8 = time.perf_counter() - t
         assert all(r.ok for r in results), [r.reason for r in results if not r.ok]
+        t = time.perf_counter()
+        for d in devs:
+            esptool_cli(d.port, f)
+        cli8 = time.perf_counter() - t
     finally:
         for d in devs:
             d.stop()
@@ -113,21 +115,23 @@ def main() -> None:
     # 3. thirty-two devices
     devs = start(32)
     try:
-        t = time.perf_counter()
-        cli_some = [esptool_cli(d.port, f) for d in devs[:8]]
-        cli32 = statistics.mean(cli_some) * 32  # 32 in turn, from 8 measured
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         results = run_jobs([job(d.port, f"SN32-{i}") for i, d in enumerate(devs)])
         eng32 = time.perf_counter() - t
+        cpu32 = time.process_time() - cpu
+        t = time.perf_counter()
+        for d in devs:
+            esptool_cli(d.port, f)
+        cli32 = time.perf_counter() - t
         ok = sum(r.ok for r in results)
         macs = len({r.mac for r in results})
     finally:
         for d in devs:
             d.stop()
     print("\n3) 32 devices")
-    print(f"   esptool CLI, 32 in turn      : {cli32:.2f} s  (8 measured x 4)")
+    print(f"   esptool CLI, 32 in turn      : {cli32:.2f} s")
     print(f"   engine, 32 at once           : {eng32:.2f} s  ({ok}/32 verified, {macs} MACs)")
-    print(f"   ratio {eng32 / cli32:.2f}x  (target <= 0.15x)")
+    print(f"   ratio {eng32 / cli32:.2f}x  (target <= 0.15x); engine process CPU {cpu32:.2f} s")
     slowest = max(results, key=lambda r: sum(r.durations.values()))
     print(f"   slowest port phases: { ({k: round(v, 2) for k, v in slowest.durations.items()}) }")
 

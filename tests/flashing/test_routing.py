@@ -97,3 +97,16 @@ def test_unbound_threads_and_later_set_logger_keep_working() -> None:
         assert sink.messages == ["to the sink", "warning: careful"]
     finally:
         r._fallback = previous
+
+
+def test_packet_dumps_are_skipped_on_job_threads_only() -> None:
+    """esptool formats every packet for its trace; a job's thread gets a byte count instead."""
+    import esptool.loader as loader
+
+    routing = router()
+    packet = b"\xc0\x00\x08\x24\x00" + b"U" * 32 + b"\xc0"
+    full = f"{loader.HexFormatter(packet)}"
+    assert "c000082400555555" in full.lower()  # unbound thread: esptool's own dump
+    with routing.bound(JobSink()):
+        assert f"Write: {loader.HexFormatter(packet)}" == f"Write: <{len(packet)} bytes>"
+    assert f"{loader.HexFormatter(packet)}" == full
