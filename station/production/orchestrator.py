@@ -85,6 +85,10 @@ class Decision:
 Event = PortUpdate | RowUpdate | CountersUpdate | LogEvent | Decision
 
 
+class DeviceRefused(Exception):
+    """The device must not be written (e.g. its partition table disagrees with the lot)."""
+
+
 class Cancelled(Exception):
     """The operator cancelled the port (or the station is closing)."""
 
@@ -591,6 +595,7 @@ class Orchestrator:
         factory = self.lot.factory
         try:
             self._phase(p, u, "checking")
+            self._check_table(p, u, session)
             current = session.read(factory.offset, factory.size)
             self._check_cancel(p)
             plan = self._plan(p, u, current)
@@ -660,8 +665,11 @@ class Orchestrator:
             cancelled = isinstance(err, Cancelled) or p.cancel.is_set()
             reason = "cancelled" if cancelled else err.reason  # type: ignore[union-attr]
             return self._failed(p, u, reason, cancelled)
-        except ClaimRefused as err:
-            msg = "; ".join(pr.message for pr in err.problems)
+        except (ClaimRefused, DeviceRefused) as err:
+            if isinstance(err, DeviceRefused):
+                msg = str(err)
+            else:
+                msg = "; ".join(pr.message for pr in err.problems)
             self._port_update(p, u, "attention", msg)
             self._emit(LogEvent(p.name, "error", self._mask(msg, None)))
             p.last_mac, p.last_result = u.mac, "failed"
@@ -681,6 +689,37 @@ class Orchestrator:
         self._counters()
         self._port_update(p, u, "attention", reason)
         return "bad-row"
+
+    def _check_table(self, p: _Port, u: _Unit, session: DeviceSession) -> None:
+        """A device whose partition table puts the factory partition elsewhere is refused:
+        writing there would overwrite its firmware's data. A blank table is fine (new board)."""
+        from station.partitions import compare_tables
+
+        table = session.read_partition_table()
+        if table is None:
+            return
+        f = self.lot.factory
+        theirs = next((q for q in table.partitions if q.name == f.name), None)
+        if theirs is None or (theirs.offset, theirs.size) != (f.offset, f.size):
+            where = (
+                "has no partition"
+                if theirs is None
+                else f"has it at 0x{theirs.offset:x} (0x{theirs.size:x} bytes)"
+            )
+            raise DeviceRefused(
+                f"{u.mac}: its partition table {where} named {f.name!r}; the lot writes "
+                f"0x{f.size:x} bytes at 0x{f.offset:x}. Check the lot's partition table "
+                "against the firmware; the device was left untouched"
+            )
+        diffs = compare_tables(self.lot.table, table)
+        if diffs:
+            self._emit(
+                LogEvent(
+                    p.name,
+                    "warning",
+                    f"{u.mac}: partition table differs from the lot's: {'; '.join(diffs[:3])}",
+                )
+            )
 
     def _check_cancel(self, p: _Port) -> None:
         if p.cancel.is_set():

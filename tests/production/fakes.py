@@ -65,7 +65,10 @@ class FakeSession:
         return bytes(self.dev.flash[offset : offset + size])
 
     def read_partition_table(self) -> Any:
-        return None
+        from station.partitions import parse_binary
+
+        data = bytes(self.dev.flash[0x8000:0x8C00])
+        return None if data == b"\xff" * len(data) else parse_binary(data)
 
     def write(self, regions: Sequence[WriteRegion]) -> None:
         self.bench.before_write(self.port, self.dev)

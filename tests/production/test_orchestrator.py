@@ -326,3 +326,27 @@ def test_a_row_whose_image_cannot_be_built_fails_alone(
     assert any(
         e.state == "attention" and "cannot build" in e.message for e in events.of(PortUpdate)
     )
+
+
+def test_a_device_whose_table_moves_the_factory_partition_is_left_untouched(lot: Lot) -> None:
+    from station.partitions import parse_csv_text, to_binary
+
+    bench, events = FakeBench(), Events()
+    other = FakeDevice("24:0a:c4:00:04:01")
+    table = parse_csv_text(
+        "nvs, data, nvs, 0x9000, 0x4000,\nfctry, data, nvs, 0xe000, 0x3000,\n"
+        "factory, app, factory, 0x10000, 1M,\n"
+    )
+    other.flash[0x8000:0x8C00] = to_binary(table)
+    same = FakeDevice("24:0a:c4:00:04:02")
+    same.flash[0x8000:0x8C00] = to_binary(lot.table)
+    bench.put(PORTS[0], other)
+    bench.put(PORTS[1], same)
+    with orchestrator(lot, bench, events) as orch:
+        orch.add_port(PORTS[0])
+        orch.add_port(PORTS[1])
+        run_round(orch)
+    assert other.writes == 0 and same.writes == 1
+    assert lot.ledger.count("done") == 1 and lot.ledger.attempts(0)[0].mac == same.mac
+    refused = [e for e in events.of(PortUpdate) if e.port == PORTS[0] and e.state == "attention"]
+    assert refused and "at 0xe000" in refused[-1].message
