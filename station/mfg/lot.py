@@ -24,6 +24,10 @@ from station.mfg.csvfile import read_text, records
 
 if TYPE_CHECKING:
     from station.nvs import NvsEntry, XtsKeys
+    from station.nvs.encoder import RowEncoder
+
+    # a lot's row encoder, the values columns of its data lines, (line, encoding) of file lines
+    _Compiled = tuple[RowEncoder | None, tuple[int, ...], tuple[tuple[int, str], ...]]
 
 TYPES = ("data", "file", "namespace")
 MAX_KEY_BYTES = 15
@@ -131,6 +135,20 @@ class _FileCache:
         return data
 
 
+class _Encoders:
+    """Per NVS version: the lot's fast row encoder (see :class:`station.nvs.encoder.RowEncoder`)
+    with the values columns it reads and the lines that hold type-file paths."""
+
+    def __init__(self) -> None:
+        self._by_version: dict[int, _Compiled] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        return {}  # a worker process compiles its own (closures do not pickle)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
 @dataclass(frozen=True)
 class MfgLot:
     """A validated lot: config lines, the values columns and one :class:`Row` per device."""
@@ -143,6 +161,7 @@ class MfgLot:
     rows: tuple[Row, ...]
     fileid: str | None
     _files: _FileCache = field(default_factory=_FileCache, repr=False, compare=False)
+    _encoders: _Encoders = field(default_factory=_Encoders, repr=False, compare=False)
 
     @property
     def data_lines(self) -> tuple[ConfigLine, ...]:
@@ -739,9 +758,52 @@ def build_row_image(
     """One device's NVS partition image, in memory; nothing is written."""
     from station.nvs import encode_image
 
+    image = _fast_image(lot, row, size, version, keys)
+    if image is not None:
+        return image
     return encode_image(
         _image_entries(lot, row), size, version=version, keys=keys, base_dir=lot.base_dir
     )
+
+
+def _fast_image(
+    lot: MfgLot, row: Row, size: int, version: int, keys: XtsKeys | None
+) -> bytes | None:
+    """The image through the lot's row encoder (the lot's values are validated once, as a
+    whole, by load_mfg); None when the checked path must do it (and report any problem)."""
+    from station.nvs.encoder import RowEncoder
+
+    known = lot._encoders._by_version.get(version)
+    if known is None:
+        lines: list[tuple[str, str]] = []
+        cols: list[int] = []
+        file_lines: list[tuple[int, str]] = []
+        for kind, key, _typ, encoding, index in lot._plan:
+            if kind == 0:
+                lines.append((key, ""))
+                continue
+            if index < 0:
+                lines = []
+                break
+            if kind == 2:
+                file_lines.append((len(cols), encoding))
+                encoding = V.file_entry_encoding(encoding)
+            lines.append((key, encoding))
+            cols.append(index)
+        encoder = RowEncoder.create(lines, version) if lines else None
+        known = (encoder, tuple(cols), tuple(file_lines))
+        lot._encoders._by_version[version] = known
+    encoder, columns, files = known
+    if encoder is None:
+        return None
+    fields = row.values._fields  # type: ignore[attr-defined]
+    values = [fields[i] for i in columns]
+    try:
+        for pos, encoding in files:
+            values[pos] = lot._file_value(encoding, values[pos])[1]
+    except (OSError, ValueError):  # gone or changed since load_mfg: the checked path says so
+        return None
+    return encoder.encode(values, size, keys)
 
 
 def unit_id(lot: MfgLot, row: Row) -> str:

@@ -157,6 +157,13 @@ def file_content_check(encoding: str, data: bytes) -> tuple[str | None, int]:
     return value_check(encoding)(text)
 
 
+def file_entry_encoding(encoding: str) -> str:
+    """The encoding of the data entry that stands for a type-file value (file_entry_value)."""
+    if encoding in ("binary", "hex2bin") or FILL_RE.match(encoding):
+        return "hex2bin"
+    return encoding
+
+
 def file_entry_value(encoding: str, data: bytes) -> tuple[str, str]:
     """(encoding, value) of a data entry that encodes exactly like a file entry with these bytes."""
     if encoding == "binary":

@@ -19,9 +19,10 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from station.errors import Problem, ProblemList, StationError
 from station.nvs.crypto import encrypt_entries
@@ -640,6 +641,186 @@ def _build(
     if fit is not None:
         problems.extend([fit])
     return template, [item[4] for item in prep.items], problems.items
+
+
+class _Reject(ValueError):
+    """A value the fast path does not take; the checked path will say what is wrong."""
+
+
+Converter = Callable[[str], bytes]
+
+
+def _converter(encoding: str, version: int) -> tuple[int, int, Converter] | None:
+    """(kind, item type, value text -> payload) for an encoding, as :class:`_Prep` converts."""
+    enc = encoding.strip().lower()
+    prim = PRIMITIVES.get(enc)
+    if prim is not None:
+        code, fmt, lo, hi = prim
+        pack = struct.Struct(fmt).pack
+        pad = b"\xff" * (8 - struct.calcsize(fmt))
+
+        def integer(value: str) -> bytes:
+            number = _parse_int(value)
+            if number is None or not lo <= number <= hi:
+                raise _Reject
+            return pack(number) + pad
+
+        return _PRIM, code, integer
+    if enc == "string":
+        limit = MAX_VARLEN[version]
+
+        def string(value: str) -> bytes:
+            data = value.encode("utf-8") + b"\0"
+            if len(data) > limit:
+                raise _Reject
+            return data
+
+        return _STR, SZ, string
+    blob: Converter
+    if enc == "hex2bin":
+
+        def blob(value: str) -> bytes:
+            return binascii.a2b_hex(value.strip())
+
+    elif enc == "base64":
+
+        def blob(value: str) -> bytes:
+            if not _B64_RE.fullmatch(value):
+                value = _WS_RE.sub("", value)
+            if len(value) % 4 or not _B64_RE.fullmatch(value):
+                raise _Reject
+            return base64.b64decode(value)
+
+    elif enc == "binary":
+
+        def blob(value: str) -> bytes:
+            return value.encode("utf-8")
+
+    else:
+        fill = _FILL_RE.fullmatch(enc)
+        if fill is None:
+            return None
+        length, pad = int(fill.group(2)), bytes((int(fill.group(3), 16),))
+        sized = fill.group(1) == "blob_sz_fill"
+
+        def blob(value: str) -> bytes:
+            data = value.encode("utf-8")
+            if len(data) > length:
+                raise _Reject
+            filled = data + pad * (length - len(data))
+            return struct.pack("<I", len(data)) + filled if sized else filled
+
+    if version == 1:
+        unlimited = blob
+
+        def blob(value: str) -> bytes:
+            data = unlimited(value)
+            if len(data) > MAX_VARLEN[1]:
+                raise _Reject
+            return data
+
+    return _BLOB, BLOB, blob
+
+
+class RowEncoder:
+    """Encodes many devices of one entry structure, whose values were validated as a whole.
+
+    ``lines`` is the structure: ``(key, encoding)`` per entry in order, encoding ``""`` for a
+    namespace, type data (type-file values are given as the data entry they stand for).
+    :meth:`encode` takes one device's values of the data lines and converts them without
+    locating problems, reusing the page layout of earlier devices with the same value lengths.
+    It returns None for anything it does not take (a bad value, data that does not fit): the
+    caller then encodes that device with :func:`encode_image`, which reports the problem.
+    Use :meth:`create`, which returns None for structures the fast path does not handle.
+    """
+
+    def __init__(
+        self,
+        version: int,
+        items: list[tuple[int, int, int, bytes]],
+        fixed: list[bytes],
+        slots: tuple[int, ...],
+        converters: tuple[Converter, ...],
+    ) -> None:
+        self._version = version
+        self._items = items  # (kind, namespace index, item type, key field) per item
+        self._fixed = fixed  # payloads: namespaces' data fields, b"" where a value goes
+        self._slots = slots  # item index of each data line
+        self._converters = converters
+        self._templates: dict[tuple[int, ...], _Template | None] = {}
+
+    @classmethod
+    def create(cls, lines: Iterable[tuple[str, str]], version: int = 2) -> RowEncoder | None:
+        """An encoder for this structure, or None if it needs the checked path.
+
+        None for Wi-Fi keys (the side entries they add depend on values), invalid or repeated
+        keys, a first line that is not a namespace, unknown encodings and versions.
+        """
+        if version not in (1, 2):
+            return None
+        namespaces: dict[str, int] = {}
+        items: list[tuple[int, int, int, bytes]] = []
+        fixed: list[bytes] = []
+        slots: list[int] = []
+        converters: list[Converter] = []
+        seen: set[tuple[int, str]] = set()
+        ns = 0
+        for key, encoding in lines:
+            if not 0 < _key_len(key) <= MAX_KEY_LEN:
+                return None
+            if encoding == "":
+                idx = namespaces.get(key)
+                if idx is None:
+                    if len(namespaces) >= MAX_NAMESPACES:
+                        return None
+                    idx = namespaces[key] = len(namespaces) + 1
+                    items.append((_PRIM, 0, U8, _key_field(key)))
+                    fixed.append(bytes((idx,)) + b"\xff" * 7)
+                ns = idx
+                continue
+            if not ns or key in _AP_KEYS or key in _STA_KEYS or (ns, key) in seen:
+                return None
+            seen.add((ns, key))
+            conv = _converter(encoding, version)
+            if conv is None:
+                return None
+            kind, typ, converter = conv
+            slots.append(len(items))
+            items.append((kind, ns, typ, _key_field(key)))
+            fixed.append(b"")
+            converters.append(converter)
+        return cls(version, items, fixed, tuple(slots), tuple(converters))
+
+    def encode(self, values: Sequence[str], size: int, keys: XtsKeys | None = None) -> bytes | None:
+        """The image of one device (values of the data lines, in order), or None (see above)."""
+        if size % PAGE_SIZE or size < MIN_SIZE or len(values) != len(self._slots):
+            return None
+        payloads = self._fixed[:]
+        try:
+            for slot, convert, value in zip(self._slots, self._converters, values, strict=True):
+                payloads[slot] = convert(value)
+        except ValueError:  # _Reject, binascii.Error, UnicodeEncodeError
+            return None
+        shape = tuple(map(len, payloads))
+        template = self._templates.get(shape, _MISSING)
+        if template is _MISSING:
+            shapes = tuple(
+                (kind, ns, typ, key, 0 if kind == _PRIM else n)
+                for (kind, ns, typ, key), n in zip(self._items, shape, strict=True)
+            )
+            try:
+                template = _template(self._version, shapes)
+            except _TooManyChunks:
+                template = None
+            if len(self._templates) >= 4096:
+                self._templates.clear()
+            self._templates[shape] = template
+        if template is None or template.pages > data_pages(size):
+            return None
+        return template.fill(payloads, keys, size)  # type: ignore[union-attr]
+
+
+_MISSING: Any = object()
 
 
 def check_entries(
