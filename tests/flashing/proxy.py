@@ -5,7 +5,10 @@ write is under way) or once the engine has sent ``after`` bytes towards the devi
 
 - ``cut``: close both sides (a pulled cable);
 - ``stall``: keep the line open but forward nothing more from the device (a hung device);
-- ``corrupt``: flip bits in what the device sends back (a noisy line).
+- ``corrupt``: flip bits in what the device sends back (a noisy line);
+- ``hold``: hold what the device sends back until the proxy is closed — nothing is lost and
+  nothing arrives, so the engine waits for as long as its own timeouts let it (``holding`` is
+  set once a reply is being held).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import threading
 
 class FaultProxy:
     def __init__(self, target: str, fault: str | None = None, after: int | None = None) -> None:
-        if fault not in (None, "cut", "stall", "corrupt"):
+        if fault not in (None, "cut", "stall", "corrupt", "hold"):
             raise ValueError(fault)
         host, port = target.removeprefix("socket://").rsplit(":", 1)
         self.target = (host, int(port))
@@ -24,6 +27,8 @@ class FaultProxy:
         self.after = after
         self.sent_up = 0  # bytes engine -> device, over all connections
         self.triggered = threading.Event()
+        self.holding = threading.Event()  # "hold": a reply is being held now
+        self._release = threading.Event()  # set by close() only
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._socks: list[socket.socket] = []
@@ -71,6 +76,10 @@ class FaultProxy:
                 if self.fault == "cut" and self.triggered.is_set():
                     break
             elif self.triggered.is_set():
+                if self.fault == "hold":
+                    self.holding.set()
+                    self._release.wait()  # never released while the test runs
+                    break
                 if self.fault == "stall":
                     continue
                 if self.fault == "corrupt":
@@ -103,6 +112,7 @@ class FaultProxy:
 
     def close(self) -> None:
         self._stop.set()
+        self._release.set()
         self._srv.close()
         with self._lock:
             socks = list(self._socks)

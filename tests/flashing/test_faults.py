@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import pytest
+from esptool.loader import MAX_TIMEOUT, ESPLoader
 
-from station.flashing import FlashJob, Progress, WriteRegion, open_device, run_job, run_jobs
+from station.flashing import (
+    FlashJob,
+    JobResult,
+    Progress,
+    WriteRegion,
+    open_device,
+    run_job,
+    run_jobs,
+)
 from tests.flashing.conftest import FACTORY_OFFSET, FACTORY_SIZE, nvs_image
 from tests.flashing.proxy import FaultProxy
 
@@ -92,34 +102,70 @@ def test_hung_and_missing_ports_fail_by_timeout_without_holding_others(sim) -> N
     assert not r_missing.ok
 
 
-def test_cancel_stops_a_stalled_job_and_not_the_others(sim) -> None:
+def _run_in_thread(j: FlashJob, on_progress=None, cancel=None):  # type: ignore[no-untyped-def]
+    out: dict[str, JobResult] = {}
+    t = threading.Thread(target=lambda: out.update(r=run_job(j, on_progress, cancel)), daemon=True)
+    t.start()
+    return t, out
+
+
+def test_cancel_ends_a_write_that_nothing_else_would_end(sim, monkeypatch) -> None:
+    """The device's reply is held forever and esptool's timeouts are stretched to their 240 s
+    ceiling: only cancel can end this job within the join below. The other port finishes."""
     devs = sim(2)
-    stalled = FaultProxy(devs[0].port, "stall")
+    held = FaultProxy(devs[0].port, "hold")
     cancel = threading.Event()
-    other_done = threading.Event()
+    command = ESPLoader.command
+
+    def patient(self, op=None, data=b"", chk=0, wait_response=True, timeout=3.0):  # type: ignore[no-untyped-def]
+        return command(self, op, data, chk, wait_response, timeout=MAX_TIMEOUT)
 
     def on_progress(p: Progress) -> None:
-        if p.port == stalled.port and p.phase == "writing" and p.done > 0:
-            stalled.arm()
-            cancel.set()  # the operator presses Stop while the device hangs
+        if (
+            p.port == held.port
+            and p.phase == "writing"
+            and p.done > 0
+            and not held.triggered.is_set()
+        ):
+            monkeypatch.setattr(ESPLoader, "command", patient)  # from the next block on
+            held.arm()
 
-    results: dict[str, object] = {}
-
-    def other() -> None:
-        results["other"] = run_job(job(devs[1].port))
-        other_done.set()
-
-    t = threading.Thread(target=other)
-    t.start()
     try:
-        r = run_job(job(stalled.port), on_progress, cancel)
+        t, out = _run_in_thread(job(held.port), on_progress, cancel)
+        other = run_job(job(devs[1].port))
+        assert held.holding.wait(60), "the write never reached the held reply"
+        start = time.perf_counter()
+        cancel.set()  # the operator presses Stop while the device hangs
+        t.join(60)  # far below esptool's 240 s: only the cancel ends it
+        took = time.perf_counter() - start
+        assert not t.is_alive(), "cancel did not end the job"
     finally:
-        stalled.close()
-        t.join()
-    assert not r.ok
-    assert r.reason == "cancelled"
-    assert r.phase == "writing"
-    assert results["other"].ok  # type: ignore[attr-defined]
+        held.close()
+    print(f"cancelled write returned {took:.3f} s after cancel.set()")
+    r = out["r"]
+    assert (r.ok, r.reason, r.phase) == (False, "cancelled", "writing")
+    assert other.ok, other.reason
+
+
+def test_cancel_ends_a_connection_attempt_that_would_last_an_hour(sim) -> None:
+    """Every reply is held and the job may try to connect for an hour: only cancel ends it."""
+    (dev,) = sim(1)
+    held = FaultProxy(dev.port, "hold")
+    held.arm()
+    cancel = threading.Event()
+    try:
+        t, out = _run_in_thread(job(held.port, timeout=3600.0), cancel=cancel)
+        assert held.holding.wait(60), "the engine never sent a sync"
+        start = time.perf_counter()
+        cancel.set()
+        t.join(60)
+        took = time.perf_counter() - start
+        assert not t.is_alive(), "cancel did not end the job"
+    finally:
+        held.close()
+    print(f"cancelled connect returned {took:.3f} s after cancel.set()")
+    r = out["r"]
+    assert (r.ok, r.reason, r.phase, r.mac) == (False, "cancelled", "connecting", "")
 
 
 def test_cancel_before_start_touches_nothing(sim) -> None:
