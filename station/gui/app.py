@@ -6,11 +6,12 @@ import argparse
 import shutil
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QObject, QSettings, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
 from station.errors import StationError
@@ -71,6 +72,85 @@ def start_demo(ports: int = DEMO_PORTS, folder: Path | None = None) -> Demo:
     return demo
 
 
+class DemoSwapper(QObject):
+    """Plays the operator's hands in the demo: a moment after a device passes, it is taken off
+    and a fresh simulated device (a new MAC) is plugged into the same slot, so the demo can run
+    through the whole lot one scan at a time."""
+
+    swapped = Signal(str, object)  # old port, the new SimulatedDevice (from a worker thread)
+
+    def __init__(self, window: Any, demo: Demo, delay_ms: int = 2500) -> None:
+        super().__init__(window)
+        self.window = window
+        self.demo = demo
+        self.delay_ms = delay_ms
+        self._timers: dict[str, QTimer] = {}
+        self._threads: list[threading.Thread] = []
+        self._started: list[Any] = []  # devices this swapper started
+        self._stopping = False
+        window.bridge.port_finished.connect(self._finished)
+        self.swapped.connect(self._plug)
+
+    def _finished(self, port: str, state: str) -> None:
+        if state != "passed" or self._stopping or port in self._timers:
+            return
+        timer = QTimer(self)
+        timer.setSingleShot(True)
+        timer.timeout.connect(lambda: self._unplug(port))
+        timer.start(self.delay_ms)
+        self._timers[port] = timer
+
+    def _unplug(self, port: str) -> None:
+        self._timers.pop(port, None)
+        old = next((d for d in self.demo.devices if d.port == port), None)
+        if old is None or self._stopping:
+            return
+        self.window.bridge.set_offline(port, True)
+        self.window.log(
+            "info", "demo: the finished device is taken off, a new one plugged in", port
+        )
+        thread = threading.Thread(target=self._swap, args=(old,), name="demo swap", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _swap(self, old: Any) -> None:
+        from station.flashing import start_simulated_devices
+
+        old.stop()
+        if self._stopping:
+            return
+        try:
+            new = start_simulated_devices(1)[0]
+        except Exception as err:  # the demo goes on with one port less
+            self.swapped.emit(old.port, err)
+            return
+        self._started.append(new)
+        self.swapped.emit(old.port, new)
+
+    def _plug(self, old_port: str, new: Any) -> None:
+        self.demo.devices = [d for d in self.demo.devices if d.port != old_port]
+        if isinstance(new, BaseException):
+            self.window.log("error", f"demo: no new simulated device ({new})", old_port)
+            return
+        self.demo.devices.append(new)
+        if self._stopping:
+            return
+        self.window.replace_port(old_port, new.port)
+
+    def stop(self) -> None:
+        """No more swaps; wait for the ones under way (their devices are stopped by the demo)."""
+        self._stopping = True
+        for timer in self._timers.values():
+            timer.stop()
+        self._timers.clear()
+        for thread in self._threads:
+            thread.join(30.0)
+        self._threads.clear()
+        for device in self._started:  # started, but never plugged into the window
+            if device not in self.demo.devices:
+                device.stop()
+
+
 def make_application(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance()
     if not isinstance(app, QApplication):
@@ -92,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, "demo", False):
             demo = start_demo()
             window = MainWindow(demo.settings, title_suffix=f" (demo — engineer PIN {DEMO_PIN})")
+            swapper = DemoSwapper(window, demo)
+            window.closing.connect(swapper.stop)
             if window.open_lot(str(demo.lot_path)):
                 first = window.lot.ledger.rows(0, 1, "pending") if window.lot else []
                 code = first[0].scan_value if first else ""

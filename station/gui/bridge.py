@@ -50,10 +50,12 @@ class EventBridge(QObject):
         self.events = 0  # events received (for the benchmark)
 
     # --- ports known to the window -------------------------------------------------------------
-    def add_port(self, port: str, slot: str = "") -> None:
+    def add_port(self, port: str, slot: str = "", *, passed: int = 0, failed: int = 0) -> None:
         with self._lock:
             if port not in self._views:
-                self._views[port] = PortView(port=port, slot=slot)
+                self._views[port] = PortView(
+                    port=port, slot=slot, passed_count=passed, failed_count=failed
+                )
             self._ports_dirty = True
 
     def remove_port(self, port: str) -> None:

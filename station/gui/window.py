@@ -86,6 +86,7 @@ class MainWindow(QMainWindow):
     scan_handled = Signal(str, bool, str)  # code, accepted, message shown to the operator
     mode_changed = Signal(bool)  # engineer mode on?
     image_size_done = Signal(object, int, str)  # lot, bytes used, problem (from a worker)
+    closing = Signal()  # shutdown() begins: helpers stop before production does
 
     def __init__(self, settings: StationSettings, *, title_suffix: str = "") -> None:
         super().__init__()
@@ -674,10 +675,29 @@ class MainWindow(QMainWindow):
             return
         self.bridge.add_port(port, name)
         card = PortCard(port, name)
+        view = self.bridge.view(port)
+        if view is not None:
+            card.set_view(view)
         card.start_requested.connect(self.start_port)
         card.cancel_requested.connect(self.cancel_port)
         card.chosen.connect(self.choose_port)
         self.cards[port] = card
+        self._layout_cards()
+
+    def replace_port(self, old: str, new: str) -> None:
+        """A slot's device now answers on another port (e.g. a new simulated device): keep the
+        slot's name, place and counters."""
+        card = self.cards.get(old)
+        if card is None or self.orchestrator is None:
+            return
+        view = self.bridge.view(old) or card.view
+        order = list(self.cards)
+        self.orchestrator.remove_port(old)
+        self._remove_card(old)
+        self.bridge.add_port(new, view.slot, passed=view.passed_count, failed=view.failed_count)
+        self.add_port(new, view.slot)
+        order[order.index(old)] = new
+        self.cards = {p: self.cards[p] for p in order if p in self.cards}
         self._layout_cards()
 
     def remove_port(self, port: str) -> None:
@@ -1151,6 +1171,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             return
         self._closing = True
+        self.closing.emit()
         self.settings.save_window_layout(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.timer.stop()

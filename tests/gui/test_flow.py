@@ -268,10 +268,15 @@ def test_demo_opens_the_sample_lot_on_four_simulated_devices(
         seen["engineer"] = w.engineer
         seen["hint"] = w.scan_result.text()
         seen["lot"] = Path(w.lot.settings.path)
+        swapper = w.findChild(app_module.DemoSwapper)
+        swapper.delay_ms = 0
+        first = next(iter(w.cards))
         w.handle_scan("SN26110001")
-        qtbot.waitUntil(
-            lambda: w.bridge.view(next(iter(w.cards))).state == "passed", timeout=FLASH_TIMEOUT
-        )
+        # it passes; the demo takes the finished device off and plugs a new one into the same slot
+        qtbot.waitUntil(lambda: first not in w.cards, timeout=FLASH_TIMEOUT)
+        slot1 = next(iter(w.cards.values()))
+        qtbot.waitUntil(lambda: slot1.view.state == "idle")
+        seen["slot1"] = (slot1.view.slot, slot1.view.passed_count, slot1.port != first)
         return 0
 
     monkeypatch.setattr(QApplication, "exec", fake_exec)
@@ -283,5 +288,6 @@ def test_demo_opens_the_sample_lot_on_four_simulated_devices(
     assert "demo" in seen["title"] and "1234" in seen["title"]
     assert seen["cards"] == 4 and seen["rows"] == 200 and not seen["engineer"]
     assert "SN26110001" in seen["hint"]
+    assert seen["slot1"] == ("Slot 1", 1, True)  # same slot, its count kept, a new device
     assert not str(seen["lot"]).startswith(str(resources_dir()))  # a working copy …
     assert not seen["lot"].exists()  # … removed when the window closed
