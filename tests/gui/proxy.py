@@ -10,9 +10,11 @@ from urllib.parse import urlparse
 
 class CuttableProxy:
     """Forwards ``socket://127.0.0.1:PORT`` to a device; ``cut_after(n)`` drops every connection
-    once n more bytes went towards the device (and refuses new ones) until ``restore()``.
+    once n more bytes went towards the device (and refuses new ones) until ``restore()``;
+    ``stall_after(n)`` instead keeps the line open but passes nothing more (a hung device).
 
-    One thread serves everything; ``close()`` joins it."""
+    One thread serves everything (tests/flashing's FaultProxy leaves its accept thread blocked
+    after close, which the GUI tests' thread check would report); ``close()`` joins it."""
 
     def __init__(self, target: str) -> None:
         url = urlparse(target)
@@ -23,7 +25,10 @@ class CuttableProxy:
         self._lock = threading.Lock()
         self._budget: int | None = None  # bytes to the device before the cut; None: no limit
         self._cut = False
+        self._stall = False
+        self._stall_pending = False
         self.cuts = 0
+        self.stalled = threading.Event()
         self._stop = threading.Event()
         self._sel = selectors.DefaultSelector()
         self._sel.register(self.listener, selectors.EVENT_READ, None)
@@ -34,11 +39,18 @@ class CuttableProxy:
     def cut_after(self, nbytes: int) -> None:
         with self._lock:
             self._budget = nbytes
+            self._stall_pending = False
+
+    def stall_after(self, nbytes: int) -> None:
+        with self._lock:
+            self._budget = nbytes
+            self._stall_pending = True
 
     def restore(self) -> None:
         with self._lock:
             self._budget = None
-            self._cut = False
+            self._cut = self._stall = self._stall_pending = False
+            self.stalled.clear()
 
     def close(self) -> None:
         self._stop.set()
@@ -75,14 +87,21 @@ class CuttableProxy:
                 with self._lock:
                     if to_device and self._budget is not None:
                         if len(data) >= self._budget:
-                            self._cut, self._budget = True, None
-                            self.cuts += 1
+                            self._budget = None
+                            if self._stall_pending:
+                                self._stall = True
+                                self.stalled.set()
+                            else:
+                                self._cut = True
+                                self.cuts += 1
                         else:
                             self._budget -= len(data)
-                    cut = self._cut
+                    cut, stall = self._cut, self._stall
                 if cut:
                     self._drop_all()
                     continue
+                if stall:
+                    continue  # swallowed: the device seems to hang
                 try:
                     other.sendall(data)
                 except OSError:

@@ -144,21 +144,27 @@ def test_closing_while_flashing_asks_then_cancels_cleanly(
     devices: list[Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    port = devices[0].port
-    w = make_window(qtbot, settings, [port])
-    assert w.open_lot(str(lot_file))
-    w.handle_scan("SN26110005")
-    wait_state(qtbot, w, port, "busy")
-    questions: list[str] = []
-    monkeypatch.setattr(w, "ask_yes_no", lambda t, q: questions.append(q) or False)
-    assert not w.close()  # "no": the window stays, the job goes on
-    assert w.isVisible() and w.orchestrator is not None and len(questions) == 1
-    monkeypatch.setattr(w, "ask_yes_no", lambda t, q: questions.append(q) or True)
-    orchestrator = w.orchestrator
-    assert w.close()
-    assert len(questions) == 2
-    assert w.orchestrator is None
-    assert orchestrator.wait_idle(0)  # every port thread was joined
+    # the device hangs mid-write: the port stays busy until the window cancels it
+    proxy = CuttableProxy(devices[0].port)
+    proxy.stall_after(16_000)
+    try:
+        w = make_window(qtbot, settings, [proxy.port])
+        assert w.open_lot(str(lot_file))
+        w.handle_scan("SN26110005")
+        qtbot.waitUntil(proxy.stalled.is_set, timeout=FLASH_TIMEOUT)
+        assert w.orchestrator.busy(proxy.port)
+        questions: list[str] = []
+        monkeypatch.setattr(w, "ask_yes_no", lambda t, q: questions.append(q) or False)
+        assert not w.close()  # "no": the window stays, the job goes on
+        assert w.isVisible() and w.orchestrator is not None and len(questions) == 1
+        monkeypatch.setattr(w, "ask_yes_no", lambda t, q: questions.append(q) or True)
+        orchestrator = w.orchestrator
+        assert w.close()
+        assert len(questions) == 2
+        assert w.orchestrator is None
+        assert orchestrator.wait_idle(0)  # every port thread was joined
+    finally:
+        proxy.close()
 
 
 class ClickCounter(QObject):
