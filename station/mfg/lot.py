@@ -141,6 +141,7 @@ class _Encoders:
 
     def __init__(self) -> None:
         self._by_version: dict[int, _Compiled] = {}
+        self.file_values: dict[tuple[str, str], str] = {}  # (encoding, path as in the row)
 
     def __getstate__(self) -> dict[str, object]:
         return {}  # a worker process compiles its own (closures do not pickle)
@@ -798,11 +799,21 @@ def _fast_image(
         return None
     fields = row.values._fields  # type: ignore[attr-defined]
     values = [fields[i] for i in columns]
-    try:
-        for pos, encoding in files:
-            values[pos] = lot._file_value(encoding, values[pos])[1]
-    except (OSError, ValueError):  # gone or changed since load_mfg: the checked path says so
-        return None
+    if files:
+        known_files = lot._encoders.file_values
+        try:
+            for pos, encoding in files:
+                path = values[pos]
+                value = known_files.get((encoding, path))
+                if value is None:
+                    value = lot._file_value(encoding, path)[1]
+                    if len(known_files) >= 256:
+                        known_files.clear()
+                    if len(value) <= 1 << 20:
+                        known_files[(encoding, path)] = value
+                values[pos] = value
+        except (OSError, ValueError):  # gone or changed since load_mfg: the checked path says so
+            return None
     return encoder.encode(values, size, keys)
 
 

@@ -148,6 +148,7 @@ def _bitmap(used: int) -> bytes:
 
 
 _U32 = struct.Struct("<I").pack
+_U32_INTO = struct.Struct("<I").pack_into
 _SIZE_CRC = struct.Struct("<HHI").pack  # data field of strings, blobs and chunks: size, FFFF, CRC
 _crc32 = zlib.crc32
 
@@ -448,28 +449,42 @@ class _Template:
     written in (:meth:`fill`). Built once per layout and reused for every image that has it.
     """
 
-    __slots__ = ("image", "ops", "pages", "used")
+    __slots__ = ("chunks", "image", "pages", "prims", "used")
 
     def __init__(self, image: bytes, ops: tuple[tuple[_Op, ...], ...], used: tuple[int, ...]):
         self.image = image
-        self.ops = ops
         self.pages = len(used)
         self.used = used  # bytes of written entries per page (what encryption covers)
+        # flat, with offsets precomputed: (item, data field, CRC, CRC state) per primitive and
+        # (item, CRC, data field, data, data end, CRC state, start, end, whole payload?) per chunk
+        prims = []
+        chunks = []
+        for item, item_ops in enumerate(ops):
+            for off, state, start, end in item_ops:
+                if start < 0:
+                    prims.append((item, off + 24, off + 4, state))
+                else:
+                    data = off + ENTRY_SIZE
+                    whole = len(item_ops) == 1  # the one chunk is the whole payload
+                    chunk = (item, off + 4, off + 24, data, data + end - start, state, start, end)
+                    chunks.append((*chunk, whole))
+        self.prims = tuple(prims)
+        self.chunks = tuple(chunks)
 
     def fill(self, payloads: Sequence[bytes], keys: XtsKeys | None, size: int) -> bytes:
         """The image of ``size`` bytes with these payloads (one per item, in order)."""
         buf = bytearray(self.image)
-        crc32, size_crc, u32 = _crc32, _SIZE_CRC, _U32
-        for ops, payload in zip(self.ops, payloads, strict=True):
-            for off, state, start, end in ops:
-                if start < 0:
-                    data8 = payload
-                else:
-                    chunk = payload[start:end] if start or end != len(payload) else payload
-                    data8 = size_crc(end - start, 0xFFFF, crc32(chunk, 0xFFFFFFFF))
-                    buf[off + 32 : off + 32 + end - start] = chunk
-                buf[off + 24 : off + 32] = data8
-                buf[off + 4 : off + 8] = u32(crc32(data8, state))
+        crc32, size_crc, crc_into = _crc32, _SIZE_CRC, _U32_INTO
+        for item, at, crc_at, state in self.prims:
+            data8 = payloads[item]
+            buf[at : at + 8] = data8
+            crc_into(buf, crc_at, crc32(data8, state))
+        for item, crc_at, at, data, data_end, state, start, end, whole in self.chunks:
+            chunk = payloads[item] if whole else payloads[item][start:end]
+            data8 = size_crc(end - start, 0xFFFF, crc32(chunk, 0xFFFFFFFF))
+            buf[data:data_end] = chunk
+            buf[at : at + 8] = data8
+            crc_into(buf, crc_at, crc32(data8, state))
         if keys is not None:
             for index, used in enumerate(self.used):
                 first = index * PAGE_SIZE + FIRST_ENTRY_OFFSET
@@ -477,8 +492,13 @@ class _Template:
                     bytes(buf[first : first + used]), keys, index
                 )
         if size > len(buf):
-            buf += b"\xff" * (size - len(buf))
+            buf += _erased(size - len(buf))
         return bytes(buf)
+
+
+@lru_cache(maxsize=64)
+def _erased(n: int) -> bytes:
+    return b"\xff" * n
 
 
 def _plan(shapes: Sequence[_Shape], version: int) -> _Template:
@@ -748,6 +768,8 @@ class RowEncoder:
         self._slots = slots  # item index of each data line
         self._converters = converters
         self._templates: dict[tuple[int, ...], _Template | None] = {}
+        self._last: list[tuple[str, bytes] | None] = [None] * len(slots)
+        self._numbered = tuple(zip(range(len(slots)), slots, converters, strict=True))
 
     @classmethod
     def create(cls, lines: Iterable[tuple[str, str]], version: int = 2) -> RowEncoder | None:
@@ -796,9 +818,15 @@ class RowEncoder:
         if size % PAGE_SIZE or size < MIN_SIZE or len(values) != len(self._slots):
             return None
         payloads = self._fixed[:]
+        last = self._last  # per line: the last (value, payload); REPEAT values convert once
         try:
-            for slot, convert, value in zip(self._slots, self._converters, values, strict=True):
-                payloads[slot] = convert(value)
+            for (line, slot, convert), value in zip(self._numbered, values, strict=True):
+                known = last[line]
+                if known is not None and known[0] == value:
+                    payloads[slot] = known[1]
+                else:
+                    payload = payloads[slot] = convert(value)
+                    last[line] = (value, payload)
         except ValueError:  # _Reject, binascii.Error, UnicodeEncodeError
             return None
         shape = tuple(map(len, payloads))
@@ -812,7 +840,7 @@ class RowEncoder:
                 template = _template(self._version, shapes)
             except _TooManyChunks:
                 template = None
-            if len(self._templates) >= 4096:
+            if len(self._templates) >= 1024:
                 self._templates.clear()
             self._templates[shape] = template
         if template is None or template.pages > data_pages(size):
