@@ -124,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="talk to the ROM loader only (slower, for odd devices)")
     p.add_argument("--no-verify", action="store_true", dest="no_verify",
                    help="skip reading back (the MD5 check still runs)")
-    p.add_argument("pairs", nargs="+", metavar="ADDR FILE", help="address and file, repeated")
+    p.add_argument("--firmware", metavar="BUILD",
+                   help="ESP-IDF build folder or its flasher_args.json: also write its "
+                        "bootloader, partition table and app, in the same connection")
+    p.add_argument("pairs", nargs="*", metavar="ADDR FILE", help="address and file, repeated")
 
     p = sub.add_parser("ports", help="list serial ports with USB location and slot names")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -8,6 +8,7 @@ import json
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from station.errors import ProblemList
 
@@ -51,6 +52,49 @@ def _parse_pairs(pairs: list[str], problems: ProblemList) -> list[tuple[int, Pat
     return out
 
 
+def _load_firmware(
+    path: str, chip: str, pairs: list[tuple[int, Path]], problems: ProblemList
+) -> tuple[tuple[Any, ...], str]:
+    """The build's regions and the chip to expect (the build's, unless --chip says otherwise:
+    then a problem). Problems: the build's own, and pairs overlapping the build's files."""
+    from esptool.targets import CHIP_DEFS
+
+    from station.errors import StationError
+    from station.flashing.firmware import load_firmware
+
+    try:
+        build, regions = load_firmware(path)
+    except StationError as err:
+        problems.extend(err.problems)
+        return (), chip
+    build_chip = build.chip.lower().replace("-", "")
+    if chip == "auto":
+        chip = build_chip
+    elif chip != build_chip and chip in CHIP_DEFS:
+        problems.add(
+            CMDLINE,
+            0,
+            0,
+            "--chip",
+            f"{chip} does not match the build, which is for {build_chip} ({build.path})",
+        )
+    for addr, file in pairs:
+        if not file.is_file():
+            continue
+        end = addr + file.stat().st_size
+        for r in regions:
+            if addr < r.offset + len(r.data) and r.offset < end:
+                problems.add(
+                    str(file),
+                    0,
+                    0,
+                    "ADDR",
+                    f"0x{addr:x}..0x{end:x} overlaps the build's {r.name} "
+                    f"(0x{r.offset:x}..0x{r.offset + len(r.data):x})",
+                )
+    return regions, chip
+
+
 def flash(args: argparse.Namespace) -> int:
     """Write the same files to every port at once; one summary line per port."""
     from esptool.targets import CHIP_DEFS
@@ -69,6 +113,13 @@ def flash(args: argparse.Namespace) -> int:
             "--chip",
             f"unknown chip {args.chip!r}; one of: auto, {', '.join(sorted(CHIP_DEFS))}",
         )
+    firmware: tuple[WriteRegion, ...] = ()
+    if getattr(args, "firmware", None):
+        firmware, chip = _load_firmware(args.firmware, chip, pairs, problems)
+    elif not pairs and not problems:
+        problems.add(
+            CMDLINE, 0, 0, "ADDR FILE", "nothing to write: give ADDR FILE pairs or --firmware"
+        )
     if args.baud <= 0:
         problems.add(CMDLINE, 0, 0, "--baud", f"not a baud rate: {args.baud}")
     seen: set[str] = set()
@@ -77,7 +128,7 @@ def flash(args: argparse.Namespace) -> int:
             problems.add(CMDLINE, 0, 0, "--port", f"{port} is given twice")
         seen.add(port)
     problems.raise_if_any()
-    regions = tuple(WriteRegion(a, p.read_bytes(), p.name) for a, p in pairs)
+    regions = firmware + tuple(WriteRegion(a, p.read_bytes(), p.name) for a, p in pairs)
     jobs = [
         FlashJob(
             port=port,
@@ -96,6 +147,10 @@ def flash(args: argparse.Namespace) -> int:
     print(
         f"flashing {len(regions)} file(s), {total} bytes, on {len(jobs)} port(s)…", file=sys.stderr
     )
+    if firmware:
+        from station.flashing.firmware import describe_regions
+
+        print(f"firmware: {describe_regions(firmware)} (verified by MD5)", file=sys.stderr)
     runner.start()
     try:
         while runner.is_alive():

@@ -4,9 +4,12 @@
 returns a :class:`DeviceSession` for reading, writing, verifying and resetting. Every device
 fault becomes a :class:`FlashError` whose ``reason`` is meant for the operator.
 
-Reads prefer the ROM loader's slow read where the ROM has it (it works on every ESP32-family
-ROM and on simulated devices, whose stub READ_FLASH is broken); a failed stub read is retried as
-a ROM read over a fresh connection. Writes use the stub flasher unless ``no_stub``.
+Reads use the ROM loader's slow read while the ROM is talking (no stub upload for a small
+read); once the stub runs (large writes), the stub reads, and a failed stub read is retried as
+a ROM read over a fresh connection. (esptool's own stub read fails against esp32-mock-bootloader
+over pyserial's ``socket://``; through this module's buffered TCP reader it reads correctly,
+digest included.) Writes over 64 KiB use the stub flasher unless ``no_stub``. Regions with
+``readback=False`` (firmware) are verified by the device's MD5 instead of a read-back.
 """
 
 from __future__ import annotations
@@ -60,11 +63,16 @@ class DeviceInfo:
 
 @dataclass(frozen=True)
 class WriteRegion:
-    """Bytes to write at a flash offset; ``name`` is for messages (e.g. the partition name)."""
+    """Bytes to write at a flash offset; ``name`` is for messages (e.g. the partition name).
+
+    ``readback``: verify by reading the region back and comparing (the factory image); False
+    verifies by the device's MD5 of the region instead (firmware: megabytes, see
+    :mod:`station.flashing.firmware`)."""
 
     offset: int
     data: bytes
     name: str = ""
+    readback: bool = True
 
 
 class FlashError(Exception):
@@ -685,23 +693,58 @@ class DeviceSession:
             base += size
         self._emit(total, total)
 
+    def _md5_verify(self, region: WriteRegion, base: int, total: int) -> None:
+        """Compare the device's MD5 of the region with the data's; a ROM without the MD5
+        command (ESP8266) reads the region back instead."""
+        self._check_cancel()
+        if self._esp is None:
+            self._reconnect_rom()
+        want = hashlib.md5(region.data).hexdigest()  # noqa: S324 - esptool's check
+        try:
+            with router().bound(self.sink):
+                got = str(self._esp.flash_md5sum(region.offset, len(region.data))).lower()
+        except NotImplementedInROMError:
+            self._compare(region, self._read(region.offset, len(region.data), base, total))
+            return
+        except (FatalError, serial.SerialException, OSError) as err:
+            raise self._error(err) from err
+        if got != want:
+            raise FlashError(
+                f"verify failed at 0x{region.offset:x} ({region.name or 'region'}): the "
+                "device holds different data (MD5)",
+                phase="verifying",
+                port=self.port,
+            )
+
+    def _compare(self, region: WriteRegion, data: bytes) -> None:
+        if data != region.data:
+            at = next(
+                (i for i, (a, b) in enumerate(zip(data, region.data, strict=False)) if a != b),
+                min(len(data), len(region.data)),
+            )
+            raise FlashError(
+                f"verify failed at 0x{region.offset + at:x}",
+                phase="verifying",
+                port=self.port,
+            )
+
     def verify(self, regions: Sequence[WriteRegion]) -> None:
-        """Read every region back and compare; the first differing address is the reason."""
+        """Check every region: by the device's MD5 where ``readback`` is False (first, while the
+        stub is still loaded), else by reading it back and comparing — the first differing
+        address is the reason."""
         self.enter_phase("verifying")
         total = sum(len(r.data) for r in regions)
         base = 0
         for region in regions:
+            if not region.readback:
+                self._md5_verify(region, base, total)
+                base += len(region.data)
+                self._emit(base, total)
+        for region in regions:
+            if not region.readback:
+                continue
             data = self._read(region.offset, len(region.data), base, total)
-            if data != region.data:
-                at = next(
-                    (i for i, (a, b) in enumerate(zip(data, region.data, strict=False)) if a != b),
-                    min(len(data), len(region.data)),
-                )
-                raise FlashError(
-                    f"verify failed at 0x{region.offset + at:x}",
-                    phase="verifying",
-                    port=self.port,
-                )
+            self._compare(region, data)
             base += len(region.data)
 
     def reset(self) -> None:

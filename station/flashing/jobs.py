@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from station.flashing.device import (
+    TABLE_OFFSET,
     FlashError,
     Progress,
     WriteRegion,
@@ -83,10 +84,54 @@ def _decode(data: bytes, keys: Any = None) -> dict[str, dict[str, object]]:
     return {ns: dict(values) for ns, values in image.as_dict().items()}
 
 
-def _check_placement(device_table: Any, job: FlashJob, port: str) -> None:
-    """Refuse when the device's own partition table puts the factory partition elsewhere."""
+def _check_fits(flash_size: int | None, job: FlashJob) -> None:
+    """Refuse before writing anything when a region ends beyond the device's flash."""
+    if not flash_size:
+        return
+    for r in job.regions:
+        end = r.offset + len(r.data)
+        if end > flash_size:
+            raise FlashError(
+                f"{r.name or 'the region'} at 0x{r.offset:x} ends at 0x{end:x}, beyond the "
+                f"device's {flash_size / 0x100000:g} MB flash — wrong device or "
+                "wrong build",
+                phase="identifying",
+                port=job.port,
+            )
+
+
+def _written_table(job: FlashJob) -> Any:
+    """The partition table this job writes (a region at the table's offset), parsed; None
+    when the job writes none. An unreadable one is a FlashError before anything is written."""
+    offset = getattr(job.expected_table, "table_offset", None) or TABLE_OFFSET
+    region = next((r for r in job.regions if r.offset == offset), None)
+    if region is None:
+        return None
+    from station.errors import StationError
+    from station.partitions import parse_binary
+
+    try:
+        return parse_binary(region.data, file=region.name or "partition table")
+    except StationError as err:
+        raise FlashError(
+            f"the partition table to write at 0x{offset:x} is damaged ({err.problems[0].message})",
+            phase="checking",
+            port=job.port,
+        ) from err
+
+
+def _check_placement(
+    device_table: Any, job: FlashJob, port: str, source: str = "the device's partition table"
+) -> None:
+    """Refuse when the device's own partition table (or the one being written) puts the
+    factory partition elsewhere."""
     if device_table is None or job.factory_offset is None:
         return
+    advice = (
+        " — flash the lot's partition table first"
+        if source.startswith("the device")
+        else " — the firmware does not belong to this lot"
+    )
     off, size = job.factory_offset, job.factory_size
     name = None
     if job.expected_table is not None:
@@ -96,8 +141,7 @@ def _check_placement(device_table: Any, job: FlashJob, port: str) -> None:
         found = [p for p in parts if p.name == name]
         if not found:
             raise FlashError(
-                f"the device's partition table has no '{name}' partition (the lot puts it at "
-                f"0x{off:x}) — flash the lot's partition table first",
+                f"{source} has no '{name}' partition (the lot puts it at 0x{off:x}){advice}",
                 phase="checking",
                 port=port,
             )
@@ -105,17 +149,15 @@ def _check_placement(device_table: Any, job: FlashJob, port: str) -> None:
         if p.offset != off or (size is not None and p.size != size):
             want = f"0x{off:x}" + (f" (0x{size:x} bytes)" if size is not None else "")
             raise FlashError(
-                f"the device's partition table puts '{name}' at 0x{p.offset:x} "
-                f"(0x{p.size:x} bytes), the lot expects {want} — flash the lot's partition "
-                "table first",
+                f"{source} puts '{name}' at 0x{p.offset:x} (0x{p.size:x} bytes), the lot "
+                f"expects {want}{advice}",
                 phase="checking",
                 port=port,
             )
         return
     if not any(p.offset == off and (size is None or p.size == size) for p in parts):
         raise FlashError(
-            f"the device's partition table has no partition at 0x{off:x} — flash the lot's "
-            "partition table first",
+            f"{source} has no partition at 0x{off:x}{advice}",
             phase="checking",
             port=port,
         )
@@ -166,9 +208,14 @@ def run_job(
             timeout=job.timeout,
         ) as session:
             chip, mac = session.info.chip, session.info.mac
+            _check_fits(session.info.flash_size, job)
             if job.factory_offset is not None:
                 session.enter_phase("checking")
-                _check_placement(session.read_partition_table(), job, job.port)
+                written = _written_table(job)
+                if written is not None:  # the job writes the table: that one must agree
+                    _check_placement(written, job, job.port, source="the table being written")
+                else:
+                    _check_placement(session.read_partition_table(), job, job.port)
                 size = job.factory_size or sum(
                     len(r.data) for r in job.regions if r.offset == job.factory_offset
                 )

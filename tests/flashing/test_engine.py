@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from esptool import cmds
+from esptool.util import FatalError
 
 from station import cli
 from station.flashing import (
@@ -165,9 +166,10 @@ def test_session_reads_and_partition_table(sim) -> None:
         assert not s.is_blank(FACTORY_OFFSET, FACTORY_SIZE)
 
 
-def test_stub_write_and_failed_stub_read_retried_as_rom_read(sim) -> None:
-    """A firmware-sized write goes through the stub; the simulated stub cannot stream reads,
-    so the read-back falls back to the ROM loader over a fresh connection."""
+def test_stub_write_and_failed_stub_read_retried_as_rom_read(sim, monkeypatch) -> None:
+    """A firmware-sized write goes through the stub and the stub reads it back; a stub read
+    that fails (as esptool's own does against the simulated stub, and as some real stubs do)
+    is retried as a ROM read over a fresh connection."""
     (dev,) = sim(1)
     image = nvs_image("SNSTUB")
     with open_device(dev.port) as s:
@@ -175,12 +177,22 @@ def test_stub_write_and_failed_stub_read_retried_as_rom_read(sim) -> None:
         s.write([WriteRegion(FACTORY_OFFSET, image)])
         assert s._esp.IS_STUB
         s.verify([WriteRegion(FACTORY_OFFSET, image)])
-    # and when the ROM path is unknown, a stub read that fails is retried in ROM mode
+        assert s._esp.IS_STUB  # read back by the stub itself: no reconnect
     with open_device(dev.port) as s:
         s.rom_write_limit = 0
         s.write([WriteRegion(0x20000, b"\x11" * 0x1000)])
+        stub_class = type(s._esp)
+        failures = []
+
+        def broken_read(self, offset, length, progress_fn=None):  # type: ignore[no-untyped-def]
+            failures.append(offset)
+            raise FatalError("No more data to read from the serial port.")
+
+        monkeypatch.setattr(stub_class, "read_flash", broken_read)
         s._rom_read_ok = None
         assert s.read(0x20000, 0x1000) == b"\x11" * 0x1000
+        assert failures == [0x20000]
+        assert not s._esp.IS_STUB and s._rom_read_ok  # read by the ROM loader after all
 
 
 def test_station_flash_command_in_process(sim, tmp_path: Path, capsys) -> None:
