@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,7 +138,12 @@ class _Job:
 
 
 def _devices(
-    lot: MfgLot, prefix: str, prefix_num: list[int] | None, problems: ProblemList
+    lot: MfgLot,
+    prefix: str,
+    prefix_num: list[int] | None,
+    problems: ProblemList,
+    outdir: str,
+    plan: KeyPlan,
 ) -> list[_Device]:
     out = []
     start, width = prefix_num if prefix_num else (0, 0)
@@ -162,20 +167,20 @@ def _devices(
         name = (
             f"{prefix}-{uid}" if not prefix_num else f"{prefix}-{start + row.index:0{width}d}-{uid}"
         )
-        out.append(_Device(row, name))
+        out.append(_Device(row, name, _outputs(outdir, name, plan)))
     return out
 
 
-def _outputs(outdir: str, dev: _Device, plan: KeyPlan) -> dict[str, str]:
+def _outputs(outdir: str, name: str, plan: KeyPlan) -> dict[str, str]:
     join = os.path.join
     paths = {
-        "csv": join(outdir, "csv", f"{dev.name}.csv"),
-        "bin": join(outdir, "bin", f"{dev.name}.bin"),
+        "csv": join(outdir, "csv", f"{name}.csv"),
+        "bin": join(outdir, "bin", f"{name}.bin"),
     }
     if plan.mode != "none" and plan.mode != "input":
-        paths["keys"] = join(outdir, "keys", f"keys-{dev.name}.bin")
+        paths["keys"] = join(outdir, "keys", f"keys-{name}.bin")
     if plan.mode == "hmac-keygen":
-        hmac_name = f"hmac-keys-{dev.name}.bin"
+        hmac_name = f"hmac-keys-{name}.bin"
         if plan.hmac_keyfile:
             hmac_name = bin_name(plan.hmac_keyfile)
         paths["hmac"] = join(outdir, "keys", hmac_name)
@@ -237,10 +242,7 @@ def generate(args: argparse.Namespace) -> int:
                 "device gets its own key; leave the option out to get "
                 "keys/hmac-keys-PREFIX-ID.bin per device",
             )
-        devices = [
-            replace(dev, paths=_outputs(args.outdir, dev, plan))
-            for dev in _devices(lot, prefix, args.prefix_num, problems)
-        ]
+        devices = _devices(lot, prefix, args.prefix_num, problems, args.outdir, plan)
         _check_outdir(outdir, ["bin", "csv", "keys"], problems)
         shown = 0
         existing = {
@@ -269,7 +271,7 @@ def generate(args: argparse.Namespace) -> int:
 
     job = _Job(lot, size, args.version, plan, args.outdir, tuple(devices))
     folders = ["bin", "csv"] + (["keys"] if plan.mode not in ("none", "input") else [])
-    make_folders(p for dev in devices for p in dev.paths.values())
+    make_folders(devices[0].paths.values() if devices else ())  # the same folders for all
     jobs = args.jobs or _auto_jobs(len(devices))
     if jobs > 1:
         _produce_parallel(job, jobs)
@@ -327,13 +329,13 @@ def _init_worker(job: _Job) -> None:
     _worker_job = job
 
 
-def _produce_chunk(indexes: range) -> tuple[list[str], tuple[Problem, ...]]:
-    """A worker's share; a StationError comes back as its problems (they pickle, it does not)."""
+def _produce_chunk(indexes: range) -> tuple[int, tuple[Problem, ...]]:
+    """A worker's share: files written, or a StationError's problems (they pickle, it does not)."""
     assert _worker_job is not None
     try:
-        return _produce(_worker_job, indexes), ()
+        return len(_produce(_worker_job, indexes)), ()
     except StationError as err:
-        return [], err.problems
+        return 0, err.problems
 
 
 def _produce_parallel(job: _Job, jobs: int) -> None:

@@ -602,8 +602,10 @@ def _check_values(
         index = col_of.get(c.line)
         if c.type == "namespace" or index is None:
             continue
-        if c.type == "file":
-            results = [_check_file(lot, c.encoding, f[index], file_results) for f in table]
+        if c.type == "file":  # usually one file for all: each distinct path checked once
+            values = [f[index] for f in table]
+            by_value = {v: _check_file(lot, c.encoding, v, file_results) for v in set(values)}
+            results = [by_value[v] for v in values]
         else:
             check = V.value_check(c.encoding)
             values = [f[index] for f in table]
