@@ -32,7 +32,7 @@ def write_new(path: Path | str, data: bytes, *, secret: bool = False) -> None:
 
 
 def _write_new(path: str, data: bytes, secret: bool) -> None:
-    if _write_unnamed(path, data, secret):
+    if _O_TMPFILE and _write_unnamed(path, data, secret):
         return
     folder, name = os.path.split(path)
     with _counter_lock:
@@ -41,9 +41,7 @@ def _write_new(path: str, data: bytes, secret: bool) -> None:
     fd = os.open(tmp, _FLAGS, 0o600 if secret else 0o666)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
             if secret:
                 os.fsync(fd)
         finally:
@@ -56,6 +54,15 @@ def _write_new(path: str, data: bytes, secret: bool) -> None:
             pass
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    if written < len(data):  # rare (signals, huge files): go on from where it stopped
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 _proc_fd: dict[int, int] = {}  # per process: an open /proc/self/fd, for linkat
 
 
@@ -63,22 +70,20 @@ def _write_unnamed(path: str, data: bytes, secret: bool) -> bool:
     """Linux: write an unnamed file (O_TMPFILE) and give it its name in one step.
 
     One directory operation instead of three (create, link, unlink), which is most of the cost
-    of a small file. False when the system or file system cannot, and nothing was done.
+    of a small file; readers never see it half-written and a killed run leaves no partial file.
+    False when the system or file system cannot, and nothing was done.
     """
-    flag = getattr(os, "O_TMPFILE", 0)
-    if not flag:
-        return False
+    pid = os.getpid()
     try:
-        proc = _proc_fd.get(os.getpid())
+        proc = _proc_fd.get(pid)
         if proc is None:
-            proc = _proc_fd[os.getpid()] = os.open("/proc/self/fd", os.O_RDONLY)
-        fd = os.open(os.path.dirname(path) or ".", flag | os.O_WRONLY, 0o600 if secret else 0o666)
+            proc = _proc_fd[pid] = os.open("/proc/self/fd", os.O_RDONLY)
+        folder = path[: path.rfind(os.sep) + 1] or "."
+        fd = os.open(folder, _O_TMPFILE | os.O_WRONLY, 0o600 if secret else 0o666)
     except OSError:
         return False
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data)
         if secret:
             os.fsync(fd)
         try:
