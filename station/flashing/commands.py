@@ -100,7 +100,8 @@ def flash(args: argparse.Namespace) -> int:
     from esptool.targets import CHIP_DEFS
 
     from station.flashing.device import WriteRegion
-    from station.flashing.jobs import FlashJob, JobResult, run_jobs
+    from station.flashing.jobs import FlashJob, JobResult, run_job
+    from station.flashing.live import MIN_INTERVAL, LiveStatus, live_capable
 
     problems = ProblemList()
     pairs = _parse_pairs(list(args.pairs), problems)
@@ -141,8 +142,19 @@ def flash(args: argparse.Namespace) -> int:
         for port in args.port
     ]
     cancel = threading.Event()
-    results: list[JobResult] = []
-    runner = threading.Thread(target=lambda: results.extend(run_jobs(jobs, cancel=cancel)))
+    live = LiveStatus(args.port, sys.stdout) if live_capable(sys.stdout) else None
+    results: list[JobResult | None] = [None] * len(jobs)
+
+    def work(i: int) -> None:
+        r = run_job(jobs[i], live.update if live is not None else None, cancel)
+        results[i] = r
+        if live is not None:
+            live.finish(r.port, r.ok)
+
+    threads = [
+        threading.Thread(target=work, args=(i,), name=f"flash {j.port}", daemon=True)
+        for i, j in enumerate(jobs)
+    ]
     total = sum(len(r.data) for r in regions)
     print(
         f"flashing {len(regions)} file(s), {total} bytes, on {len(jobs)} port(s)…", file=sys.stderr
@@ -151,25 +163,38 @@ def flash(args: argparse.Namespace) -> int:
         from station.flashing.firmware import describe_regions
 
         print(f"firmware: {describe_regions(firmware)} (verified by MD5)", file=sys.stderr)
-    runner.start()
+    for t in threads:
+        t.start()
     try:
-        while runner.is_alive():
-            runner.join(0.2)
+        for t in threads:
+            while t.is_alive():
+                t.join(MIN_INTERVAL)
+                if live is not None:
+                    live.render()
     except KeyboardInterrupt:
         cancel.set()
-        runner.join()
+        for t in threads:
+            t.join()
+        if live is not None:
+            live.clear()
         raise
+    if live is not None:
+        live.clear()
+    done = [
+        r if r is not None else JobResult(j.port, False, "internal error: no result")
+        for r, j in zip(results, jobs, strict=True)
+    ]
     width = max(len(p) for p in args.port)
-    for r in results:
+    for r in done:
         seconds = sum(r.durations.values())
         if r.ok:
             print(f"{r.port:<{width}}  ok      {r.chip} {r.mac}  {r.reason} in {seconds:.1f} s")
         else:
             who = f"{r.chip} {r.mac}  " if r.mac else ""
             print(f"{r.port:<{width}}  FAILED  {who}{r.phase}: {r.reason}")
-    failed = sum(1 for r in results if not r.ok)
+    failed = sum(1 for r in done if not r.ok)
     if failed:
-        print(f"{failed} of {len(results)} port(s) failed", file=sys.stderr)
+        print(f"{failed} of {len(done)} port(s) failed", file=sys.stderr)
         return 1
     return 0
 
