@@ -581,8 +581,7 @@ class MainWindow(QMainWindow):
         self.problem_model.set_problems([])
         self.tabs.setTabText(self.problems_tab, "Pro&blems")
         self._show_partitions(lot)
-        for port in self.settings.ports:
-            self.add_port(port)
+        self.add_ports([(port, None) for port in self.settings.ports])
         self._start_port_watcher()
         self._refresh_failed()
         name = getattr(lot.settings, "name", "") or "lot"
@@ -664,25 +663,40 @@ class MainWindow(QMainWindow):
 
     # ==== ports ====
     def add_port(self, port: str, slot: str | None = None) -> None:
-        """Put ``port`` on the station (orchestrator + a card)."""
-        if self.orchestrator is None or port in self.cards:
+        """Put ``port`` on the station (a card, then the orchestrator)."""
+        self.add_ports([(port, slot)])
+
+    def add_ports(self, ports: list[tuple[str, str | None]]) -> None:
+        """Put several ports on the station: every card is built and laid out first, then the
+        orchestrator gets the ports (in continuous mode each starts working at once, and
+        building widgets while flashing threads compete for the GIL would freeze the window)."""
+        if self.orchestrator is None:
             return
-        name = slot or f"Slot {len(self.cards) + 1}"
-        try:
-            self.orchestrator.add_port(port, name)
-        except StationError as err:
-            self.log("error", _first_message(err), port)
+        added = []
+        for port, slot in ports:
+            if port in self.cards:
+                continue
+            name = slot or f"Slot {len(self.cards) + 1}"
+            self.bridge.add_port(port, name)
+            card = PortCard(port, name)
+            view = self.bridge.view(port)
+            if view is not None:
+                card.set_view(view)
+            card.start_requested.connect(self.start_port)
+            card.cancel_requested.connect(self.cancel_port)
+            card.chosen.connect(self.choose_port)
+            self.cards[port] = card
+            added.append((port, name))
+        if not added:
             return
-        self.bridge.add_port(port, name)
-        card = PortCard(port, name)
-        view = self.bridge.view(port)
-        if view is not None:
-            card.set_view(view)
-        card.start_requested.connect(self.start_port)
-        card.cancel_requested.connect(self.cancel_port)
-        card.chosen.connect(self.choose_port)
-        self.cards[port] = card
         self._layout_cards()
+        self.cards_host.repaint()  # paint the new cards now, before any port works
+        for port, name in added:
+            try:
+                self.orchestrator.add_port(port, name)
+            except StationError as err:
+                self.log("error", _first_message(err), port)
+                self._remove_card(port)
 
     def replace_port(self, old: str, new: str) -> None:
         """A slot's device now answers on another port (e.g. a new simulated device): keep the
@@ -1087,8 +1101,7 @@ class MainWindow(QMainWindow):
             for port in list(self.cards):
                 if port not in wanted and not self._is_hot_plugged(port):
                     self.remove_port(port)
-            for port in wanted:
-                self.add_port(port)
+            self.add_ports([(port, None) for port in wanted])
         self._start_serial_scanner()
 
     def _is_hot_plugged(self, port: str) -> bool:

@@ -147,13 +147,16 @@ def run(
             if d.pid is not None:
                 os.setpriority(os.PRIO_PROCESS, d.pid, 19)
     try:
-        settings.ports = [d.port for d in devices]
+        settings.ports = []  # the devices are plugged in once the window is up (below)
         window = MainWindow(settings)
         window.resize(1366, 740)
         window.show()
         t0 = time.perf_counter()
         window.open_lot(str(lot), db_url=str(db))
         opened = time.perf_counter() - t0
+        settle = time.monotonic() + 1.0  # the first paint of the lot, before any port works
+        while time.monotonic() < settle:
+            app.processEvents()
         if mode == "naive":
             relay = NaiveRelay(window)
             window.orchestrator._emit_raw = lambda ev: (  # type: ignore[union-attr]
@@ -174,6 +177,8 @@ def run(
         meter.start()
         if not os.environ.get("BENCH_NOSCROLL"):
             scroll.start()
+        # eight devices plugged in (a hub): in continuous mode each port starts at once
+        window.add_ports([(d.port, None) for d in devices])
         # the real event loop (a busy processEvents() loop would compete for the GIL itself)
         loop = QEventLoop()
         done = [0]
