@@ -232,6 +232,16 @@ def report(args: argparse.Namespace) -> int:
                 {
                     "summary": totals,
                     "rows": list(_report_rows(src)),
+                    "attempts": [
+                        {
+                            **a.__dict__,
+                            "row": a.row_index + 1,
+                            "timings": dict(a.timings),
+                            "started_at": _iso(a.started_at),
+                            "ended_at": _iso(a.ended_at),
+                        }
+                        for a in src.ledger.attempts()
+                    ],
                     "audit": [a.__dict__ | {"at": _iso(a.at)} for a in src.ledger.audit_log()],
                 },
                 sys.stdout,

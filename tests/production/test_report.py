@@ -51,6 +51,9 @@ def test_report_json(worked_lot: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert all(r["value.device_key"] == "••••••" for r in data["rows"])
     assert rows["SN0002"]["value.hw_rev"] == "1"
     assert any(a["action"] == "lot" for a in data["audit"])
+    attempts = data["attempts"]
+    assert len(attempts) == 4 and {a["result"] for a in attempts} == {"done", "failed"}
+    assert all(len(a["image_sha256"]) == 64 and a["started_at"] for a in attempts)
 
 
 def test_report_csv_masks_secrets(
