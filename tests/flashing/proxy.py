@@ -113,6 +113,10 @@ class FaultProxy:
     def close(self) -> None:
         self._stop.set()
         self._release.set()
+        try:
+            self._srv.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() does not
+        except OSError:
+            pass
         self._srv.close()
         with self._lock:
             socks = list(self._socks)

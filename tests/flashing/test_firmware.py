@@ -107,6 +107,7 @@ def test_bad_builds_are_refused_with_locations(tmp_path: Path) -> None:
     assert "partition table at 0x8000 overlaps bootloader (0x1000..0x9000)" in text
 
 
+@pytest.mark.slow
 def test_firmware_and_factory_image_in_one_job(sim, tmp_path: Path) -> None:
     """Bootloader, table and app (through the stub: > 64 KiB) plus the factory image: one
     job, verified (firmware by MD5, factory by read-back — the simulated stub cannot stream
@@ -135,6 +136,7 @@ def test_firmware_and_factory_image_in_one_job(sim, tmp_path: Path) -> None:
         assert esptool_read(dev.port, region.offset, len(region.data)) == region.data, region.name
 
 
+@pytest.mark.slow
 def test_session_writes_firmware_through_the_stub_and_checks_it_by_md5(sim, tmp_path) -> None:
     (dev,) = sim(1)
     _, firmware = load_firmware(make_build(tmp_path / "build"))
@@ -153,6 +155,7 @@ def test_session_writes_firmware_through_the_stub_and_checks_it_by_md5(sim, tmp_
     )
 
 
+@pytest.mark.slow
 def test_a_build_whose_table_moves_the_factory_partition_is_refused(sim, tmp_path) -> None:
     (dev,) = sim(1)
     _, firmware = load_firmware(make_build(tmp_path / "build", table=lot_table(0xA000)))
@@ -174,6 +177,7 @@ def test_a_build_whose_table_moves_the_factory_partition_is_refused(sim, tmp_pat
         assert s.is_blank(0x1000, 0x3000) and s.is_blank(FACTORY_OFFSET, FACTORY_SIZE)
 
 
+@pytest.mark.slow
 def test_a_region_beyond_the_flash_is_refused_before_writing(sim) -> None:
     (dev,) = sim(1)
     r = run_job(FlashJob(dev.port, (WriteRegion(0x3FF000, b"\x00" * 0x2000, "storage"),)))
@@ -184,6 +188,7 @@ def test_a_region_beyond_the_flash_is_refused_before_writing(sim) -> None:
     )
 
 
+@pytest.mark.slow
 def test_station_flash_with_firmware(sim, tmp_path: Path, capsys) -> None:
     devs = sim(2)
     build = make_build(tmp_path / "build")
