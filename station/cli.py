@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retry a failed unit at once on the same device N times (default 1)")
     p.add_argument("--poll", type=float, default=1.0, metavar="S",
                    help="seconds between looks for the next device on a port (default 1)")
+    p.add_argument("--slots", metavar="F",
+                   help="slot map (JSON: USB location -> slot name) to name the ports by")
 
     p = sub.add_parser("report", help="what the ledger knows about a lot")
     p.add_argument("lot", help="lot file (lot.toml)")

@@ -76,6 +76,17 @@ class _RunPrinter:
             self.orch.answer(event.port, False)
 
 
+def _slot_names(slots_file: str | None, ports: list[str]) -> dict[str, str]:
+    """Slot names of the given ports from a slot map (USB location -> name); else none."""
+    if not slots_file:
+        return {}
+    from station import flashing
+
+    slot_map = flashing.SlotMap.load(slots_file)
+    listed = {info.device: info.slot for info in flashing.list_ports(slot_map)}
+    return {port: listed[port] for port in ports if listed.get(port)}
+
+
 def run(args: argparse.Namespace) -> int:
     """Headless production: flash device after device on the given ports, one line per unit."""
     if args.count is not None and args.count < 1:
@@ -108,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{lot.ledger.count()} rows; ports: {', '.join(args.port)}",
                 flush=True,
             )
+            slots = _slot_names(args.slots, args.port)
             for port in args.port:
-                orch.add_port(port)
+                orch.add_port(port, slot=slots.get(port))
             try:
                 while not stop.is_set() and not orch.wait_idle(0.5):
                     pass

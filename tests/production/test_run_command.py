@@ -98,3 +98,24 @@ def test_run_reports_failed_units_and_exits_1(
 def test_run_refuses_a_bad_count(lot: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(lot), "--port", "x", "--count", "0"]) == 2
     assert "--count" in capsys.readouterr().err
+
+
+def test_run_names_ports_by_their_slots(
+    lot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from station.flashing import PortInfo
+
+    slots = tmp_path / "slots.json"
+    slots.write_text('{"1-4.2": "slot A"}', encoding="utf-8")
+
+    def fake_list_ports(slot_map, **_):  # type: ignore[no-untyped-def]
+        return [PortInfo("sim://1", location="1-4.2", slot=slot_map.slot_for("1-4.2", "sim://1"))]
+
+    monkeypatch.setattr(station.flashing, "list_ports", fake_list_ports)
+    bench = Conveyor(lot.parent / "RUN.station.db", "RUN")
+    bench.load("sim://1", boards(1, 1))
+    bench.load("sim://2", boards(2, 1))
+    assert run(lot, bench, monkeypatch, "--count", "2", "--slots", str(slots)) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("PASS")]
+    assert sorted(line.split()[1] for line in lines) == ["sim://2", "slot"]
+    assert any(line.startswith("PASS slot A unit=") for line in lines)
