@@ -49,8 +49,9 @@ def main() -> None:
     app = make_application()
     demo = start_demo()
     proxy = CuttableProxy(demo.devices[3].port)
+    slow = CuttableProxy(demo.devices[2].port)  # slot 3 hangs mid-write: caught WORKING
     try:
-        ports = [d.port for d in demo.devices[:3]] + [proxy.port]
+        ports = [d.port for d in demo.devices[:2]] + [slow.port, proxy.port]
         demo.settings.ports = ports
         demo.settings.sound = False
         w = MainWindow(demo.settings, title_suffix=" (demo)")
@@ -63,14 +64,24 @@ def main() -> None:
         w.handle_scan("SN26110002")
         w.choose_port(proxy.port)  # Ctrl+4
         w.handle_scan("SN26110004")
-        wait(app, 120, lambda: w.cards[ports[1]].view.state == "passed"
-             and w.cards[proxy.port].view.state == "failed")
-        w.handle_scan("SN26110003")  # lands on slot 3: catch it while it writes
-        wait(app, 60, lambda: w.bridge.view(ports[2]).phase == "writing"
-             and w.bridge.view(ports[2]).done > 0)
+        wait(
+            app,
+            120,
+            lambda: (
+                w.cards[ports[1]].view.state == "passed"
+                and w.cards[proxy.port].view.state == "failed"
+            ),
+        )
+        slow.stall_after(20_000)
+        w.handle_scan("SN26110003")  # lands on slot 3, which hangs while it writes
+        wait(
+            app,
+            60,
+            lambda: w.bridge.view(ports[2]).phase == "writing" and w.bridge.view(ports[2]).done > 0,
+        )
+        wait(app, 1.0)
         w.refresh()
         w.grab().save(str(out / f"window{suffix}.png"))
-        wait(app, 60, lambda: w.cards[ports[2]].view.state == "passed")
         w.tabs.setCurrentIndex(w.failed_tab)
         w.failed_view.selectRow(0)
         w.handle_scan("SN26110001")  # already done: refused loudly
@@ -99,6 +110,7 @@ def main() -> None:
         shutil.rmtree(bad, ignore_errors=True)
     finally:
         proxy.close()
+        slow.close()
         demo.stop()
 
 

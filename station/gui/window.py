@@ -573,6 +573,7 @@ class MainWindow(QMainWindow):
             values=lambda i: mfg.rows[i].values,
             secret_columns=frozenset(lot.secret_columns),
         )
+        self.row_model.record(0, wait=True)  # the first page now, so columns fit its contents
         header = self.row_view.horizontalHeader()
         header.resizeSections(QHeaderView.ResizeMode.ResizeToContents)
         fm = self.row_view.fontMetrics()
@@ -843,7 +844,7 @@ class MainWindow(QMainWindow):
         known = self.lot.ledger.find_scan(code) if self.lot is not None else None
         if known is not None and known.state == "done":
             # a finished unit scanned again: never re-flash it from a scan (Release is for that)
-            msg = f"✘ {code}: already done — put it aside"
+            msg = f"✘ {code}: already done, put it aside"
             self.log("warning", f"scan {code} refused: the unit is already done")
             self.show_scan_result(False, msg)
             self.scan_handled.emit(code, False, msg)
