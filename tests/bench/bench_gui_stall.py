@@ -283,8 +283,8 @@ def main() -> None:
         if args.switch is not None:
             sys.setswitchinterval(args.switch)
         print(f"GIL switch interval {sys.getswitchinterval() * 1000:g} ms")
-        for mode in args.modes.split(","):
-            db = Path(tmp) / f"{mode}.station.db"
+        for n, mode in enumerate(args.modes.split(",")):
+            db = Path(tmp) / f"{mode}-{n}.station.db"
             if mode == "bare":
                 line, done, rows = run_bare(lot, args.ports, args.seconds, db)
             else:
