@@ -201,3 +201,29 @@ def test_secret_column_names(lotdir: Path) -> None:
         "setupcode",
         "privkey",
     }
+
+
+def test_rows_the_fast_path_refuses_are_reported_by_the_codec(lotdir: Path) -> None:
+    """load_mfg checked the lot for one size and version; other ones are checked again."""
+    write(lotdir / "c.csv", "app,namespace,\nblob,data,hex2bin\nn,data,u8\n")
+    write(lotdir / "v.csv", "blob,n\n" + "ab" * 9000 + ",1\n" + "cd" * 10 + ",2\n")
+    lot = load_mfg("c.csv", "v.csv", size=0x4000)
+    small = lot.rows[1]
+    assert build_row_image(lot, small, 0x3000) == encode_image(row_entries(lot, small), 0x3000)
+    with pytest.raises(StationError, match="does not fit"):
+        build_row_image(lot, lot.rows[0], 0x3000)
+    with pytest.raises(StationError, match="version 1 allows at most 1984"):
+        build_row_image(lot, lot.rows[0], 0x4000, version=1)
+    assert build_row_image(lot, small, 0x3000, version=1) == encode_image(
+        row_entries(lot, small), 0x3000, version=1
+    )
+
+
+def test_wifi_lots_take_the_checked_path(lotdir: Path) -> None:
+    write(lotdir / "c.csv", "nvs.net80211,namespace,\nsta.ssid,data,string\nsta.pswd,data,string\n")
+    write(lotdir / "v.csv", "sta.ssid,sta.pswd\nnet,secret1\nnet2,secret22\n")
+    lot = load_mfg("c.csv", "v.csv", size=0x3000)
+    for row in lot.rows:
+        expected = encode_image(row_entries(lot, row), 0x3000)
+        assert build_row_image(lot, row, 0x3000) == expected
+        assert b"sta.apinfo" in expected
