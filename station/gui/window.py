@@ -82,6 +82,8 @@ def _first_message(err: StationError) -> str:
 class MainWindow(QMainWindow):
     """The station window. ``settings`` are this station's; ``title_suffix`` marks a demo."""
 
+    HOT_PLUG_POLL = 1.0  # seconds between looks at the serial port list
+
     lot_opened = Signal(str)  # lot name
     scan_handled = Signal(str, bool, str)  # code, accepted, message shown to the operator
     mode_changed = Signal(bool)  # engineer mode on?
@@ -1239,17 +1241,20 @@ class _HotPlug:
         self.present: set[str] = set()
         self._relay = _Relay(window)
         self._relay.changed.connect(self._changed)
-        self.watcher = watcher_cls(poll_interval=1.0, on_change=self._relay.changed.emit)
+        self.watcher = watcher_cls(
+            poll_interval=window.HOT_PLUG_POLL, on_change=self._relay.changed.emit
+        )
 
     def _changed(self, *args: Any) -> None:
         ports = args[0] if args else []
-        names = {getattr(p, "device", p) for p in ports}
+        slots = {getattr(p, "device", p): getattr(p, "slot", "") or None for p in ports}
+        names = set(slots)
         for name in sorted(names - self.present):
             self.window.log("info", "device plugged in", name)
             if name in self.window.cards:
                 self.window.bridge.set_offline(name, False)
             else:
-                self.window.add_port(name)
+                self.window.add_port(name, slots[name])
         for name in sorted(self.present - names):
             self.window.log("warning", "device unplugged", name)
             self.window.bridge.set_offline(name, True)

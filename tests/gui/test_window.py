@@ -364,3 +364,37 @@ def test_settings_dialog_saves_and_the_window_follows(
     window.apply_settings()  # a new baud: a new orchestrator on the same lot
     assert window.orchestrator is not old and window.orchestrator.baud == 921600
     assert list(window.cards) == [DEAD_PORTS[1], "socket://127.0.0.1:5"]
+
+
+def test_hot_plug_adds_ports_and_marks_unplugged_ones(
+    qtbot: QtBot, settings: StationSettings, lot_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+
+    import station.flashing as flashing
+
+    present: list[flashing.PortInfo] = []
+
+    def info(device: str, slot: str) -> flashing.PortInfo:
+        return flashing.PortInfo(device, "USB serial", 0x10C4, 0xEA60, None, "1-1", slot)
+
+    monkeypatch.setattr(
+        flashing,
+        "PortWatcher",
+        functools.partial(flashing.PortWatcher, lister=lambda: list(present)),
+    )
+    monkeypatch.setattr(MainWindow, "HOT_PLUG_POLL", 0.05)
+    settings.hot_plug = True
+    settings.ports = []
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.open_lot(str(lot_dir / "lot.toml"))
+    present.append(info("socket://127.0.0.1:9", "Bay A"))
+    qtbot.waitUntil(lambda: "socket://127.0.0.1:9" in w.cards, timeout=5000)
+    assert w.cards["socket://127.0.0.1:9"].view.slot == "Bay A"
+    present.clear()  # unplugged: the card stays (the slot), marked as such
+    qtbot.waitUntil(lambda: w.bridge.view("socket://127.0.0.1:9").state == "offline")
+    present.append(info("socket://127.0.0.1:9", "Bay A"))  # plugged in again
+    qtbot.waitUntil(lambda: w.bridge.view("socket://127.0.0.1:9").state == "idle")
+    w.shutdown()
