@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -172,6 +173,17 @@ class _SocketReader:
         self.buf.clear()
 
 
+def _is_raw_tcp(port: Any) -> bool:
+    """A pyserial ``socket://`` port (raw TCP). rfc2217:// ports also have a ``_socket``, but
+    their bytes are telnet-encoded and read by pyserial's own thread: left alone."""
+    module = sys.modules.get("serial.urlhandler.protocol_socket")  # loaded by socket:// only
+    return (
+        module is not None
+        and isinstance(port, module.Serial)
+        and isinstance(getattr(port, "_socket", None), socket.socket)
+    )
+
+
 class _Guard:
     """Makes one pyserial port raise :class:`Cancelled` once aborted, and wakes blocked reads."""
 
@@ -179,8 +191,8 @@ class _Guard:
         self.port = port
         self.aborted = False
         read, write, waiting = port.read, port.write, port.inWaiting
-        sock = getattr(port, "_socket", None)
-        if isinstance(sock, socket.socket):
+        raw_tcp = _is_raw_tcp(port)
+        if raw_tcp:
             reader = _SocketReader(port)
             read, waiting = reader.read, reader.waiting
             reset_input = port.reset_input_buffer
@@ -218,7 +230,7 @@ class _Guard:
             # pyserial's socket:// close() sleeps 0.3 s, and skips closing the socket when
             # shutdown() fails (peer already gone): close a TCP link directly instead
             sock = getattr(port, "_socket", None)
-            if isinstance(sock, socket.socket):
+            if raw_tcp and isinstance(sock, socket.socket):
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
