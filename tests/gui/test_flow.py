@@ -297,3 +297,34 @@ def test_demo_opens_the_sample_lot_on_four_simulated_devices(
     assert seen["slot1"] == ("Slot 1", 1, True)  # same slot, its count kept, a new device
     assert not str(seen["lot"]).startswith(str(resources_dir()))  # a working copy …
     assert not seen["lot"].exists()  # … removed when the window closed
+
+
+def test_foreign_data_needs_an_engineer(
+    qtbot: QtBot,
+    settings: StationSettings,
+    lot_file: Path,
+    devices: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A device holding factory data this lot did not write: operator mode leaves it alone;
+    an engineer is asked and may overwrite it."""
+    port = devices[0].port
+    foreign = bytes(range(256)) * 16
+    with flashing.open_device(port, no_stub=True) as session:
+        session.write([flashing.WriteRegion(0x10000, foreign, "fctry")])
+    w = make_window(qtbot, settings, [port])
+    assert w.open_lot(str(lot_file))
+    asked: list[str] = []
+    monkeypatch.setattr(w, "ask_yes_no", lambda t, q: asked.append(q) or True)
+    w.handle_scan("SN26110006")
+    qtbot.waitUntil(lambda: "left untouched" in w.bridge.view(port).message, timeout=FLASH_TIMEOUT)
+    assert asked == []  # operator mode: nobody was asked, nothing was written
+    assert w.bridge.view(port).state == "attention"
+    w.orchestrator.wait_idle(10)
+    assert read_back(port, 0x10000, len(foreign)) == foreign
+    w.set_engineer(True)
+    w.start_port(port)  # the engineer starts it again and answers "overwrite"
+    wait_state(qtbot, w, port, "passed", "failed")
+    assert w.cards[port].view.state == "passed", w.cards[port].view.message
+    assert len(asked) == 1 and "Overwrite" in asked[0]
+    assert w.lot.ledger.row(5).state == "done"
