@@ -28,9 +28,9 @@ class StationSettings:
     @property
     def ports(self) -> list[str]:
         value = self.qs.value("ports/list", [])
-        if isinstance(value, str):
-            value = [value] if value else []
-        return [str(v) for v in (value or [])]
+        if isinstance(value, str):  # an INI file with a single port gives a plain string
+            return [value] if value else []
+        return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
     @ports.setter
     def ports(self, ports: list[str]) -> None:
@@ -39,7 +39,7 @@ class StationSettings:
     @property
     def baud(self) -> int:
         try:
-            return int(self.qs.value("ports/baud", DEFAULT_BAUD))  # type: ignore[arg-type]
+            return int(str(self.qs.value("ports/baud", DEFAULT_BAUD)))
         except (TypeError, ValueError):
             return DEFAULT_BAUD
 

@@ -401,14 +401,7 @@ class MainWindow(QMainWindow):
             s.setContext(Qt.ShortcutContext.WindowShortcut)
             s.activated.connect(slot)
 
-        sc(
-            "Ctrl+F",
-            lambda: (
-                self._show_tab(0),
-                self.search_field.setFocus(),
-                self.search_field.selectAll(),
-            ),
-        )
+        sc("Ctrl+F", self._focus_search)
         sc("Ctrl+L", lambda: self.scan_field.setFocus())
         sc("Ctrl+0", lambda: self.choose_port(None))
         for i in range(1, 10):
@@ -424,6 +417,11 @@ class MainWindow(QMainWindow):
         view = page.findChild(QAbstractItemView) if page is not None else None
         if view is not None:
             view.setFocus()
+
+    def _focus_search(self) -> None:
+        self._show_tab(0)
+        self.search_field.setFocus()
+        self.search_field.selectAll()
 
     def _escape(self) -> None:
         self.scan_field.clear()
@@ -633,9 +631,10 @@ class MainWindow(QMainWindow):
         self._workers = [w for w in self._workers if w.is_alive()]
 
     def _image_size_ready(self, lot: object, used: int, error: str) -> None:
-        if lot is not self.lot or self.lot is None or self._closing:
+        current: Any = self.lot
+        if lot is not current or current is None or self._closing:
             return
-        factory = self.lot.factory
+        factory = current.factory
         if error:
             self.flash_map_note.setText(f"{self.flash_map_note.text()} Row 1: {error}")
             return
