@@ -269,7 +269,9 @@ class Ledger:
                 return psycopg.connect(self.url, autocommit=True)
             except psycopg.Error as err:
                 raise StationError.at(
-                    str(self.path), f"cannot connect to the ledger database: {err}", key="db"
+                    display_url(self.url),
+                    f"cannot connect to the PostgreSQL ledger database: {err}",
+                    key="db",
                 ) from None
         con = sqlite3.connect(
             self.path, timeout=60.0, isolation_level=None, check_same_thread=False
