@@ -130,6 +130,17 @@ class _Locator:
 
 def read_lot_file(path: str | Path) -> LotSettings:
     """Read and check a lot file; StationError with every problem located."""
+    settings, problems = _parse_lot_file(path)
+    problems.raise_if_any()
+    assert settings is not None
+    return settings
+
+
+def _parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
+    """The lot file's settings and its problems. Settings are returned despite problems when
+    the files the lot names were found (bad optional values fall back to their defaults), so
+    that :func:`open_lot` can report the problems of the inputs in the same run; a file that
+    cannot be read or parsed at all raises StationError."""
     path = Path(path)
     file = str(path)
     try:
@@ -236,8 +247,8 @@ def read_lot_file(path: str | Path) -> LotSettings:
                 continue
             resolved_enc[key] = p
     problems.items.sort(key=lambda p: (p.line == 0, p.line, p.column))
-    problems.raise_if_any()
-    assert name and config and values and table
+    if not (name and config and values and table):
+        return None, problems
     return LotSettings(
         name=name,
         path=path.resolve(),
@@ -254,7 +265,7 @@ def read_lot_file(path: str | Path) -> LotSettings:
         encryption=resolved_enc,
         homekit=tables["homekit"],
         label=tables["label"],
-    )
+    ), problems
 
 
 def _toml_value(value: Any) -> str:
@@ -536,6 +547,83 @@ def _check_columns(settings: LotSettings, lot: MfgLot, problems: ProblemList) ->
                 break
 
 
+def encryption_scheme(settings: LotSettings) -> str | None:
+    """``"flash_enc"`` (keys in an ``nvs_keys`` partition), ``"hmac"`` (keys derived from an
+    eFuse HMAC key) or None, from the lot's ``encryption`` table."""
+    if "keyfile" in settings.encryption:
+        return "flash_enc"
+    if "hmac_keyfile" in settings.encryption:
+        return "hmac"
+    return None
+
+
+def key_partition(table: PartitionTable) -> Partition | None:
+    """The table's first data/nvs_keys partition (where ESP-IDF looks for the NVS keys)."""
+    return next(
+        (p for p in table.partitions if p.type_name == "data" and p.subtype_name == "nvs_keys"),
+        None,
+    )
+
+
+def _check_table_needs(
+    settings: LotSettings, table: PartitionTable, factory: Partition
+) -> list[Problem]:
+    """What the lot's encryption and HomeKit settings need from the partition table."""
+    from station.partitions import check_requirements
+
+    scheme = encryption_scheme(settings)
+    out = list(
+        check_requirements(table, factory, encryption=scheme, homekit=bool(settings.homekit))
+    )
+    keys_part = key_partition(table) if scheme == "flash_enc" else None
+    if keys_part is not None and not out:
+        where = (keys_part.file or table.source, keys_part.line)
+        if not keys_part.encrypted:
+            out.append(
+                Problem(
+                    where[0],
+                    where[1],
+                    keys_part.column("flags") or 1,
+                    keys_part.name,
+                    "the nvs_keys partition must be flagged 'encrypted' (ESP-IDF refuses an "
+                    "unencrypted key partition, and flash encryption would not protect it)",
+                )
+            )
+        if keys_part.offset < factory.end and factory.offset < keys_part.end:
+            out.append(
+                Problem(
+                    where[0],
+                    where[1],
+                    keys_part.column("offset") or 1,
+                    keys_part.name,
+                    f"overlaps the factory partition {factory.name!r}",
+                )
+            )
+    return out
+
+
+def _check_first_image(
+    settings: LotSettings,
+    mfg: MfgLot,
+    factory: Partition,
+    hk: HomeKitSettings | None,
+    keys: XtsKeys | None,
+) -> list[Problem]:
+    """Build the first row's image as production will, and check it fills the partition."""
+    from station.mfg import build_row_image
+    from station.partitions import check_image_fits
+
+    row = mfg.rows[0]
+    try:
+        if hk is None:
+            image = build_row_image(mfg, row, factory.size, version=settings.nvs_version, keys=keys)
+        else:
+            image = _homekit_image(mfg, row, hk, factory.size, settings, keys, bytes(16))
+    except StationError as err:
+        return list(err.problems)
+    return check_image_fits(factory, len(image))
+
+
 def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | None = None) -> Lot:
     """Open a lot: validate every input, open its ledger and import the rows (once).
 
@@ -545,8 +633,11 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
     from station.mfg import load_mfg, secret_columns
     from station.partitions import find_factory_partition, load_table, validate
 
-    settings = read_lot_file(path)
-    problems = ProblemList()
+    parsed, problems = _parse_lot_file(path)  # its problems are reported with the inputs'
+    if parsed is None:
+        problems.raise_if_any()
+        raise StationError.at(str(path), "the lot file names no usable inputs")
+    settings = parsed
     factory = table = mfg = keys = None
     try:
         table = load_table(settings.partition_table)
@@ -579,6 +670,8 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
         )
     except StationError as err:
         problems.extend(err.problems)
+    if table is not None and factory is not None:
+        problems.extend(_check_table_needs(settings, table, factory))
     hk = None
     if mfg is not None:
         _check_columns(settings, mfg, problems)
@@ -586,6 +679,8 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
             problems.add(str(settings.values), 0, 0, "rows", "the values file has no rows")
         if settings.homekit and not problems:
             hk = _check_homekit(settings, mfg, factory.size if factory else None, problems)
+        if not problems and factory is not None and mfg.rows:
+            problems.extend(_check_first_image(settings, mfg, factory, hk, keys))
     problems.raise_if_any()
     assert mfg is not None and factory is not None and table is not None
     if hk is not None and hk.generate and _needs_codes(hk, mfg):

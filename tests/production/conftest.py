@@ -16,8 +16,19 @@ def copy_sample(dest: Path) -> Path:
     return dest / "lot.toml"
 
 
-def make_small_lot(folder: Path, rows: int, *, name: str = "SMALL") -> Path:
-    """A lot with a 0x3000 factory partition (the smallest NVS) — fast on simulated devices."""
+def make_small_lot(
+    folder: Path,
+    rows: int,
+    *,
+    name: str = "SMALL",
+    partition: str = "fctry",
+    nvs_keys: str | None = None,
+    extra: str = "",
+) -> Path:
+    """A lot with a 0x3000 factory partition (the smallest NVS) — fast on simulated devices.
+
+    ``nvs_keys``: the flags of an ``nvs_key`` partition at 0xc000 (e.g. "encrypted"), none if
+    None; ``extra``: lines appended to lot.toml."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.csv").write_text(
         "factory,namespace,\nserial_no,data,string\ndevice_key,data,hex2bin\nhw_rev,data,u32\n",
@@ -26,16 +37,21 @@ def make_small_lot(folder: Path, rows: int, *, name: str = "SMALL") -> Path:
     lines = ["serial_no,device_key,hw_rev"]
     lines += [f"SN{i + 1:04d},{os.urandom(16).hex()},{i}" for i in range(rows)]
     (folder / "values.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    nvs = "nvs, data, nvs, 0x9000, 0x4000,\n"
+    if nvs_keys is not None:
+        nvs = (
+            "nvs, data, nvs, 0x9000, 0x3000,\n"
+            f"nvs_key, data, nvs_keys, 0xc000, 0x1000, {nvs_keys}\n"
+        )
     (folder / "partitions.csv").write_text(
-        "nvs, data, nvs, 0x9000, 0x4000,\nfctry, data, nvs, 0xd000, 0x3000,\n"
-        "factory, app, factory, 0x10000, 1M,\n",
+        f"{nvs}{partition}, data, nvs, 0xd000, 0x3000,\nfactory, app, factory, 0x10000, 1M,\n",
         encoding="utf-8",
     )
     lot = folder / "lot.toml"
     lot.write_text(
         f'name = "{name}"\nconfig = "config.csv"\nvalues = "values.csv"\n'
-        'partition_table = "partitions.csv"\npartition = "fctry"\nfileid = "serial_no"\n'
-        'scan_column = "serial_no"\n',
+        f'partition_table = "partitions.csv"\npartition = "{partition}"\nfileid = "serial_no"\n'
+        f'scan_column = "serial_no"\n{extra}',
         encoding="utf-8",
     )
     return lot

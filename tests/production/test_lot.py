@@ -156,7 +156,7 @@ def test_write_lot_file_round_trips(tmp_path: Path, sample_lot: Path) -> None:
 def test_encrypted_lot_images_decode_with_the_key(tmp_path: Path) -> None:
     from station.nvs import generate_keys, key_partition_image
 
-    lot = make_small_lot(tmp_path / "l", 2)
+    lot = make_small_lot(tmp_path / "l", 2, nvs_keys="encrypted")
     keys = generate_keys()
     (lot.parent / "keys.bin").write_bytes(key_partition_image(keys))
     lot.write_text(
@@ -172,7 +172,7 @@ def test_encrypted_lot_images_decode_with_the_key(tmp_path: Path) -> None:
 def test_homekit_lot_images_carry_hap_setup_and_are_stable(tmp_path: Path) -> None:
     from station.homekit import srp_salt_verifier
 
-    lot = make_small_lot(tmp_path / "l", 3)
+    lot = make_small_lot(tmp_path / "l", 3, partition="factory_nvs")
     values = lot.parent / "values.csv"
     lines = values.read_text(encoding="utf-8").splitlines()
     lines = [lines[0] + ",setup_code,setup_id"] + [f"{line},," for line in lines[1:]]
@@ -204,7 +204,7 @@ def test_homekit_lot_images_carry_hap_setup_and_are_stable(tmp_path: Path) -> No
 
 
 def test_homekit_rows_without_codes_are_located_errors(tmp_path: Path) -> None:
-    lot = make_small_lot(tmp_path / "l", 2)
+    lot = make_small_lot(tmp_path / "l", 2, partition="factory_nvs")
     lot.write_text(
         lot.read_text(encoding="utf-8") + "homekit = { category = 7 }\n", encoding="utf-8"
     )
@@ -213,3 +213,95 @@ def test_homekit_rows_without_codes_are_located_errors(tmp_path: Path) -> None:
     got = problems(err)
     assert any(":2:0: setup_code:" in p and "not a column" in p for p in got)
     assert not list(lot.parent.glob("*.station.db*"))
+
+
+# --- whole-lot checks of the partition table against the lot's settings ---------------------
+def no_ledger(lot: Path) -> bool:
+    return not list(lot.parent.glob("*.station.db*"))
+
+
+def test_flash_encryption_scheme_needs_an_nvs_keys_partition(tmp_path: Path) -> None:
+    from station.nvs import generate_keys, key_partition_image
+
+    lot = make_small_lot(tmp_path / "l", 2, extra='encryption = { keyfile = "keys.bin" }\n')
+    (lot.parent / "keys.bin").write_bytes(key_partition_image(generate_keys()))
+    with pytest.raises(StationError) as err:
+        open_lot(lot)
+    (p,) = problems(err)
+    assert p.startswith(f"{lot.parent / 'partitions.csv'}:0:0: encryption: NVS encryption")
+    assert "nvs_keys" in p and err.value.exit_code == 2
+    assert no_ledger(lot)
+
+
+def test_the_nvs_keys_partition_must_be_flagged_encrypted(tmp_path: Path) -> None:
+    from station.nvs import generate_keys, key_partition_image
+
+    lot = make_small_lot(
+        tmp_path / "l", 2, nvs_keys="", extra='encryption = { keyfile = "keys.bin" }\n'
+    )
+    (lot.parent / "keys.bin").write_bytes(key_partition_image(generate_keys()))
+    with pytest.raises(StationError) as err:
+        open_lot(lot)
+    (p,) = problems(err)
+    assert p.startswith(f"{lot.parent / 'partitions.csv'}:2:")
+    assert "nvs_key: the nvs_keys partition must be flagged 'encrypted'" in p
+    assert no_ledger(lot)
+
+
+def test_hmac_scheme_needs_no_key_partition(tmp_path: Path) -> None:
+    lot = make_small_lot(tmp_path / "l", 2, extra='encryption = { hmac_keyfile = "hmac.key" }\n')
+    (lot.parent / "hmac.key").write_bytes(bytes(range(32)))
+    with open_lot(lot) as opened:
+        assert opened.keys is not None
+
+
+def test_homekit_lots_write_factory_nvs(tmp_path: Path) -> None:
+    lot = make_small_lot(tmp_path / "l", 2, extra="homekit = { category = 7, generate = true }\n")
+    values = lot.parent / "values.csv"
+    before = values.read_bytes()
+    with pytest.raises(StationError) as err:
+        open_lot(lot)
+    got = problems(err)
+    assert any(
+        p.startswith(f"{lot.parent / 'partitions.csv'}:0:0: homekit:") and "'factory_nvs'" in p
+        for p in got
+    ), got
+    assert no_ledger(lot) and values.read_bytes() == before  # no codes generated either
+
+
+def test_an_image_that_does_not_fill_the_partition_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import station.mfg
+
+    real = station.mfg.build_row_image
+    monkeypatch.setattr(station.mfg, "build_row_image", lambda *a, **k: real(*a, **k)[:-4096])
+    lot = make_small_lot(tmp_path / "l", 2)
+    with pytest.raises(StationError) as err:
+        open_lot(lot)
+    (p,) = problems(err)
+    assert p.startswith(f"{lot.parent / 'partitions.csv'}:2:1: fctry: the image is 0x2000 bytes")
+    assert no_ledger(lot)
+
+
+def test_lot_file_inputs_and_table_problems_come_together(tmp_path: Path) -> None:
+    lot = make_small_lot(
+        tmp_path / "l", 3, extra='chip = "esp99"\nencryption = { hmac_keyfile = "hmac.key" }\n'
+    )
+    (lot.parent / "hmac.key").write_bytes(bytes(31))
+    values = lot.parent / "values.csv"
+    values.write_text(
+        values.read_text(encoding="utf-8").replace(",1\n", ",notanumber\n"), encoding="utf-8"
+    )
+    (lot.parent / "partitions.csv").write_text(
+        "fctry, data, nvs, 0xd000, 0x3000,\nfctry, data, nvs, 0x20000, 0x3000,\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(StationError) as err:
+        open_lot(lot)
+    got = "\n".join(problems(err))
+    assert f"{lot}:8:1: chip: unknown chip 'esp99'" in got
+    assert f"{lot.parent / 'hmac.key'}:0:0: hmac_keyfile: an HMAC key is 32 bytes" in got
+    assert f"{values}:3:" in got
+    assert f"{lot.parent / 'partitions.csv'}:2:" in got and "duplicate name" in got
+    assert err.value.exit_code == 2 and no_ledger(lot)
