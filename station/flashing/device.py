@@ -176,12 +176,12 @@ class _SocketReader:
 def _is_raw_tcp(port: Any) -> bool:
     """A pyserial ``socket://`` port (raw TCP). rfc2217:// ports also have a ``_socket``, but
     their bytes are telnet-encoded and read by pyserial's own thread: left alone."""
-    module = sys.modules.get("serial.urlhandler.protocol_socket")  # loaded by socket:// only
-    return (
-        module is not None
-        and isinstance(port, module.Serial)
-        and isinstance(getattr(port, "_socket", None), socket.socket)
-    )
+    if not isinstance(getattr(port, "_socket", None), socket.socket):
+        return False
+    # loaded by socket:// only (and maybe still loading on another thread: getattr)
+    module = sys.modules.get("serial.urlhandler.protocol_socket")
+    cls = getattr(module, "Serial", None)
+    return cls is not None and isinstance(port, cls)
 
 
 class _Guard:
