@@ -151,17 +151,10 @@ class DemoSwapper(QObject):
                 device.stop()
 
 
-# The flashing threads share the GIL with the GUI thread; every call from Qt into Python (a
-# timer, a table cell) waits for it. A 1 ms switch interval (CPython's default is 5 ms) makes
-# those waits shorter; tests/bench/bench_gui_stall.py measures the difference (--switch).
-GIL_SWITCH_INTERVAL = 0.001
-
-
 def make_application(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance()
     if not isinstance(app, QApplication):
         app = QApplication(argv if argv is not None else sys.argv[:1])
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     app.setApplicationName("station")
     app.setOrganizationName("station")
     app.setWindowIcon(app_icon())

@@ -4,7 +4,6 @@ closing while flashing; operator actions per unit in steady state; event-loop st
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,12 +287,10 @@ def test_demo_opens_the_sample_lot_on_four_simulated_devices(
 
     monkeypatch.setattr(QApplication, "exec", fake_exec)
     qapp = QApplication.instance()
-    switch = sys.getswitchinterval()
     try:
         assert app_module.run(argparse.Namespace(demo=True, lot=None)) == 0
     finally:
         qapp.setStyleSheet("")  # type: ignore[union-attr]
-        sys.setswitchinterval(switch)
     assert "demo" in seen["title"] and "1234" in seen["title"]
     assert seen["cards"] == 4 and seen["rows"] == 200 and not seen["engineer"]
     assert "SN26110001" in seen["hint"]
