@@ -197,11 +197,14 @@ class RowTableModel(QAbstractTableModel):
         page = self._pages.get(page_no)
         if page is None:
             if self._loader is not None and not wait:
-                if page_no not in self._pending:
-                    self._pending.add(page_no)
+                # the page after it too (scrolling on), read after the one wanted now
+                for p in (page_no + 1, page_no):
+                    if p in self._pending or p in self._pages or p * self.PAGE >= self._count:
+                        continue
+                    self._pending.add(p)
                     self.fetches += 1
                     self._loader.request(
-                        self._generation, page_no, self._source, self._state, self._search
+                        self._generation, p, self._source, self._state, self._search
                     )
                 return None
             page = list(

@@ -220,3 +220,18 @@ def test_failed_problem_and_partition_models(qtmodeltester: ModelTester) -> None
     assert parts.data(parts.index(1, 0), Qt.ItemDataRole.BackgroundRole) is not None
     assert parts.data(parts.index(0, 0), Qt.ItemDataRole.BackgroundRole) is None
     qtmodeltester.check(parts)
+
+
+def test_background_pages_arrive_without_blocking(qtbot: QtBot, qtmodeltester: ModelTester) -> None:
+    src = PagingSource(100_000)
+    m = RowTableModel(src, background=True)
+    try:
+        assert m.data(m.index(50_000, 1)) == "…"  # asked for, not waited for
+        qtbot.waitUntil(lambda: m.data(m.index(50_000, 1)) == "U050000")
+        # the next page was read too: scrolling on shows no placeholder
+        qtbot.waitUntil(lambda: m.data(m.index(50_000 + m.PAGE, 1)) == f"U{50_000 + m.PAGE:06d}")
+        m.set_filter("failed")  # pages of the old filter that arrive late are dropped
+        assert m.rowCount() == 0
+        qtmodeltester.check(m)
+    finally:
+        m.stop()
