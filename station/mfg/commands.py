@@ -313,8 +313,11 @@ def _produce(job: _Job, indexes: Iterable[int]) -> list[str]:
                 writer.submit(paths["hmac"], hmac_key, secret=True)
             if "keys" in paths and keys is not None:
                 writer.submit(paths["keys"], key_partition_image(keys), secret=True)
-            writer.submit(paths["csv"], intermediate_csv(lot, dev.row).encode("utf-8"))
-            writer.submit(paths["bin"], image)
+            # not atomic: half the file system work; a failed run removes every file it wrote
+            writer.submit(
+                paths["csv"], intermediate_csv(lot, dev.row).encode("utf-8"), atomic=False
+            )
+            writer.submit(paths["bin"], image, atomic=False)
     except BaseException:
         writer.rollback()
         raise

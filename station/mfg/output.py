@@ -1,7 +1,9 @@
-"""Writing output files: atomically (temporary file + rename) and never over an existing file."""
+"""Writing output files, never over an existing file: atomically (an unnamed or temporary file
+that gets its name when complete) or, for the bulk of a lot's outputs, directly."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
@@ -16,19 +18,42 @@ _counter = iter(range(1 << 62))
 _counter_lock = threading.Lock()
 
 
-def write_new(path: Path | str, data: bytes, *, secret: bool = False) -> None:
-    """Writes ``data`` to ``path``, which must not exist yet; readers never see a partial file.
+def write_new(path: Path | str, data: bytes, *, secret: bool = False, atomic: bool = True) -> None:
+    """Writes ``data`` to ``path``, which must not exist yet.
 
-    ``secret`` files (keys) are created readable by their owner only (0600) and flushed to disk
-    before they get their name: they are the only copy of a device's keys.
+    ``atomic``: readers never see a partial file, a killed process leaves none. Without it the
+    file is created (O_EXCL) and written with one call, which costs the file system less (no
+    unnamed file to keep track of; mfg_gen's files are not atomic either); a write that fails
+    or is interrupted removes the file.
+    ``secret`` files (keys) are always atomic, created readable by their owner only (0600) and
+    flushed to disk before they get their name: they are the only copy of a device's keys.
     """
     path = os.fspath(path)
     try:
-        _write_new(path, data, secret)
+        if atomic or secret:
+            _write_new(path, data, secret)
+        else:
+            _write_direct(path, data)
     except StationError:
         raise
     except OSError as err:  # a full disk, a read-only folder: the operator's words, no traceback
         raise StationError.at(path, f"cannot write: {err.strerror or err}") from None
+
+
+def _write_direct(path: str, data: bytes) -> None:
+    try:
+        fd = os.open(path, _FLAGS, 0o666)
+    except FileExistsError:
+        raise StationError.at(path, "already exists; not overwritten") from None
+    try:
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # ours (O_EXCL): no partial file stays behind
+        raise
 
 
 def _write_new(path: str, data: bytes, secret: bool) -> None:
@@ -115,10 +140,12 @@ class Writer:
     def __init__(self) -> None:
         self.written: list[str] = []
 
-    def submit(self, path: Path | str, data: bytes, *, secret: bool = False) -> None:
+    def submit(
+        self, path: Path | str, data: bytes, *, secret: bool = False, atomic: bool = True
+    ) -> None:
         """Writes one new file (see :func:`write_new`)."""
         path = os.fspath(path)
-        write_new(path, data, secret=secret)
+        write_new(path, data, secret=secret, atomic=atomic)
         self.written.append(path)
 
     def rollback(self) -> None:

@@ -264,6 +264,27 @@ def test_write_new_never_overwrites(
     assert [p.name for p in lotdir.iterdir()] == ["a.bin"]  # no temporary file left
 
 
+def test_direct_writes_never_overwrite_and_leave_no_partial_file(
+    lotdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from station.mfg import output
+
+    output.write_new(lotdir / "a.bin", b"first", atomic=False)
+    with pytest.raises(StationError, match="already exists; not overwritten"):
+        output.write_new(lotdir / "a.bin", b"second", atomic=False)
+    assert (lotdir / "a.bin").read_bytes() == b"first"
+
+    def full(fd: int, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(output, "_write_all", full)
+    with pytest.raises(StationError, match=r"b\.bin:0:0: -: cannot write: No space left on device"):
+        output.write_new(lotdir / "b.bin", b"data", atomic=False)
+    with pytest.raises(StationError, match="cannot write: No space left on device"):
+        output.write_new(lotdir / "k.bin", b"key", secret=True, atomic=False)  # atomic anyway
+    assert [p.name for p in lotdir.iterdir()] == ["a.bin"]
+
+
 def test_unwritable_output_is_a_located_error(station: Station, lotdir: Path) -> None:
     small_lot(lotdir)
     write(lotdir / "afile", "not a folder")
