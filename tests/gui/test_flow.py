@@ -328,3 +328,33 @@ def test_foreign_data_needs_an_engineer(
     assert w.cards[port].view.state == "passed", w.cards[port].view.message
     assert len(asked) == 1 and "Overwrite" in asked[0]
     assert w.lot.ledger.row(5).state == "done"
+
+
+def test_release_of_a_failed_unit_by_a_supervisor(
+    qtbot: QtBot,
+    settings: StationSettings,
+    lot_file: Path,
+    devices: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy = CuttableProxy(devices[0].port)
+    try:
+        w = make_window(qtbot, settings, [proxy.port])
+        assert w.open_lot(str(lot_file))
+        proxy.cut_after(16_000)
+        w.handle_scan("SN26110008")
+        qtbot.waitUntil(lambda: w.failed_model.rowCount() == 1, timeout=FLASH_TIMEOUT)
+        w.orchestrator.wait_idle(10)
+        w.tabs.setCurrentIndex(w.failed_tab)
+        w.failed_view.selectRow(0)
+        reasons = iter(["label damaged, unit scrapped"])
+        monkeypatch.setattr(w, "ask_text", lambda t, p: next(reasons))
+        w.set_engineer(True)
+        w.act_release.trigger()
+        assert w.lot.ledger.row(7).state == "pending"
+        audit = [a for a in w.lot.ledger.audit_log() if "label damaged" in a.detail]
+        assert audit, "the release is in the ledger's audit log"
+        qtbot.waitUntil(lambda: w.failed_model.rowCount() == 0)
+        w.shutdown()
+    finally:
+        proxy.close()
