@@ -25,10 +25,11 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 if TYPE_CHECKING:
+    from station.flashing import WriteRegion
     from station.homekit import HomeKitSettings
     from station.mfg import MfgLot, Row
     from station.nvs import XtsKeys
-    from station.partitions import Partition, PartitionTable
+    from station.partitions import FlasherArgs, Partition, PartitionTable
 
 CHIPS = (
     "auto",
@@ -332,8 +333,12 @@ class Lot:
         keys: XtsKeys | None,
         imported: ImportSummary,
         homekit: HomeKitSettings | None = None,
+        firmware: Firmware | None = None,
+        key_partition: Partition | None = None,
     ) -> None:
         self.settings = settings
+        self.firmware = firmware
+        self.key_partition = key_partition  # set for the flash-encryption scheme
         self.homekit = homekit
         self.mfg = mfg
         self.table = table
@@ -368,6 +373,29 @@ class Lot:
         return _homekit_image(
             self.mfg, row, self.homekit, self.factory.size, self.settings, self.keys, salt
         )
+
+    def regions_for(self, row: Row, image: bytes | None = None) -> tuple[WriteRegion, ...]:
+        """Everything one unit gets, in one connection: the lot's firmware (MD5-verified), the
+        NVS key partition (flash-encryption scheme) and the row's factory image (read back)."""
+        from station.flashing import WriteRegion
+
+        out: list[WriteRegion] = list(self.firmware.regions) if self.firmware else []
+        if self.key_partition is not None and self.keys is not None:
+            out.append(self.key_region())
+        if image is None:
+            image = self.image_for(row)
+        out.append(WriteRegion(self.factory.offset, image, self.factory.name))
+        return tuple(out)
+
+    def key_region(self) -> WriteRegion:
+        """The ``nvs_keys`` partition's contents: the lot's keys, 0xFF to the partition's end."""
+        from station.flashing import WriteRegion
+        from station.nvs import key_partition_image
+
+        part = self.key_partition
+        assert part is not None and self.keys is not None
+        data = key_partition_image(self.keys)
+        return WriteRegion(part.offset, data + b"\xff" * (part.size - len(data)), part.name)
 
     def unit_id(self, row: Row) -> str:
         from station.mfg import unit_id
@@ -624,6 +652,121 @@ def _check_first_image(
     return check_image_fits(factory, len(image))
 
 
+@dataclass(frozen=True)
+class Firmware:
+    """An ESP-IDF build named by the lot (``firmware = ...``): its files as write regions,
+    read and hashed once when the lot opens, written with every unit's factory image."""
+
+    path: Path  # flasher_args.json
+    args: FlasherArgs
+    regions: tuple[WriteRegion, ...]  # by offset; readback=False (verified by the chip's MD5)
+    sha256: str  # over every (offset, file contents)
+
+    @property
+    def writes_table(self) -> bool:
+        """True when the build writes a partition table (it then replaces the device's)."""
+        offset = self.args.table_offset or 0x8000
+        return any(r.offset == offset for r in self.regions)
+
+    def describe(self) -> str:
+        """``"bootloader@0x1000, partition table@0x8000, app@0x10000"``."""
+        return ", ".join(f"{r.name or 'region'}@0x{r.offset:x}" for r in self.regions)
+
+
+def _read_firmware(settings: LotSettings, problems: ProblemList) -> Firmware | None:
+    """Read the lot's build (flasher_args.json and every file it names) once; problems located."""
+    if settings.firmware is None:
+        return None
+    from station.flashing.firmware import find_flasher_args, firmware_regions
+    from station.partitions import read_flasher_args
+
+    try:
+        args = read_flasher_args(find_flasher_args(settings.firmware))
+        regions = firmware_regions(args)
+    except StationError as err:
+        problems.extend(err.problems)
+        return None
+    h = hashlib.sha256()
+    for r in regions:
+        h.update(f"{r.offset:x}:{len(r.data)}:".encode())
+        h.update(r.data)
+    return Firmware(args.path, args, regions, h.hexdigest())
+
+
+def _check_firmware(
+    settings: LotSettings,
+    fw: Firmware,
+    table: PartitionTable,
+    factory: Partition | None,
+    keys_part: Partition | None,
+) -> list[Problem]:
+    """The build must be for the lot's chip, carry the lot's partition table (if it has one),
+    fit the partitions it writes, and leave the partitions the station writes alone."""
+    from station.partitions import compare_tables, parse_binary
+
+    out: list[Problem] = []
+    source = str(fw.path)
+    loc = _Locator(settings.path.read_text(encoding="utf-8"))
+    chip = fw.args.chip.replace("-", "").lower()
+    if settings.chip != "auto" and chip and chip != settings.chip:
+        line, col = loc.find("chip")
+        out.append(
+            Problem(
+                str(settings.path),
+                line,
+                col,
+                "chip",
+                f"the lot says {settings.chip}, its firmware ({source}) is built for {chip}",
+            )
+        )
+    table_offset = fw.args.table_offset or table.table_offset
+    for r in fw.regions:
+        if r.offset == table_offset:
+            try:
+                theirs = parse_binary(r.data, file=source, table_offset=table_offset)
+            except StationError as err:
+                out.extend(err.problems)
+                continue
+            for diff in compare_tables(table, theirs):
+                out.append(
+                    Problem(
+                        source,
+                        0,
+                        0,
+                        "partition-table",
+                        f"the build's partition table differs from the lot's "
+                        f"({table.source}): {diff}",
+                    )
+                )
+            continue
+        end = r.offset + len(r.data)
+        for ours in (factory, keys_part):
+            if ours is not None and r.offset < ours.end and ours.offset < end:
+                out.append(
+                    Problem(
+                        source,
+                        0,
+                        0,
+                        "flash_files",
+                        f"{r.name} (0x{r.offset:x}..0x{end:x}) overlaps {ours.name!r}, which "
+                        "the station writes for every unit",
+                    )
+                )
+        part = next((p for p in table.partitions if p.offset == r.offset), None)
+        if part is not None and len(r.data) > part.size:
+            out.append(
+                Problem(
+                    source,
+                    0,
+                    0,
+                    "flash_files",
+                    f"{r.name} is 0x{len(r.data):x} bytes, its partition {part.name!r} "
+                    f"0x{part.size:x}",
+                )
+            )
+    return out
+
+
 def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | None = None) -> Lot:
     """Open a lot: validate every input, open its ledger and import the rows (once).
 
@@ -631,7 +774,7 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
     config and values CSVs); the ledger is only touched when everything is valid.
     """
     from station.mfg import load_mfg, secret_columns
-    from station.partitions import find_factory_partition, load_table, validate
+    from station.partitions import find_factory_partition, flash_size_of, load_table, validate
 
     parsed, problems = _parse_lot_file(path)  # its problems are reported with the inputs'
     if parsed is None:
@@ -639,9 +782,10 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
         raise StationError.at(str(path), "the lot file names no usable inputs")
     settings = parsed
     factory = table = mfg = keys = None
+    firmware = _read_firmware(settings, problems)
     try:
         table = load_table(settings.partition_table)
-        problems.extend(validate(table))
+        problems.extend(validate(table, flash_size_of(firmware.args if firmware else None)))
         factory = find_factory_partition(table, settings.partition)
     except StationError as err:
         problems.extend(err.problems)
@@ -672,6 +816,9 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
         problems.extend(err.problems)
     if table is not None and factory is not None:
         problems.extend(_check_table_needs(settings, table, factory))
+    if table is not None and firmware is not None:
+        keys_part = key_partition(table) if encryption_scheme(settings) == "flash_enc" else None
+        problems.extend(_check_firmware(settings, firmware, table, factory, keys_part))
     hk = None
     if mfg is not None:
         _check_columns(settings, mfg, problems)
@@ -706,10 +853,23 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
             values_file=str(settings.values),
             lot_file=str(settings.path),
         )
+        if firmware is not None:
+            _audit_firmware(ledger, firmware)
     except BaseException:
         ledger.close()
         raise
-    return Lot(settings, mfg, table, factory, secrets_, ledger, keys, summary, hk)
+    keys_part = key_partition(table) if encryption_scheme(settings) == "flash_enc" else None
+    return Lot(
+        settings, mfg, table, factory, secrets_, ledger, keys, summary, hk, firmware, keys_part
+    )
+
+
+def _audit_firmware(ledger: Ledger, fw: Firmware) -> None:
+    """Record which build this lot flashes, once per change (the audit log keeps the history)."""
+    detail = f"{fw.path} sha256 {fw.sha256}: {fw.describe()}"
+    last = next((a for a in reversed(ledger.audit_log()) if a.action == "firmware"), None)
+    if last is None or last.detail != detail:
+        ledger.audit("firmware", detail)
 
 
 def problems_text(problems: Sequence[Problem]) -> str:

@@ -27,7 +27,7 @@ from station.errors import StationError
 from station.ledger import Claim, ClaimRefused, RowRecord
 
 if TYPE_CHECKING:
-    from station.flashing import DeviceSession, Progress
+    from station.flashing import DeviceSession, Progress, WriteRegion
     from station.production.lot import Lot
 
 PORT_STATES = ("idle", "waiting", "busy", "passed", "failed", "attention")
@@ -581,7 +581,7 @@ class Orchestrator:
                 self._claimed.discard(p.name)
 
     def _device_unit(self, p: _Port, u: _Unit, session: DeviceSession, auto: bool) -> str:
-        from station.flashing import FlashError, WriteRegion
+        from station.flashing import FlashError
 
         u.mac, u.chip = session.info.mac, session.info.chip
         if auto and u.mac == p.last_mac:
@@ -617,14 +617,19 @@ class Orchestrator:
             except StationError as err:  # e.g. a file value deleted since the lot was opened
                 return self._bad_row(p, u, "; ".join(str(pr) for pr in err.problems))
             sha = hashlib.sha256(image).hexdigest()
+            regions = list(self.lot.regions_for(mfg_row, image))
+            extras = regions[:-1]  # firmware, key partition: the same for every unit
             if current == image:
-                # the device verifiably holds this row already (read back above): no write
+                # the device verifiably holds this row already (read back above): the rest is
+                # checked by MD5 / read-back and written only if it differs
                 self.ledger.set_image(claim, sha)
+                regions = self._differing(p, u, session, extras)
+            else:
+                self.ledger.set_image(claim, sha)
+            if not regions:
                 self.ledger.mark_written(claim, u.timings)
                 how = "already held it (verified by read-back)"
             else:
-                self.ledger.set_image(claim, sha)
-                regions = [WriteRegion(factory.offset, image, factory.name)]
                 self._phase(p, u, "writing")
                 session.write(regions)
                 self._check_cancel(p)
@@ -632,11 +637,10 @@ class Orchestrator:
                 self.ledger.mark_written(claim, u.timings)
                 self._emit(RowUpdate(row.index, "written"))
                 session.verify(regions)
-                how = (
-                    "written and verified"
-                    if claim.kind == "new"
-                    else f"{claim.kind}: written and verified"
-                )
+                what = "written and verified"
+                if len(regions) > 1 or regions[0].offset != factory.offset:
+                    what = ", ".join(r.name or f"0x{r.offset:x}" for r in regions) + f" {what}"
+                how = what if claim.kind == "new" else f"{claim.kind}: {what}"
             self._phase(p, u, "resetting")
             self.ledger.complete(claim, u.timings, chip=u.chip)
             with self._lock:
@@ -677,6 +681,23 @@ class Orchestrator:
         except Exception as err:  # an internal error must not leave a claim behind
             return self._failed(p, u, f"internal error: {err!r}", False)
 
+    def _differing(
+        self, p: _Port, u: _Unit, session: DeviceSession, regions: list[WriteRegion]
+    ) -> list[WriteRegion]:
+        """The regions the device does not hold already (all of them if one differs)."""
+        from station.flashing import FlashError
+
+        if not regions:
+            return []
+        self._phase(p, u, "verifying")
+        try:
+            session.verify(regions)
+        except FlashError as err:
+            if "verify failed" not in err.reason:
+                raise
+            return regions
+        return []
+
     def _bad_row(self, p: _Port, u: _Unit, reason: str) -> str:
         """The row's image cannot be built: the row fails on no device; the port is free."""
         assert u.claim is not None
@@ -697,6 +718,19 @@ class Orchestrator:
 
         table = session.read_partition_table()
         if table is None:
+            return
+        fw = self.lot.firmware
+        if fw is not None and fw.writes_table:  # checked against the lot's when it was opened
+            diffs = compare_tables(self.lot.table, table)
+            if diffs:
+                self._emit(
+                    LogEvent(
+                        p.name,
+                        "warning",
+                        f"{u.mac}: partition table differs from the lot's "
+                        f"({'; '.join(diffs[:3])}); the lot's firmware replaces it",
+                    )
+                )
             return
         f = self.lot.factory
         theirs = next((q for q in table.partitions if q.name == f.name), None)

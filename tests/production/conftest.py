@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -60,3 +61,35 @@ def make_small_lot(
 @pytest.fixture
 def sample_lot(tmp_path: Path) -> Path:
     return copy_sample(tmp_path / "sample")
+
+
+def make_build(lot: Path, *, chip: str = "esp32", app_size: int = 0x2000) -> Path:
+    """A small fake ESP-IDF build beside a lot (bootloader, the lot's partition table, app and
+    the flasher_args.json idf.py writes) and ``firmware = "build"`` in its lot file."""
+    from station.partitions import load_table, to_binary
+
+    root = lot.parent / "build"
+    (root / "bootloader").mkdir(parents=True)
+    (root / "partition_table").mkdir()
+    (root / "bootloader" / "bootloader.bin").write_bytes(b"\xe9" + os.urandom(0xFFF))
+    table = load_table(lot.parent / "partitions.csv")
+    (root / "partition_table" / "partition-table.bin").write_bytes(to_binary(table))
+    (root / "app.bin").write_bytes(b"\xe9" + os.urandom(app_size - 1))
+    files = {
+        "0x1000": "bootloader/bootloader.bin",
+        "0x8000": "partition_table/partition-table.bin",
+        "0x10000": "app.bin",
+    }
+    args = {
+        "write_flash_args": ["--flash_mode", "dio", "--flash_size", "4MB", "--flash_freq", "40m"],
+        "flash_settings": {"flash_mode": "dio", "flash_size": "4MB", "flash_freq": "40m"},
+        "flash_files": files,
+        "bootloader": {"offset": "0x1000", "file": files["0x1000"], "encrypted": "false"},
+        "app": {"offset": "0x10000", "file": files["0x10000"], "encrypted": "false"},
+        "partition-table": {"offset": "0x8000", "file": files["0x8000"], "encrypted": "false"},
+        "extra_esptool_args": {"after": "hard_reset", "before": "default_reset", "chip": chip},
+    }
+    (root / "flasher_args.json").write_text(json.dumps(args, indent=4), encoding="utf-8")
+    with lot.open("a", encoding="utf-8") as f:
+        f.write('firmware = "build"\n')
+    return root

@@ -72,6 +72,7 @@ class FakeSession:
 
     def write(self, regions: Sequence[WriteRegion]) -> None:
         self.bench.before_write(self.port, self.dev)
+        self.bench.write_calls.append(list(regions))
         for r in regions:
             if self.dev.fault("writing"):
                 if self.dev.partial_write:
@@ -102,6 +103,8 @@ class FakeBench:
         self.devices: dict[str, FakeDevice | None] = {}
         self.lock = threading.Lock()
         self.hook: Callable[[str, FakeDevice], None] | None = None
+        self.sessions = 0  # connections opened to a device
+        self.write_calls: list[list[WriteRegion]] = []  # regions of each write() call
 
     def put(self, port: str, dev: FakeDevice | None) -> None:
         with self.lock:
@@ -125,4 +128,6 @@ class FakeBench:
             raise flash_error("no device answers on this port", "connecting", port)
         if dev.fault("connecting"):
             raise flash_error("no answer from the ROM loader", "connecting", port)
+        with self.lock:
+            self.sessions += 1
         return FakeSession(port, dev, self, on_progress)
