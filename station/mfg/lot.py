@@ -195,6 +195,18 @@ class MfgLot:
                 plan.append((f"{_csv_field(key)},{typ},{_csv_field(encoding)},", index))
         return tuple(plan)
 
+    @cached_property
+    def _csv_format(self) -> tuple[str, tuple[int, ...]]:
+        """The intermediate CSV as a format string with one {} per value, and their columns."""
+        parts = []
+        indexes = []
+        for text, index in self._csv_plan:
+            parts.append(text.replace("{", "{{").replace("}", "}}"))
+            if index >= 0:
+                parts.append("{}\r\n")
+                indexes.append(index)
+        return "".join(parts), tuple(indexes)
+
     def _file_value(self, encoding: str, value: str) -> tuple[str, str]:
         """(encoding, value) of the data entry that stands for a type-file value."""
         return self._files.entry(encoding, self.resolve(value))
@@ -743,16 +755,12 @@ def _csv_field(value: str) -> str:
 def intermediate_csv(lot: MfgLot, row: Row) -> str:
     """The text of the device's intermediate CSV, as mfg_gen writes it (csv module, CRLF)."""
     fields = row.values._fields  # type: ignore[attr-defined]
-    parts = []
-    for text, index in lot._csv_plan:
-        if index < 0:
-            parts.append(text)
-        else:
-            value = fields[index]
-            if _NEEDS_QUOTES.search(value):
-                value = '"' + value.replace('"', '""') + '"'
-            parts.append(f"{text}{value}\r\n")
-    return "".join(parts)
+    template, indexes = lot._csv_format
+    values = [fields[i] for i in indexes]
+    joined = "".join(values)  # usually nothing to quote: one look at all values
+    if "," in joined or '"' in joined or "\n" in joined or "\r" in joined:
+        values = [_csv_field(v) for v in values]
+    return template.format(*values)
 
 
 def build_row_image(

@@ -73,7 +73,7 @@ def _int_check(encoding: str) -> Check:
 
 
 def _string(value: str) -> tuple[str | None, int]:
-    return None, len(value.encode("utf-8")) + 1
+    return None, (len(value) if value.isascii() else len(value.encode("utf-8"))) + 1
 
 
 def _binary(value: str) -> tuple[str | None, int]:

@@ -147,15 +147,16 @@ def test_i16_u64_i64_beyond_mfg_gen(lotdir: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["", " ", "a,b", 'say "hi"', "two\nlines", "cr\rhere", "crlf\r\n", "#x", "é", "'"]
+    "value",
+    ["", " ", "a,b", 'say "hi"', "two\nlines", "cr\rhere", "crlf\r\n", "#x", "é", "'", "{0}{", "}"],
 )
 def test_intermediate_csv_quotes_like_the_csv_module(lotdir: Path, value: str) -> None:
     import csv
     import io
 
-    write(lotdir / "c.csv", "app,namespace,\nnote,data,string\nn,data,u8\n")
+    write(lotdir / "c.csv", "app,namespace,\nnote,data,string\n{n},data,u8\n")
     values = io.StringIO()
-    csv.writer(values).writerows([["note", "n"], [value, "1"]])
+    csv.writer(values).writerows([["note", "{n}"], [value, "1"]])
     write(lotdir / "v.csv", values.getvalue())
     lot = load_mfg("c.csv", "v.csv")
     assert lot.rows[0].values["note"] == value
@@ -165,7 +166,7 @@ def test_intermediate_csv_quotes_like_the_csv_module(lotdir: Path, value: str) -
             ["key", "type", "encoding", "value"],
             ["app", "namespace", "", ""],
             ["note", "data", "string", value],
-            ["n", "data", "u8", "1"],
+            ["{n}", "data", "u8", "1"],
         ]
     )
     assert intermediate_csv(lot, lot.rows[0]) == out.getvalue()
