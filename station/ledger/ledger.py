@@ -621,6 +621,22 @@ class Ledger:
                 (self.lot_id, time.time(), action, detail, operator, self.station_id),
             )
 
+    # --- per-device key hashes --------------------------------------------------------------
+    def record_key_hash(self, row_index: int, key_sha256: str) -> str:
+        """Remember the SHA-256 of a unit's own NVS key (never the key): the first hash
+        recorded for a row stays; returns the one on record (compare it with yours)."""
+        name = f"nvs-key:{self._lot}:{row_index}"
+        with self._write() as c:
+            c.execute(self.dialect.sql(sql.META_PUT_ONCE), (name, key_sha256))
+            found = c.execute(self.dialect.sql(sql.META_GET), (name,)).fetchone()
+        return str(found[0])
+
+    def key_hash(self, row_index: int) -> str | None:
+        """The SHA-256 of a unit's own NVS key, if one was recorded."""
+        name = f"nvs-key:{self._lot}:{row_index}"
+        found = self._con().execute(self.dialect.sql(sql.META_GET), (name,)).fetchone()
+        return None if found is None else str(found[0])
+
     # --- runs and crash recovery -------------------------------------------------------------
     def start_run(self) -> str:
         """Register a production run of this process; its claims are recovered if it dies."""

@@ -129,6 +129,8 @@ SCHEMA = [
 # ones: they hold the invariants)
 BULK_INDEXES = ("rows_state", "rows_scan", "rows_unit")
 
+META_GET = "SELECT value FROM meta WHERE key = ?"
+META_PUT_ONCE = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
 META_INIT = "INSERT INTO meta (key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING"
 
 # --- lots ---------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ rows into the ledger once. Nothing is written to a device or a file when validat
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +62,8 @@ KNOWN_KEYS = (
     "homekit",
     "label",
 )
-ENCRYPTION_KEYS = ("keyfile", "hmac_keyfile")
+ENCRYPTION_KEYS = ("keyfile", "hmac_keyfile", "keygen")
+KEYS_FOLDER = "keys"  # per-device key files, beside the lot file
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -233,10 +236,16 @@ def _parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
     for key in enc:
         if key not in ENCRYPTION_KEYS:
             bad(key, f"unknown encryption key (known: {', '.join(ENCRYPTION_KEYS)})", "encryption")
-    if len([k for k in ENCRYPTION_KEYS if k in enc]) > 1:
-        bad("hmac_keyfile", "give either keyfile or hmac_keyfile, not both", "encryption")
+    given = [k for k in ENCRYPTION_KEYS if k in enc]
+    if len(given) > 1:
+        bad(given[1], f"give one of {', '.join(ENCRYPTION_KEYS)}, not several", "encryption")
     resolved_enc: dict[str, Any] = {}
-    for key in ENCRYPTION_KEYS:
+    if "keygen" in enc:
+        if not isinstance(enc["keygen"], bool):
+            bad("keygen", "must be true or false", "encryption")
+        elif enc["keygen"]:
+            resolved_enc["keygen"] = True
+    for key in ("keyfile", "hmac_keyfile"):
         if key in enc:
             value = enc[key]
             if not isinstance(value, str) or not value:
@@ -309,7 +318,11 @@ def write_lot_file(settings: LotSettings, path: str | Path) -> None:
         ("scan_column", settings.scan_column),
         ("secret_columns", list(settings.secret_columns) or None),
         ("firmware", rel(settings.firmware)),
-        ("encryption", {k: rel(Path(v)) for k, v in settings.encryption.items()} or None),
+        (
+            "encryption",
+            {k: v if isinstance(v, bool) else rel(Path(v)) for k, v in settings.encryption.items()}
+            or None,
+        ),
         ("homekit", dict(settings.homekit) or None),
         ("label", dict(settings.label) or None),
     ]
@@ -339,6 +352,8 @@ class Lot:
         self.settings = settings
         self.firmware = firmware
         self.key_partition = key_partition  # set for the flash-encryption scheme
+        self.per_device_keys = bool(settings.encryption.get("keygen"))
+        self._key_lock = threading.Lock()
         self.homekit = homekit
         self.mfg = mfg
         self.table = table
@@ -363,16 +378,50 @@ class Lot:
         and verified without rewriting; for HomeKit lots the SRP salt of each unit is derived
         from a random per-lot key kept in the ledger.
         """
+        keys = self.keys_for(row)
         if self.homekit is None:
             from station.mfg import build_row_image
 
             return build_row_image(
-                self.mfg, row, self.factory.size, version=self.settings.nvs_version, keys=self.keys
+                self.mfg, row, self.factory.size, version=self.settings.nvs_version, keys=keys
             )
         salt = self.ledger.derive("hap-salt", self.unit_id(row), 16)
         return _homekit_image(
-            self.mfg, row, self.homekit, self.factory.size, self.settings, self.keys, salt
+            self.mfg, row, self.homekit, self.factory.size, self.settings, keys, salt
         )
+
+    def keys_for(self, row: Row) -> XtsKeys | None:
+        """The NVS keys of one unit: the lot's, or (``keygen = true``) the unit's own.
+
+        A unit's own keys are made once, on first use, and kept as a key partition image in
+        ``keys/keys-<unit>.bin`` beside the lot (mode 0600, written before any device gets
+        them); the ledger records only their SHA-256 and refuses a key file that differs.
+        """
+        if not self.per_device_keys:
+            return self.keys
+        from station import nvs
+
+        path = self.key_file(row)
+        with self._key_lock:
+            data = _read_or_create_key_file(path)
+        keys = nvs.parse_key_partition(data, file=str(path))
+        digest = hashlib.sha256(keys.data_key + keys.tweak_key).hexdigest()
+        if self.ledger.record_key_hash(row.index, digest) != digest:
+            raise StationError.at(
+                str(path),
+                f"not the key unit {self.unit_id(row)} was given (its SHA-256 differs from the "
+                "ledger's): restore the original key file; a device flashed with it cannot be "
+                "read with another key",
+                key="keygen",
+            )
+        return keys
+
+    def key_file(self, row: Row) -> Path:
+        """Where a unit's own key partition image is kept: ``keys/keys-<unit id>.bin``."""
+        uid = self.unit_id(row)
+        if not SAFE_NAME_RE.match(uid):
+            uid = f"row{row.index + 1}"
+        return self.settings.folder / KEYS_FOLDER / f"keys-{uid}.bin"
 
     def regions_for(self, row: Row, image: bytes | None = None) -> tuple[WriteRegion, ...]:
         """Everything one unit gets, in one connection: the lot's firmware (MD5-verified), the
@@ -380,21 +429,22 @@ class Lot:
         from station.flashing import WriteRegion
 
         out: list[WriteRegion] = list(self.firmware.regions) if self.firmware else []
-        if self.key_partition is not None and self.keys is not None:
-            out.append(self.key_region())
+        if self.key_partition is not None:
+            out.append(self.key_region(row))
         if image is None:
             image = self.image_for(row)
         out.append(WriteRegion(self.factory.offset, image, self.factory.name))
         return tuple(out)
 
-    def key_region(self) -> WriteRegion:
-        """The ``nvs_keys`` partition's contents: the lot's keys, 0xFF to the partition's end."""
+    def key_region(self, row: Row) -> WriteRegion:
+        """The ``nvs_keys`` partition's contents: the unit's keys, 0xFF to the partition's end."""
         from station.flashing import WriteRegion
         from station.nvs import key_partition_image
 
         part = self.key_partition
-        assert part is not None and self.keys is not None
-        data = key_partition_image(self.keys)
+        keys = self.keys_for(row)
+        assert part is not None and keys is not None
+        data = key_partition_image(keys)
         return WriteRegion(part.offset, data + b"\xff" * (part.size - len(data)), part.name)
 
     def unit_id(self, row: Row) -> str:
@@ -416,6 +466,46 @@ class Lot:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _read_or_create_key_file(path: Path) -> bytes:
+    """A unit's key partition image: the existing file, else fresh keys written durably with
+    mode 0600 (never replacing a file another process created meanwhile)."""
+    from station.nvs import generate_keys, key_partition_image
+
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+    except OSError as err:
+        raise StationError.at(str(path.parent), f"cannot make the key folder: {err}") from None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, key_partition_image(generate_keys()))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # fails if the file appeared meanwhile: theirs stays
+        except FileExistsError:
+            pass
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return path.read_bytes()
+    except OSError as err:
+        raise StationError.at(str(path), f"cannot write the unit's key file: {err}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _load_keys(settings: LotSettings) -> XtsKeys | None:
@@ -497,6 +587,8 @@ def recipe_hash(settings: LotSettings, factory: Partition, keys: XtsKeys | None)
     h.update(f"|{factory.offset}|{factory.size}|{settings.nvs_version}|".encode())
     if keys is not None:
         h.update(hashlib.sha256(keys.data_key + keys.tweak_key).digest())
+    elif settings.encryption.get("keygen"):
+        h.update(b"|keygen")
     if settings.homekit:  # only when present: lots without HomeKit keep their hash
         h.update(repr(sorted((k, repr(v)) for k, v in settings.homekit.items())).encode())
     return h.hexdigest()
@@ -578,7 +670,7 @@ def _check_columns(settings: LotSettings, lot: MfgLot, problems: ProblemList) ->
 def encryption_scheme(settings: LotSettings) -> str | None:
     """``"flash_enc"`` (keys in an ``nvs_keys`` partition), ``"hmac"`` (keys derived from an
     eFuse HMAC key) or None, from the lot's ``encryption`` table."""
-    if "keyfile" in settings.encryption:
+    if "keyfile" in settings.encryption or settings.encryption.get("keygen"):
         return "flash_enc"
     if "hmac_keyfile" in settings.encryption:
         return "hmac"
@@ -827,7 +919,12 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
         if settings.homekit and not problems:
             hk = _check_homekit(settings, mfg, factory.size if factory else None, problems)
         if not problems and factory is not None and mfg.rows:
-            problems.extend(_check_first_image(settings, mfg, factory, hk, keys))
+            check_keys = keys
+            if settings.encryption.get("keygen"):  # any keys: the size is what is checked
+                from station.nvs import generate_keys
+
+                check_keys = generate_keys()
+            problems.extend(_check_first_image(settings, mfg, factory, hk, check_keys))
     problems.raise_if_any()
     assert mfg is not None and factory is not None and table is not None
     if hk is not None and hk.generate and _needs_codes(hk, mfg):

@@ -641,6 +641,7 @@ class Orchestrator:
                 if len(regions) > 1 or regions[0].offset != factory.offset:
                     what = ", ".join(r.name or f"0x{r.offset:x}" for r in regions) + f" {what}"
                 how = what if claim.kind == "new" else f"{claim.kind}: {what}"
+            self._check_decodes(p, mfg_row, image)
             self._phase(p, u, "resetting")
             self.ledger.complete(claim, u.timings, chip=u.chip)
             with self._lock:
@@ -680,6 +681,21 @@ class Orchestrator:
             return "failed"
         except Exception as err:  # an internal error must not leave a claim behind
             return self._failed(p, u, f"internal error: {err!r}", False)
+
+    def _check_decodes(self, p: _Port, row: Any, image: bytes) -> None:
+        """The factory data read back (equal to ``image``) must decode as NVS with the unit's
+        keys — for an encrypted lot, proof that the device holds data its key opens."""
+        from station.flashing import FlashError
+        from station.nvs import decode_image
+
+        decoded = decode_image(image, self.lot.keys_for(row))
+        if decoded.errors:
+            raise FlashError(
+                f"the factory data read back does not decode with the lot's keys "
+                f"({decoded.errors[0]})",
+                phase="verifying",
+                port=p.name,
+            )
 
     def _differing(
         self, p: _Port, u: _Unit, session: DeviceSession, regions: list[WriteRegion]

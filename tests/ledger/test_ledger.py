@@ -275,3 +275,14 @@ def test_not_a_ledger_file_is_a_located_error(tmp_path: Path) -> None:
 def test_postgresql_url_is_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(StationError, match="PostgreSQL"):
         Ledger("postgresql://user@db.example/lots")
+
+
+def test_a_units_key_hash_is_recorded_once(ledger: Ledger, tmp_path: Path) -> None:
+    assert ledger.key_hash(2) is None
+    assert ledger.record_key_hash(2, "aa" * 32) == "aa" * 32
+    assert ledger.record_key_hash(2, "bb" * 32) == "aa" * 32  # the first one stays
+    assert ledger.key_hash(2) == "aa" * 32 and ledger.key_hash(3) is None
+    other = Ledger(tmp_path / "lot.station.db")
+    other.import_lot("L1", "recipe", rows(5))
+    assert other.key_hash(2) == "aa" * 32  # durable, seen by another connection
+    other.close()

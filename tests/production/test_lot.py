@@ -252,7 +252,7 @@ def test_hmac_scheme_needs_no_key_partition(tmp_path: Path) -> None:
     lot = make_small_lot(tmp_path / "l", 2, extra='encryption = { hmac_keyfile = "hmac.key" }\n')
     (lot.parent / "hmac.key").write_bytes(bytes(range(32)))
     with open_lot(lot) as opened:
-        assert opened.keys is not None
+        assert opened.keys is not None and opened.key_partition is None
 
 
 def test_homekit_lots_write_factory_nvs(tmp_path: Path) -> None:
