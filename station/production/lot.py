@@ -354,6 +354,7 @@ class Lot:
         self.key_partition = key_partition  # set for the flash-encryption scheme
         self.per_device_keys = bool(settings.encryption.get("keygen"))
         self._key_lock = threading.Lock()
+        self._keys_on_record: set[tuple[int, str]] = set()
         self.homekit = homekit
         self.mfg = mfg
         self.table = table
@@ -406,6 +407,8 @@ class Lot:
             data = _read_or_create_key_file(path)
         keys = nvs.parse_key_partition(data, file=str(path))
         digest = hashlib.sha256(keys.data_key + keys.tweak_key).hexdigest()
+        if (row.index, digest) in self._keys_on_record:
+            return keys
         if self.ledger.record_key_hash(row.index, digest) != digest:
             raise StationError.at(
                 str(path),
@@ -414,6 +417,8 @@ class Lot:
                 "read with another key",
                 key="keygen",
             )
+        with self._key_lock:
+            self._keys_on_record.add((row.index, digest))  # hashes only, no keys kept
         return keys
 
     def key_file(self, row: Row) -> Path:
