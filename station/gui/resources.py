@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QUrl
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+from station import paths
+
 
 def resources_dir() -> Path:
-    """resources/ of a source checkout, or the folder PyInstaller unpacked it to."""
-    frozen = getattr(sys, "_MEIPASS", None)
-    if frozen:
-        return Path(frozen) / "resources"
-    return Path(__file__).resolve().parents[2] / "resources"
+    """resources/ of a checkout, of the frozen bundle or of a plain install (station.paths)."""
+    return paths.resources_dir()
 
 
 def gui_resource(*parts: str) -> Path:
