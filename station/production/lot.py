@@ -368,6 +368,13 @@ class Lot:
     def name(self) -> str:
         return self.settings.name
 
+    @property
+    def chip(self) -> str:
+        """The chip to expect: the lot's, or its firmware's when the lot says ``auto``."""
+        if self.settings.chip == "auto" and self.firmware is not None and self.firmware.args.chip:
+            return self.firmware.args.chip.replace("-", "").lower()
+        return self.settings.chip
+
     def row(self, index: int) -> Row:
         """The mfg row with this 0-based index."""
         return self.mfg.rows[index]

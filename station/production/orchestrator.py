@@ -549,7 +549,7 @@ class Orchestrator:
         try:
             session = opener(
                 p.name,
-                chip=self.lot.settings.chip,
+                chip=self.lot.chip,
                 baud=self.baud,
                 no_stub=self.no_stub,
                 on_progress=progress,
@@ -595,6 +595,7 @@ class Orchestrator:
         factory = self.lot.factory
         try:
             self._phase(p, u, "checking")
+            self._check_fits(u, session)
             self._check_table(p, u, session)
             current = session.read(factory.offset, factory.size)
             self._check_cancel(p)
@@ -726,6 +727,22 @@ class Orchestrator:
         self._counters()
         self._port_update(p, u, "attention", reason)
         return "bad-row"
+
+    def _check_fits(self, u: _Unit, session: DeviceSession) -> None:
+        """A device whose flash is too small for what the lot writes is left untouched."""
+        size = session.info.flash_size
+        if not size:
+            return
+        parts = [self.lot.factory, self.lot.key_partition]
+        ends = [(p.end, p.name) for p in parts if p is not None]
+        if self.lot.firmware is not None:
+            ends += [(r.offset + len(r.data), r.name) for r in self.lot.firmware.regions]
+        end, name = max(ends)
+        if end > size:
+            raise DeviceRefused(
+                f"{u.mac}: {name} ends at 0x{end:x}, beyond the device's "
+                f"{size / 0x100000:g} MB flash — wrong device for this lot; it was left untouched"
+            )
 
     def _check_table(self, p: _Port, u: _Unit, session: DeviceSession) -> None:
         """A device whose partition table puts the factory partition elsewhere is refused:

@@ -47,7 +47,7 @@ class FakeSession:
         on_progress: Callable[[Progress], None] | None,
     ) -> None:
         self.port, self.dev, self.bench = port, dev, bench
-        self.info = DeviceInfo(port=port, chip=dev.chip, mac=dev.mac, flash_size=FLASH)
+        self.info = DeviceInfo(port=port, chip=dev.chip, mac=dev.mac, flash_size=len(dev.flash))
         self.on_progress = on_progress
 
     def __enter__(self) -> FakeSession:

@@ -144,3 +144,20 @@ def test_firmware_on_a_simulated_device_reads_back(tmp_path: Path) -> None:
             held = session.read(f.offset, f.size)
         assert held == opened.image_for(opened.row(0))
         assert decode_image(held).as_dict()["factory"]["serial_no"] == "SN0001"
+
+
+def test_a_device_too_small_for_the_build_is_left_untouched(tmp_path: Path) -> None:
+    lot = make_small_lot(tmp_path / "l", 2)
+    make_build(lot)
+    dev = FakeDevice("aa:00:00:00:00:03", flash=bytearray(b"\xff" * 0x10000))
+    with open_lot(lot) as opened:
+        bench = run_one(opened, dev)
+        assert opened.ledger.count("pending") == 2 and not bench.write_calls
+    assert dev.flash == bytearray(b"\xff" * 0x10000)
+
+
+def test_an_auto_chip_lot_expects_its_builds_chip(tmp_path: Path) -> None:
+    lot = make_small_lot(tmp_path / "l", 2, extra='chip = "auto"\n')
+    make_build(lot, chip="esp32c3")
+    with open_lot(lot) as opened:
+        assert opened.chip == "esp32c3"
