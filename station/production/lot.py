@@ -717,8 +717,8 @@ def _check_table_needs(
                     where[1],
                     keys_part.column("flags") or 1,
                     keys_part.name,
-                    "the nvs_keys partition must be flagged 'encrypted' (ESP-IDF refuses an "
-                    "unencrypted key partition, and flash encryption would not protect it)",
+                    "the nvs_keys partition must be flagged 'encrypted': ESP-IDF reads the keys "
+                    "through flash encryption, and without the flag the keys stay in plain text",
                 )
             )
         if keys_part.offset < factory.end and factory.offset < keys_part.end:
