@@ -148,7 +148,6 @@ def _bitmap(used: int) -> bytes:
 
 
 _U32 = struct.Struct("<I").pack
-_U32_INTO = struct.Struct("<I").pack_into
 _SIZE_CRC = struct.Struct("<HHI").pack  # data field of strings, blobs and chunks: size, FFFF, CRC
 _crc32 = zlib.crc32
 
@@ -449,50 +448,60 @@ class _Template:
     written in (:meth:`fill`). Built once per layout and reused for every image that has it.
     """
 
-    __slots__ = ("chunks", "image", "pages", "prims", "used")
+    __slots__ = ("image", "pages", "steps", "tail", "used")
 
     def __init__(self, image: bytes, ops: tuple[tuple[_Op, ...], ...], used: tuple[int, ...]):
         self.image = image
         self.pages = len(used)
         self.used = used  # bytes of written entries per page (what encryption covers)
-        # flat, with offsets precomputed: (item, data field, CRC, CRC state) per primitive and
-        # (item, CRC, data field, data, data end, CRC state, start, end, whole payload?) per chunk
-        prims = []
-        chunks = []
-        for item, item_ops in enumerate(ops):
-            for off, state, start, end in item_ops:
-                if start < 0:
-                    prims.append((item, off + 24, off + 4, state))
-                else:
-                    data = off + ENTRY_SIZE
-                    whole = len(item_ops) == 1  # the one chunk is the whole payload
-                    chunk = (item, off + 4, off + 24, data, data + end - start, state, start, end)
-                    chunks.append((*chunk, whole))
-        self.prims = tuple(prims)
-        self.chunks = tuple(chunks)
+        # per entry with a value, in image order: (fixed bytes before its CRC, its key field,
+        # item, CRC state, payload start, end, whole payload?); start -1 for primitives
+        entries = sorted(
+            (off, item, state, start, end, len(item_ops) == 1)
+            for item, item_ops in enumerate(ops)
+            for off, state, start, end in item_ops
+        )
+        steps = []
+        pos = 0
+        for off, item, state, start, end, whole in entries:
+            lead = image[pos : off + 4]
+            key = image[off + 8 : off + 24]
+            steps.append((lead, key, item, state, start, end, whole))
+            pos = off + ENTRY_SIZE + (end - start if start >= 0 else 0)
+        self.steps = tuple(steps)
+        self.tail = image[pos:]
 
     def fill(self, payloads: Sequence[bytes], keys: XtsKeys | None, size: int) -> bytes:
         """The image of ``size`` bytes with these payloads (one per item, in order)."""
-        buf = bytearray(self.image)
-        crc32, size_crc, crc_into = _crc32, _SIZE_CRC, _U32_INTO
-        for item, at, crc_at, state in self.prims:
-            data8 = payloads[item]
-            buf[at : at + 8] = data8
-            crc_into(buf, crc_at, crc32(data8, state))
-        for item, crc_at, at, data, data_end, state, start, end, whole in self.chunks:
-            chunk = payloads[item] if whole else payloads[item][start:end]
-            data8 = size_crc(end - start, 0xFFFF, crc32(chunk, 0xFFFFFFFF))
-            buf[data:data_end] = chunk
-            buf[at : at + 8] = data8
-            crc_into(buf, crc_at, crc32(data8, state))
-        if keys is not None:
-            for index, used in enumerate(self.used):
-                first = index * PAGE_SIZE + FIRST_ENTRY_OFFSET
-                buf[first : first + used] = encrypt_entries(
-                    bytes(buf[first : first + used]), keys, index
-                )
-        if size > len(buf):
-            buf += _erased(size - len(buf))
+        crc32, size_crc, u32 = _crc32, _SIZE_CRC, _U32
+        parts: list[bytes] = []
+        add = parts.append
+        for lead, key, item, state, start, end, whole in self.steps:
+            add(lead)
+            if start < 0:
+                data8 = payloads[item]
+                add(u32(crc32(data8, state)))
+                add(key)
+                add(data8)
+            else:
+                chunk = payloads[item] if whole else payloads[item][start:end]
+                data8 = size_crc(end - start, 0xFFFF, crc32(chunk, 0xFFFFFFFF))
+                add(u32(crc32(data8, state)))
+                add(key)
+                add(data8)
+                add(chunk)
+        add(self.tail)
+        if size > len(self.image):
+            add(_erased(size - len(self.image)))
+        image = b"".join(parts)
+        if keys is None:
+            return image
+        buf = bytearray(image)
+        for index, used in enumerate(self.used):
+            first = index * PAGE_SIZE + FIRST_ENTRY_OFFSET
+            buf[first : first + used] = encrypt_entries(
+                bytes(buf[first : first + used]), keys, index
+            )
         return bytes(buf)
 
 
