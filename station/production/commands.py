@@ -119,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{lot.ledger.count()} rows; ports: {', '.join(args.port)}",
                 flush=True,
             )
+            for line in _what_each_unit_gets(lot):
+                print(line, flush=True)
             slots = _slot_names(args.slots, args.port)
             for port in args.port:
                 orch.add_port(port, slot=slots.get(port))
@@ -143,6 +145,23 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, old)
         lot.close()
+
+
+def _what_each_unit_gets(lot: Lot) -> list[str]:
+    """Lines naming the firmware and the NVS encryption a run writes, when the lot has them."""
+    out = []
+    if lot.firmware is not None:
+        fw = lot.firmware
+        out.append(f"firmware: {fw.describe()} from {fw.path} (sha256 {fw.sha256[:16]}…)")
+    if lot.key_partition is not None:
+        whose = "each unit's own, kept in keys/" if lot.per_device_keys else "the lot key"
+        out.append(
+            f"NVS encryption: key partition {lot.key_partition.name}@"
+            f"0x{lot.key_partition.offset:x} ({whose})"
+        )
+    elif lot.keys is not None:
+        out.append("NVS encryption: HMAC scheme (keys derived from the eFuse key; nothing extra)")
+    return out
 
 
 # --- report ---------------------------------------------------------------------------------

@@ -164,3 +164,17 @@ def test_per_device_key_on_a_simulated_device_decrypts_its_data(tmp_path: Path) 
         row = opened.row(0)
         assert values["serial_no"] == "SN0001" and values["hw_rev"] == 0
         assert values["device_key"] == bytes.fromhex(row.values["device_key"])
+
+
+def test_station_run_names_what_each_unit_gets(tmp_path: Path) -> None:
+    from station.production.commands import _what_each_unit_gets
+    from tests.production.conftest import make_build
+
+    lot = make_small_lot(
+        tmp_path / "l", 2, nvs_keys="encrypted", extra="encryption = { keygen = true }\n"
+    )
+    make_build(lot)
+    with open_lot(lot) as opened:
+        fw, enc = _what_each_unit_gets(opened)
+    assert fw.startswith("firmware: bootloader@0x1000, partition table@0x8000, app@0x10000")
+    assert enc == "NVS encryption: key partition nvs_key@0xc000 (each unit's own, kept in keys/)"
