@@ -178,3 +178,33 @@ def test_station_run_names_what_each_unit_gets(tmp_path: Path) -> None:
         fw, enc = _what_each_unit_gets(opened)
     assert fw.startswith("firmware: bootloader@0x1000, partition table@0x8000, app@0x10000")
     assert enc == "NVS encryption: key partition nvs_key@0xc000 (each unit's own, kept in keys/)"
+
+
+@pytest.mark.slow
+def test_station_run_with_firmware_and_per_device_keys_on_simulated_devices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from station.cli import main
+    from tests.production.conftest import make_build
+
+    lot = make_small_lot(
+        tmp_path / "l", 3, nvs_keys="encrypted", extra="encryption = { keygen = true }\n"
+    )
+    build = make_build(lot)
+    with SimulatedDevice() as a, SimulatedDevice() as b:
+        for dev in (a, b):
+            assert main(["run", str(lot), "--port", dev.port, "--count", "1", "--no-stub"]) == 0
+        out = capsys.readouterr().out
+        assert out.count("PASS ") == 2 and "NVS encryption: key partition nvs_key@0xc000" in out
+        app = (build / "app.bin").read_bytes()
+        with open_lot(lot) as opened:
+            for dev in (a, b):
+                with open_device(dev.port, no_stub=True) as session:
+                    assert session.read(0x10000, len(app)) == app
+                    key_sector = session.read(KEYS_AT, 0x1000)
+                    factory = session.read(FCTRY_AT, 0x3000)
+                index = opened.ledger.row_of_mac(dev.mac).index  # type: ignore[union-attr]
+                row = opened.row(index)
+                assert key_sector == opened.key_file(row).read_bytes()
+                values = decode_image(factory, parse_key_partition(key_sector)).as_dict()
+                assert values["factory"]["serial_no"] == row.values["serial_no"]
