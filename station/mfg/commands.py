@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import multiprocessing
 import os
 import re
@@ -173,9 +174,10 @@ def _devices(
 
 def _outputs(outdir: str, name: str, plan: KeyPlan) -> dict[str, str]:
     join = os.path.join
+    # name is a valid file name (no separators; checked): join's result, without its cost
     paths = {
-        "csv": join(outdir, "csv", f"{name}.csv"),
-        "bin": join(outdir, "bin", f"{name}.bin"),
+        "csv": f"{_folder(outdir, 'csv')}{os.sep}{name}.csv",
+        "bin": f"{_folder(outdir, 'bin')}{os.sep}{name}.bin",
     }
     if plan.mode != "none" and plan.mode != "input":
         paths["keys"] = join(outdir, "keys", f"keys-{name}.bin")
@@ -185,6 +187,11 @@ def _outputs(outdir: str, name: str, plan: KeyPlan) -> dict[str, str]:
             hmac_name = bin_name(plan.hmac_keyfile)
         paths["hmac"] = join(outdir, "keys", hmac_name)
     return paths
+
+
+@functools.lru_cache(maxsize=16)
+def _folder(outdir: str, sub: str) -> str:
+    return os.path.join(outdir, sub)
 
 
 def _existing(folder: str) -> frozenset[str]:
@@ -249,21 +256,27 @@ def generate(args: argparse.Namespace) -> int:
             os.path.join(args.outdir, sub): _existing(os.path.join(args.outdir, sub))
             for sub in ("bin", "csv", "keys")
         }
-        for dev in devices:
-            for path in dev.paths.values():
-                folder, name = os.path.split(path)
-                known = existing.get(folder)
-                if (name in known) if known is not None else os.path.exists(path):
-                    shown += 1
-                    if shown <= 20:
-                        problems.add(
-                            path,
-                            0,
-                            0,
-                            "-",
-                            "already exists; remove it or choose "
-                            "another --outdir or prefix (nothing is overwritten)",
-                        )
+        # usually all three are new or empty: then only files elsewhere (an HMAC key file
+        # name with a folder) can exist already
+        paths = (
+            (p for dev in devices for p in dev.paths.values())
+            if any(existing.values())
+            else (dev.paths["hmac"] for dev in devices if "hmac" in dev.paths)
+        )
+        for path in paths:
+            folder, name = os.path.split(path)
+            known = existing.get(folder)
+            if (name in known) if known is not None else os.path.exists(path):
+                shown += 1
+                if shown <= 20:
+                    problems.add(
+                        path,
+                        0,
+                        0,
+                        "-",
+                        "already exists; remove it or choose "
+                        "another --outdir or prefix (nothing is overwritten)",
+                    )
         if shown > 20:
             problems.add(str(outdir), 0, 0, "-", f"{shown - 20} more output files exist already")
     problems.raise_if_any()

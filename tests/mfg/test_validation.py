@@ -258,3 +258,20 @@ def test_problem_list_is_bounded(lotdir: Path) -> None:
         load_mfg("c.csv", "v.csv")
     assert len(err.value.problems) == 501
     assert str(err.value.problems[-1]) == "v.csv:0:0: -: 1500 more problems not shown"
+
+
+def test_existing_hmac_key_file_in_a_subfolder_is_never_overwritten(
+    station: Station, lotdir: Path
+) -> None:
+    lot(lotdir, "app,namespace,\nserial,data,string\n", "serial\nA\n")
+    write(lotdir / "out" / "keys" / "line2" / "h.bin", "keep me")
+    args = ["--keygen", "--key_protect_hmac", "--kp_hmac_keygen", "--kp_hmac_keyfile", "line2/h"]
+    code, out, err = station(
+        "generate", "c.csv", "v.csv", "dev", "0x3000", "--outdir", "out", *args
+    )
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"{Path('out/keys/line2/h.bin')}:0:0: -: already exists; remove it or choose another "
+        "--outdir or prefix (nothing is overwritten)"
+    ]
+    assert (lotdir / "out" / "keys" / "line2" / "h.bin").read_text() == "keep me"
