@@ -261,12 +261,23 @@ class Orchestrator:
         return p.thread is not None and p.thread.is_alive()
 
     # --- assignment --------------------------------------------------------------------------
-    def assign(self, port: str | None, row_index: int) -> str:
-        """Reserve a row for the next device on a port (a free port if None); returns the port."""
+    def assign(self, port: str | None, row_index: int, *, rework: bool = False) -> str:
+        """Reserve a row for the next device on a port (a free port if None); returns the port.
+
+        A done row is refused (a second scan of a finished unit must not start a rework) unless
+        ``rework`` is set (engineer mode); a done or failed row only goes to the port whose last
+        device holds it."""
         row = self.ledger.row(row_index)
         if row.state in ("claimed", "written"):
             raise ClaimRefused(
                 str(self.ledger.path), row_index, f"is being written on {row.port} right now"
+            )
+        if row.state == "done" and not rework:
+            raise ClaimRefused(
+                str(self.ledger.path),
+                row_index,
+                f"{self._unit_label(row_index)} is already done on {row.mac}; "
+                "rework needs engineer mode",
             )
         with self._lock:
             for name, p in self._ports.items():
@@ -316,8 +327,10 @@ class Orchestrator:
         )
         return port
 
-    def assign_scan(self, code: str, port: str | None = None) -> tuple[str, int]:
-        """Assign the row whose scan column (else unit id) equals a scanned code."""
+    def assign_scan(
+        self, code: str, port: str | None = None, *, rework: bool = False
+    ) -> tuple[str, int]:
+        """Assign the row whose scan column (else unit id) equals a scanned code (see assign)."""
         row = self.ledger.find_scan(code.strip())
         if row is None:
             raise StationError.at(
@@ -325,7 +338,7 @@ class Orchestrator:
                 f"no unit {code.strip()!r} in lot {self.lot.name}",
                 key=self.lot.settings.scan_column or "scan",
             )
-        return self.assign(port, row.index), row.index
+        return self.assign(port, row.index, rework=rework), row.index
 
     def unassign(self, port: str) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from station.errors import StationError
+from station.ledger import ClaimRefused
 from station.nvs import decode_image
 from station.production import (
     CountersUpdate,
@@ -194,8 +195,36 @@ def test_a_scanned_unit_goes_to_its_port(lot: Lot) -> None:
         orch.start(PORTS[1])
         assert orch.wait_idle(30)
     assert held_serial(lot, dev) == "SN0013" and lot.ledger.row(12).state == "done"
-    with pytest.raises(StationError, match="done on device"):
-        Orchestrator(lot, on_event=events, opener=bench.opener).assign(None, 12)
+    again = Orchestrator(lot, on_event=events, opener=bench.opener)
+    with pytest.raises(StationError, match="SN0013 is already done on 24:0a:c4:00:00:06"):
+        again.assign(None, 12)
+    with pytest.raises(StationError, match="done on device 24:0a:c4:00:00:06; it can only go"):
+        again.assign(None, 12, rework=True)  # engineer mode still needs the device itself
+    again.close()
+
+
+def test_a_done_unit_scanned_again_is_refused_unless_rework(lot: Lot) -> None:
+    bench, events = FakeBench(), Events()
+    dev = FakeDevice("24:0a:c4:00:00:0a")
+    bench.put(PORTS[0], dev)
+    with orchestrator(lot, bench, events) as orch:
+        orch.add_port(PORTS[0])
+        assert orch.assign_scan("SN0001", PORTS[0]) == (PORTS[0], 0)
+        run_round(orch)
+        assert lot.ledger.row(0).state == "done" and dev.writes == 1
+        for call in (lambda: orch.assign_scan("SN0001"), lambda: orch.assign(PORTS[0], 0)):
+            with pytest.raises(ClaimRefused) as refused:
+                call()
+            msg = refused.value.problems[0].message
+            assert msg == "SN0001 is already done on 24:0a:c4:00:00:0a; rework needs engineer mode"
+        run_round(orch)  # nothing was assigned: the same device is only verified, not written
+        assert dev.writes == 1
+        dev.flash[lot.factory.offset + 100] ^= 0xFF
+        assert orch.assign(PORTS[0], 0, rework=True) == PORTS[0]  # the engineer's rework
+        run_round(orch)
+    assert dev.writes == 2 and held_serial(lot, dev) == "SN0001"
+    assert [a.kind for a in lot.ledger.attempts(0)] == ["new", "rework", "rework"]
+    assert lot.ledger.count("done") == 1
 
 
 def test_max_units_stops_claiming(lot: Lot) -> None:
