@@ -261,12 +261,15 @@ class Orchestrator:
         return p.thread is not None and p.thread.is_alive()
 
     # --- assignment --------------------------------------------------------------------------
-    def assign(self, port: str | None, row_index: int, *, rework: bool = False) -> str:
+    def assign(
+        self, port: str | None, row_index: int, *, rework: bool = False, replace: bool = False
+    ) -> str:
         """Reserve a row for the next device on a port (a free port if None); returns the port.
 
         A done row is refused (a second scan of a finished unit must not start a rework) unless
         ``rework`` is set (engineer mode); a done or failed row only goes to the port whose last
-        device holds it."""
+        device holds it. A port with another unit waiting is refused unless ``replace`` is set
+        (the waiting unit is then dropped, and logged)."""
         row = self.ledger.row(row_index)
         if row.state in ("claimed", "written"):
             raise ClaimRefused(
@@ -314,7 +317,24 @@ class Orchestrator:
                     )
                 port = free[0]
             p = self._port(port)
+            replaced = p.assigned if p.assigned != row_index else None
+            if replaced is not None and not replace:
+                raise ClaimRefused(
+                    str(self.ledger.path),
+                    row_index,
+                    f"port {p.slot} already has unit {self._unit_label(replaced)} waiting; "
+                    "unassign it first, or replace it",
+                )
             p.assigned = row_index
+        if replaced is not None:
+            self._emit(
+                LogEvent(
+                    port,
+                    "warning",
+                    f"unit {self._unit_label(replaced)} no longer waits on {p.slot}: replaced "
+                    f"by unit {self._unit_label(row_index)}",
+                )
+            )
         self._emit(
             PortUpdate(
                 port,
@@ -328,7 +348,7 @@ class Orchestrator:
         return port
 
     def assign_scan(
-        self, code: str, port: str | None = None, *, rework: bool = False
+        self, code: str, port: str | None = None, *, rework: bool = False, replace: bool = False
     ) -> tuple[str, int]:
         """Assign the row whose scan column (else unit id) equals a scanned code (see assign)."""
         row = self.ledger.find_scan(code.strip())
@@ -338,7 +358,7 @@ class Orchestrator:
                 f"no unit {code.strip()!r} in lot {self.lot.name}",
                 key=self.lot.settings.scan_column or "scan",
             )
-        return self.assign(port, row.index, rework=rework), row.index
+        return self.assign(port, row.index, rework=rework, replace=replace), row.index
 
     def unassign(self, port: str) -> None:
         with self._lock:

@@ -227,6 +227,31 @@ def test_a_done_unit_scanned_again_is_refused_unless_rework(lot: Lot) -> None:
     assert lot.ledger.count("done") == 1
 
 
+def test_an_explicit_port_with_a_unit_waiting_is_refused_unless_replace(lot: Lot) -> None:
+    bench, events = FakeBench(), Events()
+    dev = FakeDevice("24:0a:c4:00:00:0b")
+    bench.put(PORTS[0], dev)
+    with orchestrator(lot, bench, events) as orch:
+        orch.add_port(PORTS[0], slot="slot A")
+        orch.add_port(PORTS[1])
+        assert orch.assign(PORTS[0], 4) == PORTS[0]
+        assert orch.assign(PORTS[0], 4) == PORTS[0]  # the same unit again changes nothing
+        with pytest.raises(ClaimRefused) as refused:
+            orch.assign_scan("SN0008", PORTS[0])
+        assert "port slot A already has unit SN0005 waiting" in str(refused.value)
+        assert orch.assign(None, 7) == PORTS[1]  # no port named: a free one
+        with pytest.raises(ClaimRefused, match="already has unit SN0005"):
+            orch.assign(PORTS[0], 9)
+        assert orch.assign(PORTS[1], 9, replace=True) == PORTS[1]
+        assert any(
+            "unit SN0008 no longer waits on fake://2: replaced by unit SN0010" in e.text
+            for e in events.of(LogEvent)
+        )
+        orch.start(PORTS[0])
+        assert orch.wait_idle(30)
+    assert held_serial(lot, dev) == "SN0005" and lot.ledger.row(4).state == "done"
+
+
 def test_max_units_stops_claiming(lot: Lot) -> None:
     bench, events = FakeBench(), Events()
     devices = [FakeDevice(f"24:0a:c4:00:01:{i:02x}") for i in range(4)]
