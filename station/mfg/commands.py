@@ -326,11 +326,10 @@ def _produce(job: _Job, indexes: Iterable[int]) -> list[str]:
                 writer.submit(paths["hmac"], hmac_key, secret=True)
             if "keys" in paths and keys is not None:
                 writer.submit(paths["keys"], key_partition_image(keys), secret=True)
-            # not atomic: half the file system work; a failed run removes every file it wrote
-            writer.submit(
-                paths["csv"], intermediate_csv(lot, dev.row).encode("utf-8"), atomic=False
-            )
-            writer.submit(paths["bin"], image, atomic=False)
+            # atomic: a killed run never leaves a truncated image that could be flashed; measured
+            # interleaved against plain O_EXCL writes the difference was within the noise
+            writer.submit(paths["csv"], intermediate_csv(lot, dev.row).encode("utf-8"))
+            writer.submit(paths["bin"], image)
     except BaseException:
         writer.rollback()
         raise
