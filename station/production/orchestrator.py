@@ -117,6 +117,7 @@ class _Unit:
     chip: str = ""
     row: RowRecord | None = None
     claim: Claim | None = None
+    assigned: int | None = None  # the row assigned to the port when this unit was planned
     phase: str = "connecting"
     timings: dict[str, float] = field(default_factory=dict)
     phase_started: float = 0.0
@@ -567,7 +568,9 @@ class Orchestrator:
         self._port_update(p, u, "busy")
 
     def _unit(self, p: _Port, *, auto: bool) -> str:
-        """One device on one port: passed|failed|skipped|no-device|same|no-rows|limit."""
+        """One device on one port: passed|failed|refused|skipped|no-device|same|no-rows|limit.
+
+        ``refused``: the device or the claim was refused; it is not retried automatically."""
         from station.flashing import FlashError, open_device
 
         opener = self._opener or open_device
@@ -706,15 +709,40 @@ class Orchestrator:
             return self._failed(p, u, reason, cancelled)
         except (ClaimRefused, DeviceRefused) as err:
             if isinstance(err, DeviceRefused):
-                msg = str(err)
+                msg = str(err)  # wrong device: the unit assigned stays for the right one
             else:
-                msg = "; ".join(pr.message for pr in err.problems)
+                msg = self._refused(p, u, err)
             self._port_update(p, u, "attention", msg)
             self._emit(LogEvent(p.name, "error", self._mask(msg, None)))
-            p.last_mac, p.last_result = u.mac, "failed"
-            return "failed"
+            with self._lock:
+                p.last_mac, p.last_result = u.mac, "failed"
+            return "refused"
         except Exception as err:  # an internal error must not leave a claim behind
             return self._failed(p, u, f"internal error: {err!r}", False)
+
+    def _refused(self, p: _Port, u: _Unit, err: ClaimRefused) -> str:
+        """The ledger refused the claim (e.g. another station took the assigned row): the
+        assignment is dropped so that the operator scans again; returns the message to show."""
+        msg = "; ".join(
+            (
+                f"unit {self._unit_label(int(pr.key[4:]) - 1)}: "
+                if pr.key.startswith("row ") and pr.key[4:].isdigit()
+                else ""
+            )
+            + pr.message
+            for pr in err.problems
+        )
+        with self._lock:
+            dropped = u.assigned is not None and p.assigned == u.assigned
+            if dropped:
+                p.assigned = None
+        if dropped:
+            assert u.assigned is not None
+            msg += (
+                f" — unit {self._unit_label(u.assigned)} is no longer assigned to "
+                f"{p.slot}: scan again"
+            )
+        return msg
 
     def _check_decodes(self, p: _Port, row: Any, image: bytes) -> None:
         """The factory data read back (equal to ``image``) must decode as NVS with the unit's
@@ -870,10 +898,12 @@ class Orchestrator:
             operator=self.operator,
             run_id=self.run_id,
         )
+        with self._lock:
+            u.assigned = p.assigned
         held = led.row_of_mac(u.mac)
         if held is not None:
             with self._lock:
-                assigned = p.assigned
+                assigned = u.assigned = p.assigned
             if assigned is not None and assigned != held.index:
                 raise ClaimRefused(
                     str(led.path),
@@ -916,7 +946,7 @@ class Orchestrator:
                 return None
         with self._claim_lock:  # the count check and the claim are one step across ports
             with self._lock:
-                assigned = p.assigned
+                assigned = u.assigned = p.assigned
                 others = len(self._claimed - {p.name})
             if self.max_units is not None and self.units_done + others >= self.max_units:
                 self._port_update(p, u, "waiting", "count reached unless a unit in progress fails")

@@ -252,6 +252,64 @@ def test_an_explicit_port_with_a_unit_waiting_is_refused_unless_replace(lot: Lot
     assert held_serial(lot, dev) == "SN0005" and lot.ledger.row(4).state == "done"
 
 
+def test_a_refused_claim_drops_the_assignment_so_the_operator_scans_again(lot: Lot) -> None:
+    from station.ledger import Ledger
+
+    bench, events = FakeBench(), Events()
+    dev = FakeDevice("24:0a:c4:00:00:0c")
+    bench.put(PORTS[0], dev)
+    with orchestrator(lot, bench, events) as orch:
+        orch.add_port(PORTS[0], slot="slot A")
+        orch.assign_scan("SN0005", PORTS[0])
+        line2 = Ledger(lot.ledger.path, station_id="line-2")  # another station takes the row
+        line2.attach(lot.ledger.lot_name)
+        c = line2.claim_row(4, mac="24:0a:c4:99:00:01", port="COM9")
+        line2.set_image(c, "00" * 32)
+        line2.mark_written(c, {})
+        line2.complete(c, {})
+        line2.close()
+        orch.start(PORTS[0])
+        assert orch.wait_idle(30)
+        assert dev.writes == 0 and lot.ledger.row(4).mac == "24:0a:c4:99:00:01"
+        last = [e for e in events.of(PortUpdate) if e.port == PORTS[0]][-1]
+        assert last.state == "attention" and last.row_index is None
+        assert last.message.startswith("unit SN0005: is done on device 24:0a:c4:99:00:01")
+        assert last.message.endswith("unit SN0005 is no longer assigned to slot A: scan again")
+        assert any(e.level == "error" and "scan again" in e.text for e in events.of(LogEvent))
+        orch.start(PORTS[0])  # nothing assigned any more: the device gets the next pending row
+        assert orch.wait_idle(30)
+    assert held_serial(lot, dev) == "SN0001"
+
+
+def test_auto_mode_never_gives_a_refused_device_another_row(lot: Lot) -> None:
+    from station.ledger import Ledger
+
+    bench, events = FakeBench(), Events()
+    refused = threading.Event()
+
+    def on_event(e: object) -> None:
+        events(e)
+        if isinstance(e, PortUpdate) and "connect the next device" in e.message:
+            refused.set()  # the port moved on: it waits for another device
+
+    dev = FakeDevice("24:0a:c4:00:00:0d")
+    orch = Orchestrator(
+        lot, on_event=on_event, opener=bench.opener, poll_interval=0.01, auto_start=True
+    )
+    with orch:
+        orch.add_port(PORTS[0])
+        orch.assign(PORTS[0], 2)
+        line2 = Ledger(lot.ledger.path, station_id="line-2")
+        line2.attach(lot.ledger.lot_name)
+        c = line2.claim_row(2, mac="24:0a:c4:99:00:02", port="COM9")
+        line2.close()
+        bench.put(PORTS[0], dev)
+        assert refused.wait(30)
+    assert dev.writes == 0 and lot.ledger.count("pending") == 19
+    assert [a.mac for a in lot.ledger.attempts()] == [c.mac]
+    assert any("scan again" in e.text for e in events.of(LogEvent))
+
+
 def test_max_units_stops_claiming(lot: Lot) -> None:
     bench, events = FakeBench(), Events()
     devices = [FakeDevice(f"24:0a:c4:00:01:{i:02x}") for i in range(4)]
