@@ -64,7 +64,8 @@ def test_report_csv_masks_secrets(
     assert "3 done, 1 failed, 2 remaining" in capsys.readouterr().out
     with out.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 6 and rows[0]["state"] == "done"
+    # which port claims which row is a race: count states, not positions
+    assert sorted(r["state"] for r in rows) == ["done"] * 3 + ["failed"] + ["pending"] * 2
     secrets = (worked_lot.parent / "values.csv").read_text(encoding="utf-8")
     keys = [line.split(",")[1] for line in secrets.splitlines()[1:]]
     text = out.read_text(encoding="utf-8")
