@@ -383,8 +383,10 @@ class Orchestrator:
         for port in self.ports():
             self.start(port)
 
-    def retry(self, row_index: int) -> str:
-        """Retry a failed row on the port where its device was last seen; returns the port."""
+    def retry(self, row_index: int, *, replace: bool = False) -> str:
+        """Retry a failed row on the port where its device was last seen; returns the port.
+
+        A port with another unit waiting is refused unless ``replace`` is set (as in assign)."""
         row = self.ledger.row(row_index)
         if row.state != "failed":
             raise ClaimRefused(
@@ -397,19 +399,43 @@ class Orchestrator:
                 f"failed on no device ({row.reason}); fix the lot, then release the row",
             )
         with self._lock:
-            port = row.port if row.port in self._ports else None
+            live = {n: p for n, p in self._ports.items() if not p.removed}
+            port = next((n for n, p in live.items() if p.last_mac == row.mac), None)
+            if port is None and row.port in live:
+                port = row.port
             if port is None:
-                port = next((n for n, p in self._ports.items() if p.last_mac == row.mac), None)
-        if port is None:
-            raise ClaimRefused(
-                str(self.ledger.path),
-                row_index,
-                f"its device {row.mac} is on no port of this station; connect "
-                "it, or have a supervisor release the row",
+                raise ClaimRefused(
+                    str(self.ledger.path),
+                    row_index,
+                    f"its device {row.mac} is on no port of this station; connect "
+                    "it, or have a supervisor release the row",
+                )
+            p = live[port]
+            elsewhere = next(
+                (n for n, q in live.items() if q.assigned == row_index and n != port), None
             )
-        p = self._port(port)
-        with self._lock:
+            if elsewhere is not None:
+                raise ClaimRefused(
+                    str(self.ledger.path), row_index, f"is already assigned to port {elsewhere}"
+                )
+            replaced = p.assigned if p.assigned != row_index else None
+            if replaced is not None and not replace:
+                raise ClaimRefused(
+                    str(self.ledger.path),
+                    row_index,
+                    f"port {p.slot} already has unit {self._unit_label(replaced)} waiting; "
+                    "unassign it first, or replace it",
+                )
             p.assigned = row_index
+        if replaced is not None:
+            self._emit(
+                LogEvent(
+                    port,
+                    "warning",
+                    f"unit {self._unit_label(replaced)} no longer waits on {p.slot}: replaced "
+                    f"by unit {self._unit_label(row_index)} (retry)",
+                )
+            )
         self.start(port)
         return port
 

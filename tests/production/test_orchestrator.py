@@ -157,6 +157,10 @@ def test_failed_units_are_recorded_and_retried_on_the_same_device(lot: Lot) -> N
         orch.start(PORTS[1])  # another device gets row 2, never the failed row 1
         assert orch.wait_idle(30)
         assert lot.ledger.row(1).mac == other.mac and lot.ledger.row(0).state == "failed"
+        orch.assign(PORTS[0], 5)  # a unit scanned for the next board on that port
+        with pytest.raises(ClaimRefused, match="already has unit SN0006 waiting"):
+            orch.retry(0)  # the retry does not silently drop it
+        orch.unassign(PORTS[0])
         assert orch.retry(0) == PORTS[0]
         assert orch.wait_idle(30)
     assert lot.ledger.row(0).state == "done" and held_serial(lot, dev) == "SN0001"
