@@ -362,8 +362,13 @@ class Orchestrator:
         return self.assign(port, row.index, rework=rework, replace=replace), row.index
 
     def unassign(self, port: str) -> None:
+        """Drop the unit waiting on a port; an idle port says so (PortUpdate "unit dropped")."""
         with self._lock:
-            self._port(port).assigned = None
+            p = self._port(port)
+            dropped, p.assigned = p.assigned, None
+            idle = not (p.thread is not None and p.thread.is_alive())
+        if dropped is not None and idle:
+            self._emit(PortUpdate(port, p.slot, "idle", message="unit dropped"))
 
     # --- control -----------------------------------------------------------------------------
     def start(self, port: str) -> None:

@@ -161,6 +161,13 @@ def test_failed_units_are_recorded_and_retried_on_the_same_device(lot: Lot) -> N
         with pytest.raises(ClaimRefused, match="already has unit SN0006 waiting"):
             orch.retry(0)  # the retry does not silently drop it
         orch.unassign(PORTS[0])
+        last = events.of(PortUpdate)[-1]
+        assert (last.port, last.state, last.row_index, last.message) == (
+            PORTS[0],
+            "idle",
+            None,
+            "unit dropped",
+        )
         assert orch.retry(0) == PORTS[0]
         assert orch.wait_idle(30)
     assert lot.ledger.row(0).state == "done" and held_serial(lot, dev) == "SN0001"
