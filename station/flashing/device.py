@@ -438,10 +438,17 @@ class DeviceSession:
             _watchdog.remove(self._guard)
             self._guard = None
         if self._serial is not None:
+            # socket:// ports: pyserial's close() shuts the socket down first and, when that
+            # fails (a cancel already shut it down, or the peer is gone), never closes it; the
+            # socket would be left to the garbage collector (ResourceWarning). Close it here.
+            sock = getattr(self._serial, "_socket", None)
             try:
                 self._serial.close()
             except Exception:  # noqa: S110 - closing a lost port may fail; nothing to do
                 pass
+            finally:
+                if isinstance(sock, socket.socket):
+                    sock.close()  # a no-op when close() already did it
             self._serial = None
         self._esp = None
 

@@ -133,10 +133,6 @@ def test_cut_line_fails_on_the_card_and_in_the_list_then_retry_passes(
         proxy.close()
 
 
-# station.flashing's cancel shuts the socket down under pyserial; pyserial's close() then fails
-# on shutdown() and skips close(), so the socket is left to the garbage collector (reported to
-# the flashing layer: _close_serial should close port._socket itself).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_closing_while_flashing_asks_then_cancels_cleanly(
     qtbot: QtBot,
     settings: StationSettings,
