@@ -37,6 +37,7 @@ class EventBridge(QObject):
     rows_changed = Signal()  # a row changed state (emitted once until the next take)
     decision = Signal(object)  # a production Decision: the operator must answer
     port_finished = Signal(str, str)  # port, "passed" | "failed": for sounds and the failed list
+    unit_passed = Signal(str, int)  # port, row index: the unit's label may be printed
 
     def __init__(self, log: LogBuffer, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -84,6 +85,7 @@ class EventBridge(QObject):
         kind = type(event).__name__
         signal_rows = False
         finished: tuple[str, str] | None = None
+        passed_row: int | None = None
         with self._lock:
             self.events += 1
             if kind == "PortUpdate":
@@ -96,6 +98,8 @@ class EventBridge(QObject):
                     else:
                         new = replace(new, failed_count=old.failed_count + 1)
                     finished = (ev.port, ev.state)
+                    if ev.state == "passed" and ev.row_index is not None:
+                        passed_row = int(ev.row_index)
                 self._views[ev.port] = new
                 self._ports_dirty = True
             elif kind == "RowUpdate":
@@ -113,6 +117,8 @@ class EventBridge(QObject):
             self.rows_changed.emit()
         if finished is not None:
             self.port_finished.emit(*finished)
+        if finished is not None and passed_row is not None:
+            self.unit_passed.emit(finished[0], passed_row)
 
     # --- GUI thread ----------------------------------------------------------------------------
     def take(self) -> Snapshot:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,17 @@ class SettingsDialog(QDialog):
         form.addRow("S&ound:", self.sound)
         self.operator = QLineEdit(settings.operator)
         form.addRow("&Operator name:", self.operator)
+        self.label_output = QLineEdit(settings.label_output)
+        self.label_output.setPlaceholderText(
+            "printer:  printer:NAME  pdf:PATH  zpl:tcp://HOST:9100  zpl:/dev/usb/lp0"
+        )
+        self.label_output.setToolTip(
+            "Where labels go. pdf: paths may contain {unit_id} (one file per unit)."
+        )
+        form.addRow("&Label output:", self.label_output)
+        self.print_on_pass = QCheckBox("Print a label when a unit passes")
+        self.print_on_pass.setChecked(settings.print_on_pass)
+        form.addRow("Label on &pass:", self.print_on_pass)
         pin = QPushButton("Change engineer PIN…")
         pin.clicked.connect(self.change_pin)
         form.addRow("", pin)
@@ -121,6 +133,18 @@ class SettingsDialog(QDialog):
         if not 9600 <= baud <= 5_000_000:
             self.error.setText(f"Baud: {baud} is out of range (9600 – 5000000).")
             return
+        output = self.label_output.text().strip()
+        if output:
+            from station.labels import parse_output
+
+            try:
+                parse_output(output)
+            except StationError as err:
+                self.error.setText(f"Label output: {err.problems[0].message}")
+                return
+        elif self.print_on_pass.isChecked():
+            self.error.setText("Label output: printing on pass needs an output.")
+            return
         ports = [p.strip() for p in self.ports.toPlainText().splitlines() if p.strip()]
         s = self.settings
         s.ports = list(dict.fromkeys(ports))
@@ -131,6 +155,8 @@ class SettingsDialog(QDialog):
         s.scanner_port = self.scanner.text().strip()
         s.sound = self.sound.isChecked()
         s.operator = self.operator.text().strip()
+        s.label_output = output
+        s.print_on_pass = self.print_on_pass.isChecked()
         s.sync()
         super().accept()
 
@@ -284,9 +310,16 @@ class NewLotDialog(QDialog):
 
 
 class LabelDialog(QDialog):
-    """What would be printed on a unit's label (the label layer renders it when available)."""
+    """A unit's label as it would be printed, and its fields. ``on_print(record)`` queues the
+    print (the window's printer thread, audited) and returns (accepted, message)."""
 
-    def __init__(self, parent: QWidget | None, lot: Any, record: Any) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None,
+        lot: Any,
+        record: Any,
+        on_print: Callable[[Any], tuple[bool, str]] | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Label of {record.unit_id}")
         layout = QVBoxLayout(self)
@@ -314,23 +347,33 @@ class LabelDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.print_button = buttons.addButton("Print", QDialogButtonBox.ButtonRole.ActionRole)
         self.print_button.clicked.connect(self._print)
-        self.print_button.setEnabled(png is not None)
+        self.print_button.setEnabled(png is not None and on_print is not None)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        self._lot = lot
+        self._record = record
+        self._on_print = on_print
 
     def _print(self) -> None:
-        try:
-            from station.labels import print_label, template_from_dict
-
-            template = template_from_dict(self._lot.settings.label)
-            print_label(template, self.fields)
-        except (ImportError, StationError, OSError) as err:
-            QMessageBox.warning(self, "Label not printed", str(err))
+        if self._on_print is None:
+            return
+        ok, message = self._on_print(self._record)
+        if ok:
+            self.accept()
+        else:
+            QMessageBox.warning(self, "Label not printed", message)
 
 
 def label_fields_for(lot: Any, record: Any) -> dict[str, str]:
     """The values a unit's label shows: its row (secrets masked) plus device facts."""
+    if getattr(lot.settings, "label", None):
+        from station.gui.labels import unit_fields
+        from station.labels import template_from_dict
+
+        try:
+            template = template_from_dict(lot.settings.label, str(lot.settings.path))
+            return unit_fields(lot, template, record)
+        except StationError:
+            pass
     row = lot.mfg.rows[record.index]
     device = {
         "mac": record.mac or "",

@@ -99,6 +99,26 @@ class StationSettings:
     def operator(self, name: str) -> None:
         self.qs.setValue("ui/operator", name)
 
+    # --- labels --------------------------------------------------------------------------------
+    @property
+    def label_output(self) -> str:
+        """Where labels go (``printer:``, ``printer:NAME``, ``pdf:PATH``, ``zpl:tcp://H:9100``,
+        ``zpl:/dev/usb/lp0``); "" until an engineer sets one."""
+        return str(self.qs.value("labels/output", "") or "")
+
+    @label_output.setter
+    def label_output(self, output: str) -> None:
+        self.qs.setValue("labels/output", output)
+
+    @property
+    def print_on_pass(self) -> bool:
+        """Print a unit's label as soon as it passes (needs :attr:`label_output`)."""
+        return _as_bool(self.qs.value("labels/print_on_pass"), False)
+
+    @print_on_pass.setter
+    def print_on_pass(self, on: bool) -> None:
+        self.qs.setValue("labels/print_on_pass", bool(on))
+
     @property
     def last_lot(self) -> str:
         return str(self.qs.value("lot/last", "") or "")

@@ -53,6 +53,7 @@ from PySide6.QtWidgets import (
 from station.errors import Problem, StationError
 from station.gui import theme
 from station.gui.bridge import EventBridge
+from station.gui.labels import PRINTABLE_STATES, LabelJob, LabelOutcome, LabelPrinter, lot_template
 from station.gui.models import (
     ROW_FILTERS,
     FailedModel,
@@ -117,6 +118,10 @@ class MainWindow(QMainWindow):
         self.image_used: int | None = None
         self._workers: list[threading.Thread] = []
         self.image_size_done.connect(self._image_size_ready)
+        self.labels = LabelPrinter(self)
+        self.labels.done.connect(self._label_done)
+        self.label_problems: list[Problem] = []
+        self.reprint_armed = False  # F8: the next scan reprints a label instead of assigning
 
         self._build_actions()
         self._build_central()
@@ -132,6 +137,7 @@ class MainWindow(QMainWindow):
         self.bridge.rows_changed.connect(self._rows_changed)
         self.bridge.decision.connect(self._ask_decision)
         self.bridge.port_finished.connect(self._port_finished)
+        self.bridge.unit_passed.connect(self._unit_passed)
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
@@ -188,6 +194,13 @@ class MainWindow(QMainWindow):
             self.reprint_selected,
             "Show / print the label of the selected unit",
         )
+        self.act_reprint_scan = action(
+            "Reprint by scan",
+            "F8",
+            self.toggle_reprint_scan,
+            "The next scan prints that unit's label again instead of assigning it",
+        )
+        self.act_reprint_scan.setCheckable(True)
         self.act_release = action(
             "Release row…",
             "Ctrl+Shift+R",
@@ -426,6 +439,8 @@ class MainWindow(QMainWindow):
     def _escape(self) -> None:
         self.scan_field.clear()
         self.scan_field.setFocus()
+        if self.reprint_armed:
+            self.arm_reprint(False)
 
     # ==== logging and messages ====
     def log(self, level: str, text: str, port: str = "") -> None:
@@ -579,8 +594,7 @@ class MainWindow(QMainWindow):
         fm = self.row_view.fontMetrics()
         header.resizeSection(4, fm.horizontalAdvance("24:0a:c4:00:00:00") + 12)  # MAC
         header.resizeSection(5, fm.horizontalAdvance("COM10") + 12)  # port (tooltip: full)
-        self.problem_model.set_problems([])
-        self.tabs.setTabText(self.problems_tab, "Pro&blems")
+        self._check_label_template(lot)
         self._show_partitions(lot)
         self.add_ports([(port, None) for port in self.settings.ports])
         self._start_port_watcher()
@@ -592,6 +606,28 @@ class MainWindow(QMainWindow):
         self.log("info", f"Lot {name} opened: {self.row_model.rowCount()} rows.")
         self.lot_opened.emit(name)
         self.refresh()
+
+    def _check_label_template(self, lot: Any) -> None:
+        """Check the lot's label template against its columns; problems go to the Problems tab
+        (the lot still opens: units are flashed, but no label is printed from a broken
+        template)."""
+        try:
+            template, problems = lot_template(lot)
+        except ImportError:  # an installation without the label renderer
+            template, problems = None, []
+        self.labels.set_template(lot, template)
+        self.label_problems = problems
+        self.problem_model.set_problems(problems)
+        self.problem_source.clear()
+        if problems:
+            self.tabs.setTabText(self.problems_tab, f"Pro&blems ({len(problems)})")
+            self.log(
+                "warning",
+                f"the lot's label template has {len(problems)} problem(s) (see Problems); "
+                "no labels will be printed",
+            )
+        else:
+            self.tabs.setTabText(self.problems_tab, "Pro&blems")
 
     def _orchestrator_config(self) -> tuple[int, bool, str]:
         return (self.settings.baud, self.settings.continuous, self.settings.operator)
@@ -630,7 +666,7 @@ class MainWindow(QMainWindow):
             worker.join(10.0)
         self._workers = [w for w in self._workers if w.is_alive()]
 
-    def _image_size_ready(self, lot: object, used: int, error: str) -> None:
+    def _image_size_ready(self, lot: Any, used: int, error: str) -> None:
         current: Any = self.lot
         if lot is not current or current is None or self._closing:
             return
@@ -655,6 +691,8 @@ class MainWindow(QMainWindow):
         self.row_model.stop()  # its reader thread uses the ledger: stop it before closing
         self.row_model.set_source(None)
         self._join_workers()
+        self.labels.stop()  # queued labels are printed (and audited) before the ledger closes
+        self.labels.set_template(None, None)
         if self.lot is not None:
             self.lot.close()
         self._stop_port_watcher()
@@ -843,6 +881,11 @@ class MainWindow(QMainWindow):
             self.scan_handled.emit(code, False, msg)
             return
         known = self.lot.ledger.find_scan(code) if self.lot is not None else None
+        if self.reprint_armed:
+            self.arm_reprint(False)
+            ok, msg = self.request_label(known, reprint=True, what=code)
+            self.scan_handled.emit(code, ok, msg)
+            return
         if known is not None and known.state == "done":
             # a finished unit scanned again: never re-flash it from a scan (Release is for that)
             msg = f"✘ {code}: already done, put it aside"
@@ -994,14 +1037,111 @@ class MainWindow(QMainWindow):
         self.show_scan_result(True, f"↻ {rec.unit_id or rec.index + 1} → retry on {port}")
         self.bridge.mark_rows_changed(rec.index)
 
+    def _selected_unit(self) -> Any | None:
+        """The unit selected in the list on screen: the Failed list, else the row table."""
+        if self.tabs.currentIndex() == self.failed_tab:
+            rows = self.failed_view.selectionModel().selectedRows()
+            return self.failed_model.record(rows[0].row()) if rows else None
+        index = self.selected_row_index()
+        if index is not None and self.lot is not None:
+            return self.lot.ledger.row(index)
+        rows = self.failed_view.selectionModel().selectedRows()
+        return self.failed_model.record(rows[0].row()) if rows else None
+
     def reprint_selected(self) -> None:
-        rec = self._selected_failed()
+        """Reprint the selected unit's label (Rows: a done unit, or the Failed list). With no
+        label output set up, show the label instead (what would be printed)."""
+        rec = self._selected_unit()
         if rec is None or self.lot is None:
             self.show_scan_result(False, "No unit selected")
             return
+        if self.label_problems or (
+            self.settings.label_output and self.labels.template(self.lot) is not None
+        ):
+            self.request_label(rec, reprint=True)
+            return
         from station.gui.dialogs import LabelDialog
 
-        LabelDialog(self, self.lot, rec).exec()
+        LabelDialog(self, self.lot, rec, on_print=self._print_from_dialog).exec()
+
+    def _print_from_dialog(self, rec: Any) -> tuple[bool, str]:
+        return self.request_label(
+            rec, reprint=True, output=self.settings.label_output or "printer:"
+        )
+
+    # ==== labels ====
+    def toggle_reprint_scan(self) -> None:
+        self.arm_reprint(not self.reprint_armed)
+
+    def arm_reprint(self, on: bool) -> None:
+        """F8: the next scan reprints that unit's label (once) instead of assigning it."""
+        if on and self.lot is None:
+            self.show_scan_result(False, "No lot is open")
+            on = False
+        self.reprint_armed = on
+        self.act_reprint_scan.setChecked(on)
+        self.scan_field.setProperty("reprint", on)
+        if on:
+            self.scan_field.setPlaceholderText("REPRINT: scan the unit whose label to print again")
+            self.scan_field.setStyleSheet("background-color: #fde68a; border: 2px solid #b45309;")
+            self.port_choice.setText("⎙ REPRINT next scan (Esc: cancel)")
+            self.port_choice.setStyleSheet("color: #b45309; font-weight: bold;")
+            self.show_hint("Reprint: scan the unit's code (F8 or Esc to cancel)")
+        else:
+            self.scan_field.setPlaceholderText("scan a unit's code (works wherever the focus is)")
+            self.scan_field.setStyleSheet("")
+            self.port_choice.setStyleSheet("")
+            self.choose_port(self.chosen_port)
+
+    def request_label(
+        self, rec: Any | None, *, reprint: bool, what: str = "", output: str | None = None
+    ) -> tuple[bool, str]:
+        """Queue ``rec``'s label for the printer thread (refused loudly when it cannot be
+        printed); returns (accepted, the message shown)."""
+        name = what or (rec.unit_id if rec is not None else "") or "unit"
+        output = self.settings.label_output if output is None else output
+        why = ""
+        if self.lot is None:
+            why = "no lot is open"
+        elif rec is None:
+            why = "not in this lot"
+        elif rec.state not in PRINTABLE_STATES:
+            why = f"not flashed yet ({rec.state}): no label to reprint"
+        elif self.labels.template(self.lot) is None:
+            why = (
+                "the lot's label template has problems (see Problems)"
+                if self.label_problems
+                else "this lot has no label ([label] in lot.toml)"
+            )
+        elif not output:
+            why = "no label output is set (Settings, engineer mode)"
+        if why or rec is None:
+            msg = f"✘ {name}: {why}"
+            self.log("warning", f"label {name} not printed: {why}")
+            self.show_scan_result(False, msg)
+            return False, msg
+        job = LabelJob(self.lot, rec.index, output, reprint, self.settings.operator)
+        self.labels.submit(job)
+        msg = f"⎙ {rec.unit_id or name}: label {'reprint ' if reprint else ''}sent"
+        self.show_scan_result(True, msg)
+        return True, msg
+
+    def _unit_passed(self, port: str, row_index: int) -> None:
+        """A unit passed: print its label if this station does so."""
+        s = self.settings
+        if not (s.print_on_pass and s.label_output) or self.lot is None or self._closing:
+            return
+        if self.labels.template(self.lot) is None:
+            return  # the problems were shown when the lot opened
+        self.labels.submit(LabelJob(self.lot, row_index, s.label_output, False, s.operator, port))
+
+    def _label_done(self, outcome: LabelOutcome) -> None:
+        if outcome.ok:
+            self.log("info", outcome.text)
+            return
+        what = "reprint" if outcome.reprint else "label"
+        self.log("error", f"{what} of {outcome.unit_id} failed: {outcome.text}")
+        self.show_scan_result(False, f"✘ label {outcome.unit_id} not printed: {outcome.text}")
 
     def release_selected(self) -> None:
         """Supervisor only: give a failed row back to production, with a reason (audited)."""
