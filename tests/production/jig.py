@@ -2,9 +2,10 @@
 
 A factory port stays the same while boards are swapped; :meth:`Jig.insert` puts the next board
 in (dropping any open connection, like unplugging). ``on_bytes`` sees the traffic of the current
-connection, so a test can act at a precise moment (mid-write, mid-read) without sleeping, and
-:meth:`Jig.cut_after` pulls the cable once after a number of bytes towards the board, and
-:meth:`Jig.garble_after` flips the bits of the board's answers from then on, for that connection.
+connection (``up``, ``down``; ``total`` counts the jig's whole life), so a test can act at a
+precise moment (mid-write, mid-read) without sleeping, and :meth:`Jig.cut_after` pulls the cable
+once after a number of bytes towards the board, and :meth:`Jig.garble_after` flips the bits of
+the board's answers from then on, for that connection.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Jig:
         self._garbling = False
         self.up = 0  # bytes towards the board on the current connection
         self.down = 0
+        self.total = 0  # bytes forwarded both ways over the jig's life (never reset)
         self.on_bytes: Callable[[Jig], None] | None = None
         self._srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._srv.bind(("127.0.0.1", 0))
@@ -104,6 +106,7 @@ class Jig:
                 break
             cut = False
             with self._lock:
+                self.total += len(data)
                 if up:
                     self.up += len(data)
                     if self._cut_at is not None and self.up >= self._cut_at:
