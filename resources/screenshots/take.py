@@ -87,6 +87,11 @@ def main() -> None:
         w.handle_scan("SN26110001")  # already done: refused loudly
         w.refresh()
         w.grab().save(str(out / f"failed{suffix}.png"))
+        w.tabs.setCurrentIndex(0)
+        w.arm_reprint(True)  # F8: the next scan reprints a label instead of assigning
+        w.refresh()
+        w.grab().save(str(out / f"reprint{suffix}.png"))
+        w.arm_reprint(False)
         w.tabs.setCurrentIndex(2)
         w.refresh()
         w.grab().save(str(out / f"partitions{suffix}.png"))

@@ -1082,11 +1082,11 @@ class MainWindow(QMainWindow):
         self.act_reprint_scan.setChecked(on)
         self.scan_field.setProperty("reprint", on)
         if on:
-            self.scan_field.setPlaceholderText("REPRINT: scan the unit whose label to print again")
+            self.scan_field.setPlaceholderText("REPRINT: scan a unit")
             self.scan_field.setStyleSheet("background-color: #fde68a; border: 2px solid #b45309;")
-            self.port_choice.setText("⎙ REPRINT next scan (Esc: cancel)")
+            self.port_choice.setText("→ REPRINT")
             self.port_choice.setStyleSheet("color: #b45309; font-weight: bold;")
-            self.show_hint("Reprint: scan the unit's code (F8 or Esc to cancel)")
+            self.show_hint("Reprint: scan a unit (Esc: cancel)")
         else:
             self.scan_field.setPlaceholderText("scan a unit's code (works wherever the focus is)")
             self.scan_field.setStyleSheet("")
@@ -1122,7 +1122,7 @@ class MainWindow(QMainWindow):
             return False, msg
         job = LabelJob(self.lot, rec.index, output, reprint, self.settings.operator)
         self.labels.submit(job)
-        msg = f"⎙ {rec.unit_id or name}: label {'reprint ' if reprint else ''}sent"
+        msg = f"✔ {rec.unit_id or name}: label {'reprint ' if reprint else ''}sent to the printer"
         self.show_scan_result(True, msg)
         return True, msg
 
