@@ -186,10 +186,12 @@ class PortCard(QFrame):
 
     def _elide_port(self) -> None:
         width = max(self.port_label.width() - 4, 10)
-        text = self.port_label.fontMetrics().elidedText(
-            self.port, Qt.TextElideMode.ElideLeft, width
-        )
-        self.port_label.setText(text)
+        metrics = self.port_label.fontMetrics()
+        shown = self.port
+        if metrics.horizontalAdvance(shown) > width and "://" in shown:
+            shown = shown.split("://", 1)[1]  # "127.0.0.1:45967" says more than "…ket://127.0…"
+        self.port_label.setText(metrics.elidedText(shown, Qt.TextElideMode.ElideLeft, width))
+        self.port_label.setToolTip(self.port)
 
     def set_selected(self, selected: bool) -> None:
         """The operator picked this port for the next scan."""
