@@ -42,8 +42,11 @@ def _int_auto(text: str) -> int:
 
 
 def _hmac_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--key_protect_hmac", action="store_true",
-                   help="protect the NVS keys with the HMAC scheme (eFuse HMAC key)")
+    p.add_argument(
+        "--key_protect_hmac",
+        action="store_true",
+        help="protect the NVS keys with the HMAC scheme (eFuse HMAC key)",
+    )
     p.add_argument("--kp_hmac_keygen", action="store_true", help="generate a new HMAC key")
     p.add_argument("--kp_hmac_inputkey", metavar="F", help="a 32-byte HMAC key file to use")
     p.add_argument("--kp_hmac_keyfile", metavar="F", help="file name for a generated HMAC key")
@@ -55,12 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Factory flashing station for Espressif chips. Without a command: the window.",
     )
     parser.add_argument("--version", action="version", version=f"station {__version__}")
-    parser.add_argument("--demo", action="store_true",
-                        help="the window with simulated devices and a sample lot (no hardware)")
-    parser.add_argument("--self-test", action="store_true", dest="self_test",
-                        help="headless check that this installation works; one line per check")
-    parser.add_argument("--self-test-port", metavar="P", dest="self_test_port",
-                        help="with --self-test: also flash the (simulated) device on this port")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="the window with simulated devices and a sample lot (no hardware)",
+    )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        dest="self_test",
+        help="headless check that this installation works; one line per check",
+    )
+    parser.add_argument(
+        "--self-test-port",
+        metavar="P",
+        dest="self_test_port",
+        help="with --self-test: also flash the (simulated) device on this port",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("gui", help="the station window")
@@ -74,11 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("size", help="partition size in bytes (multiple of 4096, e.g. 0x6000)")
     p.add_argument("--outdir", default=".", help="output folder (default: current folder)")
     p.add_argument("--fileid", help="the values column that names each file (default: row index)")
-    p.add_argument("--prefix_num", nargs=2, type=int, metavar=("START", "LEN"),
-                   help="number the files from START with LEN digits")
+    p.add_argument(
+        "--prefix_num",
+        nargs=2,
+        type=int,
+        metavar=("START", "LEN"),
+        help="number the files from START with LEN digits",
+    )
     p.add_argument("--version", type=int, choices=(1, 2), default=2, help="NVS format version")
-    p.add_argument("--jobs", type=int, metavar="N",
-                   help="worker processes (default: one per core for big lots)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes (default: one per core for big lots)",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--keygen", action="store_true", help="encrypt with a new key per device")
     g.add_argument("--inputkey", metavar="F", help="encrypt with this key partition file")
@@ -96,8 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, choices=(1, 2), default=2, help="NVS format version")
     p.add_argument("--inputkey", metavar="F", help="encrypt with this key partition file")
     p.add_argument("--keygen", action="store_true", help="encrypt with a newly generated key")
-    p.add_argument("--keyfile", metavar="F",
-                   help="with --keygen: name of the key file in OUTDIR/keys/ (never overwritten)")
+    p.add_argument(
+        "--keyfile",
+        metavar="F",
+        help="with --keygen: name of the key file in OUTDIR/keys/ (never overwritten)",
+    )
     p.add_argument("--outdir", default=".", help="where --keygen writes keys/ (default: .)")
     _hmac_options(p)
 
@@ -110,29 +136,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("table", help="partitions.csv, partition-table.bin or an ESP-IDF build folder")
     p.add_argument("--partition", help="name of the factory-data partition (default: guessed)")
     p.add_argument("--flash-size", dest="flash_size", help="flash size (e.g. 4MB) for checks")
-    p.add_argument("--offset", type=_int_auto, metavar="ADDR",
-                   help="where the table lives in flash (default 0x8000, or the build's)")
+    p.add_argument(
+        "--offset",
+        type=_int_auto,
+        metavar="ADDR",
+        help="where the table lives in flash (default 0x8000, or the build's)",
+    )
     p.add_argument("--chip", help="chip (esp32, esp32c3, …): places the bootloader in the map")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("flash", help="write and verify the same files on every port at once")
-    p.add_argument("--port", action="append", required=True, metavar="P",
-                   help="serial port (COM7, /dev/ttyUSB0, socket://host:port); repeat for more")
+    p.add_argument(
+        "--port",
+        action="append",
+        required=True,
+        metavar="P",
+        help="serial port (COM7, /dev/ttyUSB0, socket://host:port); repeat for more",
+    )
     p.add_argument("--chip", default="auto", help="expected chip (auto, esp32, esp32c3, …)")
     p.add_argument("--baud", type=int, default=460800, help="baud rate while writing")
-    p.add_argument("--no-stub", action="store_true", dest="no_stub",
-                   help="talk to the ROM loader only (slower, for odd devices)")
-    p.add_argument("--no-verify", action="store_true", dest="no_verify",
-                   help="skip reading back (the MD5 check still runs)")
-    p.add_argument("--firmware", metavar="BUILD",
-                   help="ESP-IDF build folder or its flasher_args.json: also write its "
-                        "bootloader, partition table and app, in the same connection")
+    p.add_argument(
+        "--no-stub",
+        action="store_true",
+        dest="no_stub",
+        help="talk to the ROM loader only (slower, for odd devices)",
+    )
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        dest="no_verify",
+        help="skip reading back (the MD5 check still runs)",
+    )
+    p.add_argument(
+        "--firmware",
+        metavar="BUILD",
+        help="ESP-IDF build folder or its flasher_args.json: also write its "
+        "bootloader, partition table and app, in the same connection",
+    )
     p.add_argument("pairs", nargs="*", metavar="ADDR FILE", help="address and file, repeated")
 
     p = sub.add_parser("ports", help="list serial ports with USB location and slot names")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--slots", metavar="F",
-                   help="JSON file mapping USB locations to slot names {\"1-4.2\": \"slot 3\"}")
+    p.add_argument(
+        "--slots",
+        metavar="F",
+        help='JSON file mapping USB locations to slot names {"1-4.2": "slot 3"}',
+    )
     p.add_argument("--all", action="store_true", help="also list ports that are not USB")
 
     p = sub.add_parser("run", help="headless production run of a lot with the ledger")
@@ -142,14 +191,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baud", type=int, default=460800, help="baud rate while writing")
     p.add_argument("--operator", default="", help="operator name for the ledger")
     p.add_argument("--db", help="ledger database URL (default: beside the lot)")
-    p.add_argument("--no-stub", action="store_true", dest="no_stub",
-                   help="talk to the ROM loader only (slower; needed by simulated devices)")
-    p.add_argument("--retries", type=int, default=1, metavar="N",
-                   help="retry a failed unit at once on the same device N times (default 1)")
-    p.add_argument("--poll", type=float, default=1.0, metavar="S",
-                   help="seconds between looks for the next device on a port (default 1)")
-    p.add_argument("--slots", metavar="F",
-                   help="slot map (JSON: USB location -> slot name) to name the ports by")
+    p.add_argument(
+        "--no-stub",
+        action="store_true",
+        dest="no_stub",
+        help="talk to the ROM loader only (slower; needed by simulated devices)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        metavar="N",
+        help="retry a failed unit at once on the same device N times (default 1)",
+    )
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between looks for the next device on a port (default 1)",
+    )
+    p.add_argument(
+        "--slots",
+        metavar="F",
+        help="slot map (JSON: USB location -> slot name) to name the ports by",
+    )
 
     p = sub.add_parser("report", help="what the ledger knows about a lot")
     p.add_argument("lot", help="lot file (lot.toml)")

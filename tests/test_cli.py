@@ -17,8 +17,10 @@ def test_every_command_has_a_handler() -> None:
 def test_station_error_becomes_exit_code(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     def boom(args):
         raise StationError(
-            [Problem("lot.csv", 3, 7, "serial", "not an integer"),
-             Problem("lot.csv", 4, 1, "mac", "odd hex")]
+            [
+                Problem("lot.csv", 3, 7, "serial", "not an integer"),
+                Problem("lot.csv", 4, 1, "mac", "odd hex"),
+            ]
         )
 
     monkeypatch.setattr(cli, "_handler", lambda command: boom)

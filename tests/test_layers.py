@@ -23,11 +23,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 
 def _core_modules() -> list[Path]:
-    return [
-        p
-        for p in PACKAGE.rglob("*.py")
-        if p.relative_to(PACKAGE).parts[0] not in QT_ALLOWED
-    ]
+    return [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] not in QT_ALLOWED]
 
 
 def test_core_modules_exist() -> None:
