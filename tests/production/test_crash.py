@@ -196,7 +196,7 @@ def test_sigkill_at_any_moment_loses_and_doubles_nothing(
 # Random kills: each run is killed once the two jigs have forwarded a random number of bytes
 # (both ways). A unit on the 0x3000 partition is about UNIT_BYTES (connect and sync, reading the
 # factory region, writing, verifying), so the draws cover every phase of the first two units on
-# each jig (with the swaps between them). The seed is printed; STATION_CRASH_SEED=<n> replays a run's
+# each jig (with the swaps between them). The seed is printed; STATION_CRASH_SEED=<n> replays the
 # kill points (the moments they land in still depend on how the two jigs interleave).
 UNIT_BYTES = 40_000
 RANDOM_KILLS = 6
