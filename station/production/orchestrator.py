@@ -262,6 +262,35 @@ class Orchestrator:
         return p.thread is not None and p.thread.is_alive()
 
     # --- assignment --------------------------------------------------------------------------
+    def _take_port(self, p: _Port, row_index: int, replace: bool) -> int | None:
+        """Give ``p`` the row; refuse when another unit waits there (unless ``replace``).
+
+        Called with the lock held; returns the row that was replaced, if any."""
+        replaced: int | None = p.assigned if p.assigned != row_index else None
+        if replaced is not None and not replace:
+            raise ClaimRefused(
+                str(self.ledger.path),
+                row_index,
+                f"port {p.slot} already has unit {self._unit_label(replaced)} waiting; "
+                "unassign it first, or replace it",
+            )
+        p.assigned = row_index
+        return replaced
+
+    def _replaced(
+        self, port: str, p: _Port, replaced: int | None, row_index: int, why: str = ""
+    ) -> None:
+        """Log that a waiting unit gave way to another one (outside the lock)."""
+        if replaced is not None:
+            self._emit(
+                LogEvent(
+                    port,
+                    "warning",
+                    f"unit {self._unit_label(replaced)} no longer waits on {p.slot}: replaced "
+                    f"by unit {self._unit_label(row_index)}{why}",
+                )
+            )
+
     def assign(
         self, port: str | None, row_index: int, *, rework: bool = False, replace: bool = False
     ) -> str:
@@ -318,24 +347,8 @@ class Orchestrator:
                     )
                 port = free[0]
             p = self._port(port)
-            replaced = p.assigned if p.assigned != row_index else None
-            if replaced is not None and not replace:
-                raise ClaimRefused(
-                    str(self.ledger.path),
-                    row_index,
-                    f"port {p.slot} already has unit {self._unit_label(replaced)} waiting; "
-                    "unassign it first, or replace it",
-                )
-            p.assigned = row_index
-        if replaced is not None:
-            self._emit(
-                LogEvent(
-                    port,
-                    "warning",
-                    f"unit {self._unit_label(replaced)} no longer waits on {p.slot}: replaced "
-                    f"by unit {self._unit_label(row_index)}",
-                )
-            )
+            replaced = self._take_port(p, row_index, replace)
+        self._replaced(port, p, replaced, row_index)
         self._emit(
             PortUpdate(
                 port,
@@ -423,24 +436,8 @@ class Orchestrator:
                 raise ClaimRefused(
                     str(self.ledger.path), row_index, f"is already assigned to port {elsewhere}"
                 )
-            replaced = p.assigned if p.assigned != row_index else None
-            if replaced is not None and not replace:
-                raise ClaimRefused(
-                    str(self.ledger.path),
-                    row_index,
-                    f"port {p.slot} already has unit {self._unit_label(replaced)} waiting; "
-                    "unassign it first, or replace it",
-                )
-            p.assigned = row_index
-        if replaced is not None:
-            self._emit(
-                LogEvent(
-                    port,
-                    "warning",
-                    f"unit {self._unit_label(replaced)} no longer waits on {p.slot}: replaced "
-                    f"by unit {self._unit_label(row_index)} (retry)",
-                )
-            )
+            replaced = self._take_port(p, row_index, replace)
+        self._replaced(port, p, replaced, row_index, " (retry)")
         self.start(port)
         return port
 
