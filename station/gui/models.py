@@ -396,7 +396,23 @@ class LogBuffer(QObject):
             return serial + take, lines, take < new
 
 
-class LogModel(QAbstractTableModel):
+class _FixedColumns(QAbstractTableModel):
+    """A table whose columns are the class's ``HEADERS``."""
+
+    HEADERS: tuple[str, ...] = ()
+
+    def columnCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section] if 0 <= section < len(self.HEADERS) else None
+        return None
+
+
+class LogModel(_FixedColumns):
     """The last ``maxlen`` log lines; pulls from a :class:`LogBuffer` in batches."""
 
     HEADERS = ("Time", "Port", "Level", "Message")
@@ -436,16 +452,6 @@ class LogModel(QAbstractTableModel):
     def rowCount(self, parent: Index = ROOT) -> int:
         return 0 if parent.isValid() else len(self._lines)
 
-    def columnCount(self, parent: Index = ROOT) -> int:
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return self.HEADERS[section] if 0 <= section < len(self.HEADERS) else None
-        return None
-
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
@@ -465,7 +471,7 @@ class LogModel(QAbstractTableModel):
 
 
 # --- failed units ---
-class FailedModel(QAbstractTableModel):
+class FailedModel(_FixedColumns):
     """Failed units with the reason (a snapshot of ``ledger.failed()``, refreshed on change)."""
 
     HEADERS = ("#", "Unit", "Scan", "Port", "Tries", "Reason")
@@ -484,16 +490,6 @@ class FailedModel(QAbstractTableModel):
 
     def rowCount(self, parent: Index = ROOT) -> int:
         return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = ROOT) -> int:
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return self.HEADERS[section] if 0 <= section < len(self.HEADERS) else None
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
@@ -545,7 +541,7 @@ class ProblemModel(QAbstractListModel):
         return None
 
 
-class PartitionModel(QAbstractTableModel):
+class PartitionModel(_FixedColumns):
     """The partition table as rows; the factory-data partition is shown in bold colour."""
 
     HEADERS = ("Name", "Type", "Subtype", "Offset", "Size", "Flags")
@@ -563,16 +559,6 @@ class PartitionModel(QAbstractTableModel):
 
     def rowCount(self, parent: Index = ROOT) -> int:
         return 0 if parent.isValid() else len(self._parts)
-
-    def columnCount(self, parent: Index = ROOT) -> int:
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return self.HEADERS[section] if 0 <= section < len(self.HEADERS) else None
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
