@@ -1,7 +1,8 @@
 """Unit labels: templates, QR / Code 128, rendering (PNG, PDF, printer) and ZPL.
 
-Templates, Code 128 and ZPL need no Qt; the renderers (``render_png``, ``render_pdf``,
-``print_label``, ``render_image``) import PySide6 when first used.
+This package needs no Qt: templates, layout, Code 128 and ZPL. The Qt renderers (``render_png``,
+``render_pdf``, ``print_label``, ``render_image``) live in :mod:`station.gui.label_render`, the one
+layer that imports PySide6, and are loaded from there when first used.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ _QT_NAMES = (
 
 def __getattr__(name: str) -> Any:
     if name in _QT_NAMES:
-        from station.labels import render
+        from station.gui import label_render as render
 
         return getattr(render, name)
     raise AttributeError(name)

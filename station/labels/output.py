@@ -78,7 +78,7 @@ def output_label(
         zpl = to_zpl(template, fields).replace("^PQ1\n", f"^PQ{copies}\n")
         send_zpl(zpl, target)
     elif kind == "pdf":
-        from station.labels.render import render_pdf
+        from station.gui.label_render import render_pdf
 
         target = target.replace(
             "{unit_id}", "".join(c if c.isalnum() or c in "-_." else "_" for c in unit)
@@ -86,7 +86,7 @@ def output_label(
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         render_pdf(template, fields, target)
     else:
-        from station.labels.render import print_label
+        from station.gui.label_render import print_label
 
         return print_label(template, fields, target or None, copies=copies, on_printed=on_printed)
     record = PrintRecord(unit, kind, target, copies, time.time())

@@ -45,8 +45,8 @@ def main() -> None:
 
     from PySide6.QtGui import QGuiApplication
 
+    from station.gui.label_render import render_image
     from station.labels import render_png, template_from_dict, to_zpl
-    from station.labels.render import render_image
 
     app = QGuiApplication([])  # noqa: F841 - fonts need it
     template = template_from_dict(

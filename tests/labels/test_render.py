@@ -225,7 +225,7 @@ def test_many_labels_do_not_exhaust_none(qt: object) -> None:
     production run's worth of labels must not abort the interpreter."""
     import sys
 
-    from station.labels import _pyside_none
+    from station.gui import _pyside_none
 
     t = template_from_dict(HOMEKIT)
     fields = _fields(t)

@@ -36,7 +36,7 @@ from PySide6.QtGui import (
 from PySide6.QtPrintSupport import QPrinter, QPrinterInfo
 
 from station.errors import StationError
-from station.labels import _pyside_none
+from station.gui import _pyside_none
 from station.labels.layout import Layout, layout
 from station.labels.output import OnPrinted, PrintRecord
 from station.labels.template import LabelTemplate, fill
