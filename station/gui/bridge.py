@@ -46,6 +46,7 @@ class EventBridge(QObject):
         self._views: dict[str, PortView] = {}
         self._ports_dirty = True
         self._counters: Any | None = None
+        self._counters_seq = 0  # the newest CountersUpdate.seq seen
         self._rows: dict[int, str] = {}
         self._rows_signalled = False
         self.events = 0  # events received (for the benchmark)
@@ -107,7 +108,10 @@ class EventBridge(QObject):
                 signal_rows = not self._rows_signalled
                 self._rows_signalled = True
             elif kind == "CountersUpdate":
-                self._counters = event
+                seq = getattr(event, "seq", 0)
+                if not seq or seq > self._counters_seq:  # an older count arriving late is stale
+                    self._counters = event
+                    self._counters_seq = max(seq, self._counters_seq)
         if kind == "LogEvent":
             ev = event
             self.log.append(ev.port or "", ev.level, ev.text)

@@ -17,6 +17,7 @@ Per device: connect, identify the MAC, read the factory region, then
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -60,10 +61,20 @@ class RowUpdate:
 
 @dataclass(frozen=True)
 class CountersUpdate:
+    """The lot's counters. Ports finish on different threads, so updates can arrive out of
+    order: keep the one with the highest ``seq`` (0: unordered, e.g. made by a caller)."""
+
     done: int
     failed: int
     remaining: int
     units_per_hour: float
+    seq: int = 0
+
+
+# CountersUpdate.seq: one sequence for the process, so a new orchestrator continues it. A seq is
+# taken after the caller's ledger commit and before the ledger is read, so the read with the
+# highest seq has seen every commit whose counters were sent.
+_counter_seq = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -193,8 +204,9 @@ class Orchestrator:
                 self._emit_raw(LogEvent("", "error", f"event handler failed: {err!r}"))
 
     def _counters(self) -> None:
+        seq = next(_counter_seq)
         c = self.ledger.counters()
-        self._emit(CountersUpdate(c.done, c.failed, c.remaining, c.units_per_hour))
+        self._emit(CountersUpdate(c.done, c.failed, c.remaining, c.units_per_hour, seq))
 
     def _unit_label(self, index: int) -> str:
         try:
