@@ -99,6 +99,10 @@ class MainWindow(QMainWindow):
         self.setObjectName("stationWindow")
         self.lot: Any | None = None
         self.orchestrator: Any | None = None
+        # esptool runs in a child process, not on threads of this one: flashing threads here
+        # would compete with the GUI thread for the GIL on every cell Qt paints (see
+        # station.flashing.host). Started with the first port, stopped in shutdown().
+        self.device_host: Any | None = None
         self.engineer = False
         self.chosen_port: str | None = None
         self.cards: dict[str, PortCard] = {}
@@ -568,18 +572,22 @@ class MainWindow(QMainWindow):
         # of C code (unmarshalling modules), which froze the window for ~300 ms at the start.
         import station.flashing
         import station.nvs  # noqa: F401
+        from station.flashing.host import DeviceHost
         from station.production import Orchestrator
 
         self.close_lot()
         self._counters = None
         self.lot = lot
         self._running_config = self._orchestrator_config()
+        if self.device_host is None:
+            self.device_host = DeviceHost()
         self.orchestrator = Orchestrator(
             lot,
             on_event=self.bridge.on_event,
             baud=self.settings.baud,
             operator=self.settings.operator,
             auto_start=self.settings.continuous,
+            opener=self.device_host.open_device,
         )
         mfg = lot.mfg
         self.row_model.set_source(
@@ -729,6 +737,11 @@ class MainWindow(QMainWindow):
             added.append((port, name))
         if not added:
             return
+        if self.device_host is not None:
+            try:
+                self.device_host.start()  # ready by the time the first device answers
+            except Exception as err:  # the ports say why when they try to connect
+                self.log("error", f"cannot start the device host: {err}")
         self._layout_cards()
         self.cards_host.repaint()  # paint the new cards now, before any port works
         for port, name in added:
@@ -1339,6 +1352,9 @@ class MainWindow(QMainWindow):
             self.serial_scanner = None
         self._join_workers()
         self.close_lot()
+        if self.device_host is not None:
+            self.device_host.close()
+            self.device_host = None
 
 
 def _idle_update(port: str, slot: str, message: str) -> Any:

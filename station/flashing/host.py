@@ -1,0 +1,494 @@
+"""Device sessions in a child process: the device host.
+
+esptool is pure Python. A port that flashes keeps a Python thread busy (SLIP framing, ROM reads
+of 64 bytes per command), and in the station window's process those threads compete with the GUI
+thread for the GIL. Qt calls Python for every cell it paints, and each call waits for the GIL
+again. With 8 ports flashing, one repaint of the row table waited 100-400 ms
+(``tests/bench/bench_gui_stall.py``). The device host runs the esptool sessions in a child
+process (``python -m station.flashing.host``; in the frozen program
+``station -m station.flashing.host``). The orchestrator gets :class:`RemoteSession` objects with
+the methods of :class:`~station.flashing.device.DeviceSession`, so the window's process only
+waits on a pipe.
+
+- One host serves every port, with one thread per open session inside it.
+- Progress events arrive on the thread that made the call, in order, before its result, as with
+  a local session.
+- A cancel event set by the caller reaches the session in the host within about 50 ms.
+- If the host dies, every open session fails with a :class:`FlashError` that gives the exit
+  code, and the next open starts a new host. If the station dies, the host sees end-of-file on
+  its input and exits: no orphaned processes.
+
+Protocol: length-prefixed pickles over the child's stdin and stdout. The child first moves its
+own stdout to stderr, so a stray print cannot corrupt the stream. Both ends are this module
+from the same installation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from station.flashing.device import DeviceInfo, FlashError, Progress, WriteRegion
+
+MODULE = "station.flashing.host"
+_HEADER = struct.Struct("<I")
+_CANCEL_POLL = 0.05  # seconds between looks at the caller's cancel event while waiting
+# what a RemoteSession may ask of the DeviceSession in the host
+_METHODS = frozenset({"read", "is_blank", "read_partition_table", "write", "verify", "reset"})
+
+
+class DeviceHostError(Exception):
+    """An unexpected error inside the device host (a bug, not a device fault)."""
+
+
+# -- framing ------------------------------------------------------------------------------------
+def _send(stream: IO[bytes], lock: threading.Lock, message: object) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    with lock:
+        stream.write(_HEADER.pack(len(data)) + data)
+        stream.flush()
+
+
+def _recv(stream: IO[bytes]) -> Any:
+    """The next message; EOFError when the other end closed."""
+    head = stream.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        raise EOFError
+    (size,) = _HEADER.unpack(head)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    # both ends are this module, same installation: the stream is a pipe between our processes
+    return pickle.loads(data)  # noqa: S301
+
+
+def _wire_error(err: BaseException) -> tuple[str, ...]:
+    if isinstance(err, FlashError):
+        return ("flash", err.reason, err.phase, err.port)
+    return ("other", f"{type(err).__name__}: {err}")
+
+
+def _raise_wire_error(wire: tuple[str, ...]) -> None:
+    if wire[0] == "flash":
+        raise FlashError(wire[1], phase=wire[2], port=wire[3])
+    raise DeviceHostError(wire[1])
+
+
+# -- the child: python -m station.flashing.host ------------------------------------------------
+class _Served:
+    """One session inside the host: its thread, its calls and its cancel event."""
+
+    def __init__(self) -> None:
+        self.calls: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self.cancel = threading.Event()
+        self.thread: threading.Thread | None = None
+
+
+def _serve_session(
+    sid: int,
+    port: str,
+    options: dict[str, Any],
+    served: _Served,
+    send: Callable[[object], None],
+) -> None:
+    from station.flashing.device import open_device
+
+    def progress(pr: Progress) -> None:
+        send(("progress", sid, pr))
+
+    try:
+        session = open_device(port, on_progress=progress, cancel=served.cancel, **options)
+    except BaseException as err:  # the caller gets it; this thread ends
+        send(("err", sid, _wire_error(err)))
+        return
+    send(("ok", sid, session.info))
+    try:
+        while True:
+            call = served.calls.get()
+            if call is None:  # close
+                try:
+                    session.close()
+                except BaseException as err:
+                    send(("err", sid, _wire_error(err)))
+                else:
+                    send(("ok", sid, None))
+                return
+            name, args = call
+            try:
+                if name not in _METHODS:
+                    raise DeviceHostError(f"no such session method: {name}")
+                value = getattr(session, name)(*args)
+            except BaseException as err:
+                send(("err", sid, _wire_error(err)))
+            else:
+                send(("ok", sid, value))
+    finally:
+        session.close()
+
+
+def serve(inp: IO[bytes], out: IO[bytes]) -> None:
+    """Serve sessions until ``quit`` or end-of-file on ``inp``."""
+    lock = threading.Lock()
+    sessions: dict[int, _Served] = {}
+
+    def send(message: object) -> None:
+        try:
+            _send(out, lock, message)
+        except (OSError, ValueError):
+            pass  # the station is gone; reading will see end-of-file
+
+    send(("ready", os.getpid()))
+    try:
+        while True:
+            try:
+                message = _recv(inp)
+            except EOFError:
+                break
+            kind, sid = message[0], message[1] if len(message) > 1 else 0
+            if kind == "quit":
+                break
+            if kind == "open":
+                started = _Served()
+                sessions[sid] = started
+                started.thread = threading.Thread(
+                    target=_serve_session,
+                    args=(sid, message[2], message[3], started, send),
+                    name=f"host-session-{sid}",
+                    daemon=True,
+                )
+                started.thread.start()
+                continue
+            # a message for a session the host no longer has (its open failed) is dropped
+            served = sessions.pop(sid, None) if kind == "close" else sessions.get(sid)
+            if served is None:
+                continue
+            if kind == "call":
+                served.calls.put((message[2], tuple(message[3])))
+            elif kind == "cancel":
+                served.cancel.set()
+            elif kind == "close":
+                served.calls.put(None)
+    finally:
+        for served in sessions.values():
+            served.cancel.set()
+            served.calls.put(None)
+        for served in sessions.values():
+            if served.thread is not None:
+                served.thread.join(timeout=5.0)
+
+
+def main() -> None:
+    inp = os.fdopen(os.dup(0), "rb")
+    out = os.fdopen(os.dup(1), "wb")
+    # anything printed from here on goes to stderr, never into the message stream
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    serve(inp, out)
+
+
+# -- the station's side -------------------------------------------------------------------------
+class DeviceHost:
+    """The station's handle on one device-host process; :meth:`open_device` is an opener for
+    :class:`~station.production.Orchestrator`. Thread-safe. Close it when done."""
+
+    def __init__(self, *, start_timeout: float = 60.0) -> None:
+        self.start_timeout = start_timeout
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._dead: str | None = None  # why the current host is gone
+        self._waiting: dict[int, queue.SimpleQueue[tuple[Any, ...]]] = {}
+        self._ids = itertools.count(1)
+        self._closed = False
+        self.starts = 0  # hosts started so far (a restart after a crash counts)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Start the host process unless it runs (does not wait for it to be ready)."""
+        with self._lock:
+            if self._closed:
+                raise FlashError("the device host is closed")
+            if self._proc is not None and self._dead is None:
+                return
+            if self._proc is not None:
+                self._reap()
+            self._dead = None
+            self._ready.clear()
+            try:
+                self._proc = subprocess.Popen(
+                    _command(),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=_environment(),
+                    close_fds=True,
+                    creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+                )
+            except OSError as err:
+                raise FlashError(f"cannot start the device host: {err}") from err
+            self.starts += 1
+            self._reader = threading.Thread(
+                target=self._read, args=(self._proc,), name="device-host-reader", daemon=True
+            )
+            self._reader.start()
+
+    def _reap(self) -> None:
+        """Forget the current host process and wait for it and its reader (call without
+        holding the lock unless the reader has finished: it takes the lock at the end)."""
+        proc, reader = self._proc, self._reader
+        self._proc = self._reader = None
+        if proc is None:
+            return
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()  # end-of-file: the host closes its sessions and exits
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(timeout=5.0)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        try:
+            while True:
+                message = _recv(proc.stdout)
+                if message[0] == "ready":
+                    self._ready.set()
+                    continue
+                with self._lock:
+                    waiting = self._waiting.get(message[1])
+                if waiting is not None:
+                    waiting.put(message)
+        except (EOFError, OSError, ValueError, pickle.UnpicklingError):
+            pass
+        code = proc.poll()
+        if code is None:
+            try:
+                code = proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                code = None
+        why = (
+            "the device host stopped"
+            if code in (0, None)
+            else f"the device host stopped (exit code {code})"
+        )
+        with self._lock:
+            if self._proc is proc:
+                self._dead = why
+            for waiting in self._waiting.values():
+                waiting.put(("dead", 0, why))
+            self._waiting.clear()
+        self._ready.set()  # wake anyone waiting for a host that will never be ready
+
+    def _post(self, message: tuple[Any, ...]) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or self._dead is not None:
+            raise FlashError(self._dead or "the device host is not running")
+        try:
+            _send(proc.stdin, self._send_lock, message)
+        except (OSError, ValueError) as err:
+            raise FlashError(f"the device host stopped ({err})") from err
+
+    def _wait(
+        self,
+        sid: int,
+        inbox: queue.SimpleQueue[tuple[Any, ...]],
+        on_progress: Callable[[Progress], None] | None,
+        cancel: threading.Event | None,
+        port: str,
+        *,
+        dead_ok: bool = False,
+    ) -> Any:
+        """The reply to the last request of session ``sid``; progress on the way goes to
+        ``on_progress``; a set ``cancel`` is passed on to the host."""
+        watch = cancel is not None
+        while True:
+            if watch and cancel is not None and cancel.is_set():
+                watch = False
+                try:
+                    self._post(("cancel", sid))
+                except FlashError:
+                    pass  # the reader wakes us with the reason
+            try:
+                message = inbox.get(timeout=_CANCEL_POLL if watch else None)
+            except queue.Empty:
+                continue
+            kind = message[0]
+            if kind == "progress":
+                if on_progress is not None:
+                    on_progress(message[2])
+            elif kind == "ok":
+                return message[2]
+            elif kind == "err":
+                _raise_wire_error(message[2])
+            elif dead_ok:
+                return None
+            else:  # dead
+                raise FlashError(message[2], port=port)
+
+    def open_device(
+        self,
+        port: str,
+        *,
+        chip: str = "auto",
+        baud: int = 460800,
+        no_stub: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float = 10.0,
+    ) -> RemoteSession:
+        """Like :func:`~station.flashing.open_device`, with the session in the host."""
+        self.start()
+        if not self._ready.wait(self.start_timeout):
+            raise FlashError(f"the device host did not start within {self.start_timeout:g} s")
+        sid = next(self._ids)
+        inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        with self._lock:
+            if self._dead is not None:
+                raise FlashError(self._dead, port=port)
+            self._waiting[sid] = inbox
+        options = {"chip": chip, "baud": baud, "no_stub": no_stub, "timeout": timeout}
+        try:
+            self._post(("open", sid, port, options))
+            info = self._wait(sid, inbox, on_progress, cancel, port)
+        except BaseException:
+            self._forget(sid)
+            try:
+                self._post(("close", sid))  # the host forgets the failed session too
+            except FlashError:
+                pass
+            raise
+        return RemoteSession(self, sid, port, info, inbox, on_progress, cancel)
+
+    def _forget(self, sid: int) -> None:
+        with self._lock:
+            self._waiting.pop(sid, None)
+
+    def close(self) -> None:
+        """Stop the host: open sessions are cancelled and closed there (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._post(("quit", 0))
+        except FlashError:
+            pass
+        self._reap()
+
+    def __enter__(self) -> DeviceHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RemoteSession:
+    """A :class:`~station.flashing.device.DeviceSession` that lives in the device host."""
+
+    def __init__(
+        self,
+        host: DeviceHost,
+        sid: int,
+        port: str,
+        info: DeviceInfo,
+        inbox: queue.SimpleQueue[tuple[Any, ...]],
+        on_progress: Callable[[Progress], None] | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.port = port
+        self.info = info
+        self._host = host
+        self._sid = sid
+        self._inbox = inbox
+        self._on_progress = on_progress
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self._closed = False
+
+    def _call(self, name: str, *args: Any) -> Any:
+        if self._closed:
+            raise FlashError("the connection is closed", port=self.port)
+        self._host._post(("call", self._sid, name, args))
+        return self._host._wait(self._sid, self._inbox, self._on_progress, self.cancel, self.port)
+
+    def read(self, offset: int, size: int) -> bytes:
+        data: bytes = self._call("read", offset, size)
+        return data
+
+    def is_blank(self, offset: int, size: int) -> bool:
+        return bool(self._call("is_blank", offset, size))
+
+    def read_partition_table(self) -> Any:
+        return self._call("read_partition_table")
+
+    def write(self, regions: Sequence[WriteRegion]) -> None:
+        self._call("write", list(regions))
+
+    def verify(self, regions: Sequence[WriteRegion]) -> None:
+        self._call("verify", list(regions))
+
+    def reset(self) -> None:
+        """Reset the chip so it runs its firmware, then close the connection."""
+        try:
+            self._call("reset")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the connection in the host (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            try:
+                self._host._post(("close", self._sid))
+            except FlashError:
+                return  # a host that is gone closed everything already
+            self._host._wait(self._sid, self._inbox, None, None, self.port, dead_ok=True)
+        finally:
+            self._host._forget(self._sid)
+
+    def __enter__(self) -> RemoteSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _command() -> list[str]:
+    """How to start the host: this interpreter, or the frozen program (``station -m``)."""
+    return [sys.executable, "-m", MODULE]
+
+
+def _environment() -> dict[str, str]:
+    """The station's environment, with the folder holding the ``station`` package first on the
+    module path (a checkout run without installing still finds itself)."""
+    env = dict(os.environ)
+    if not getattr(sys, "frozen", False):
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The device host: sessions in a child process behave like local ones, and its failures are
+device failures (never a hang, an orphaned process or a thread left behind)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import pytest
+
+from station.flashing import FlashError, Progress, WriteRegion, open_device
+from station.flashing.host import DeviceHost, RemoteSession
+from station.nvs import decode_image
+from tests.flashing.conftest import FACTORY_OFFSET, FACTORY_SIZE, nvs_image
+from tests.flashing.proxy import FaultProxy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def host() -> DeviceHost:
+    with DeviceHost() as h:
+        yield h  # type: ignore[misc]
+    assert h.pid is None
+
+
+def host_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "device-host-reader"]
+
+
+@pytest.mark.parametrize("transport", ["tcp", "pty"])
+def test_write_verify_and_read_back_through_the_host(sim, host: DeviceHost, transport: str) -> None:
+    if transport == "pty" and sys.platform == "win32":
+        pytest.skip("no PTY on Windows")
+    (dev,) = sim(1, transport=transport)
+    image = nvs_image("SN-HOST-1")
+    region = WriteRegion(FACTORY_OFFSET, image, "fctry")
+    seen: list[Progress] = []
+    with host.open_device(dev.port, chip="esp32", on_progress=seen.append) as session:
+        assert isinstance(session, RemoteSession)
+        assert session.info.mac == dev.mac
+        assert session.info.chip == "ESP32"
+        session.write([region])
+        session.verify([region])
+        session.reset()
+    # progress came back in order, on the calling thread, phase by phase
+    phases = [p.phase for p in seen if p.done == 0 and p.total == 0]
+    assert phases[:2] == ["connecting", "identifying"]
+    assert "writing" in phases and "verifying" in phases
+    assert phases.index("writing") < phases.index("verifying")
+    writing = [p.done for p in seen if p.phase == "writing" and p.total]
+    assert writing == sorted(writing) and writing[-1] == len(image)
+    # an independent local connection reads what the host wrote
+    with open_device(dev.port, no_stub=True) as local:
+        back = local.read(FACTORY_OFFSET, FACTORY_SIZE)
+    assert back == image
+    assert decode_image(back).as_dict()["factory"]["serial_no"] == "SN-HOST-1"
+
+
+def test_device_faults_keep_their_reasons(sim, host: DeviceHost) -> None:
+    (dev,) = sim(1, chip="esp32c3")
+    with pytest.raises(FlashError) as remote:
+        host.open_device(dev.port, chip="esp32")
+    with pytest.raises(FlashError) as local:
+        open_device(dev.port, chip="esp32")
+    assert remote.value.reason == local.value.reason == "chip is ESP32-C3, lot expects ESP32"
+    assert remote.value.phase == local.value.phase == "identifying"
+    # the refused session is gone from both ends: the next one works
+    (good,) = sim(1)
+    with host.open_device(good.port, chip="esp32") as session:
+        assert session.info.mac == good.mac
+
+
+def test_a_line_cut_mid_write_is_a_flash_error(sim, host: DeviceHost) -> None:
+    (dev,) = sim(1)
+    proxy = FaultProxy(dev.port, "cut")
+    try:
+
+        def arm(p: Progress) -> None:
+            if p.phase == "writing" and p.done > 0:
+                proxy.arm()
+
+        region = WriteRegion(FACTORY_OFFSET, nvs_image("SN-CUT"), "fctry")
+        with host.open_device(proxy.port, on_progress=arm) as session:
+            with pytest.raises(FlashError) as err:
+                session.write([region])
+    finally:
+        proxy.close()
+    assert err.value.reason == (
+        f"the connection to {proxy.port} was lost while writing — check the cable and the hub"
+    )
+
+
+def test_cancel_reaches_the_session_in_the_host(sim, host: DeviceHost) -> None:
+    (dev,) = sim(1)
+    cancel = threading.Event()
+
+    def cancel_once_reading(p: Progress) -> None:
+        if p.done > 0:
+            cancel.set()  # as the orchestrator does when the operator presses Cancel
+
+    with host.open_device(dev.port, cancel=cancel, on_progress=cancel_once_reading) as session:
+        session_cancel = session.cancel
+        with pytest.raises(FlashError) as err:
+            session.read(0, 0x400000)  # minutes at ROM speed unless cancelled
+    assert session_cancel is cancel
+    assert err.value.reason == "cancelled"
+
+
+def test_a_host_that_dies_fails_its_sessions_and_is_restarted(sim, host: DeviceHost) -> None:
+    (dev,) = sim(1)
+    killed = threading.Event()
+
+    def kill_mid_read(p: Progress) -> None:
+        if p.done > 0 and not killed.is_set():
+            killed.set()
+            os.kill(host.pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+    with host.open_device(dev.port) as session:
+        session._on_progress = kill_mid_read  # type: ignore[attr-defined]
+        with pytest.raises(FlashError) as err:
+            session.read(0, 0x400000)
+    assert killed.is_set()
+    assert err.value.reason == f"the device host stopped (exit code {-signal.SIGKILL})"
+    first = host.starts
+    with host.open_device(dev.port) as again:
+        assert again.info.mac == dev.mac
+    assert host.starts == first + 1
+
+
+def test_closing_the_host_ends_its_process_and_threads(sim) -> None:
+    (dev,) = sim(1)
+    before = host_threads()
+    host = DeviceHost()
+    session = host.open_device(dev.port)
+    pid = host.pid
+    assert pid is not None and host_threads() == [*before, "device-host-reader"]
+    host.close()  # with a session still open: the host closes it
+    assert host.pid is None
+    assert host_threads() == before
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # reaped, not a zombie
+    with pytest.raises(FlashError):
+        session.read(0, 16)
+    session.close()  # idempotent, no error once the host is gone
+    with pytest.raises(FlashError, match="closed"):
+        host.open_device(dev.port)
