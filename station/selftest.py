@@ -24,6 +24,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -363,7 +364,8 @@ def _check_nvs(ctx: _Context) -> str:
 
 def _flash(port: str, image: bytes) -> str:
     """Write the test image, verify it, then read it back in a new session and decode it."""
-    from station.flashing import FlashJob, WriteRegion, open_device, run_job
+    from station.flashing import FlashJob, WriteRegion, run_job
+    from station.flashing.host import DeviceHost
     from station.nvs import decode_image
 
     job = FlashJob(
@@ -374,15 +376,30 @@ def _flash(port: str, image: bytes) -> str:
     result = run_job(job)
     if not result.ok:
         raise RuntimeError(f"{port}: {result.reason}")
-    with open_device(port) as session:
+    # read back as the window does: a session in the device host (a child process)
+    with DeviceHost() as host, host.open_device(port) as session:
         back = session.read(TEST_IMAGE_OFFSET, len(image))
     _, expected = _sample_entries()
     if decode_image(back).as_dict() != expected:
-        raise RuntimeError(f"{port}: what was read back in a new session is not the test image")
+        raise RuntimeError(
+            f"{port}: what the device host read back in a new session is not the test image"
+        )
     return (
         f"{result.chip} {result.mac} on {port}: {len(image)} bytes at {TEST_IMAGE_OFFSET:#x} "
-        "written, verified, read back and decoded"
+        "written, verified, read back through the device host and decoded"
     )
+
+
+def _check_device_host(ctx: _Context) -> str:
+    """The window flashes through a child process (``-m station.flashing.host``; in the frozen
+    program, ``station -m ...``): it must start from this installation and answer."""
+    from station.flashing.host import DeviceHost
+
+    started = time.perf_counter()
+    with DeviceHost(start_timeout=30.0) as host:
+        host.wait_ready()
+        pid = host.pid
+    return f"started (pid {pid}) and answered in {time.perf_counter() - started:.2f} s"
 
 
 def _check_flash(ctx: _Context) -> str:
@@ -624,6 +641,7 @@ def default_checks(port: str | None = None, *, frozen: bool | None = None) -> li
         Check("serial-urls", lambda: _check_serial_urls(ctx)),
         Check("aes-xts", lambda: _check_aes_xts(ctx)),
         Check("nvs-encode", lambda: _check_nvs(ctx)),
+        Check("device-host", lambda: _check_device_host(ctx)),
         Check("flash", lambda: _check_flash(ctx)),
         Check("qt", lambda: _check_qt(ctx)),
         Check("resources", lambda: _check_resources(ctx)),

@@ -25,6 +25,7 @@ CHECK_NAMES = [
     "serial-urls",
     "aes-xts",
     "nvs-encode",
+    "device-host",
     "flash",
     "qt",
     "resources",
@@ -66,6 +67,7 @@ def test_self_test_of_the_source_install_passes_and_prints_only_check_lines() ->
     assert statuses["label"] == (OK if HAS_QT else SKIP)
     assert statuses["lot"] == (OK if HAS_QT else SKIP)
     assert statuses["flash"] == OK
+    assert statuses["device-host"] == OK
 
 
 @pytest.mark.slow

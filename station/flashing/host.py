@@ -245,6 +245,16 @@ class DeviceHost:
             )
             self._reader.start()
 
+    def wait_ready(self) -> None:
+        """Start the host unless it runs and wait until it answers; FlashError if it does not
+        within ``start_timeout`` seconds or exits first."""
+        self.start()
+        if not self._ready.wait(self.start_timeout):
+            raise FlashError(f"the device host did not start within {self.start_timeout:g} s")
+        with self._lock:
+            if self._dead is not None:
+                raise FlashError(self._dead)
+
     def _reap(self) -> None:
         """Forget the current host process and wait for it and its reader (call without
         holding the lock unless the reader has finished: it takes the lock at the end)."""
@@ -358,9 +368,7 @@ class DeviceHost:
         timeout: float = 10.0,
     ) -> RemoteSession:
         """Like :func:`~station.flashing.open_device`, with the session in the host."""
-        self.start()
-        if not self._ready.wait(self.start_timeout):
-            raise FlashError(f"the device host did not start within {self.start_timeout:g} s")
+        self.wait_ready()
         sid = next(self._ids)
         inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         with self._lock:

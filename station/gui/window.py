@@ -91,6 +91,9 @@ class MainWindow(QMainWindow):
     image_size_done = Signal(object, int, str)  # lot, bytes used, problem (from a worker)
     closing = Signal()  # shutdown() begins: helpers stop before production does
 
+    # False: esptool on threads of this process (bench_gui_stall.py's "inproc", for comparison)
+    use_device_host = True
+
     def __init__(self, settings: StationSettings, *, title_suffix: str = "") -> None:
         super().__init__()
         self.settings = settings
@@ -579,7 +582,7 @@ class MainWindow(QMainWindow):
         self._counters = None
         self.lot = lot
         self._running_config = self._orchestrator_config()
-        if self.device_host is None:
+        if self.device_host is None and self.use_device_host:
             self.device_host = DeviceHost()
         self.orchestrator = Orchestrator(
             lot,
@@ -587,7 +590,7 @@ class MainWindow(QMainWindow):
             baud=self.settings.baud,
             operator=self.settings.operator,
             auto_start=self.settings.continuous,
-            opener=self.device_host.open_device,
+            opener=self.device_host.open_device if self.device_host is not None else None,
         )
         mfg = lot.mfg
         self.row_model.set_source(

@@ -8,9 +8,13 @@ stall an operator would feel. While the devices flash, the benchmark also scroll
 process, same lot size:
 
   idle      the window with the lot open, nothing flashing (the floor)
-  window    the real window: orchestrator events folded by the bridge, 4 Hz repaint
-  naive     the alternative we did not build: every orchestrator event is queued to the GUI
-            thread and repaints its card at once (what connecting a signal per event gives)
+  bare      no window: the orchestrator flashing on threads, the meter alone on the main thread
+  window    the real window: esptool sessions in the device host (a child process),
+            orchestrator events folded by the bridge, 4 Hz repaint
+  inproc    the window as it was before the device host: esptool on 8 threads of the window's
+            process, competing with the GUI thread for the GIL on every cell Qt paints
+  naive     inproc, and every orchestrator event queued to the GUI thread to repaint its card
+            at once (what connecting a signal per event gives)
 
 Figures are printed, never asserted (tests/gui/test_flow.py checks a generous bound).
 """
@@ -149,6 +153,7 @@ def run(
     try:
         settings.ports = []  # the devices are plugged in once the window is up (below)
         window = MainWindow(settings)
+        window.use_device_host = mode == "window"
         window.resize(1366, 740)
         window.show()
         t0 = time.perf_counter()
@@ -259,7 +264,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--ports", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=120.0, help="upper bound per run")
-    parser.add_argument("--modes", default="idle,bare,window,naive", help="runs, in order")
+    parser.add_argument(
+        "--modes", default="idle,bare,window,inproc,naive", help="runs, in order (repeats allowed)"
+    )
     parser.add_argument(
         "--switch",
         type=float,
