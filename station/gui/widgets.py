@@ -43,6 +43,7 @@ class PortView:
     row_index: int | None = None
     message: str = ""
     elapsed: float = 0.0
+    next_unit: str = ""  # scanned for this port's next device while it works on another
     passed_count: int = 0
     failed_count: int = 0
 
@@ -61,6 +62,7 @@ class PortView:
             row_index=update.row_index,
             message=update.message or "",
             elapsed=update.elapsed,
+            next_unit=getattr(update, "next_unit", ""),
         )
 
 
@@ -129,17 +131,17 @@ class PortCard(QFrame):
         for b in (self.start_button, self.cancel_button):
             b.setFocusPolicy(Qt.FocusPolicy.TabFocus)
 
-        # two columns of facts: Unit / Chip, MAC / Phase, Elapsed / counters + buttons
+        # two columns of facts: Unit / Next, Chip / MAC, Phase / Elapsed, then the counters
         self.fields: dict[str, QLabel] = {}
         grid = QGridLayout()
         grid.setHorizontalSpacing(6)
         grid.setVerticalSpacing(1)
-        for i, name in enumerate(("Unit", "Chip", "MAC", "Phase", "Elapsed")):
+        for i, name in enumerate(("Unit", "Next", "Chip", "MAC", "Phase", "Elapsed")):
             key = QLabel(name + ":")
             key.setObjectName("fieldName")
             value = QLabel("–")
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            if name in ("Unit", "MAC"):
+            if name in ("Unit", "Next", "MAC"):
                 value.setFont(_scaled_font(base, 1.0, bold=True))
             # new text must not re-layout the window: the columns have fixed room
             value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -149,7 +151,7 @@ class PortCard(QFrame):
             self.fields[name] = value
         grid.setColumnStretch(1, 3)
         grid.setColumnStretch(3, 2)
-        grid.addWidget(self.counters, 2, 2, 1, 2)
+        grid.addWidget(self.counters, 3, 0, 1, 4)
 
         head = QHBoxLayout()
         head.addWidget(self.title)
@@ -245,6 +247,7 @@ class PortCard(QFrame):
         self.fields["Unit"].setText(
             v.unit_id if v.unit_id else ("–" if v.row_index is None else f"row {v.row_index + 1}")
         )
+        self.fields["Next"].setText(v.next_unit or "–")
         self.fields["Chip"].setText(v.chip or "–")
         self.fields["MAC"].setText(v.mac or "–")
         self.fields["Phase"].setText(v.phase or "–")

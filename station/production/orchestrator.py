@@ -21,7 +21,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from station.errors import StationError
@@ -51,6 +51,9 @@ class PortUpdate:
     row_index: int | None = None
     message: str = ""
     elapsed: float = 0.0
+    # the unit waiting for this port's next device (scanned while it was busy), "" if none
+    next_unit: str = ""
+    next_row_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class _Port:
     overwrite: bool = False
     asking: bool = False
     removed: bool = False
+    last: PortUpdate | None = None  # the last update sent (re-sent when the waiting unit changes)
+    emit_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
@@ -238,7 +243,7 @@ class Orchestrator:
                 return
             p = _Port(port, slot or port)
             self._ports[port] = p
-        self._emit(PortUpdate(port, p.slot, "idle"))
+        self._emit_port(p, PortUpdate(port, p.slot, "idle"))
         if self.auto_start:
             self.start(port)
 
@@ -361,16 +366,20 @@ class Orchestrator:
             p = self._port(port)
             replaced = self._take_port(p, row_index, replace)
         self._replaced(port, p, replaced, row_index)
-        self._emit(
-            PortUpdate(
-                port,
-                p.slot,
-                "idle",
-                row_index=row_index,
-                unit_id=self._unit_label(row_index),
-                message=f"next unit: {self._unit_label(row_index)}",
+        if self._is_busy(p):  # the card keeps showing the unit in progress, and the next one
+            self._emit_port(p, None)
+        else:
+            self._emit_port(
+                p,
+                PortUpdate(
+                    port,
+                    p.slot,
+                    "idle",
+                    row_index=row_index,
+                    unit_id=self._unit_label(row_index),
+                    message=f"next unit: {self._unit_label(row_index)}",
+                ),
             )
-        )
         return port
 
     def assign_scan(
@@ -391,9 +400,11 @@ class Orchestrator:
         with self._lock:
             p = self._port(port)
             dropped, p.assigned = p.assigned, None
-            idle = not (p.thread is not None and p.thread.is_alive())
+            idle = not self._is_busy(p)
         if dropped is not None and idle:
-            self._emit(PortUpdate(port, p.slot, "idle", message="unit dropped"))
+            self._emit_port(p, PortUpdate(port, p.slot, "idle", message="unit dropped"))
+        elif dropped is not None:
+            self._emit_port(p, None)
 
     # --- control -----------------------------------------------------------------------------
     def start(self, port: str) -> None:
@@ -542,10 +553,11 @@ class Orchestrator:
             retries = 0
             while not p.cancel.is_set() and not self._closing.is_set():
                 if self._limit_reached():
-                    self._emit(
+                    self._emit_port(
+                        p,
                         PortUpdate(
                             p.name, p.slot, "idle", message="count reached: this run is complete"
-                        )
+                        ),
                     )
                     return
                 result = self._unit(p, auto=True)
@@ -573,6 +585,29 @@ class Orchestrator:
         finally:
             self._finished_thread()
 
+    def _is_busy(self, p: _Port) -> bool:
+        return p.thread is not None and p.thread.is_alive()
+
+    def _emit_port(self, p: _Port, update: PortUpdate | None) -> None:
+        """Send a port's update with the unit waiting for its next device filled in; None
+        sends the last update again (the waiting unit changed while the port is busy).
+
+        Serialised per port, so a re-sent update never overtakes a newer one."""
+        with p.emit_lock:
+            if update is None:
+                update = p.last
+                if update is None:
+                    return
+            waiting = p.assigned  # one attribute read; no lock (lock order: emit_lock first)
+            if waiting is not None and waiting != update.row_index:
+                update = replace(
+                    update, next_unit=self._unit_label(waiting), next_row_index=waiting
+                )
+            elif update.next_unit or update.next_row_index is not None:
+                update = replace(update, next_unit="", next_row_index=None)
+            p.last = update
+            self._emit(update)
+
     def _port_update(
         self,
         p: _Port,
@@ -583,7 +618,8 @@ class Orchestrator:
         total: int = 0,
     ) -> None:
         row_index = u.row.index if u and u.row else (u.claim.row_index if u and u.claim else None)
-        self._emit(
+        self._emit_port(
+            p,
             PortUpdate(
                 port=p.name,
                 slot=p.slot,
@@ -597,7 +633,7 @@ class Orchestrator:
                 row_index=row_index,
                 message=self._mask(message, row_index),
                 elapsed=(time.monotonic() - u.started) if u else 0.0,
-            )
+            ),
         )
 
     def _phase(self, p: _Port, u: _Unit, phase: str) -> None:

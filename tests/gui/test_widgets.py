@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QPoint
 from pytestqt.qtbot import QtBot
@@ -39,11 +39,13 @@ def test_card_shows_unit_progress_and_counters(qtbot: QtBot) -> None:
             unit_id="SN-0042",
             row_index=41,
             elapsed=3.25,
+            next_unit="SN-0043",
             passed_count=7,
             failed_count=1,
         )
     )
     assert card.big.text() == "WORKING 25%"
+    assert card.fields["Next"].text() == "SN-0043"
     assert card.progress.value() == 250
     assert card.fields["Unit"].text() == "SN-0042"
     assert card.fields["MAC"].text() == "aa:bb:cc:00:00:01"
@@ -51,6 +53,8 @@ def test_card_shows_unit_progress_and_counters(qtbot: QtBot) -> None:
     assert card.fields["Elapsed"].text() == "3.2 s"
     assert "7" in card.counters.text() and "1" in card.counters.text()
     assert not card.start_button.isEnabled() and card.cancel_button.isEnabled()
+    card.set_view(replace(card.view, state="passed", next_unit=""))
+    assert card.fields["Next"].text() == "–"
 
 
 def test_card_buttons_emit_the_port(qtbot: QtBot) -> None:

@@ -263,6 +263,43 @@ def test_an_explicit_port_with_a_unit_waiting_is_refused_unless_replace(lot: Lot
     assert held_serial(lot, dev) == "SN0005" and lot.ledger.row(4).state == "done"
 
 
+def test_a_unit_scanned_for_a_busy_port_shows_as_next_without_hiding_the_current_one(
+    lot: Lot,
+) -> None:
+    bench, events = FakeBench(), Events()
+    first, second = FakeDevice("24:0a:c4:00:00:21"), FakeDevice("24:0a:c4:00:00:22")
+    bench.put(PORTS[0], first)
+    writing, scanned = threading.Event(), threading.Event()
+
+    def hold_the_write(port: str, dev: FakeDevice) -> None:
+        if dev is first:
+            writing.set()
+            assert scanned.wait(30)
+
+    bench.hook = hold_the_write
+    with orchestrator(lot, bench, events) as orch:
+        orch.add_port(PORTS[0], slot="slot A")
+        orch.start(PORTS[0])  # the next pending unit: SN0001
+        assert writing.wait(30)
+        sent = len(events.of(PortUpdate))
+        assert orch.assign_scan("SN0008", PORTS[0]) == (PORTS[0], 7)  # the operator scans ahead
+        scanned.set()
+        assert orch.wait_idle(30)
+        updates = events.of(PortUpdate)
+        on_scan = updates[sent]
+        assert (on_scan.state, on_scan.unit_id, on_scan.next_unit) == ("busy", "SN0001", "SN0008")
+        assert on_scan.next_row_index == 7
+        passed = updates[-1]
+        assert (passed.state, passed.unit_id, passed.next_unit) == ("passed", "SN0001", "SN0008")
+        assert all(u.next_unit == "" for u in updates[:sent])
+        bench.put(PORTS[0], second)  # the next board goes in; its unit is the one scanned
+        orch.start(PORTS[0])
+        assert orch.wait_idle(30)
+        done = events.of(PortUpdate)[-1]
+        assert (done.state, done.unit_id, done.next_unit) == ("passed", "SN0008", "")
+    assert held_serial(lot, first) == "SN0001" and held_serial(lot, second) == "SN0008"
+
+
 def test_a_refused_claim_drops_the_assignment_so_the_operator_scans_again(lot: Lot) -> None:
     from station.ledger import Ledger
 
