@@ -79,6 +79,8 @@ def main() -> None:
             60,
             lambda: w.bridge.view(ports[2]).phase == "writing" and w.bridge.view(ports[2]).done > 0,
         )
+        w.choose_port(ports[2])  # Ctrl+3: the operator scans slot 3's next board ahead
+        w.handle_scan("SN26110005")
         wait(app, 1.0)
         w.refresh()
         w.grab().save(str(out / f"window{suffix}.png"))

@@ -44,6 +44,7 @@ class PortView:
     message: str = ""
     elapsed: float = 0.0
     next_unit: str = ""  # scanned for this port's next device while it works on another
+    next_row_index: int | None = None
     passed_count: int = 0
     failed_count: int = 0
 
@@ -63,6 +64,7 @@ class PortView:
             message=update.message or "",
             elapsed=update.elapsed,
             next_unit=getattr(update, "next_unit", ""),
+            next_row_index=getattr(update, "next_row_index", None),
         )
 
 

@@ -985,6 +985,7 @@ class MainWindow(QMainWindow):
         if self.lot is None:
             return None
         taken = {c.view.row_index for c in self.cards.values()}
+        taken |= {c.view.next_row_index for c in self.cards.values()}
         offset = 0
         while True:
             page = self.lot.ledger.rows(offset, 100, "pending")

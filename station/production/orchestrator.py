@@ -988,8 +988,7 @@ class Orchestrator:
                     f"{self._unit_label(held.index)} ({held.state})",
                 )
             claim = led.claim_row(held.index, **kw)
-            with self._lock:
-                self._claimed.add(p.name)
+            self._claimed_on(p, claim.row_index)
             return claim, led.row(held.index)
         sha = hashlib.sha256(current).hexdigest()
         blank = current.count(0xFF) == len(current)
@@ -1033,9 +1032,16 @@ class Orchestrator:
             )
             if got is None:
                 return "no-rows"
-            with self._lock:
-                self._claimed.add(p.name)
+            self._claimed_on(p, got.row_index)
         return got, led.row(got.row_index)
+
+    def _claimed_on(self, p: _Port, row_index: int) -> None:
+        """The port's unit claimed ``row_index``: an assignment of that row is used up (it is
+        in progress now), so the operator can scan the port's next unit while it works."""
+        with self._lock:
+            self._claimed.add(p.name)
+            if p.assigned == row_index:
+                p.assigned = None
 
     def _ask(self, p: _Port, u: _Unit) -> bool:
         """Emit a Decision for foreign data and wait for answer(); False means leave it."""
