@@ -64,17 +64,30 @@ def wait_state(qtbot: QtBot, w: MainWindow, port: str, *states: str) -> None:
 
 
 def test_scan_flashes_the_row_and_reads_back(
-    qtbot: QtBot, settings: StationSettings, lot_file: Path, devices: list[Any]
+    qtbot: QtBot,
+    settings: StationSettings,
+    lot_file: Path,
+    devices: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     port = devices[0].port
     w = make_window(qtbot, settings, [port])
     assert w.open_lot(str(lot_file))
+
+    def not_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("esptool ran in the window's process")
+
+    # the window flashes through the device host: nothing in this process opens a device
+    monkeypatch.setattr(flashing, "open_device", not_here)
+    monkeypatch.setattr(flashing.device, "open_device", not_here)
     stalls = StallMeter()
     stalls.start()
     w.handle_scan("SN26110003")
     wait_state(qtbot, w, port, "busy", "passed", "failed")
     wait_state(qtbot, w, port, "passed", "failed")
     stalls.stop()
+    monkeypatch.undo()
+    assert w.device_host is not None and w.device_host.starts == 1
     card = w.cards[port]
     assert card.view.state == "passed", card.view.message
     assert card.big.text() == "PASS"
