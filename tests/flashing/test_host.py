@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from station.flashing import FlashError, Progress, WriteRegion, open_device
-from station.flashing.host import DeviceHost, RemoteSession
+from station.flashing.host import HOST_NICE, DeviceHost, RemoteSession
 from station.nvs import decode_image
 from tests.flashing.conftest import FACTORY_OFFSET, FACTORY_SIZE, nvs_image
 from tests.flashing.proxy import FaultProxy
@@ -147,3 +147,10 @@ def test_closing_the_host_ends_its_process_and_threads(sim) -> None:
     session.close()  # idempotent, no error once the host is gone
     with pytest.raises(FlashError, match="closed"):
         host.open_device(dev.port)
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_the_host_runs_below_the_window_s_priority(host: DeviceHost) -> None:
+    host.wait_ready()
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, host.pid) == min(19, mine + HOST_NICE)  # type: ignore[arg-type]
