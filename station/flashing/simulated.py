@@ -46,6 +46,7 @@ class SimulatedDevice:
         mac: str | None = None,
         index: int | None = None,
         start_timeout: float = 20.0,
+        nice: int = 0,
     ) -> None:
         if transport not in ("tcp", "pty"):
             raise ValueError(f"transport must be 'tcp' or 'pty', not {transport!r}")
@@ -60,6 +61,9 @@ class SimulatedDevice:
         self._ready = threading.Event()
         self._endpoint = ""
         self._lines: list[str] = []
+        # > 0: a lower CPU priority. A simulated chip stands in for hardware with its own CPU;
+        # at the station's priority it competes with the window for the station's cores.
+        self.nice = nice
         self._start(start_timeout)
 
     def _start(self, timeout: float) -> None:
@@ -82,7 +86,13 @@ class SimulatedDevice:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            creationflags=getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0) if self.nice else 0,
         )
+        if self.nice > 0 and hasattr(os, "setpriority"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, self._proc.pid, self.nice)
+            except OSError:
+                pass  # the chip runs anyway, at the station's priority
         self._drain = threading.Thread(target=self._read_output, daemon=True)
         self._drain.start()
         try:
@@ -167,15 +177,19 @@ def start_simulated_devices(
     chip: str = "esp32",
     transport: str = "tcp",
     first_index: int | None = None,
+    nice: int = 0,
 ) -> list[SimulatedDevice]:
-    """Start ``n`` simulated devices (in parallel), each with its own MAC; all or none."""
+    """Start ``n`` simulated devices (in parallel), each with its own MAC; all or none
+    (``nice``: see :class:`SimulatedDevice`)."""
     devices: list[SimulatedDevice | None] = [None] * n
     errors: list[BaseException] = []
     indexes = [(first_index + i) if first_index is not None else _next_index() for i in range(n)]
 
     def start(i: int) -> None:
         try:
-            devices[i] = SimulatedDevice(chip=chip, transport=transport, index=indexes[i])
+            devices[i] = SimulatedDevice(
+                chip=chip, transport=transport, index=indexes[i], nice=nice
+            )
         except BaseException as err:
             errors.append(err)
 

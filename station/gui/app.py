@@ -19,6 +19,9 @@ from station.gui.resources import app_icon, resources_dir, style_sheet
 from station.gui.settings import DEMO_PIN, StationSettings
 
 DEMO_PORTS = 4
+# The demo's simulated chips run at a low CPU priority: real chips bring their own CPU, and at the
+# window's priority eight Python chips on a two-core PC would take its cores.
+SIMULATED_NICE = 10
 
 
 @dataclass
@@ -63,7 +66,7 @@ def start_demo(ports: int = DEMO_PORTS, folder: Path | None = None) -> Demo:
     try:
         from station.flashing import start_simulated_devices
 
-        demo.devices = list(start_simulated_devices(ports))
+        demo.devices = list(start_simulated_devices(ports, nice=SIMULATED_NICE))
     except BaseException:
         demo.stop()
         raise
@@ -120,7 +123,7 @@ class DemoSwapper(QObject):
         if self._stopping:
             return
         try:
-            new = start_simulated_devices(1)[0]
+            new = start_simulated_devices(1, nice=SIMULATED_NICE)[0]
         except Exception as err:  # the demo goes on with one port less
             self.swapped.emit(old.port, err)
             return

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import QApplication
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from station.gui.app import SIMULATED_NICE  # noqa: E402
 from station.gui.settings import StationSettings  # noqa: E402
 from station.gui.window import MainWindow  # noqa: E402
 
@@ -143,13 +144,10 @@ def run(
     settings.sound = False
     settings.hot_plug = False
     settings.continuous = mode != "idle"  # every port flashes the next pending row by itself
-    devices = list(start_simulated_devices(ports)) if mode != "idle" else []
-    if NICE_DEVICES:
-        # the simulated chips are Python processes on the same CPU cores; real devices are not.
-        # Lowering their priority shows the window's own cost instead of the machine's load.
-        for d in devices:
-            if d.pid is not None:
-                os.setpriority(os.PRIO_PROCESS, d.pid, 19)
+    # the simulated chips are Python processes on the same CPU cores; real devices are not.
+    # Lowering their priority (as the demo does) shows the window's own cost, not the chips'.
+    nice = SIMULATED_NICE if NICE_DEVICES else 0
+    devices = list(start_simulated_devices(ports, nice=nice)) if mode != "idle" else []
     try:
         settings.ports = []  # the devices are plugged in once the window is up (below)
         window = MainWindow(settings)
@@ -220,11 +218,7 @@ def run_bare(lot: Path, ports: int, seconds: float, db: Path) -> tuple[str, int,
     from station.flashing import start_simulated_devices
     from station.production import Orchestrator, open_lot
 
-    devices = list(start_simulated_devices(ports))
-    if NICE_DEVICES:
-        for d in devices:
-            if d.pid is not None:
-                os.setpriority(os.PRIO_PROCESS, d.pid, 19)
+    devices = list(start_simulated_devices(ports, nice=SIMULATED_NICE if NICE_DEVICES else 0))
     try:
         t0 = time.perf_counter()
         opened_lot = open_lot(lot, db_url=str(db))
@@ -278,7 +272,7 @@ def main() -> None:
         "--nice-devices",
         action="store_true",
         dest="nice",
-        help="run the simulated chips at the lowest CPU priority",
+        help="run the simulated chips at a low CPU priority, as station --demo does",
     )
     args = parser.parse_args()
     global NICE_DEVICES

@@ -154,3 +154,13 @@ def test_the_host_runs_below_the_window_s_priority(host: DeviceHost) -> None:
     host.wait_ready()
     mine = os.getpriority(os.PRIO_PROCESS, 0)
     assert os.getpriority(os.PRIO_PROCESS, host.pid) == min(19, mine + HOST_NICE)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_simulated_chips_can_run_below_the_station_s_priority(sim) -> None:
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    low, normal = sim(1, nice=10)[0], sim(1)[0]
+    assert os.getpriority(os.PRIO_PROCESS, low.pid) == max(10, mine)  # type: ignore[arg-type]
+    assert os.getpriority(os.PRIO_PROCESS, normal.pid) == mine  # type: ignore[arg-type]
+    with DeviceHost() as host, host.open_device(low.port) as session:
+        assert session.info.mac == low.mac  # a low-priority chip still answers
