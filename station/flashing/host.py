@@ -203,9 +203,15 @@ def main() -> None:
         os.nice(HOST_NICE)  # Windows: BELOW_NORMAL_PRIORITY_CLASS, set by DeviceHost.start()
     inp = os.fdopen(os.dup(0), "rb")
     out = os.fdopen(os.dup(1), "wb")
-    # anything printed from here on goes to stderr, never into the message stream
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+    # anything printed from here on goes to stderr, never into the message stream (a windowed
+    # program on Windows may have no stderr: then nowhere)
+    try:
+        os.dup2(2, 1)
+    except OSError:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    sys.stdout = sys.stderr if sys.stderr is not None else open(os.devnull, "w")
     serve(inp, out)
 
 

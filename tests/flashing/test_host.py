@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 
@@ -77,20 +78,18 @@ def test_a_line_cut_mid_write_is_a_flash_error(sim, host: DeviceHost) -> None:
     (dev,) = sim(1)
     proxy = FaultProxy(dev.port, "cut")
     try:
-
-        def arm(p: Progress) -> None:
-            if p.phase == "writing" and p.done > 0:
-                proxy.arm()
-
         region = WriteRegion(FACTORY_OFFSET, nvs_image("SN-CUT"), "fctry")
-        with host.open_device(proxy.port, on_progress=arm) as session:
+        with host.open_device(proxy.port) as session:
+            proxy.after = proxy.sent_up + 2000  # the line goes 2 kB into the write
             with pytest.raises(FlashError) as err:
                 session.write([region])
     finally:
         proxy.close()
+    assert proxy.triggered.is_set()
     assert err.value.reason == (
         f"the connection to {proxy.port} was lost while writing — check the cable and the hub"
     )
+    assert err.value.phase == "writing"
 
 
 def test_cancel_reaches_the_session_in_the_host(sim, host: DeviceHost) -> None:
@@ -164,3 +163,30 @@ def test_simulated_chips_can_run_below_the_station_s_priority(sim) -> None:
     assert os.getpriority(os.PRIO_PROCESS, normal.pid) == mine  # type: ignore[arg-type]
     with DeviceHost() as host, host.open_device(low.port) as session:
         assert session.info.mac == low.mac  # a low-priority chip still answers
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="closes fd 2 in the child (POSIX)")
+def test_the_host_starts_without_a_stderr_and_exits_at_end_of_file() -> None:
+    """A windowed program on Windows has no stderr; the host must still serve (here: fd 2
+    closed), and exit cleanly when the station closes its end."""
+    from station.flashing import host as host_module
+
+    proc = subprocess.Popen(
+        host_module._command(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=host_module._environment(),
+        preexec_fn=lambda: os.close(2),
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        kind, pid = host_module._recv(proc.stdout)
+        assert (kind, pid) == ("ready", proc.pid)
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+        assert proc.stdout.read() == b""  # nothing but messages ever reached the stream
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
