@@ -511,3 +511,37 @@ def test_a_device_whose_table_moves_the_factory_partition_is_left_untouched(lot:
     assert lot.ledger.count("done") == 1 and lot.ledger.attempts(0)[0].mac == same.mac
     refused = [e for e in events.of(PortUpdate) if e.port == PORTS[0] and e.state == "attention"]
     assert refused and "at 0xe000" in refused[-1].message
+
+
+def test_a_claim_recovered_under_a_running_unit_is_refused_at_completion(lot: Lot) -> None:
+    """If the ledger takes the claim away while the device is written (a supervisor's tool
+    recovering runs it wrongly believes dead), the unit is not counted as done: the port asks
+    for attention, the row stays bound to that device, and no other device gets it."""
+    bench, events = FakeBench(), Events()
+    first, second = FakeDevice("24:0a:c4:00:00:31"), FakeDevice("24:0a:c4:00:00:32")
+    bench.put(PORTS[0], first)
+    bench.put(PORTS[1], second)
+    recovered: list[object] = []
+
+    def recover_mid_write(port: str, dev: FakeDevice) -> None:
+        if dev is first and not recovered:
+            recovered.extend(lot.ledger.recover(is_dead=lambda run_id: True))
+
+    bench.hook = recover_mid_write
+    with orchestrator(lot, bench, events) as orch:
+        orch.add_port(PORTS[0])
+        orch.start(PORTS[0])
+        assert orch.wait_idle(30)
+        assert len(recovered) == 1
+        last = events.of(PortUpdate)[-1]
+        assert last.state == "attention"
+        assert "no longer active" in last.message
+        assert orch.units_done == 0
+        row = lot.ledger.row(0)
+        assert row.state == "failed" and row.mac == first.mac
+        orch.add_port(PORTS[1])
+        orch.start(PORTS[1])
+        assert orch.wait_idle(30)
+        assert orch.units_done == 1
+    assert held_serial(lot, second) == "SN0002"  # the next row, never the recovered one
+    assert lot.ledger.row(0).state == "failed"
