@@ -9,6 +9,7 @@ repaint of the lot (decisions, row changes) are announced with queued, payload-f
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -92,7 +93,7 @@ class EventBridge(QObject):
             if kind == "PortUpdate":
                 ev: Any = event
                 old = self._views.get(ev.port) or PortView(port=ev.port, slot=ev.slot or "")
-                new = old.with_update(ev)
+                new = replace(old.with_update(ev), received=time.monotonic())
                 if ev.state != old.state and ev.state in ("passed", "failed"):
                     if ev.state == "passed":
                         new = replace(new, passed_count=old.passed_count + 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -43,6 +44,7 @@ class PortView:
     row_index: int | None = None
     message: str = ""
     elapsed: float = 0.0
+    received: float = 0.0  # time.monotonic() when the update arrived (0: never)
     next_unit: str = ""  # scanned for this port's next device while it works on another
     next_row_index: int | None = None
     passed_count: int = 0
@@ -74,6 +76,10 @@ def _scaled_font(base: QFont, factor: float, bold: bool = False) -> QFont:
     font.setPointSizeF(size * factor)
     font.setBold(bold)
     return font
+
+
+# states in which a unit's clock runs (the orchestrator reports elapsed time only on events)
+LIVE_STATES = frozenset({"busy"})
 
 
 class PortCard(QFrame):
@@ -192,6 +198,18 @@ class PortCard(QFrame):
             finally:
                 self.setUpdatesEnabled(True)
 
+    def tick(self, now: float) -> None:
+        """Show the elapsed time as of ``now``: it keeps counting while the port works, so a
+        port that hangs shows it (the window calls this from its 4 Hz repaint)."""
+        v = self._view
+        elapsed = v.elapsed
+        if v.state in LIVE_STATES and v.received and elapsed:
+            elapsed += max(0.0, now - v.received)
+        text = f"{elapsed:.1f} s" if elapsed else "–"
+        if text != self._shown_elapsed:
+            self._shown_elapsed = text
+            self.fields["Elapsed"].setText(text)
+
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
         self._elide_port()
@@ -253,7 +271,8 @@ class PortCard(QFrame):
         self.fields["Chip"].setText(v.chip or "–")
         self.fields["MAC"].setText(v.mac or "–")
         self.fields["Phase"].setText(v.phase or "–")
-        self.fields["Elapsed"].setText(f"{v.elapsed:.1f} s" if v.elapsed else "–")
+        self._shown_elapsed = ""
+        self.tick(time.monotonic())
         self.counters.setText(f"✔ {v.passed_count}   ✘ {v.failed_count}")
         busy = v.state == "busy"
         self.start_button.setEnabled(not busy and v.state != "offline")

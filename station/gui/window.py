@@ -1275,6 +1275,9 @@ class MainWindow(QMainWindow):
                 card = self.cards.get(port)
                 if card is not None:
                     card.set_view(view)
+        now = time.monotonic()
+        for card in self.cards.values():
+            card.tick(now)  # a working port's clock runs between its events
         if snap.rows and self.lot is not None:
             if not self.row_model.update_rows(snap.rows, self.lot.ledger.row):
                 self._filtered_dirty = True

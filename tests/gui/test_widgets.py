@@ -102,3 +102,17 @@ def test_flash_map_draws_regions_to_scale(qtbot: QtBot) -> None:
         image.pixelColor(QPoint(int(centre.x()), int(centre.y()))).name()
         == theme.FLASH_MAP["factory"]
     )
+
+
+def test_a_working_port_s_clock_runs_between_events(qtbot: QtBot) -> None:
+    """A port that hangs mid-write sends no events; its elapsed time must still grow."""
+    card = PortCard("COM7", "Slot 3")
+    qtbot.addWidget(card)
+    card.set_view(PortView(port="COM7", state="busy", elapsed=1.25, received=100.0))
+    card.tick(100.0)
+    assert card.fields["Elapsed"].text() == "1.2 s"
+    card.tick(105.0)
+    assert card.fields["Elapsed"].text() == "6.2 s"
+    card.set_view(PortView(port="COM7", state="passed", elapsed=7.0, received=106.0))
+    card.tick(200.0)  # a finished unit's time stands still
+    assert card.fields["Elapsed"].text() == "7.0 s"
