@@ -33,7 +33,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -45,8 +44,7 @@ _HEADER = struct.Struct("<I")
 # The host runs below the window's priority: on a machine short of cores, the window (mostly
 # idle, but it must paint at once) wins the CPU, and flashing loses nothing while it is idle.
 HOST_NICE = 5
-_CANCEL_POLL = 0.05
-_PROGRESS_EVERY = 0.02  # seconds between looks at the caller's cancel event while waiting
+_CANCEL_POLL = 0.05  # seconds between looks at the caller's cancel event while waiting
 # what a RemoteSession may ask of the DeviceSession in the host
 _METHODS = frozenset({"read", "is_blank", "read_partition_table", "write", "verify", "reset"})
 
@@ -107,15 +105,11 @@ def _serve_session(
 ) -> None:
     from station.flashing.device import open_device
 
-    sent = [0.0]
-
     def progress(pr: Progress) -> None:
-        # phase starts (0/0) and ends always; in between at most every _PROGRESS_EVERY seconds
-        # (the window repaints at 4 Hz; each message costs the window's process a little Python)
-        now = time.monotonic()
-        if pr.total == 0 or pr.done >= pr.total or now - sent[0] >= _PROGRESS_EVERY:
-            sent[0] = now
-            send(("progress", sid, pr))
+        # every step is sent: dropping some (a throttle) left a port that stalls mid-write
+        # showing the progress of before the stall; ~80 messages per unit cost the window's
+        # process little (py-spy: its reader thread held the GIL in 20 of 6,148 samples)
+        send(("progress", sid, pr))
 
     try:
         session = open_device(port, on_progress=progress, cancel=served.cancel, **options)

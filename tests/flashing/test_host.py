@@ -79,13 +79,17 @@ def test_a_line_cut_mid_write_is_a_flash_error(sim, host: DeviceHost) -> None:
     proxy = FaultProxy(dev.port, "cut")
     try:
         region = WriteRegion(FACTORY_OFFSET, nvs_image("SN-CUT"), "fctry")
-        with host.open_device(proxy.port) as session:
-            proxy.after = proxy.sent_up + 2000  # the line goes 2 kB into the write
+        seen: list[Progress] = []
+        with host.open_device(proxy.port, on_progress=seen.append) as session:
+            proxy.after = proxy.sent_up + 8000  # the line goes 8 kB into the write
             with pytest.raises(FlashError) as err:
                 session.write([region])
     finally:
         proxy.close()
     assert proxy.triggered.is_set()
+    # the card shows how far the write got before the line went (no progress step is dropped)
+    written = [p.done for p in seen if p.phase == "writing" and p.total]
+    assert written and 0 < written[-1] < len(region.data)
     assert err.value.reason == (
         f"the connection to {proxy.port} was lost while writing — check the cable and the hub"
     )
