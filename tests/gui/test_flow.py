@@ -3,6 +3,7 @@ closing while flashing; operator actions per unit in steady state; event-loop st
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -168,10 +169,15 @@ def test_closing_while_flashing_asks_then_cancels_cleanly(
         assert w.isVisible() and w.orchestrator is not None and len(questions) == 1
         monkeypatch.setattr(w, "ask_yes_no", lambda t, q: questions.append(q) or True)
         orchestrator = w.orchestrator
+        host_pid = w.device_host.pid
+        assert host_pid is not None
         assert w.close()
         assert len(questions) == 2
         assert w.orchestrator is None
         assert orchestrator.wait_idle(0)  # every port thread was joined
+        assert w.device_host is None
+        with pytest.raises(ProcessLookupError):
+            os.kill(host_pid, 0)  # the device host was stopped and reaped
     finally:
         proxy.close()
 
