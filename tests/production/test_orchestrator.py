@@ -545,3 +545,40 @@ def test_a_claim_recovered_under_a_running_unit_is_refused_at_completion(lot: Lo
         assert orch.units_done == 1
     assert held_serial(lot, second) == "SN0002"  # the next row, never the recovered one
     assert lot.ledger.row(0).state == "failed"
+
+
+def test_a_released_row_goes_to_its_old_board_only_while_no_other_device_has_it(
+    lot: Lot,
+) -> None:
+    bench, events = FakeBench(), Events()
+    old, new = FakeDevice("24:0a:c4:00:05:01"), FakeDevice("24:0a:c4:00:05:02")
+    bench.put(PORTS[0], old)
+    with orchestrator(lot, bench, events) as orch:
+        orch.add_port(PORTS[0])
+        orch.add_port(PORTS[1])
+        assert orch.assign_scan("SN0001", PORTS[0]) == (PORTS[0], 0)
+        run_round(orch)
+        assert (lot.ledger.row(0).state, old.writes) == ("done", 1)
+        orch.release(0, "board sent to rework bench", "boss")
+        assert lot.ledger.row(0).state == "pending"
+        # the old board comes back first: it holds the row's image, verified, nothing written
+        bench.put(PORTS[0], None)
+        bench.put(PORTS[0], old)
+        orch.start(PORTS[0])
+        assert orch.wait_idle(30)
+        row = lot.ledger.row(0)
+        assert (row.state, row.mac, old.writes) == ("done", old.mac, 1)
+        # released again, and this time another board takes it first
+        orch.release(0, "board scrapped", "boss")
+        bench.put(PORTS[1], new)
+        assert orch.assign_scan("SN0001", PORTS[1]) == (PORTS[1], 0)
+        orch.start(PORTS[1])
+        assert orch.wait_idle(30)
+        assert (lot.ledger.row(0).state, lot.ledger.row(0).mac) == ("done", new.mac)
+        # the old board turns up after all: its copy is stale, so it gets a new row
+        orch.start(PORTS[0])
+        assert orch.wait_idle(30)
+    assert held_serial(lot, new) == "SN0001"
+    assert held_serial(lot, old) != "SN0001" and old.writes == 2
+    assert lot.ledger.row_of_mac(old.mac).state == "done"  # type: ignore[union-attr]
+    assert any("stale copy of unit SN0001" in e.text for e in events.of(LogEvent))
