@@ -7,7 +7,9 @@ runs the mock's server and prints one ready line with the endpoint pyserial open
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 from collections.abc import Sequence
 
 READY_PREFIX = "STATION-SIM-READY "
@@ -51,6 +53,19 @@ def _serve(chip: str, mac: str, transport: str) -> None:
         server.run_pty_server(None, None, chip)
 
 
+def _exit_at_end_of_input() -> None:
+    """The station holds this process's stdin open: end-of-file means the station is gone,
+    even killed (no clean-up of its own ran), and a simulated chip must not outlive it."""
+    # os.read on the descriptor, not sys.stdin: a thread blocked inside a buffered read holds
+    # its lock, and closing sys.stdin at a normal exit would wait for it (5 s per chip stopped)
+    try:
+        while os.read(0, 1 << 12):
+            pass
+    except OSError:
+        pass
+    os._exit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m station.flashing.mockserve",
@@ -59,10 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chip", default="esp32")
     parser.add_argument("--mac", required=True, help="aa:bb:cc:dd:ee:ff")
     parser.add_argument("--transport", choices=("tcp", "pty"), default="tcp")
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="exit when standard input reaches end-of-file (the parent holds it open)",
+    )
     args = parser.parse_args(argv)
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if args.exit_with_parent:
+        threading.Thread(target=_exit_at_end_of_input, name="parent watch", daemon=True).start()
     try:
         _serve(args.chip, args.mac, args.transport)
     except (KeyboardInterrupt, SystemExit):

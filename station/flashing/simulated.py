@@ -64,6 +64,7 @@ class SimulatedDevice:
         # > 0: a lower CPU priority. A simulated chip stands in for hardware with its own CPU;
         # at the station's priority it competes with the window for the station's cores.
         self.nice = nice
+        self.exit_code: int | None = None  # once stopped: 0 when it exited cleanly on SIGTERM
         self._start(start_timeout)
 
     def _start(self, timeout: float) -> None:
@@ -77,11 +78,12 @@ class SimulatedDevice:
             self.mac,
             "--transport",
             self.transport,
+            "--exit-with-parent",
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._proc = subprocess.Popen(
             cmd,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # held open: the chip exits when the station is gone
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -150,8 +152,10 @@ class SimulatedDevice:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        self.exit_code = proc.returncode
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
         if self._drain is not None:
             self._drain.join(timeout)
         self._proc = None
