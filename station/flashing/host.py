@@ -504,12 +504,13 @@ def _command() -> list[str]:
 
 
 def _environment() -> dict[str, str]:
-    """The station's environment, with the folder holding the ``station`` package first on the
-    module path (a checkout run without installing still finds itself)."""
+    """The station's environment; run from a source checkout, the checkout goes first on the
+    module path so the host finds the same ``station`` (an installed station finds itself, and
+    site-packages must not go ahead of the standard library)."""
     env = dict(os.environ)
-    if not getattr(sys, "frozen", False):
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    root = Path(__file__).resolve().parents[2]
+    if not getattr(sys, "frozen", False) and (root / "pyproject.toml").is_file():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     return env
 
 
