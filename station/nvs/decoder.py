@@ -109,6 +109,20 @@ def _key(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+def _duplicate(
+    rec: tuple[int, int, int, int, str, Any, int, Any],
+    older: tuple[int, int],
+    seq_of: dict[int, int],
+) -> str:
+    page_no, entry_no, ns, _typ, key = rec[:5]
+    what = f"namespace {key!r}" if ns == 0 else f"key {key!r}"
+    return (
+        f"page {page_no} entry {entry_no}: {what} is written twice (also at page {older[0]} "
+        f"entry {older[1]}, seq {seq_of[older[0]]}); this newer copy (seq {seq_of[page_no]}) "
+        "counts"
+    )
+
+
 def decode_image(data: bytes, keys: XtsKeys | None = None) -> NvsImage:
     """Read an NVS partition image back; with ``keys``, an encrypted one."""
     errors: list[str] = []
@@ -120,7 +134,7 @@ def decode_image(data: bytes, keys: XtsKeys | None = None) -> NvsImage:
     pages: list[PageInfo] = []
     # raw records in scan order: (page, entry, ns, type, key, value, chunk, extra)
     records: list[tuple[int, int, int, int, str, Any, int, Any]] = []
-    chunks: dict[tuple[int, str, int], tuple[bytes, int, int]] = {}
+    chunk_records: list[tuple[tuple[int, str, int], bytes, int, int]] = []
     crc_failures = 0
     for index in range(len(data) // PAGE_SIZE):
         page = data[index * PAGE_SIZE : (index + 1) * PAGE_SIZE]
@@ -180,7 +194,7 @@ def decode_image(data: bytes, keys: XtsKeys | None = None) -> NvsImage:
                     errors.append(f"{where}: data CRC mismatch")
                     crc_failures += 1
                 if typ == BLOB_DATA:
-                    chunks[(ns, key, chunk)] = (raw, index, i)
+                    chunk_records.append(((ns, key, chunk), raw, index, i))
                 elif typ == SZ:
                     text = raw[:-1] if raw.endswith(b"\0") else raw
                     try:
@@ -197,6 +211,37 @@ def decode_image(data: bytes, keys: XtsKeys | None = None) -> NvsImage:
             else:
                 errors.append(f"{where}: unknown item type {typ:#04x}")
             i += span
+
+    # NVS writes a new copy of an item before it erases the old one, and pages are used in the
+    # order of their sequence numbers, not their place in flash: read them in that order, and
+    # when a key is written twice (power lost between the two steps, as ESP-IDF's nvs_check
+    # reports), the newer copy counts
+    seq_of = {p.index: p.seq or 0 for p in pages}
+    order = {
+        p.index: n for n, p in enumerate(sorted(pages, key=lambda p: (seq_of[p.index], p.index)))
+    }
+    records.sort(key=lambda r: (order[r[0]], r[1]))
+    chunk_records.sort(key=lambda c: (order[c[2]], c[3]))
+    newest: dict[tuple[int, str], tuple[int, int]] = {}
+    kept: list[tuple[int, int, int, int, str, Any, int, Any]] = []
+    for rec in records:
+        ident = (rec[2], rec[4])
+        if ident in newest:
+            errors.append(_duplicate(rec, newest[ident], seq_of))
+            kept = [k for k in kept if (k[2], k[4]) != ident]
+        newest[ident] = (rec[0], rec[1])
+        kept.append(rec)
+    records = kept
+    chunks: dict[tuple[int, str, int], tuple[bytes, int, int]] = {}
+    for ck, raw, page_no, entry_no in chunk_records:
+        if ck in chunks:
+            older = chunks[ck]
+            errors.append(
+                f"page {page_no} entry {entry_no}: key {ck[1]!r}: blob chunk {ck[2]} is written "
+                f"twice (also at page {older[1]} entry {older[2]}, seq {seq_of[older[1]]}); this "
+                f"newer copy (seq {seq_of[page_no]}) counts"
+            )
+        chunks[ck] = (raw, page_no, entry_no)
 
     namespaces = {r[5]: r[4] for r in records if r[2] == 0 and r[3] == U8}
     items: list[NvsItem] = []

@@ -229,3 +229,44 @@ def test_decoder_never_raises(flips: list[tuple[int, int]], noise: bytes) -> Non
 
 
 KEYS = generate_keys()
+
+
+def _with_seq(page: bytes, seq: int) -> bytes:
+    """A page with another sequence number (and its header CRC made right again)."""
+    import struct
+    import zlib
+
+    page = bytearray(page)
+    struct.pack_into("<I", page, 4, seq)
+    struct.pack_into("<I", page, 28, zlib.crc32(bytes(page[4:28]), 0xFFFFFFFF))
+    return bytes(page)
+
+
+def test_pages_are_read_in_sequence_order_and_the_newer_copy_counts() -> None:
+    """Firmware writes a new copy of a value before erasing the old one; power lost in between
+    leaves both. NVS uses pages by sequence number, not by place in flash."""
+    old = encode_image([NvsEntry(*NS), NvsEntry("a", "data", "u8", "1")], 0x3000)
+    new = encode_image([NvsEntry(*NS), NvsEntry("a", "data", "u8", "2")], 0x3000)
+    # the newer page (seq 5) sits first in flash, the older one (seq 0) after it
+    data = _with_seq(new[:4096], 5) + old[:4096] + b"\xff" * 4096
+    image = decode_image(data)
+    assert image.as_dict() == {"storage": {"a": 2}}
+    assert [(i.key, i.value, i.page) for i in image.items] == [("a", 2, 0)]
+    assert image.errors == [
+        "page 0 entry 0: namespace 'storage' is written twice (also at page 1 entry 0, seq 0); "
+        "this newer copy (seq 5) counts",
+        "page 0 entry 1: key 'a' is written twice (also at page 1 entry 1, seq 0); "
+        "this newer copy (seq 5) counts",
+    ]
+    # the same pages in the other order of sequence: the other copy counts
+    swapped = decode_image(new[:4096] + _with_seq(old[:4096], 5) + b"\xff" * 4096)
+    assert swapped.as_dict() == {"storage": {"a": 1}}
+
+
+def test_a_blob_chunk_written_twice_keeps_the_newer_copy() -> None:
+    blob_old, blob_new = bytes(100), bytes(range(100))
+    old = encode_image([NvsEntry(*NS), NvsEntry("b", "data", "hex2bin", blob_old.hex())], 0x3000)
+    new = encode_image([NvsEntry(*NS), NvsEntry("b", "data", "hex2bin", blob_new.hex())], 0x3000)
+    image = decode_image(old[:4096] + _with_seq(new[:4096], 1) + b"\xff" * 4096)
+    assert image.as_dict() == {"storage": {"b": blob_new}}
+    assert any("blob chunk 0 is written twice" in e for e in image.errors)
