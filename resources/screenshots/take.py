@@ -97,7 +97,24 @@ def main() -> None:
         w.tabs.setCurrentIndex(2)
         w.refresh()
         w.grab().save(str(out / f"partitions{suffix}.png"))
-        w.shutdown()
+        # a hub with four more boards: eight slots become compact cards, all in view
+        from station.flashing import start_simulated_devices
+
+        more = start_simulated_devices(4, nice=10)
+        try:
+            w.tabs.setCurrentIndex(0)
+            w.add_ports([(d.port, None) for d in more])
+            w.row_view.clearSelection()
+            for _ in more:
+                w.assign_selected()  # F6: the next pending unit to the next ready slot
+            wait(app, 60, lambda: all(w.cards[d.port].view.state == "passed" for d in more))
+            wait(app, 0.5)
+            w.refresh()
+            w.grab().save(str(out / f"eight{suffix}.png"))
+        finally:
+            w.shutdown()
+            for d in more:
+                d.stop()
 
         bad = Path(tempfile.mkdtemp(prefix="station-bad-lot-"))
         shutil.copytree(demo.lot_path.parent, bad / "lot")

@@ -97,7 +97,9 @@ class PortCard(QFrame):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         # a fixed minimum width (not a Python sizeHint override: layouts ask for it constantly,
         # and every call from Qt into Python competes for the GIL with the flashing threads)
-        self.setMinimumWidth(self.fontMetrics().averageCharWidth() * 44)
+        self.setMinimumWidth(self.width_for(compact=False))
+        self.compact = False
+        self._summary_text = ""
         self._view = PortView(port=port, slot=slot)
         self._selected = False
         base = self.font()
@@ -130,6 +132,19 @@ class PortCard(QFrame):
 
         self.counters = QLabel()
         self.counters.setFont(_scaled_font(base, 1.1, bold=True))
+        # compact cards (many ports on a small screen): one line instead of the facts below,
+        # the unit (and the next one) on the left, the counters always whole on the right
+        self.summary = QWidget()
+        self.summary_unit = QLabel()
+        self.summary_unit.setFont(_scaled_font(base, 1.0, bold=True))
+        self.summary_unit.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.summary_counts = QLabel()
+        self.summary_counts.setFont(_scaled_font(base, 1.0, bold=True))
+        summary_row = QHBoxLayout(self.summary)
+        summary_row.setContentsMargins(0, 0, 0, 0)
+        summary_row.addWidget(self.summary_unit, 1)
+        summary_row.addWidget(self.summary_counts)
+        self.summary.setVisible(False)
         self.start_button = QPushButton("Start")
         self.start_button.setToolTip("Flash this port now (the assigned row, else the next one)")
         self.cancel_button = QPushButton("Stop")
@@ -174,12 +189,47 @@ class PortCard(QFrame):
         layout.addWidget(self.big)
         layout.addWidget(self.message)
         layout.addWidget(self.progress)
-        layout.addLayout(grid)
+        self.details = QWidget()
+        self.details.setLayout(grid)
+        grid.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.details)
+        layout.addWidget(self.summary)
         self._apply(self._view, force=True)
+        # the heights the window chooses its layout by
+        self.set_compact(True)
+        self.compact_height = layout.sizeHint().height()
+        self.set_compact(False)
+        self.full_height = layout.sizeHint().height()
 
     @property
     def port(self) -> str:
         return self._view.port
+
+    def width_for(self, *, compact: bool) -> int:
+        """The card's minimum width, full or compact."""
+        return self.fontMetrics().averageCharWidth() * (30 if compact else 44)
+
+    def set_compact(self, compact: bool) -> None:
+        """Compact: the state word, the message on one line, the progress bar and one line with
+        the unit, the next unit and the counters; for many ports on a small screen, where
+        every slot must stay in view without scrolling."""
+        if compact == self.compact:
+            return
+        self.compact = compact
+        base = self.font()
+        self.big.setFont(_scaled_font(base, 1.8 if compact else 2.4, bold=True))
+        self.big.setMinimumHeight(int(self.big.fontMetrics().height() * (1.15 if compact else 1.3)))
+        self.message.setWordWrap(not compact)
+        lines = 1 if compact else 2
+        self.message.setMinimumHeight(self.message.fontMetrics().height() * lines)
+        self.message.setMaximumHeight(
+            self.message.fontMetrics().height() + 2 if compact else 16777215  # QWIDGETSIZE_MAX
+        )
+        self._show_message()
+        self.details.setVisible(not compact)
+        self.port_label.setVisible(not compact)  # the slot name says it; the tooltip has the port
+        self.summary.setVisible(compact)
+        self.setMinimumWidth(self.width_for(compact=compact))
 
     @property
     def view(self) -> PortView:
@@ -213,6 +263,27 @@ class PortCard(QFrame):
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
         self._elide_port()
+        if self.compact:
+            self._show_message()
+
+    def _show_message(self) -> None:
+        """The message: wrapped on a full card; on a compact one, one line ending in "…" (the
+        tooltip and the failed list have all of it)."""
+        text = self._view.message
+        width = self.message.width()
+        if self.compact and width > 0:
+            metrics = self.message.fontMetrics()
+            text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, width)
+        self.message.setText(text)
+        self.message.setToolTip(self._view.message)
+        summary = self._summary_text
+        width = self.summary_unit.width()
+        if width > 0:
+            summary = self.summary_unit.fontMetrics().elidedText(
+                summary, Qt.TextElideMode.ElideRight, width
+            )
+        self.summary_unit.setText(summary)
+        self.summary_unit.setToolTip(self._summary_text)
 
     def _elide_port(self) -> None:
         width = max(self.port_label.width() - 4, 10)
@@ -263,10 +334,8 @@ class PortCard(QFrame):
             else:
                 self.progress.setValue(1000 if v.state == "passed" else 0)
                 self.progress.setFormat(v.phase or "")
-        self.message.setText(v.message)
-        self.fields["Unit"].setText(
-            v.unit_id if v.unit_id else ("–" if v.row_index is None else f"row {v.row_index + 1}")
-        )
+        unit = v.unit_id or ("–" if v.row_index is None else f"row {v.row_index + 1}")
+        self.fields["Unit"].setText(unit)
         self.fields["Next"].setText(v.next_unit or "–")
         self.fields["Chip"].setText(v.chip or "–")
         self.fields["MAC"].setText(v.mac or "–")
@@ -274,6 +343,10 @@ class PortCard(QFrame):
         self._shown_elapsed = ""
         self.tick(time.monotonic())
         self.counters.setText(f"✔ {v.passed_count}   ✘ {v.failed_count}")
+        self._summary_text = f"{unit} → {v.next_unit}" if v.next_unit else unit
+        self._show_message()
+        self.summary_counts.setText(f"✔ {v.passed_count}  ✘ {v.failed_count}")
+        self.summary.setToolTip(f"{v.chip or '–'}  {v.mac or '–'}  {v.phase or ''}".strip())
         busy = v.state == "busy"
         self.start_button.setEnabled(not busy and v.state != "offline")
         self.cancel_button.setEnabled(busy or v.state in {"waiting", "attention"})

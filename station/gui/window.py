@@ -261,7 +261,7 @@ class MainWindow(QMainWindow):
         )
         self.no_ports.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.cards_grid.addWidget(self.no_ports, 0, 0)
-        scroll = QScrollArea()
+        scroll = _CardsScroll(self._cards_resized)
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.cards_host)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
@@ -785,11 +785,30 @@ class MainWindow(QMainWindow):
             self.choose_port(None)
         self._layout_cards()
 
-    def _columns(self) -> int:
+    def _card_layout(self) -> tuple[int, bool]:
+        """Columns, and whether the cards are compact: full cards when they all fit in view,
+        else compact ones (an operator must see every slot without scrolling: eight ports on a
+        1366x768 line PC)."""
         if not self.cards:
-            return 1
-        card_w = next(iter(self.cards.values())).minimumWidth()
-        return max(1, min(len(self.cards), self.cards_scroll.viewport().width() // (card_w + 8)))
+            return 1, False
+        n = len(self.cards)
+        card = next(iter(self.cards.values()))
+        viewport = self.cards_scroll.viewport()
+        spacing = self.cards_grid.spacing()
+
+        def columns(compact: bool) -> int:
+            width = card.width_for(compact=compact) + spacing
+            return max(1, min(n, (viewport.width() + spacing) // width))
+
+        def fits(cols: int, height: int) -> bool:
+            return -(-n // cols) * (height + spacing) <= viewport.height() + spacing
+
+        cols = columns(False)
+        if n == 1 or fits(cols, card.full_height):
+            return cols, False
+        widest = columns(True)
+        # the fewest columns that fit: the widest cards, the state word at its largest
+        return next((c for c in range(1, widest + 1) if fits(c, card.compact_height)), widest), True
 
     def _layout_cards(self) -> None:
         for card in self.cards.values():
@@ -799,17 +818,18 @@ class MainWindow(QMainWindow):
         if not self.cards:
             self.cards_grid.addWidget(self.no_ports, 0, 0)
             return
-        cols = self._columns()
+        cols, compact = self._card_layout()
         for i, card in enumerate(self.cards.values()):
+            card.set_compact(compact)
             self.cards_grid.addWidget(card, i // cols, i % cols)
         for c in range(self.cards_grid.columnCount()):
             self.cards_grid.setColumnStretch(c, 1 if c < cols else 0)
         self.cards_grid.setRowStretch(self.cards_grid.rowCount(), 1)
-        self._cols = cols
+        self._card_mode = (cols, compact)
 
-    def resizeEvent(self, event: Any) -> None:
-        super().resizeEvent(event)
-        if self.cards and self._columns() != getattr(self, "_cols", 0):
+    def _cards_resized(self) -> None:
+        """The cards' room changed (window, dock or log resized): relayout if the mode does."""
+        if self.cards and self._card_layout() != getattr(self, "_card_mode", None):
             self._layout_cards()
 
     def choose_port(self, port: str | None) -> None:
@@ -984,8 +1004,11 @@ class MainWindow(QMainWindow):
         """The first pending row no port is waiting for."""
         if self.lot is None:
             return None
-        taken = {c.view.row_index for c in self.cards.values()}
-        taken |= {c.view.next_row_index for c in self.cards.values()}
+        # the orchestrator's assignments, not the cards: those are repainted at 4 Hz, and a
+        # second Next (F6) right after the first must not pick the same row again
+        taken: set[int | None] = {c.view.row_index for c in self.cards.values()}
+        if self.orchestrator is not None:
+            taken |= set(self.orchestrator.assigned_rows().values())
         offset = 0
         while True:
             page = self.lot.ledger.rows(offset, 100, "pending")
@@ -1362,6 +1385,18 @@ class MainWindow(QMainWindow):
         if self.device_host is not None:
             self.device_host.close()
             self.device_host = None
+
+
+class _CardsScroll(QScrollArea):
+    """The scroll area around the port cards; tells the window when its room changes."""
+
+    def __init__(self, resized: Any) -> None:
+        super().__init__()
+        self._resized = resized
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._resized()
 
 
 def _idle_update(port: str, slot: str, message: str) -> Any:

@@ -274,6 +274,15 @@ class Orchestrator:
             raise StationError.at(port, "no such port in this station (add it first)", key="port")
         return p
 
+    def assigned_rows(self) -> dict[str, int]:
+        """The units waiting for a port's next device, by port (a copy)."""
+        with self._lock:
+            return {
+                name: p.assigned
+                for name, p in self._ports.items()
+                if p.assigned is not None and not p.removed
+            }
+
     def busy(self, port: str) -> bool:
         p = self._port(port)
         return p.thread is not None and p.thread.is_alive()

@@ -398,3 +398,48 @@ def test_hot_plug_adds_ports_and_marks_unplugged_ones(
     present.append(info("socket://127.0.0.1:9", "Bay A"))  # plugged in again
     qtbot.waitUntil(lambda: w.bridge.view("socket://127.0.0.1:9").state == "idle")
     w.shutdown()
+
+
+def _in_view(w: MainWindow, card: object) -> bool:
+    viewport = w.cards_scroll.viewport()
+    top_left = card.mapTo(viewport, card.rect().topLeft())  # type: ignore[attr-defined]
+    bottom_right = card.mapTo(viewport, card.rect().bottomRight())  # type: ignore[attr-defined]
+    return viewport.rect().contains(top_left) and viewport.rect().contains(bottom_right)
+
+
+def test_eight_slots_on_a_line_pc_screen_all_stay_in_view(
+    qtbot: QtBot, window: MainWindow, lot_dir: Path
+) -> None:
+    """1366x768 minus the task bar: two full cards fit; eight become compact cards, every one
+    in view without scrolling (a slot scrolled out of view is a slot nobody watches)."""
+    window.resize(1366, 740)
+    assert window.open_lot(str(lot_dir / "lot.toml"))
+    qtbot.waitUntil(lambda: all(c.isVisible() for c in window.cards.values()))
+    assert len(window.cards) == 2
+    assert not any(c.compact for c in window.cards.values())
+    assert all(c.details.isVisible() for c in window.cards.values())
+    window.add_ports([(f"socket://127.0.0.1:{port}", None) for port in range(10, 16)])
+    cards = list(window.cards.values())
+    assert len(cards) == 8
+    qtbot.waitUntil(lambda: all(c.isVisible() and _in_view(window, c) for c in cards))
+    assert all(c.compact and not c.details.isVisible() and c.summary.isVisible() for c in cards)
+    assert window.cards_scroll.verticalScrollBar().maximum() == 0
+    # back to two ports: full cards again
+    for port in list(window.cards)[2:]:
+        window.remove_port(port)
+    qtbot.waitUntil(lambda: not any(c.compact for c in window.cards.values()))
+
+
+def test_next_pressed_twice_at_once_sends_two_different_units(
+    window: MainWindow, lot_dir: Path
+) -> None:
+    """The cards are repainted at 4 Hz; a second F6 before that must not pick the same row."""
+    assert window.open_lot(str(lot_dir / "lot.toml"))
+    window.row_view.clearSelection()
+    window.act_next.trigger()
+    window.act_next.trigger()  # no event processed in between
+    assert window.scan_result.text().startswith("✔"), window.scan_result.text()
+    assert window.orchestrator.assigned_rows() == {  # type: ignore[union-attr]
+        DEAD_PORTS[0]: 0,
+        DEAD_PORTS[1]: 1,
+    }
