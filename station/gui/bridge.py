@@ -109,7 +109,7 @@ class EventBridge(QObject):
                 signal_rows = not self._rows_signalled
                 self._rows_signalled = True
             elif kind == "CountersUpdate":
-                seq = getattr(event, "seq", 0)
+                seq = event.seq  # type: ignore[attr-defined]
                 if not seq or seq > self._counters_seq:  # an older count arriving late is stale
                     self._counters = event
                     self._counters_seq = max(seq, self._counters_seq)

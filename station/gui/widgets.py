@@ -65,8 +65,8 @@ class PortView:
             row_index=update.row_index,
             message=update.message or "",
             elapsed=update.elapsed,
-            next_unit=getattr(update, "next_unit", ""),
-            next_row_index=getattr(update, "next_row_index", None),
+            next_unit=update.next_unit,
+            next_row_index=update.next_row_index,
         )
 
 

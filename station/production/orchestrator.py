@@ -123,6 +123,11 @@ class _Port:
     last: PortUpdate | None = None  # the last update sent (re-sent when the waiting unit changes)
     emit_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def working(self) -> bool:
+        """A job runs on this port right now."""
+        return self.thread is not None and self.thread.is_alive()
+
 
 @dataclass
 class _Unit:
@@ -284,8 +289,7 @@ class Orchestrator:
             }
 
     def busy(self, port: str) -> bool:
-        p = self._port(port)
-        return p.thread is not None and p.thread.is_alive()
+        return self._port(port).working
 
     # --- assignment --------------------------------------------------------------------------
     def _take_port(self, p: _Port, row_index: int, replace: bool) -> int | None:
@@ -361,9 +365,7 @@ class Orchestrator:
                 free = [
                     n
                     for n, p in self._ports.items()
-                    if not p.removed
-                    and p.assigned is None
-                    and not (p.thread is not None and p.thread.is_alive())
+                    if not p.removed and p.assigned is None and not p.working
                 ]
                 if not free:
                     raise StationError.at(
@@ -375,7 +377,7 @@ class Orchestrator:
             p = self._port(port)
             replaced = self._take_port(p, row_index, replace)
         self._replaced(port, p, replaced, row_index)
-        if self._is_busy(p):  # the card keeps showing the unit in progress, and the next one
+        if p.working:  # the card keeps showing the unit in progress, and the next one
             self._emit_port(p, None)
         else:
             self._emit_port(
@@ -409,7 +411,7 @@ class Orchestrator:
         with self._lock:
             p = self._port(port)
             dropped, p.assigned = p.assigned, None
-            idle = not self._is_busy(p)
+            idle = not p.working
         if dropped is not None and idle:
             self._emit_port(p, PortUpdate(port, p.slot, "idle", message="unit dropped"))
         elif dropped is not None:
@@ -422,7 +424,7 @@ class Orchestrator:
             if self._closing.is_set():
                 raise StationError.at(port, "the station is closing", key="port")
             p = self._port(port)
-            if p.thread is not None and p.thread.is_alive():
+            if p.working:
                 return
             p.cancel = threading.Event()
             target = self._auto_loop if self.auto_start else self._one_unit
@@ -520,7 +522,7 @@ class Orchestrator:
         """Wait until no port is working (True), or the timeout passed (False)."""
         deadline = time.monotonic() + timeout
         with self._idle:
-            while any(p.thread is not None and p.thread.is_alive() for p in self._ports.values()):
+            while any(p.working for p in self._ports.values()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -593,9 +595,6 @@ class Orchestrator:
                     return
         finally:
             self._finished_thread()
-
-    def _is_busy(self, p: _Port) -> bool:
-        return p.thread is not None and p.thread.is_alive()
 
     def _emit_port(self, p: _Port, update: PortUpdate | None) -> None:
         """Send a port's update with the unit waiting for its next device filled in; None
