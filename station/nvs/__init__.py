@@ -1,6 +1,6 @@
 """NVS partition images: encode (byte-identical to Espressif's generator), decode, encrypt.
 
-The public API of the layer; see the README section "NVS images".
+The public API of the layer; see docs/nvs.md.
 """
 
 from station.nvs.crypto import (

@@ -29,7 +29,7 @@ def build_both(
 
 def assert_same(theirs: bytes, ours: bytes, size: int) -> None:
     """Byte-identical; for read-only sizes (< 0x3000) the official image is only the used pages,
-    ours is padded with erased flash to the partition size (see README, Differences)."""
+    ours is padded with erased flash to the partition size (see docs/compatibility.md)."""
     assert len(ours) == size
     if size >= 0x3000:
         assert len(theirs) == size

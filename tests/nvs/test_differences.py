@@ -1,4 +1,4 @@
-"""Where Espressif's generator is wrong we differ on purpose (README: Differences). Each test
+"""Where Espressif's generator is wrong we differ on purpose (docs/compatibility.md). Each test
 shows the official behaviour and ours side by side."""
 
 from __future__ import annotations
