@@ -21,7 +21,43 @@ RESOURCES_SKIP_FILES = ("*.station.db", "*.station.db-*", ".gitignore", "*.pyc")
 # and the GTK3 platform theme (pango, cairo, gdk-pixbuf ... copied from the build machine, but not
 # GTK itself: on a GNOME desktop the plugin would load the system's GTK next to our copies of its
 # libraries). The window is Qt Widgets with its own style sheet.
-UNUSED_PLUGINS = ("qtvirtualkeyboardplugin", "qpdf", "qgtk3")
+UNUSED_PLUGINS = (
+    "qtvirtualkeyboardplugin",
+    "qpdf",
+    "qgtk3",
+    # platforms for embedded boards without a desktop (EGLFS, framebuffer, VNC, Vulkan display)
+    # and their input plugins: a factory PC runs X11 or Wayland (xcb, wayland), tests offscreen
+    "qeglfs",
+    "qeglfs-emu-integration",
+    "qeglfs-kms-egldevice-integration",
+    "qeglfs-x11-integration",
+    "qlinuxfb",
+    "qvnc",
+    "qvkkhrdisplay",
+    "qminimalegl",
+    "qevdevkeyboardplugin",
+    "qevdevmouseplugin",
+    "qevdevtabletplugin",
+    "qevdevtouchplugin",
+    "qtuiotouchplugin",
+    # image formats the station never reads (its icons and labels are PNG and SVG)
+    "qtiff",
+    "qwebp",
+    "qicns",
+    "qtga",
+    "qwbmp",
+    # network reachability backends: the station never asks QNetworkInformation
+    "qconnman",
+    "qglib",
+    "qnetworkmanager",
+)
+# Qt's own translations (qtbase_de.qm …): the window's texts are the station's, in English
+
+
+def is_qt_translation(dest: str) -> bool:
+    """True for a file of Qt's own translations (the station does not load them)."""
+    dest = dest.replace("\\", "/")
+    return dest.startswith("PySide6/") and "/translations/" in dest
 
 
 def resources_datas(root: str) -> list[tuple[str, str]]:

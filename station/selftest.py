@@ -478,11 +478,9 @@ def _check_qt(ctx: _Context) -> str:
         qr = segno.make("X-HM://0023ISYWY1234", error="m")
         png = io.BytesIO()
         qr.save(png, kind="png", scale=2)
-        try:  # the window's sounds; without QtMultimedia it beeps instead (not a failure)
-            importlib.import_module("PySide6.QtMultimedia")
-            sounds = "sounds via QtMultimedia"
-        except ImportError as err:
-            sounds = f"system beep for sounds ({_one_line(str(err), 80)})"
+        # the window's sounds: this platform's player, else the system beep (not a failure)
+        player = importlib.import_module("station.gui.sound_player").find_player()
+        sounds = f"sounds via {player!r}" if player is not None else "system beep for sounds"
     messages.raise_if_any()
     if not _plugins("printsupport") and not sys.platform.startswith("darwin"):
         raise RuntimeError("no Qt print support plugin (plugins/printsupport is empty)")

@@ -80,11 +80,32 @@ def test_the_repository_resources_have_what_the_window_needs() -> None:
         ("PySide6/Qt/plugins/imageformats/libqjpeg.so", False),
         ("PySide6/Qt/plugins/printsupport/libcupsprintersupport.so", False),
         ("PySide6/Qt/lib/libQt6Pdf.so.6", False),  # a library, dropped only if nothing needs it
+        ("PySide6/Qt/plugins/platforms/libqeglfs.so", True),  # embedded boards, not a line PC
+        ("PySide6/Qt/plugins/platforms/libqvnc.so", True),
+        ("PySide6/Qt/plugins/generic/libqevdevtouchplugin.so", True),
+        ("PySide6/Qt/plugins/platforms/libqxcb.so", False),  # X11 desktops
+        ("PySide6/Qt/plugins/platforms/libqwayland.so", False),
+        ("PySide6/Qt/plugins/platforms/libqoffscreen.so", False),  # the self-test without display
+        ("PySide6\\plugins\\platforms\\qwindows.dll", False),
+        ("PySide6/Qt/plugins/iconengines/libqsvgicon.so", False),
         ("libqpdf.so", False),  # not under plugins/
     ],
 )
 def test_unused_qt_plugins_are_recognised(dest: str, unused: bool) -> None:
     assert helpers.is_unused_plugin(dest) is unused
+
+
+@pytest.mark.parametrize(
+    ("dest", "dropped"),
+    [
+        ("PySide6/Qt/translations/qtbase_de.qm", True),
+        ("PySide6\\translations\\qtbase_de.qm", True),  # where Windows wheels keep them
+        ("PySide6/Qt/lib/libQt6Core.so.6", False),
+        ("resources/gui/station.qss", False),
+    ],
+)
+def test_qt_translations_are_left_out(dest: str, dropped: bool) -> None:
+    assert helpers.is_qt_translation(dest) is dropped
 
 
 def test_libraries_only_unused_plugins_need_are_dropped_and_shared_ones_stay() -> None:

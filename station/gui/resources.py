@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QUrl
+from PySide6.QtCore import QObject
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from station import paths
+from station.gui.sound_player import find_player
 
 
 def resources_dir() -> Path:
@@ -33,29 +35,32 @@ def app_icon() -> QIcon:
 class Sounds(QObject):
     """Short confirmation and alarm sounds (resources/gui/sounds/*.wav).
 
-    Uses QtMultimedia when it can play on this machine, else the system beep. ``enabled`` off
-    (tests, quiet lines) makes it silent.
+    Played by this platform's own player (:mod:`station.gui.sound_player`), else the system
+    beep. ``enabled`` off (tests, quiet lines) makes it silent.
     """
 
-    def __init__(self, enabled: bool = True, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        enabled: bool = True,
+        parent: QObject | None = None,
+        player: Callable[[Path], None] | None = None,
+    ) -> None:
         super().__init__(parent)
         self.enabled = enabled
-        self._effects: dict[str, object] = {}
         self.played: list[str] = []  # what was played, newest last (tests read it)
-        if enabled:
-            self._load()
+        self._player = player
+        self._looked = player is not None  # find_player() runs once, when first needed
 
-    def _load(self) -> None:
-        try:
-            from PySide6.QtMultimedia import QSoundEffect
-        except ImportError:  # QtMultimedia needs a sound system (libpulse on Linux)
-            return
-        for name in ("ok", "error"):
-            path = gui_resource("sounds", f"{name}.wav")
-            if path.is_file():
-                effect = QSoundEffect(self)
-                effect.setSource(QUrl.fromLocalFile(str(path)))
-                self._effects[name] = effect
+    def _find(self) -> Callable[[Path], None] | None:
+        if not self._looked:
+            self._player, self._looked = find_player(), True
+        return self._player
+
+    @property
+    def backend(self) -> str:
+        """What plays the sounds, in words (the self-test reports it)."""
+        player = self._find()
+        return repr(player) if player is not None else "system beep"
 
     def play(self, name: str) -> None:
         """Play "ok" or "error"."""
@@ -63,8 +68,9 @@ class Sounds(QObject):
         del self.played[:-20]
         if not self.enabled:
             return
-        effect = self._effects.get(name)
-        if effect is not None:
-            effect.play()  # type: ignore[attr-defined]
-        else:
+        path = gui_resource("sounds", f"{name}.wav")
+        player = self._find()
+        if player is None or not path.is_file():
             QApplication.beep()
+        else:
+            player(path)
