@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from station import __version__
 from station.errors import StationError
+
+if TYPE_CHECKING:
+    from station.labels import Renderer
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -216,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="slot map (JSON: USB location -> slot name) to name the ports by",
     )
+    p.add_argument(
+        "--labels",
+        metavar="OUTPUT",
+        help="print each passed unit's label: pdf:PATH ({unit_id} in PATH), zpl:tcp://HOST:9100, "
+        "zpl:/dev/usb/lp0, printer:[NAME] (pdf: and printer: need station[gui])",
+    )
 
     p = sub.add_parser("report", help="what the ledger knows about a lot")
     p.add_argument("lot", help="lot file (lot.toml)")
@@ -231,9 +242,31 @@ def _handler(command: str) -> Handler:
     return getattr(importlib.import_module(module_name), func)  # type: ignore[no-any-return]
 
 
+def _qt_label_renderer() -> Renderer:
+    """The window's label renderer for pdf: and printer: outputs of the command line (Qt draws
+    them; without a display it draws offscreen)."""
+    try:
+        importlib.import_module("PySide6.QtGui")
+    except ImportError:
+        raise StationError.at(
+            "--labels",
+            "pdf: and printer: labels need Qt; install it with pip install 'station[gui]', "
+            "or print ZPL (zpl:tcp://HOST:9100)",
+        ) from None
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    return importlib.import_module("station.gui.label_render")  # type: ignore[return-value]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "labels", None):  # the labels layer never imports the GUI: give it Qt
+        from station.labels import use_renderer
+
+        use_renderer(_qt_label_renderer)
     if args.self_test:
         command = "self-test"
     elif args.command is None:

@@ -587,9 +587,10 @@ def _check_label(ctx: _Context) -> str:
         _QtMessages() as messages,
     ):
         _application()
-        png = labels.render_png(template, fields)
+        render = importlib.import_module("station.gui.label_render")
+        png = render.render_png(template, fields)
         pdf_path = os.path.join(tmp, "label.pdf")
-        labels.render_pdf(template, fields, pdf_path)
+        render.render_pdf(template, fields, pdf_path)
         with open(pdf_path, "rb") as pdf_file:
             pdf = pdf_file.read()
     messages.raise_if_any()

@@ -396,7 +396,8 @@ def render_label(lot: Any, fields: dict[str, str]) -> tuple[bytes | None, str]:
     if not getattr(lot.settings, "label", None):
         return None, "This lot has no label layout ([label] in lot.toml); the fields are:"
     try:
-        from station.labels import render_png, template_from_dict
+        from station.gui.label_render import render_png
+        from station.labels import template_from_dict
     except ImportError:
         return None, "Label printing is not available in this installation; the fields are:"
     try:

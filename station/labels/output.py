@@ -3,7 +3,9 @@
 The station keeps the label output as a single string (``printer:``, ``printer:NAME``,
 ``pdf:PATH``, ``zpl:tcp://HOST:9100``, ``zpl:/dev/usb/lp0``) and calls :func:`output_label` for
 every print; the returned :class:`PrintRecord` (also given to ``on_printed``) is what the ledger's
-audit log records. ZPL needs no Qt; the other two import the Qt renderer when used.
+audit log records. ZPL needs no Qt; PDF and system printers go through the renderer a front end
+registers with :func:`use_renderer` (the Qt one, :mod:`station.gui.label_render`), so this
+package never imports the GUI.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from station.errors import StationError
 from station.labels.template import LabelTemplate
@@ -37,6 +40,42 @@ class PrintRecord:
 
 
 OnPrinted = Callable[[PrintRecord], None]
+
+
+class Renderer(Protocol):
+    """What PDF and printer outputs need (:mod:`station.gui.label_render` is one)."""
+
+    def render_pdf(self, template: LabelTemplate, fields: Mapping[str, str], path: str) -> None: ...
+
+    def print_label(
+        self,
+        template: LabelTemplate,
+        fields: Mapping[str, str],
+        printer: str | None,
+        *,
+        copies: int = 1,
+        on_printed: OnPrinted | None = None,
+    ) -> PrintRecord: ...
+
+
+_renderer: Callable[[], Renderer] | None = None
+
+
+def use_renderer(factory: Callable[[], Renderer] | None) -> None:
+    """Register how to get the renderer for ``pdf:`` and ``printer:`` outputs; it is called
+    when such a label is first printed (so a headless run that prints ZPL never loads Qt)."""
+    global _renderer
+    _renderer = factory
+
+
+def _get_renderer(kind: str) -> Renderer:
+    if _renderer is None:
+        raise StationError.at(
+            "label output",
+            f"{kind}: labels need the window's renderer (Qt); install it with "
+            "pip install 'station[gui]', or print ZPL (zpl:tcp://HOST:9100)",
+        )
+    return _renderer()
 
 
 def parse_output(text: str, file: str = "settings", key: str = "label_output") -> tuple[str, str]:
@@ -78,17 +117,16 @@ def output_label(
         zpl = to_zpl(template, fields).replace("^PQ1\n", f"^PQ{copies}\n")
         send_zpl(zpl, target)
     elif kind == "pdf":
-        from station.gui.label_render import render_pdf
-
+        renderer = _get_renderer(kind)
         target = target.replace(
             "{unit_id}", "".join(c if c.isalnum() or c in "-_." else "_" for c in unit)
         )
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        render_pdf(template, fields, target)
+        renderer.render_pdf(template, fields, target)
     else:
-        from station.gui.label_render import print_label
-
-        return print_label(template, fields, target or None, copies=copies, on_printed=on_printed)
+        return _get_renderer(kind).print_label(
+            template, fields, target or None, copies=copies, on_printed=on_printed
+        )
     record = PrintRecord(unit, kind, target, copies, time.time())
     if on_printed is not None:
         on_printed(record)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from station.errors import StationError
+from station.labels import LabelJob, LabelOutcome, LabelService, lot_template, parse_output
 from station.ledger import Ledger
 from station.ledger.ledger import is_postgresql, sqlite_path
 from station.production.lot import Lot, open_lot, read_lot_file
@@ -40,8 +41,29 @@ class _RunPrinter:
         self.lock = threading.Lock()
         self.orch: Orchestrator | None = None
         self.states: dict[str, str] = {}
+        self.on_pass: Callable[[PortUpdate], None] | None = None  # labels, when asked for
+        self.labels_failed = 0
+
+    def label_done(self, outcome: LabelOutcome) -> None:
+        """A label printed (stdout) or not (stderr), from the label service's thread."""
+        with self.lock:
+            if outcome.ok:
+                self.out.write(f"{outcome.text}\n")
+                self.out.flush()
+            else:
+                self.labels_failed += 1
+                self.err.write(f"error: label {outcome.unit_id} not printed: {outcome.text}\n")
+                self.err.flush()
 
     def __call__(self, event: object) -> None:
+        if (
+            self.on_pass is not None
+            and isinstance(event, PortUpdate)
+            and event.state == "passed"
+            and event.row_index is not None
+            and self.states.get(event.port) != "passed"
+        ):
+            self.on_pass(event)
         with self.lock:
             if isinstance(event, PortUpdate):
                 before = self.states.get(event.port)
@@ -87,12 +109,39 @@ def _slot_names(slots_file: str | None, ports: list[str]) -> dict[str, str]:
     return {port: listed[port] for port in ports if listed.get(port)}
 
 
+def _label_service(lot: Lot, output: str, printer: _RunPrinter, operator: str) -> LabelService:
+    """The label service of a run with ``--labels OUTPUT``: a label for each passed unit.
+
+    The output and the lot's label template are checked before any device is touched."""
+    parse_output(output, "--labels", "labels")
+    template, problems = lot_template(lot)
+    if problems:
+        raise StationError(problems)
+    if template is None:
+        raise StationError.at(
+            str(lot.settings.path), "the lot has no [label] table; --labels needs one", key="label"
+        )
+    service = LabelService(on_done=printer.label_done)
+    service.set_template(lot, template)
+    printer.on_pass = lambda event: service.submit(
+        LabelJob(lot, event.row_index or 0, output, False, operator, event.port)
+    )
+    return service
+
+
 def run(args: argparse.Namespace) -> int:
     """Headless production: flash device after device on the given ports, one line per unit."""
     if args.count is not None and args.count < 1:
         raise StationError.at("--count", "must be 1 or more", key="count")
     lot = open_lot(args.lot, db_url=args.db)
     printer = _RunPrinter(sys.stdout, sys.stderr)
+    labels: LabelService | None = None
+    if getattr(args, "labels", None):
+        try:
+            labels = _label_service(lot, args.labels, printer, args.operator)
+        except BaseException:
+            lot.close()
+            raise
     stop = threading.Event()
 
     def on_term(signum: int, frame: Any) -> None:
@@ -131,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
                 interrupted = True
         finally:
             orch.close()
+            if labels is not None:
+                labels.stop()  # the labels of every passed unit are printed before the end
         c = lot.ledger.counters()
         print(
             f"run: {orch.units_done} done, {orch.units_failed} failed; lot: {c.done} done, "
@@ -139,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if interrupted or stop.is_set():
             return 130
+        if printer.labels_failed:
+            return 1  # a passed unit without its label needs a reprint: not a clean run
         if args.count is not None:
             return 0 if orch.units_done >= args.count else 1
         return 0 if c.remaining == 0 and c.failed == 0 else 1

@@ -15,7 +15,7 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-import station.labels
+import station.labels.service
 from station.gui.dialogs import SettingsDialog
 from station.gui.resources import resources_dir
 from station.gui.settings import StationSettings
@@ -117,13 +117,13 @@ def test_reprint_of_a_done_row_goes_to_the_zpl_printer_off_the_gui_thread_and_is
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     threads: list[threading.Thread] = []
-    real = station.labels.output_label
+    real = station.labels.service.output_label
 
     def spy(*args: Any, **kw: Any) -> Any:
         threads.append(threading.current_thread())
         return real(*args, **kw)
 
-    monkeypatch.setattr(station.labels, "output_label", spy)
+    monkeypatch.setattr(station.labels.service, "output_label", spy)
     settings.label_output = f"zpl:tcp://127.0.0.1:{zpl.port}"
     assert window.open_lot(str(lot_file))
     finish(window, 2, ok=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -10,10 +10,16 @@ Decoded = list[tuple[str, str]]
 
 
 @pytest.fixture
-def qt(qapp: object) -> object:
-    """The renderers need a Gui application; tests that draw take this fixture."""
+def qt(qapp: object) -> Iterator[object]:
+    """The renderers need a Gui application; tests that draw take this fixture. It registers
+    the Qt renderer for pdf: and printer: outputs, as the window and the command line do."""
     pytest.importorskip("PySide6")
-    return qapp
+    from station.gui.labels import use_qt_renderer
+    from station.labels import use_renderer
+
+    use_qt_renderer()
+    yield qapp
+    use_renderer(None)
 
 
 def decode_lum(data: bytes, width: int, height: int, stride: int) -> Decoded:

@@ -10,16 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from station.errors import StationError
+from station.gui.label_render import print_label, render_image, render_pdf, render_png
 from station.homekit import setup_payload
 from station.labels import (
     LabelTemplate,
     PrintRecord,
     label_fields,
     output_label,
-    print_label,
-    render_image,
-    render_pdf,
-    render_png,
     template_from_dict,
 )
 from tests.labels.conftest import Decoded, decode_image
@@ -186,6 +183,20 @@ def test_output_label_pdf_per_unit(qt: object, tmp_path: Path) -> None:
     assert record.target == f"{tmp_path}/labels/SN_7.pdf"
     codes, _text, _size = _pdf(tmp_path / "labels" / "SN_7.pdf")
     assert codes == [("Code128", "SN/7"), ("QRCode", PAYLOAD)]
+
+
+def test_pdf_and_printer_outputs_need_a_registered_renderer(tmp_path: Path) -> None:
+    """The labels layer never imports the GUI: without a renderer (a headless install, or no
+    front end registered one) pdf: and printer: say what to install; nothing is written."""
+    from station.labels import use_renderer
+
+    use_renderer(None)
+    t = template_from_dict(HOMEKIT)
+    for output in (f"pdf:{tmp_path}/x.pdf", "printer:"):
+        with pytest.raises(StationError, match=r"station\[gui\]") as err:
+            output_label(t, _fields(t), output)
+        assert "zpl:tcp://" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_output_label_unknown_printer(qt: object) -> None:
