@@ -343,22 +343,23 @@ def decode_image(data: bytes, keys: XtsKeys | None = None) -> NvsImage:
         if r.typ == BLOB_IDX:
             count, start = r.extra
             found_parts: list[_Rec] = []
-            for c in range(start, start + count):
-                found = chunks.get((r.ns, r.key, c))
+            for number in range(start, start + count):
+                found = chunks.get((r.ns, r.key, number))
                 if found is None:
                     errors.append(
-                        f"page {r.page} entry {r.entry}: key {r.key!r}: blob chunk {c} is missing"
+                        f"page {r.page} entry {r.entry}: key {r.key!r}: blob chunk {number} is "
+                        "missing"
                     )
                     break
                 found_parts.append(found)
-                used_chunks.add((r.ns, r.key, c))
-            blob = b"".join(c.value for c in found_parts)
+                used_chunks.add((r.ns, r.key, number))
+            blob = b"".join(part.value for part in found_parts)
             if len(found_parts) == count and len(blob) != r.value:
                 errors.append(
                     f"page {r.page} entry {r.entry}: key {r.key!r}: blob is {len(blob)} bytes,"
                     f" its index says {r.value}"
                 )
-            parts = tuple((c.chunk, c.page, c.entry, c.span, len(c.value)) for c in found_parts)
+            parts = tuple((p.chunk, p.page, p.entry, p.span, len(p.value)) for p in found_parts)
             items.append(
                 NvsItem(name, r.key, "blob", blob, r.page, r.entry, count, r.span, r.ns, parts)
             )
