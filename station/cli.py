@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the table lives in flash (default 0x8000, or the build's)",
     )
     p.add_argument("--chip", help="chip (esp32, esp32c3, …): places the bootloader in the map")
+    p.add_argument("--app", metavar="FILE", help="check that this app image fits its app partition")
+    p.add_argument(
+        "--bootloader",
+        metavar="FILE",
+        help="check that this bootloader image ends before the partition table",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("flash", help="write and verify the same files on every port at once")

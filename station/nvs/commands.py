@@ -6,6 +6,7 @@ import argparse
 import datetime
 import json
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -241,9 +242,43 @@ def format_listing(name: str, image: NvsImage) -> str:
     return "\n".join(lines)
 
 
+MAX_IMAGE_SIZE = 128 * 1024 * 1024  # the largest flash ESP-IDF supports
+
+
+def _read_image(path: str) -> bytes:
+    """An NVS image from a regular file of 1 byte to 128 MB; StationError (exit 2) otherwise.
+
+    A FIFO or a device would block or never end, a folder cannot be read: all refused before
+    they are opened.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise StationError.at(path, "image not found") from None
+    except OSError as err:
+        raise StationError.at(path, f"cannot read the image: {err.strerror or err}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise StationError.at(path, "is a folder, not an NVS image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise StationError.at(
+            path,
+            "not a regular file (a pipe, socket or device): save the partition to a file "
+            "first (esptool read_flash OFFSET SIZE file.bin)",
+        )
+    if st.st_size == 0:
+        raise StationError.at(path, "the image is empty (0 bytes): not an NVS partition image")
+    if st.st_size > MAX_IMAGE_SIZE:
+        raise StationError.at(
+            path,
+            f"the image is {st.st_size} bytes, more than any flash holds (128 MB): "
+            "not an NVS partition image",
+        )
+    return _read(path, "image")
+
+
 def inspect(args: argparse.Namespace) -> int:
     """Decode an NVS image and print it; exit 1 if the image has errors (CRC, damage)."""
-    data = _read(args.image, "image")
+    data = _read_image(args.image)
     keys = parse_key_partition(_read(args.key, "key file"), args.key) if args.key else None
     image = decode_image(data, keys)
     if args.json:

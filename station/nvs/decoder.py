@@ -58,6 +58,10 @@ class NvsItem:
     page: int  # where its header (for version-2 blobs: its index entry) is
     entry: int
     chunks: int = 0  # version-2 blobs: number of data chunks; 0 otherwise
+    span: int = 1  # entries taken by its header and data (a version-2 blob's index: 1)
+    ns_index: int = 0  # the namespace's index, as stored in the entry
+    # version-2 blobs: (chunk index, page, entry, span, bytes) of each data chunk, in order
+    parts: tuple[tuple[int, int, int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,18 @@ class NvsImage:
     encrypted: bool = False
 
     def as_dict(self) -> dict[str, dict[str, Value]]:
-        """``{namespace: {key: value}}``, every namespace present even when empty."""
+        """``{namespace: {key: value}}``, every namespace present even when empty.
+
+        A namespace defined twice (two indexes) holds what the firmware reads: the keys under
+        the index it opens (the first definition), not the ones under the other index.
+        """
+        opened: dict[str, int] = {}
+        for index, name in self.namespaces.items():
+            opened.setdefault(name, index)
         out: dict[str, dict[str, Value]] = {name: {} for name in self.namespaces.values()}
         for item in self.items:
-            out.setdefault(item.namespace, {})[item.key] = item.value
+            if opened.get(item.namespace, item.ns_index) == item.ns_index:
+                out.setdefault(item.namespace, {})[item.key] = item.value
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -93,7 +105,13 @@ class NvsImage:
                     "value": i.value.hex() if isinstance(i.value, bytes) else i.value,
                     "page": i.page,
                     "entry": i.entry,
+                    "span": i.span,
+                    "ns_index": i.ns_index,
                     "chunks": i.chunks,
+                    "parts": [
+                        {"chunk": c, "page": pg, "entry": en, "span": sp, "size": sz}
+                        for c, pg, en, sp, sz in i.parts
+                    ],
                 }
                 for i in self.items
             ],
@@ -109,22 +127,46 @@ def _key(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-def _duplicate(
-    rec: tuple[int, int, int, int, str, Any, int, Any],
-    older: tuple[int, int],
-    seq_of: dict[int, int],
-) -> str:
-    page_no, entry_no, ns, _typ, key = rec[:5]
-    what = f"namespace {key!r}" if ns == 0 else f"key {key!r}"
+@dataclass(frozen=True)
+class _Rec:
+    """One written item header as found on a page (before duplicates are resolved)."""
+
+    page: int
+    entry: int
+    ns: int
+    typ: int
+    key: str
+    value: Any
+    span: int
+    chunk: int = 0
+    extra: Any = None  # version-2 blob index: (chunk count, first chunk)
+
+    @property
+    def ident(self) -> tuple[int, str, int, Any]:
+        """What makes two records copies of one value: the firmware finds an item by namespace,
+        type and key (so one key with two types is two values), a namespace by name and index."""
+        return (self.ns, self.key, self.typ, self.value if self.ns == 0 else None)
+
+
+def _duplicate(rec: _Rec, older: _Rec, seq_of: dict[int, int]) -> str:
+    what = f"namespace {rec.key!r}" if rec.ns == 0 else f"key {rec.key!r}"
     return (
-        f"page {page_no} entry {entry_no}: {what} is written twice (also at page {older[0]} "
-        f"entry {older[1]}, seq {seq_of[older[0]]}); this newer copy (seq {seq_of[page_no]}) "
-        "counts"
+        f"page {rec.page} entry {rec.entry}: {what} is written twice (also at page {older.page} "
+        f"entry {older.entry}, seq {seq_of[older.page]}); this newer copy "
+        f"(seq {seq_of[rec.page]}) counts"
     )
 
 
+_LIVE_STATES = ("active", "full", "freeing")
+
+
 def decode_image(data: bytes, keys: XtsKeys | None = None) -> NvsImage:
-    """Read an NVS partition image back; with ``keys``, an encrypted one."""
+    """Read an NVS image back as the firmware does; with ``keys``, an encrypted one.
+
+    Pages the firmware treats as corrupt (a state word that is not empty/active/full/freeing,
+    such as 0; a header CRC mismatch; an "empty" page holding data) are reported and their
+    entries left out, as the firmware ignores them.
+    """
     errors: list[str] = []
     if len(data) % PAGE_SIZE:
         errors.append(
@@ -132,31 +174,48 @@ def decode_image(data: bytes, keys: XtsKeys | None = None) -> NvsImage:
             " the tail is ignored"
         )
     pages: list[PageInfo] = []
-    # raw records in scan order: (page, entry, ns, type, key, value, chunk, extra)
-    records: list[tuple[int, int, int, int, str, Any, int, Any]] = []
-    chunk_records: list[tuple[tuple[int, str, int], bytes, int, int]] = []
+    records: list[_Rec] = []
+    chunk_records: list[_Rec] = []
     crc_failures = 0
     for index in range(len(data) // PAGE_SIZE):
         page = data[index * PAGE_SIZE : (index + 1) * PAGE_SIZE]
         (state_word, seq) = struct.unpack_from("<II", page, 0)
         if state_word == STATE_EMPTY:
             if page.count(0xFF) != PAGE_SIZE:
-                errors.append(f"page {index}: marked uninitialised but holds data")
-            pages.append(PageInfo(index, "empty"))
+                errors.append(
+                    f"page {index}: marked uninitialised but holds data; the firmware treats "
+                    "it as corrupt and ignores it"
+                )
+                pages.append(PageInfo(index, "corrupt"))
+            else:
+                pages.append(PageInfo(index, "empty"))
             continue
         state = PAGE_STATES.get(state_word, f"unknown {state_word:#010x}")
         header_ok = struct.unpack_from("<I", page, 28)[0] == zlib.crc32(page[4:28], 0xFFFFFFFF)
-        if not header_ok:
-            errors.append(f"page {index}: header CRC mismatch")
         version = {0xFF: 1, 0xFE: 2}.get(page[8])
         states = _entry_states(page[32:64])
         body = page[FIRST_ENTRY_OFFSET:]
         if keys is not None:
             body = decrypt_entries(body, keys, index)
         used = states.count(_ENTRY_WRITTEN)
-        pages.append(
-            PageInfo(index, state, seq, version, header_ok, used, states.count(_ENTRY_ERASED))
-        )
+        erased = states.count(_ENTRY_ERASED)
+        if state not in _LIVE_STATES or not header_ok:
+            why = (
+                f"state word {state_word:#010x} is not a page state (empty, active, full or "
+                "freeing)"
+                if state not in _LIVE_STATES and state != "corrupt"
+                else "marked corrupt"
+                if state == "corrupt"
+                else "header CRC mismatch"
+            )
+            ignored = f"; its {used} written entries are ignored" if used else ""
+            errors.append(
+                f"page {index}: {why}; the firmware treats the page as corrupt, ignores it and "
+                f"erases it when it needs the space{ignored}"
+            )
+            pages.append(PageInfo(index, "corrupt", seq, version, header_ok, used, erased))
+            continue
+        pages.append(PageInfo(index, state, seq, version, header_ok, used, erased))
         i = 0
         while i < ENTRIES_PER_PAGE:
             st = states[i]
@@ -181,7 +240,7 @@ def decode_image(data: bytes, keys: XtsKeys | None = None) -> NvsImage:
             where = f"{where}: key {key!r}"
             if typ in _UNPACK:
                 (value,) = struct.unpack_from(_UNPACK[typ], e, 24)
-                records.append((index, i, ns, typ, key, value, chunk, None))
+                records.append(_Rec(index, i, ns, typ, key, value, span, chunk))
             elif typ in (SZ, BLOB, BLOB_DATA):
                 size, _reserved, crc = struct.unpack_from("<HHI", e, 24)
                 raw = body[(i + 1) * ENTRY_SIZE : (i + span) * ENTRY_SIZE]
@@ -194,7 +253,7 @@ def decode_image(data: bytes, keys: XtsKeys | None = None) -> NvsImage:
                     errors.append(f"{where}: data CRC mismatch")
                     crc_failures += 1
                 if typ == BLOB_DATA:
-                    chunk_records.append(((ns, key, chunk), raw, index, i))
+                    chunk_records.append(_Rec(index, i, ns, typ, key, raw, span, chunk))
                 elif typ == SZ:
                     text = raw[:-1] if raw.endswith(b"\0") else raw
                     try:
@@ -202,12 +261,12 @@ def decode_image(data: bytes, keys: XtsKeys | None = None) -> NvsImage:
                     except UnicodeDecodeError:
                         errors.append(f"{where}: string is not UTF-8 (kept as bytes)")
                         value = text
-                    records.append((index, i, ns, typ, key, value, chunk, None))
+                    records.append(_Rec(index, i, ns, typ, key, value, span, chunk))
                 else:
-                    records.append((index, i, ns, typ, key, raw, chunk, None))
+                    records.append(_Rec(index, i, ns, typ, key, raw, span, chunk))
             elif typ == BLOB_IDX:
                 size, count, start = struct.unpack_from("<IBB", e, 24)
-                records.append((index, i, ns, typ, key, size, chunk, (count, start)))
+                records.append(_Rec(index, i, ns, typ, key, size, span, chunk, (count, start)))
             else:
                 errors.append(f"{where}: unknown item type {typ:#04x}")
             i += span
@@ -220,65 +279,103 @@ def decode_image(data: bytes, keys: XtsKeys | None = None) -> NvsImage:
     order = {
         p.index: n for n, p in enumerate(sorted(pages, key=lambda p: (seq_of[p.index], p.index)))
     }
-    records.sort(key=lambda r: (order[r[0]], r[1]))
-    chunk_records.sort(key=lambda c: (order[c[2]], c[3]))
-    newest: dict[tuple[int, str], tuple[int, int]] = {}
-    kept: list[tuple[int, int, int, int, str, Any, int, Any]] = []
+    records.sort(key=lambda r: (order[r.page], r.entry))
+    chunk_records.sort(key=lambda c: (order[c.page], c.entry))
+    newest: dict[tuple[int, str, int, Any], _Rec] = {}
     for rec in records:
-        ident = (rec[2], rec[4])
-        if ident in newest:
-            errors.append(_duplicate(rec, newest[ident], seq_of))
-            kept = [k for k in kept if (k[2], k[4]) != ident]
-        newest[ident] = (rec[0], rec[1])
-        kept.append(rec)
-    records = kept
-    chunks: dict[tuple[int, str, int], tuple[bytes, int, int]] = {}
-    for ck, raw, page_no, entry_no in chunk_records:
+        if rec.ident in newest:
+            errors.append(_duplicate(rec, newest[rec.ident], seq_of))
+        newest[rec.ident] = rec
+    records = [r for r in records if newest[r.ident] is r]
+    chunks: dict[tuple[int, str, int], _Rec] = {}
+    for c in chunk_records:
+        ck = (c.ns, c.key, c.chunk)
         if ck in chunks:
             older = chunks[ck]
             errors.append(
-                f"page {page_no} entry {entry_no}: key {ck[1]!r}: blob chunk {ck[2]} is written "
-                f"twice (also at page {older[1]} entry {older[2]}, seq {seq_of[older[1]]}); this "
-                f"newer copy (seq {seq_of[page_no]}) counts"
+                f"page {c.page} entry {c.entry}: key {c.key!r}: blob chunk {c.chunk} is written "
+                f"twice (also at page {older.page} entry {older.entry}, seq "
+                f"{seq_of[older.page]}); this newer copy (seq {seq_of[c.page]}) counts"
             )
-        chunks[ck] = (raw, page_no, entry_no)
+        chunks[ck] = c
 
-    namespaces = {r[5]: r[4] for r in records if r[2] == 0 and r[3] == U8}
+    # the firmware reads the namespace table in page order and opens a name at the first index
+    # it finds for it; the keys under a second index of the same name cannot be read by name
+    namespaces: dict[int, str] = {}
+    defined: dict[str, _Rec] = {}
+    for r in records:
+        if r.ns == 0 and r.typ == U8:
+            namespaces.setdefault(r.value, r.key)
+            first = defined.setdefault(r.key, r)
+            if first is not r:
+                under = sorted({x.key for x in records if x.ns == r.value})
+                shadowed = (
+                    f"; its keys under index {r.value} ({', '.join(under)}) cannot be read"
+                    if under
+                    else ""
+                )
+                errors.append(
+                    f"page {r.page} entry {r.entry}: namespace {r.key!r} is defined twice, with "
+                    f"index {first.value} (page {first.page} entry {first.entry}) and index "
+                    f"{r.value}; the firmware opens index {first.value}{shadowed}"
+                )
+    types_of: dict[tuple[int, str], list[_Rec]] = {}
+    for r in records:
+        if r.ns != 0:
+            types_of.setdefault((r.ns, r.key), []).append(r)
+    for (_ns, key), same in types_of.items():
+        names = [_type_name(r.typ) for r in same]
+        if len(same) > 1 and len(set(names)) > 1:
+            errors.append(
+                f"page {same[-1].page} entry {same[-1].entry}: key {key!r} is stored with "
+                f"{len(same)} types ({', '.join(names)}): {len(same)} values, each read by its "
+                "own type (a firmware write of the key replaces them all)"
+            )
     items: list[NvsItem] = []
     used_chunks: set[tuple[int, str, int]] = set()
-    for page_no, entry_no, ns, typ, key, value, _chunk, extra in records:
-        if ns == 0 and typ == U8:
+    for r in records:
+        if r.ns == 0 and r.typ == U8:
             continue
-        name = namespaces.get(ns)
+        name = namespaces.get(r.ns)
         if name is None:
-            errors.append(f"page {page_no} entry {entry_no}: key {key!r}: unknown namespace {ns}")
-            name = f"#{ns}"
-        if typ == BLOB_IDX:
-            count, start = extra
-            parts = []
-            for c in range(start, start + count):
-                found = chunks.get((ns, key, c))
+            errors.append(f"page {r.page} entry {r.entry}: key {r.key!r}: unknown namespace {r.ns}")
+            name = f"#{r.ns}"
+        if r.typ == BLOB_IDX:
+            count, start = r.extra
+            found_parts: list[_Rec] = []
+            for number in range(start, start + count):
+                found = chunks.get((r.ns, r.key, number))
                 if found is None:
                     errors.append(
-                        f"page {page_no} entry {entry_no}: key {key!r}: blob chunk {c} is missing"
+                        f"page {r.page} entry {r.entry}: key {r.key!r}: blob chunk {number} is "
+                        "missing"
                     )
                     break
-                parts.append(found[0])
-                used_chunks.add((ns, key, c))
-            blob = b"".join(parts)
-            if len(parts) == count and len(blob) != value:
+                found_parts.append(found)
+                used_chunks.add((r.ns, r.key, number))
+            blob = b"".join(part.value for part in found_parts)
+            if len(found_parts) == count and len(blob) != r.value:
                 errors.append(
-                    f"page {page_no} entry {entry_no}: key {key!r}: blob is {len(blob)} bytes,"
-                    f" its index says {value}"
+                    f"page {r.page} entry {r.entry}: key {r.key!r}: blob is {len(blob)} bytes,"
+                    f" its index says {r.value}"
                 )
-            items.append(NvsItem(name, key, "blob", blob, page_no, entry_no, count))
+            parts = tuple((p.chunk, p.page, p.entry, p.span, len(p.value)) for p in found_parts)
+            items.append(
+                NvsItem(name, r.key, "blob", blob, r.page, r.entry, count, r.span, r.ns, parts)
+            )
         else:
-            items.append(NvsItem(name, key, TYPE_NAMES[typ], value, page_no, entry_no))
-    for ck, (_raw, page_no, entry_no) in chunks.items():
+            items.append(
+                NvsItem(name, r.key, TYPE_NAMES[r.typ], r.value, r.page, r.entry, 0, r.span, r.ns)
+            )
+    for ck, c in chunks.items():
         if ck not in used_chunks:
             errors.append(
-                f"page {page_no} entry {entry_no}: key {ck[1]!r}: blob chunk {ck[2]} has no index"
+                f"page {c.page} entry {c.entry}: key {ck[1]!r}: blob chunk {ck[2]} has no index"
             )
     if keys is None and crc_failures and crc_failures >= len(records):
         errors.append("most entries fail their CRC: is the image encrypted? (give the key file)")
     return NvsImage(len(data), pages, namespaces, items, errors, keys is not None)
+
+
+def _type_name(typ: int) -> str:
+    return "blob" if typ == BLOB_IDX else TYPE_NAMES[typ]

@@ -7,6 +7,8 @@ from station.partitions.binary import parse_binary, to_binary
 from station.partitions.checks import (
     ENCRYPTION_SCHEMES,
     HOMEKIT_PARTITION,
+    check_app_image,
+    check_bootloader_image,
     check_image_fits,
     check_requirements,
     compare_tables,
@@ -45,6 +47,8 @@ __all__ = [
     "MapRegion",
     "Partition",
     "PartitionTable",
+    "check_app_image",
+    "check_bootloader_image",
     "check_image_fits",
     "check_requirements",
     "compare_tables",

@@ -123,7 +123,21 @@ def validate(table: PartitionTable, flash_size: int | None = None) -> list[Probl
                     column="type",
                 )
             )
-        if p.size <= 0:
+        if p.is_primary_bootloader and p.offset >= table.table_offset:
+            # gen_esp32part: "Primary bootloader must be below partition table"
+            out.append(
+                _at(
+                    table,
+                    p,
+                    f"the primary bootloader's offset 0x{p.offset:x} is not below the partition "
+                    f"table (0x{table.table_offset:x}); the bootloader must come first: check "
+                    "the bootloader offset and the table offset (CONFIG_PARTITION_TABLE_OFFSET)",
+                    column="offset",
+                )
+            )
+        elif p.size < 0:
+            out.append(_at(table, p, f"the size is negative (-0x{-p.size:x})", column="size"))
+        elif p.size == 0:
             out.append(
                 _at(table, p, "the size is 0; a partition needs at least one sector", column="size")
             )
@@ -233,12 +247,11 @@ def validate(table: PartitionTable, flash_size: int | None = None) -> list[Probl
             if last is None or p.end > last.end:
                 last, last_i = p, i
     # any overlap at all, in flash order (binary tables and what the CSV pass did not name)
+    # (the primary bootloader and table too: gen_esp32part reports two of either as an overlap)
     indexed = sorted(enumerate(parts), key=lambda ip: (ip[1].offset, ip[0]))
     for n, (i, p) in enumerate(indexed):
-        if _reserved(p):
-            continue
         for j, q in indexed[:n]:
-            if _reserved(q) or q.end <= p.offset or (j, i) in reported or (i, j) in reported:
+            if q.end <= p.offset or (j, i) in reported or (i, j) in reported:
                 continue
             if q.size > 0 and p.size > 0:
                 reported.add((j, i))
@@ -363,6 +376,87 @@ def check_image_fits(part: Partition, size: int, *, file: str = "") -> list[Prob
             part.name,
             f"the image is 0x{size:x} bytes but {part.name!r} is 0x{part.size:x}; {why}: "
             f"generate it with size 0x{part.size:x}",
+        )
+    ]
+
+
+_TEE_APP_SUBTYPES = range(0x30, 0x32)  # tee_0, tee_1: ESP-IDF's check_sizes leaves them out
+_OTA_APP_SUBTYPES = range(0x10, 0x20)
+
+
+def _over(size: int, part: Partition) -> str:
+    return (
+        f"{part.name!r} (0x{part.size:x} bytes at 0x{part.offset:x}; 0x{size - part.size:x} bytes "
+        "over)"
+    )
+
+
+def check_app_image(
+    table: PartitionTable, size: int, *, file: str, offset: int | None = None
+) -> list[Problem]:
+    """A problem unless an app image of ``size`` bytes fits the app partition it goes to.
+
+    That partition is the app partition at ``offset`` (a build's flasher_args.json says where the
+    app is written), else the ``factory`` app, else the OTA slots. An app written to an OTA slot
+    must fit the smallest OTA slot, since updates move it from slot to slot. ESP-IDF's
+    check_sizes.py refuses an app that fits no app partition and only warns when it fits some;
+    the station knows where it writes the app, so it refuses whenever that place is too small.
+    """
+    apps = [
+        p for p in table.partitions if p.type == APP_TYPE and p.subtype not in _TEE_APP_SUBTYPES
+    ]
+    ota = [p for p in apps if p.subtype in _OTA_APP_SUBTYPES]
+
+    def problem(message: str) -> list[Problem]:
+        return [Problem(file, 0, 0, "app", message)]
+
+    if not apps:
+        return problem(f"the table ({table.source}) has no app partition to hold the app image")
+    if offset is not None:
+        target = next((p for p in apps if p.offset == offset), None)
+        if target is None:
+            names = ", ".join(f"{p.name} (0x{p.offset:x})" for p in apps)
+            return problem(
+                f"the app is written at 0x{offset:x}, where no app partition starts "
+                f"(app partitions: {names})"
+            )
+    else:
+        target = next((p for p in apps if p.subtype == 0), None) or (ota or apps)[0]
+    if target in ota:
+        smallest = min(ota, key=lambda p: p.size)
+        if size > smallest.size:
+            which = "the OTA slot" if len(ota) == 1 else "the smallest OTA slot"
+            return problem(
+                f"the app image is 0x{size:x} bytes, too large for {which} {_over(size, smallest)}"
+                "; every OTA slot must hold the app: build a smaller app or enlarge the slots"
+            )
+        return []
+    if size > target.size:
+        return problem(
+            f"the app image is 0x{size:x} bytes, too large for its app partition "
+            f"{_over(size, target)}: build a smaller app or enlarge the partition"
+        )
+    return []
+
+
+def check_bootloader_image(
+    table: PartitionTable, size: int, *, file: str, bootloader_offset: int
+) -> list[Problem]:
+    """A problem unless a bootloader image of ``size`` bytes written at ``bootloader_offset``
+    ends before the partition table (ESP-IDF's check_sizes.py ``check_bootloader``)."""
+    room = table.table_offset - bootloader_offset
+    if size <= room:
+        return []
+    return [
+        Problem(
+            file,
+            0,
+            0,
+            "bootloader",
+            f"the bootloader image is 0x{size:x} bytes; from 0x{bootloader_offset:x} to the "
+            f"partition table at 0x{table.table_offset:x} there is room for 0x{max(room, 0):x}, "
+            f"so it would overlap the table by 0x{size - max(room, 0):x} bytes: move the table "
+            "up (CONFIG_PARTITION_TABLE_OFFSET) or make the bootloader smaller",
         )
     ]
 

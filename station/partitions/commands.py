@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from typing import Any, TextIO
 
 from station.errors import Problem, StationError
-from station.partitions.checks import find_factory_partition, flash_map, validate
+from station.partitions.checks import (
+    check_app_image,
+    check_bootloader_image,
+    find_factory_partition,
+    flash_map,
+    validate,
+)
 from station.partitions.loader import flash_size_of, load_table, parse_flash_size
-from station.partitions.model import MapRegion, Partition, PartitionTable
+from station.partitions.model import BOOTLOADER_OFFSETS, MapRegion, Partition, PartitionTable
 
 
 def _hex(n: int) -> str:
@@ -117,6 +125,19 @@ def _print_text(
         )
 
 
+def _image_size(path: str, what: str, problems: list[Problem]) -> int | None:
+    """The size of a regular file, or None with a located problem."""
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        problems.append(Problem(path, 0, 0, what, f"cannot read: {err.strerror or err}"))
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        problems.append(Problem(path, 0, 0, what, "not a regular file"))
+        return None
+    return st.st_size
+
+
 def show(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print the table, the factory partition and a verdict; exit 2 with every problem if any."""
     out = out or sys.stdout
@@ -133,6 +154,37 @@ def show(args: argparse.Namespace, out: TextIO | None = None) -> int:
         factory = find_factory_partition(table, getattr(args, "partition", None))
     except StationError as err:
         problems.extend(err.problems)
+    images: list[str] = []
+    app = getattr(args, "app", None)
+    if app:
+        size = _image_size(app, "app image", problems)
+        if size is not None:
+            app_offset = table.flasher_args.app_offset if table.flasher_args else None
+            found = check_app_image(table, size, file=app, offset=app_offset)
+            problems.extend(found)
+            if not found:
+                images.append(f"app image {app}: 0x{size:x} bytes, fits")
+    boot = getattr(args, "bootloader", None)
+    if boot:
+        size = _image_size(boot, "bootloader image", problems)
+        boot_offset = table.bootloader_offset
+        if boot_offset is None and chip:
+            boot_offset = BOOTLOADER_OFFSETS.get(chip.lower())
+        if boot_offset is None:
+            problems.append(
+                Problem(
+                    boot,
+                    0,
+                    0,
+                    "bootloader",
+                    "the bootloader offset depends on the chip: give --chip or a build folder",
+                )
+            )
+        elif size is not None:
+            found = check_bootloader_image(table, size, file=boot, bootloader_offset=boot_offset)
+            problems.extend(found)
+            if not found:
+                images.append(f"bootloader image {boot}: 0x{size:x} bytes, fits")
     regions = flash_map(table, flash_size, factory.name if factory else None, chip=chip)
     verdict = _verdict(factory, problems)
     if args.json:
@@ -149,11 +201,14 @@ def show(args: argparse.Namespace, out: TextIO | None = None) -> int:
             "ok": not problems,
             "verdict": verdict,
             "problems": [str(p) for p in problems],
+            "images": images,
         }
         json.dump(doc, out, indent=2)
         out.write("\n")
     else:
         _print_text(table, flash_size, factory, regions, verdict, out)
+        for line in images:
+            print(line, file=out)
     out.flush()
     if problems:
         raise StationError(problems)

@@ -190,12 +190,15 @@ def parse_csv_text(
         if ptype == BOOTLOADER_TYPE:
             if bootloader_offset is not None:
                 size = table_offset - bootloader_offset
-            elif not fixed_offset:
+            elif not (fixed_offset and offset is None):
+                # gen_esp32part: "Primary bootloader offset is not defined" for every bootloader
+                # row, the recovery one too (its size is the primary's), unless the row's own
+                # offset is already reported above
                 bad(
                     zfield,
                     "a bootloader partition is as large as the space between the primary "
-                    "bootloader and the table, which depends on the chip; load the table "
-                    "from the build folder (flasher_args.json) instead",
+                    "bootloader and the table, and the primary bootloader's offset depends on "
+                    "the chip; load the table from the build folder (flasher_args.json) instead",
                 )
         elif ptype == PARTITION_TABLE_TYPE:
             size = TABLE_SIZE
@@ -214,11 +217,18 @@ def parse_csv_text(
         ffield = fields[5]
         flags: set[str] = set()
         for flag in ffield.text.split(":"):
-            flag = flag.strip()
             if not flag:
                 continue
             if flag in FLAGS:
                 flags.add(flag)
+            elif flag.strip() in FLAGS or not flag.strip():
+                # gen_esp32part splits on ':' and refuses " readonly" as an unknown flag
+                bad(
+                    ffield,
+                    f"flag {flag!r} has spaces around it, which ESP-IDF's gen_esp32part "
+                    "refuses (unknown flag); join flags with ':' and no spaces "
+                    "(encrypted:readonly)",
+                )
             else:
                 bad(
                     ffield,
@@ -289,20 +299,23 @@ def parse_csv_text(
     )
 
 
-def to_csv(table: PartitionTable) -> str:
-    """The table in gen_esp32part's CSV form (names for known types, K/M sizes where exact)."""
+def to_csv(table: PartitionTable, *, simple: bool = False) -> str:
+    """The table in gen_esp32part's CSV form: names for known types and subtypes, other numbers
+    in decimal, offsets in hex, sizes with K/M where exact. ``simple`` (gen_esp32part's
+    ``simple_formatting``) writes every type and subtype as a decimal number and sizes in hex.
+    """
     rows = ["# ESP-IDF Partition Table", "# Name, Type, SubType, Offset, Size, Flags"]
     for p in table.partitions:
         size = f"{p.size:#x}"
-        for unit, suffix in ((0x100000, "M"), (0x400, "K")):
-            if p.size % unit == 0:
-                size = f"{p.size // unit}{suffix}"
-                break
-        rows.append(
-            ",".join(
-                [p.name, p.type_name, p.subtype_name, f"{p.offset:#x}", size, ":".join(p.flags)]
-            )
-        )
+        if not simple:
+            for unit, suffix in ((0x100000, "M"), (0x400, "K")):
+                if p.size % unit == 0:
+                    size = f"{p.size // unit}{suffix}"
+                    break
+        ptype = str(p.type) if simple or p.type_name.startswith("0x") else p.type_name
+        known_subtype = not p.subtype_name.startswith("0x")
+        subtype = p.subtype_name if known_subtype and not simple else str(p.subtype)
+        rows.append(",".join([p.name, ptype, subtype, f"{p.offset:#x}", size, ":".join(p.flags)]))
     return "\n".join(rows) + "\n"
 
 

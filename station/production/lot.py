@@ -806,7 +806,12 @@ def _check_firmware(
 ) -> list[Problem]:
     """The build must be for the lot's chip, carry the lot's partition table (if it has one),
     fit the partitions it writes, and leave the partitions the station writes alone."""
-    from station.partitions import compare_tables, parse_binary
+    from station.partitions import (
+        check_app_image,
+        check_bootloader_image,
+        compare_tables,
+        parse_binary,
+    )
 
     out: list[Problem] = []
     source = str(fw.path)
@@ -857,7 +862,13 @@ def _check_firmware(
                     )
                 )
         part = next((p for p in table.partitions if p.offset == r.offset), None)
-        if part is not None and len(r.data) > part.size:
+        if r.offset == fw.args.app_offset:  # its app partition, or the smallest OTA slot
+            out.extend(check_app_image(table, len(r.data), file=source, offset=r.offset))
+        elif r.offset == fw.args.bootloader_offset and r.offset < table.table_offset:
+            out.extend(
+                check_bootloader_image(table, len(r.data), file=source, bootloader_offset=r.offset)
+            )
+        elif part is not None and len(r.data) > part.size:
             out.append(
                 Problem(
                     source,

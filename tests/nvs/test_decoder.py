@@ -116,8 +116,12 @@ def test_damaged_page_header_is_reported() -> None:
     data = encoded([NvsEntry(*NS)])
     data[8] = 0x00  # the version byte, covered by the header CRC
     image = decode_image(bytes(data))
-    assert image.errors == ["page 0: header CRC mismatch"]
-    assert image.pages[0].header_ok is False
+    assert image.errors == [
+        "page 0: header CRC mismatch; the firmware treats the page as corrupt, ignores it and "
+        "erases it when it needs the space; its 1 written entries are ignored"
+    ]
+    assert image.pages[0].header_ok is False and image.pages[0].state == "corrupt"
+    assert image.as_dict() == {}
 
 
 def test_erased_entries_and_missing_chunks() -> None:
@@ -133,7 +137,10 @@ def test_truncated_and_uninitialised_pages() -> None:
     data = encoded([NvsEntry(*NS)])
     assert decode_image(bytes(data[:5000])).errors[0].startswith("image is 5000 bytes")
     data[4096 + 100] = 0
-    assert "page 1: marked uninitialised but holds data" in decode_image(bytes(data)).errors
+    assert (
+        "page 1: marked uninitialised but holds data; the firmware treats it as corrupt and "
+        "ignores it"
+    ) in decode_image(bytes(data)).errors
 
 
 def test_encrypted_image() -> None:
@@ -174,7 +181,10 @@ def test_json_has_every_field() -> None:
             "value": "0aff",
             "page": 0,
             "entry": 3,
+            "span": 1,
+            "ns_index": 1,
             "chunks": 1,
+            "parts": [{"chunk": 0, "page": 0, "entry": 1, "span": 2, "size": 2}],
         },
         {
             "namespace": "storage",
@@ -183,7 +193,10 @@ def test_json_has_every_field() -> None:
             "value": -1,
             "page": 0,
             "entry": 4,
+            "span": 1,
+            "ns_index": 1,
             "chunks": 0,
+            "parts": [],
         },
     ]
     assert doc["namespaces"] == {"1": "storage"}

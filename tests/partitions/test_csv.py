@@ -226,10 +226,19 @@ def test_table_offset_moves_the_first_free_offset() -> None:
     assert t.partitions[0].offset == 0xD000 and t.table_offset == 0xC000
 
 
-def test_flags_both_and_spaces() -> None:
-    t = parse_csv_text("fctry, data, nvs, 0x10000, 0x1000, readonly : encrypted\n")
+def test_flags_both() -> None:
+    t = parse_csv_text("fctry, data, nvs, 0x10000, 0x1000, readonly:encrypted\n")
     p = t.partitions[0]
     assert p.readonly and p.encrypted and p.flags == ("encrypted", "readonly")
+
+
+def test_spaces_inside_the_flags_are_refused_as_gen_esp32part_does() -> None:
+    # gen_esp32part: "CSV flag column contains unknown flag ' readonly'"
+    assert _problems("fctry, data, nvs, 0x10000, 0x1000, encrypted: readonly\n") == [
+        "partitions.csv:1:36: fctry: flag ' readonly' has spaces around it, which ESP-IDF's "
+        "gen_esp32part refuses (unknown flag); join flags with ':' and no spaces "
+        "(encrypted:readonly)"
+    ]
 
 
 def test_bootloader_and_table_entries_take_their_offsets() -> None:
@@ -402,8 +411,8 @@ def test_other_bootloader_entries_need_the_bootloader_offset() -> None:
         "build configuration and is not known here; load the table from the build folder "
         "(flasher_args.json) instead",
         "partitions.csv:2:36: bl_ota: a bootloader partition is as large as the space between "
-        "the primary bootloader and the table, which depends on the chip; load the table from "
-        "the build folder (flasher_args.json) instead",
+        "the primary bootloader and the table, and the primary bootloader's offset depends on "
+        "the chip; load the table from the build folder (flasher_args.json) instead",
     ]
     t = parse_csv_text(text, bootloader_offset=0x0, recovery_bootloader_offset=0x100000)
     assert [(p.offset, p.size) for p in t.partitions] == [(0x100000, 0x8000), (0x200000, 0x8000)]

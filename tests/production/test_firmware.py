@@ -85,7 +85,11 @@ def test_every_problem_of_the_build_is_located_at_once(tmp_path: Path) -> None:
         for p in got
     ), got
     assert any("extra.bin (0xd000..0xe000) overlaps 'fctry'" in p for p in got), got
-    assert any("app is 0x11000 bytes, its partition 'factory' 0x10000" in p for p in got), got
+    assert (
+        f"{args_file}:0:0: app: the app image is 0x11000 bytes, too large for its app partition "
+        "'factory' (0x10000 bytes at 0x10000; 0x1000 bytes over): build a smaller app or enlarge "
+        "the partition"
+    ) in got, got
     assert not list(lot.parent.glob("*.station.db*"))
 
 
