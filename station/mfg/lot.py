@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from station.errors import Problem, ProblemList
+from station.errors import Problem, ProblemList, cap_identical
 from station.mfg import values as V
 from station.mfg.csvfile import read_text, records
 
@@ -126,8 +126,11 @@ class _FileCache:
             cached = self._data.get(path)
         if cached is not None:
             return cached
-        with open(path, "rb") as f:
-            data = f.read()
+        from station.files import MAX_VALUE_FILE, read_input
+
+        data = read_input(
+            path, MAX_VALUE_FILE, "an NVS value"
+        )  # a regular file only, size-capped: never a FIFO's wait
         with self._lock:
             if self._size + len(data) <= _FILE_CACHE_BYTES:
                 self._data[path] = data
@@ -466,9 +469,8 @@ def _fill_repeat(
                         number,
                         i + 1,
                         vals.header[i],
-                        f"REPEAT key: {value!r} differs from the first row's "
-                        f"{first[i]!r} (line {first_line}), which every device gets; "
-                        "leave it empty",
+                        f"REPEAT key: the value differs from the first row's (line "
+                        f"{first_line}), which every device gets; leave it empty",
                     )
                 fields[i] = first[i]
 
@@ -588,6 +590,7 @@ def load_mfg(
         _check_fit(lot, sizes, bad, size, version, problems)
     order = {str(cpath): 0, str(vpath): 1}
     problems.items.sort(key=lambda p: (order.get(p.file, 2), p.line, p.column))
+    problems.items[:] = cap_identical(problems.items)
     if len(problems) > MAX_PROBLEMS:
         extra = len(problems) - MAX_PROBLEMS
         del problems.items[MAX_PROBLEMS:]
@@ -650,14 +653,13 @@ def _check_file(
     known = results.get((path, encoding))
     if known is not None:
         return known
+    from station.files import InputFileError
+
     try:
         result = V.file_content_check(encoding, lot._files.read(path))
-    except FileNotFoundError:
-        result = (f"file not found: {path} (relative paths start at {lot.base_dir})", 0)
-    except IsADirectoryError:
-        result = (f"{path} is a folder, not a file", 0)
-    except OSError as err:
-        result = (f"cannot read {path}: {err.strerror}", 0)
+    except InputFileError as err:
+        hint = f" (relative paths start at {lot.base_dir})" if err.missing else ""
+        result = (f"{err}{hint}", 0)
     results[(path, encoding)] = result
     return result
 

@@ -140,6 +140,21 @@ def read_lot_file(path: str | Path) -> LotSettings:
     return settings
 
 
+_MAX_LOT_FILE = 1024 * 1024  # a lot file is a few dozen lines
+
+
+def _deep_line(text: str, limit: int = 32) -> int:
+    """The line where brackets first nest deeper than ``limit`` (strings are not told apart:
+    only for pointing at a line)."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        for ch in line:
+            depth += 1 if ch in "[{" else -1 if ch in "]}" else 0
+            if depth > limit:
+                return number
+    return 0
+
+
 def _parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
     """The lot file's settings and its problems. Settings are returned despite problems when
     the files the lot names were found (bad optional values fall back to their defaults), so
@@ -147,12 +162,14 @@ def _parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
     cannot be read or parsed at all raises StationError."""
     path = Path(path)
     file = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise StationError.at(file, "lot file not found") from None
-    except OSError as err:
-        raise StationError.at(file, f"cannot read the lot file: {err.strerror}") from None
+    from station.files import InputFileError, read_input
+
+    try:  # a regular file only, size-capped: a FIFO or /dev/zero named as the lot is refused
+        raw = read_input(path, _MAX_LOT_FILE, "a lot file")
+    except InputFileError as err:
+        if err.missing:
+            raise StationError.at(file, "lot file not found") from None
+        raise StationError.at(file, f"cannot read the lot file: {err}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -165,6 +182,12 @@ def _parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(err))
         line, col = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
         raise StationError.at(file, f"not valid TOML: {msg}", line=line, column=col) from None
+    except RecursionError:  # tomllib recurses per nesting level
+        raise StationError.at(
+            file,
+            "not valid TOML for a lot: arrays or tables nested too deeply",
+            line=_deep_line(text),
+        ) from None
 
     loc = _Locator(text)
     problems = ProblemList()
