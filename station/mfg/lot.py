@@ -37,6 +37,10 @@ SECRET_NAME_RE = re.compile(
     r"password|passwd|passphrase|secret|token|setup_?code|priv_?key|private"
     r"|(?:^|[^a-z])(?:key|keys|pin|pass|pswd|psk)(?:$|[^a-z])"
 )
+# secrets that are one device's own (a Wi-Fi password is often shared on purpose)
+_UNIQUE_SECRET_RE = re.compile(
+    r"secret|token|setup_?code|priv_?key|private|(?:^|[^a-z])(?:key|keys|pin)(?:$|[^a-z])"
+)
 SECRET_ENCODINGS = ("hex2bin", "base64", "binary")
 MASK = "••••••"
 _BAD_NAME_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
@@ -164,6 +168,8 @@ class MfgLot:
     columns: tuple[str, ...]
     rows: tuple[Row, ...]
     fileid: str | None
+    # things that are allowed but look like mistakes (identical rows, a shared secret, …)
+    warnings: tuple[Problem, ...] = ()
     _files: _FileCache = field(default_factory=_FileCache, repr=False, compare=False)
     _encoders: _Encoders = field(default_factory=_Encoders, repr=False, compare=False)
 
@@ -584,7 +590,8 @@ def load_mfg(
         Row(i, number, RowValues(columns_map, tuple(fields)))
         for i, (number, fields) in enumerate(vals.rows)
     )
-    lot = MfgLot(cpath, vpath, base, tuple(config), vals.header, rows, fileid)
+    warnings = _warnings(config, vals, vpath)
+    lot = MfgLot(cpath, vpath, base, tuple(config), vals.header, rows, fileid, warnings)
     sizes, bad = _check_values(lot, col_of, vals.incomplete, problems)
     if config_ok and len(col_of) == len(lot.data_lines):
         _check_fit(lot, sizes, bad, size, version, problems)
@@ -597,6 +604,86 @@ def load_mfg(
         problems.add(str(vpath), 0, 0, "-", f"{extra} more problems not shown")
     problems.raise_if_any()
     return lot
+
+
+MAX_WARNINGS = 20
+
+
+def _warnings(config: list[ConfigLine], vals: _Values, values_path: Path) -> tuple[Problem, ...]:
+    """What is allowed but looks like a mistake: a NUL in a string (the device reads the string
+    only up to it), a column without a name, two devices sharing a value of a key or secret
+    column, two identical rows. Never shows a value."""
+    file = str(values_path)
+    found: list[Problem] = []
+    for i, name in enumerate(vals.header):
+        if not name.strip():
+            found.append(
+                Problem(file, vals.header_line, i + 1, "-", "warning: a column without a name")
+            )
+    by_key = {c.key: c for c in config if c.type != "namespace"}
+    strings = [
+        i for i, n in enumerate(vals.header) if n in by_key and by_key[n].encoding == "string"
+    ]
+    secret = [
+        i
+        for i, n in enumerate(vals.header)
+        if n
+        and not (n in by_key and (by_key[n].type == "file" or by_key[n].repeat))
+        and (
+            (n in by_key and by_key[n].encoding in SECRET_ENCODINGS)
+            or _UNIQUE_SECRET_RE.search(n.lower())
+        )
+    ]
+    seen: dict[int, dict[str, int]] = {i: {} for i in secret}
+    rows_seen: dict[tuple[str, ...], int] = {}
+    for number, fields in vals.rows:
+        for i in strings:
+            if "\0" in fields[i]:
+                found.append(
+                    Problem(
+                        file,
+                        number,
+                        i + 1,
+                        vals.header[i],
+                        "warning: the string holds a NUL character; the device reads it only "
+                        "up to there",
+                    )
+                )
+        for i in secret:
+            value = fields[i]
+            if value:
+                other = seen[i].setdefault(value, number)
+                if other != number:
+                    found.append(
+                        Problem(
+                            file,
+                            number,
+                            i + 1,
+                            vals.header[i],
+                            f"warning: same value as line {other}; two devices would share "
+                            "a key or secret",
+                        )
+                    )
+        key = tuple(fields)
+        other = rows_seen.setdefault(key, number)
+        if other != number:
+            found.append(
+                Problem(
+                    file,
+                    number,
+                    1,
+                    "-",
+                    f"warning: the row is identical to line {other}; two devices would get "
+                    "the same data",
+                )
+            )
+    found.sort(key=lambda p: (p.line, p.column))
+    found = list(cap_identical(found))
+    if len(found) > MAX_WARNINGS:
+        extra = len(found) - MAX_WARNINGS
+        del found[MAX_WARNINGS:]
+        found.append(Problem(file, 0, 0, "-", f"warning: {extra} more warnings not shown"))
+    return tuple(found)
 
 
 def _check_values(

@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise StationError.at("--count", "must be 1 or more", key="count")
     lot = open_lot(args.lot, db_url=args.db)
+    for warning in lot.mfg.warnings:  # allowed, but look like mistakes (never show a value)
+        print(warning, file=sys.stderr)
     printer = _RunPrinter(sys.stdout, sys.stderr)
     stop = threading.Event()
 

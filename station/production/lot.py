@@ -434,6 +434,7 @@ class Lot:
 
         path = self.key_file(row)
         with self._key_lock:
+            self._adopt_legacy_key_file(row, path)
             data = _read_or_create_key_file(path)
         keys = nvs.parse_key_partition(data, file=str(path))
         digest = hashlib.sha256(keys.data_key + keys.tweak_key).hexdigest()
@@ -452,11 +453,26 @@ class Lot:
         return keys
 
     def key_file(self, row: Row) -> Path:
-        """Where a unit's own key partition image is kept: ``keys/keys-<unit id>.bin``."""
-        uid = self.unit_id(row)
-        if not SAFE_NAME_RE.match(uid):
-            uid = f"row{row.index + 1}"
-        return self.settings.folder / KEYS_FOLDER / f"keys-{uid}.bin"
+        """Where a unit's own key partition image is kept: ``keys/keys-<unit id>.bin``; a unit
+        id that is not a safe file name gets a name of its own (see :func:`key_file_stem`)."""
+        return self.settings.folder / KEYS_FOLDER / f"keys-{key_file_stem(self.unit_id(row))}.bin"
+
+    def _adopt_legacy_key_file(self, row: Row, path: Path) -> None:
+        """Up to 0.x a unit id that was not a safe name had ``keys-row<N>.bin``, a name another
+        unit could have too; a unit flashed with such a file (its SHA-256 is the ledger's)
+        keeps its key under the new name."""
+        legacy = path.with_name(f"keys-row{row.index + 1}.bin")
+        if legacy == path or path.exists() or not legacy.is_file():
+            return
+        from station import nvs
+
+        try:
+            keys = nvs.parse_key_partition(legacy.read_bytes(), file=str(legacy))
+        except (OSError, StationError):
+            return
+        digest = hashlib.sha256(keys.data_key + keys.tweak_key).hexdigest()
+        if self.ledger.key_hash(row.index) == digest:
+            _read_or_create_key_file(path, legacy.read_bytes())
 
     def regions_for(self, row: Row, image: bytes | None = None) -> tuple[WriteRegion, ...]:
         """Everything one unit gets, in one connection: the lot's firmware (MD5-verified), the
@@ -506,9 +522,25 @@ class Lot:
 SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def _read_or_create_key_file(path: Path) -> bytes:
-    """A unit's key partition image: the existing file, else fresh keys written durably with
-    mode 0600 (never replacing a file another process created meanwhile)."""
+def key_file_stem(unit_id: str) -> str:
+    """The unit id as a file name: a safe id as it is (mfg_gen's name), any other one
+    percent-encoded behind a ``%`` (``SN 77 2`` -> ``%SN%2077%202``): no safe id starts with
+    ``%`` and the encoding is one-to-one, so two units never share a name. A very long id
+    gets ``%%`` and its SHA-256."""
+    if SAFE_NAME_RE.match(unit_id):
+        return unit_id
+    from urllib.parse import quote
+
+    encoded = "%" + quote(unit_id, safe="")
+    if len(encoded) <= 128:
+        return encoded
+    return "%%" + hashlib.sha256(unit_id.encode("utf-8")).hexdigest()
+
+
+def _read_or_create_key_file(path: Path, new: bytes | None = None) -> bytes:
+    """A unit's key partition image: the existing file, else ``new`` (default: fresh keys)
+    written durably with mode 0600 (never replacing a file another process created
+    meanwhile)."""
     from station.nvs import generate_keys, key_partition_image
 
     try:
@@ -523,7 +555,7 @@ def _read_or_create_key_file(path: Path) -> bytes:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, key_partition_image(generate_keys()))
+            os.write(fd, new if new is not None else key_partition_image(generate_keys()))
             os.fsync(fd)
         finally:
             os.close(fd)
