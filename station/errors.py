@@ -25,6 +25,43 @@ class Problem:
         return f"{self.file}:{self.line}:{self.column}: {self.key}: {self.message}"
 
 
+SAME_SHOWN = 5  # identical problems shown before "… and N more like this"
+
+
+def cap_identical(problems: Iterable[Problem], shown: int = SAME_SHOWN) -> tuple[Problem, ...]:
+    """The problems with each run of identical ones (same file, key and message on other
+    lines) cut to ``shown``, then one line saying how many more there are and where."""
+    items = list(problems)
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i, p in enumerate(items):
+        groups.setdefault((p.file, p.key, p.message), []).append(i)
+    dropped: set[int] = set()
+    summary: dict[int, Problem] = {}  # index of the last one shown -> the summary after it
+    for indexes in groups.values():
+        if len(indexes) <= shown + 1:
+            continue
+        rest = indexes[shown:]
+        first, last = items[rest[0]], items[rest[-1]]
+        where = f" (lines {first.line}-{last.line})" if first.line and last.line else ""
+        summary[indexes[shown - 1]] = Problem(
+            first.file,
+            first.line,
+            first.column,
+            first.key,
+            f"… and {len(rest)} more like this{where}",
+        )
+        dropped.update(rest)
+    if not dropped:
+        return tuple(items)
+    out: list[Problem] = []
+    for i, p in enumerate(items):
+        if i not in dropped:
+            out.append(p)
+            if i in summary:
+                out.append(summary[i])
+    return tuple(out)
+
+
 class StationError(Exception):
     """A problem the user can fix (bad input, a missing file, a refused device).
 
@@ -33,7 +70,7 @@ class StationError(Exception):
 
     def __init__(self, problems: Problem | Iterable[Problem], *, exit_code: int = 2) -> None:
         self.problems: tuple[Problem, ...] = (
-            (problems,) if isinstance(problems, Problem) else tuple(problems)
+            (problems,) if isinstance(problems, Problem) else cap_identical(problems)
         )
         if not self.problems:
             raise ValueError("StationError needs at least one problem")

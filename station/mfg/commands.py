@@ -13,6 +13,7 @@ import functools
 import multiprocessing
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -281,10 +282,13 @@ def generate(args: argparse.Namespace) -> int:
             problems.add(str(outdir), 0, 0, "-", f"{shown - 20} more output files exist already")
     problems.raise_if_any()
     assert lot is not None and size is not None
+    for warning in lot.warnings:
+        print(warning, file=sys.stderr)
 
     job = _Job(lot, size, args.version, plan, args.outdir, tuple(devices))
     folders = ["bin", "csv"] + (["keys"] if plan.mode not in ("none", "input") else [])
-    make_folders(devices[0].paths.values() if devices else ())  # the same folders for all
+    # the same folders for all; the files hold each device's values and keys: owner only
+    make_folders(devices[0].paths.values() if devices else (), private=True)
     jobs = args.jobs or _auto_jobs(len(devices))
     if jobs > 1:
         _produce_parallel(job, jobs)
@@ -328,8 +332,10 @@ def _produce(job: _Job, indexes: Iterable[int]) -> list[str]:
                 writer.submit(paths["keys"], key_partition_image(keys), secret=True)
             # atomic: a killed run never leaves a truncated image that could be flashed; measured
             # interleaved against plain O_EXCL writes the difference was within the noise
-            writer.submit(paths["csv"], intermediate_csv(lot, dev.row).encode("utf-8"))
-            writer.submit(paths["bin"], image)
+            writer.submit(
+                paths["csv"], intermediate_csv(lot, dev.row).encode("utf-8"), private=True
+            )
+            writer.submit(paths["bin"], image, private=True)
     except BaseException:
         writer.rollback()
         raise
@@ -443,7 +449,9 @@ def generate_key(args: argparse.Namespace) -> int:
         if plan.hmac_keyfile:
             hmac_path = Path(bin_name(plan.hmac_keyfile))
             hmac_path = hmac_path if hmac_path.is_absolute() else keys_dir / hmac_path
-        make_folders([str(key_path)] + ([str(hmac_path)] if hmac_key is not None else []))
+        make_folders(
+            [str(key_path)] + ([str(hmac_path)] if hmac_key is not None else []), private=True
+        )
         taken = key_path.exists() or (hmac_key is not None and hmac_path.exists())
         if taken and not args.keyfile:
             continue

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from station.errors import ProblemList
+from station.files import MAX_INPUT_FILE, InputFileError, read_input
 
 
 def read_text(path: Path, problems: ProblemList, what: str) -> str | None:
     """The file's text, or None after adding the problems (missing, unreadable, not UTF-8)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        problems.add(str(path), 0, 0, "-", f"{what} not found")
-        return None
-    except IsADirectoryError:
-        problems.add(str(path), 0, 0, "-", f"{what} is a folder, not a CSV file")
-        return None
-    except OSError as err:
-        problems.add(str(path), 0, 0, "-", f"cannot read the {what}: {err.strerror}")
+    try:  # a regular file only: a FIFO would wait forever, /dev/zero never ends
+        data = read_input(path, MAX_INPUT_FILE, f"a {what}")
+    except InputFileError as err:
+        if err.missing:
+            problems.add(str(path), 0, 0, "-", f"{what} not found")
+        elif os.path.isdir(path):
+            problems.add(str(path), 0, 0, "-", f"{what} is a folder, not a CSV file")
+        else:
+            problems.add(str(path), 0, 0, "-", f"the {what}: {err}")
         return None
     try:
         return data.decode("utf-8-sig")

@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from station.errors import Problem, ProblemList
+from station.errors import Problem, ProblemList, cap_identical
 from station.mfg import values as V
 from station.mfg.csvfile import read_text, records
 
@@ -36,6 +36,10 @@ MAX_PROBLEMS = 500  # beyond this a lot is plainly wrong; the rest would only bu
 SECRET_NAME_RE = re.compile(
     r"password|passwd|passphrase|secret|token|setup_?code|priv_?key|private"
     r"|(?:^|[^a-z])(?:key|keys|pin|pass|pswd|psk)(?:$|[^a-z])"
+)
+# secrets that are one device's own (a Wi-Fi password is often shared on purpose)
+_UNIQUE_SECRET_RE = re.compile(
+    r"secret|token|setup_?code|priv_?key|private|(?:^|[^a-z])(?:key|keys|pin)(?:$|[^a-z])"
 )
 SECRET_ENCODINGS = ("hex2bin", "base64", "binary")
 MASK = "••••••"
@@ -126,8 +130,11 @@ class _FileCache:
             cached = self._data.get(path)
         if cached is not None:
             return cached
-        with open(path, "rb") as f:
-            data = f.read()
+        from station.files import MAX_VALUE_FILE, read_input
+
+        data = read_input(
+            path, MAX_VALUE_FILE, "an NVS value"
+        )  # a regular file only, size-capped: never a FIFO's wait
         with self._lock:
             if self._size + len(data) <= _FILE_CACHE_BYTES:
                 self._data[path] = data
@@ -161,6 +168,8 @@ class MfgLot:
     columns: tuple[str, ...]
     rows: tuple[Row, ...]
     fileid: str | None
+    # things that are allowed but look like mistakes (identical rows, a shared secret, …)
+    warnings: tuple[Problem, ...] = ()
     _files: _FileCache = field(default_factory=_FileCache, repr=False, compare=False)
     _encoders: _Encoders = field(default_factory=_Encoders, repr=False, compare=False)
 
@@ -466,9 +475,8 @@ def _fill_repeat(
                         number,
                         i + 1,
                         vals.header[i],
-                        f"REPEAT key: {value!r} differs from the first row's "
-                        f"{first[i]!r} (line {first_line}), which every device gets; "
-                        "leave it empty",
+                        f"REPEAT key: the value differs from the first row's (line "
+                        f"{first_line}), which every device gets; leave it empty",
                     )
                 fields[i] = first[i]
 
@@ -582,18 +590,100 @@ def load_mfg(
         Row(i, number, RowValues(columns_map, tuple(fields)))
         for i, (number, fields) in enumerate(vals.rows)
     )
-    lot = MfgLot(cpath, vpath, base, tuple(config), vals.header, rows, fileid)
+    warnings = _warnings(config, vals, vpath)
+    lot = MfgLot(cpath, vpath, base, tuple(config), vals.header, rows, fileid, warnings)
     sizes, bad = _check_values(lot, col_of, vals.incomplete, problems)
     if config_ok and len(col_of) == len(lot.data_lines):
         _check_fit(lot, sizes, bad, size, version, problems)
     order = {str(cpath): 0, str(vpath): 1}
     problems.items.sort(key=lambda p: (order.get(p.file, 2), p.line, p.column))
+    problems.items[:] = cap_identical(problems.items)
     if len(problems) > MAX_PROBLEMS:
         extra = len(problems) - MAX_PROBLEMS
         del problems.items[MAX_PROBLEMS:]
         problems.add(str(vpath), 0, 0, "-", f"{extra} more problems not shown")
     problems.raise_if_any()
     return lot
+
+
+MAX_WARNINGS = 20
+
+
+def _warnings(config: list[ConfigLine], vals: _Values, values_path: Path) -> tuple[Problem, ...]:
+    """What is allowed but looks like a mistake: a NUL in a string (the device reads the string
+    only up to it), a column without a name, two devices sharing a value of a key or secret
+    column, two identical rows. Never shows a value."""
+    file = str(values_path)
+    found: list[Problem] = []
+    for i, name in enumerate(vals.header):
+        if not name.strip():
+            found.append(
+                Problem(file, vals.header_line, i + 1, "-", "warning: a column without a name")
+            )
+    by_key = {c.key: c for c in config if c.type != "namespace"}
+    strings = [
+        i for i, n in enumerate(vals.header) if n in by_key and by_key[n].encoding == "string"
+    ]
+    secret = [
+        i
+        for i, n in enumerate(vals.header)
+        if n
+        and not (n in by_key and (by_key[n].type == "file" or by_key[n].repeat))
+        and (
+            (n in by_key and by_key[n].encoding in SECRET_ENCODINGS)
+            or _UNIQUE_SECRET_RE.search(n.lower())
+        )
+    ]
+    seen: dict[int, dict[str, int]] = {i: {} for i in secret}
+    rows_seen: dict[tuple[str, ...], int] = {}
+    for number, fields in vals.rows:
+        for i in strings:
+            if "\0" in fields[i]:
+                found.append(
+                    Problem(
+                        file,
+                        number,
+                        i + 1,
+                        vals.header[i],
+                        "warning: the string holds a NUL character; the device reads it only "
+                        "up to there",
+                    )
+                )
+        for i in secret:
+            value = fields[i]
+            if value:
+                other = seen[i].setdefault(value, number)
+                if other != number:
+                    found.append(
+                        Problem(
+                            file,
+                            number,
+                            i + 1,
+                            vals.header[i],
+                            f"warning: same value as line {other}; two devices would share "
+                            "a key or secret",
+                        )
+                    )
+        key = tuple(fields)
+        other = rows_seen.setdefault(key, number)
+        if other != number:
+            found.append(
+                Problem(
+                    file,
+                    number,
+                    1,
+                    "-",
+                    f"warning: the row is identical to line {other}; two devices would get "
+                    "the same data",
+                )
+            )
+    found.sort(key=lambda p: (p.line, p.column))
+    found = list(cap_identical(found))
+    if len(found) > MAX_WARNINGS:
+        extra = len(found) - MAX_WARNINGS
+        del found[MAX_WARNINGS:]
+        found.append(Problem(file, 0, 0, "-", f"warning: {extra} more warnings not shown"))
+    return tuple(found)
 
 
 def _check_values(
@@ -650,14 +740,13 @@ def _check_file(
     known = results.get((path, encoding))
     if known is not None:
         return known
+    from station.files import InputFileError
+
     try:
         result = V.file_content_check(encoding, lot._files.read(path))
-    except FileNotFoundError:
-        result = (f"file not found: {path} (relative paths start at {lot.base_dir})", 0)
-    except IsADirectoryError:
-        result = (f"{path} is a folder, not a file", 0)
-    except OSError as err:
-        result = (f"cannot read {path}: {err.strerror}", 0)
+    except InputFileError as err:
+        hint = f" (relative paths start at {lot.base_dir})" if err.missing else ""
+        result = (f"{err}{hint}", 0)
     results[(path, encoding)] = result
     return result
 

@@ -18,7 +18,14 @@ _counter = iter(range(1 << 62))
 _counter_lock = threading.Lock()
 
 
-def write_new(path: Path | str, data: bytes, *, secret: bool = False, atomic: bool = True) -> None:
+def write_new(
+    path: Path | str,
+    data: bytes,
+    *,
+    secret: bool = False,
+    atomic: bool = True,
+    private: bool = False,
+) -> None:
     """Writes ``data`` to ``path``, which must not exist yet.
 
     ``atomic``: readers never see a partial file, a killed process leaves none. Without it the
@@ -27,22 +34,24 @@ def write_new(path: Path | str, data: bytes, *, secret: bool = False, atomic: bo
     or is interrupted removes the file.
     ``secret`` files (keys) are always atomic, created readable by their owner only (0600) and
     flushed to disk before they get their name: they are the only copy of a device's keys.
+    ``private`` files (a device's values) are created readable by their owner only, too.
     """
     path = os.fspath(path)
+    mode = 0o600 if secret or private else 0o666
     try:
         if atomic or secret:
-            _write_new(path, data, secret)
+            _write_new(path, data, secret, mode)
         else:
-            _write_direct(path, data)
+            _write_direct(path, data, mode)
     except StationError:
         raise
     except OSError as err:  # a full disk, a read-only folder: the operator's words, no traceback
         raise StationError.at(path, f"cannot write: {err.strerror or err}") from None
 
 
-def _write_direct(path: str, data: bytes) -> None:
+def _write_direct(path: str, data: bytes, mode: int) -> None:
     try:
-        fd = os.open(path, _FLAGS, 0o666)
+        fd = os.open(path, _FLAGS, mode)
     except FileExistsError:
         raise StationError.at(path, "already exists; not overwritten") from None
     try:
@@ -56,14 +65,14 @@ def _write_direct(path: str, data: bytes) -> None:
         raise
 
 
-def _write_new(path: str, data: bytes, secret: bool) -> None:
-    if _O_TMPFILE and _write_unnamed(path, data, secret):
+def _write_new(path: str, data: bytes, secret: bool, mode: int) -> None:
+    if _O_TMPFILE and _write_unnamed(path, data, secret, mode):
         return
     folder, name = os.path.split(path)
     with _counter_lock:
         n = next(_counter)
     tmp = os.path.join(folder, f".{name}.{_TAG}{n}.tmp")
-    fd = os.open(tmp, _FLAGS, 0o600 if secret else 0o666)
+    fd = os.open(tmp, _FLAGS, mode)
     try:
         try:
             _write_all(fd, data)
@@ -91,7 +100,7 @@ _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 _proc_fd: dict[int, int] = {}  # per process: an open /proc/self/fd, for linkat
 
 
-def _write_unnamed(path: str, data: bytes, secret: bool) -> bool:
+def _write_unnamed(path: str, data: bytes, secret: bool, mode: int) -> bool:
     """Linux: write an unnamed file (O_TMPFILE) and give it its name in one step.
 
     One directory operation instead of three (create, link, unlink), which is most of the cost
@@ -104,7 +113,7 @@ def _write_unnamed(path: str, data: bytes, secret: bool) -> bool:
         if proc is None:
             proc = _proc_fd[pid] = os.open("/proc/self/fd", os.O_RDONLY)
         folder = path[: path.rfind(os.sep) + 1] or "."
-        fd = os.open(folder, _O_TMPFILE | os.O_WRONLY, 0o600 if secret else 0o666)
+        fd = os.open(folder, _O_TMPFILE | os.O_WRONLY, mode)
     except OSError:
         return False
     try:
@@ -141,11 +150,17 @@ class Writer:
         self.written: list[str] = []
 
     def submit(
-        self, path: Path | str, data: bytes, *, secret: bool = False, atomic: bool = True
+        self,
+        path: Path | str,
+        data: bytes,
+        *,
+        secret: bool = False,
+        atomic: bool = True,
+        private: bool = False,
     ) -> None:
         """Writes one new file (see :func:`write_new`)."""
         path = os.fspath(path)
-        write_new(path, data, secret=secret, atomic=atomic)
+        write_new(path, data, secret=secret, atomic=atomic, private=private)
         self.written.append(path)
 
     def rollback(self) -> None:
@@ -163,10 +178,19 @@ def bin_name(name: str) -> str:
     return name if os.path.splitext(name)[1] else name + ".bin"
 
 
-def make_folders(paths: Iterable[str]) -> None:
-    """Creates the folders these files go in; StationError when one cannot be made."""
+def make_folders(paths: Iterable[str], *, private: bool = False) -> None:
+    """Creates the folders these files go in; StationError when one cannot be made.
+
+    ``private``: a folder made here is for its owner only (0700); its parents are made as
+    usual, and a folder that exists already is left as it is."""
     for folder in sorted({os.path.dirname(p) for p in paths} - {""}):
         try:
+            if private and not os.path.isdir(folder):
+                parent = os.path.dirname(folder)
+                if parent:
+                    os.makedirs(parent, exist_ok=True)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(folder, 0o700)
             os.makedirs(folder, exist_ok=True)
         except OSError as err:
             raise StationError.at(

@@ -28,6 +28,7 @@ ENCODINGS = (*INT_RANGES, *VARLEN_ENCODINGS)
 # what mfg_gen.py itself accepts in a config file (it rejects i16, u64 and i64)
 MFG_GEN_ENCODINGS = ("string", "binary", "hex2bin", "u8", "i8", "u16", "u32", "i32", "base64")
 FILL_RE = re.compile(r"(blob_fill|blob_sz_fill)\(([0-9]+);(0x[0-9a-f]{2})\)\Z")
+MAX_BLOB = 508_000  # as station.files.MAX_BLOB (NVS's largest blob); bounds blob_fill(N;…)
 _INT_RE = re.compile(r"\s*[+-]?(?:[0-9]+|0[xX][0-9a-fA-F]+)\s*\Z")
 _HEX_RE = re.compile(r"(?:[0-9a-fA-F]{2})*\Z")
 _SPACE_RE = re.compile(r"\s+")
@@ -42,7 +43,15 @@ def normal_encoding(encoding: str) -> str:
 
 def encoding_problem(encoding: str) -> str | None:
     """What is wrong with an encoding name (already normalised), or None."""
-    if encoding in ENCODINGS or FILL_RE.match(encoding):
+    if encoding in ENCODINGS:
+        return None
+    fill = FILL_RE.match(encoding)
+    if fill:
+        if int(fill.group(2)) > MAX_BLOB:
+            return (
+                f"{fill.group(1)} length has {len(fill.group(2))} digits: NVS holds at most "
+                f"{MAX_BLOB} bytes in one blob"
+            )
         return None
     if encoding.startswith(("blob_fill", "blob_sz_fill")):
         return f"bad encoding {encoding!r}: write blob_fill(N;0xPP) or blob_sz_fill(N;0xPP)"
@@ -63,13 +72,19 @@ def _int_check(encoding: str) -> Check:
         if not _INT_RE.match(value):
             if value.strip() == "":
                 return f"empty value: {encoding} needs a whole number", 0
-            return f"{value!r} is not a whole number ({encoding} takes 42, -7 or 0x2A)", 0
+            return f"not a whole number, {_chars(value)} ({encoding} takes 42, -7 or 0x2A)", 0
         number = int(value.strip(), 0 if "x" in value.lower() else 10)
         if not low <= number <= high:
-            return f"{number} is out of range for {encoding} ({low}..{high})", 0
+            side = "too large" if number > high else "too small"
+            return f"{side} for {encoding} ({low}..{high})", 0
         return None, 0
 
     return check
+
+
+def _chars(value: str) -> str:
+    """The shape of a value for a message: its length, never the value (it may be a secret)."""
+    return f"{len(value)} character{'s' if len(value) != 1 else ''}"
 
 
 def _string(value: str) -> tuple[str | None, int]:
@@ -86,8 +101,8 @@ def _hex2bin(value: str) -> tuple[str | None, int]:
         return None, len(text) // 2
     if len(text) % 2:
         return f"odd number of hex digits ({len(text)}): hex2bin needs whole bytes", 0
-    bad = next(c for c in text if c not in "0123456789abcdefABCDEF")
-    return f"{bad!r} is not a hex digit (hex2bin takes 0-9 and a-f only)", 0
+    bad = next(i for i, c in enumerate(text) if c not in "0123456789abcdefABCDEF")
+    return f"character {bad + 1} is not a hex digit (hex2bin takes 0-9 and a-f only)", 0
 
 
 _B64_RE = re.compile(r"[A-Za-z0-9+/]*(={0,2})\Z")
@@ -151,10 +166,8 @@ def file_content_check(encoding: str, data: bytes) -> tuple[str | None, int]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return f"the file is not UTF-8 text, as encoding {encoding} needs (use binary)", 0
-    if encoding == "hex2bin":
-        message, size = _hex2bin(text)
-        return (f"file content: {message}" if message else None), size
-    return value_check(encoding)(text)
+    message, size = (_hex2bin if encoding == "hex2bin" else value_check(encoding))(text)
+    return (f"file content: {message}" if message else None), size
 
 
 def file_entry_encoding(encoding: str) -> str:

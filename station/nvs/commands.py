@@ -38,10 +38,21 @@ def _read(path: str, what: str) -> bytes:
 
 
 def _write_new(path: Path, data: bytes) -> None:
-    """Write a file that must not exist yet (key files are never overwritten)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "xb") as f:
-        f.write(data)
+    """Write a key file that must not exist yet (never overwritten): readable by its owner
+    only (0600), in a folder made for its owner only (0700), flushed to disk."""
+    if not path.parent.is_dir():
+        path.parent.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            f.write(data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
 
 
 def _unique(folder: Path, stem: str) -> Path:

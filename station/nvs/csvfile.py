@@ -6,9 +6,9 @@ import csv
 import io
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 from station.errors import ProblemList, StationError
+from station.files import MAX_INPUT_FILE, InputFileError, read_input
 from station.nvs.model import NvsEntry
 
 COLUMNS = ("key", "type", "encoding", "value")
@@ -60,10 +60,10 @@ def read_nvs_csv(path: str | os.PathLike[str]) -> list[NvsEntry]:
     otherwise be cut silently. Type and encoding are stripped and lower-cased.
     """
     file = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise StationError.at(file, f"cannot read: {err.strerror or err}") from None
+    try:  # a regular file only: a FIFO would wait forever, /dev/zero never ends
+        data = read_input(path, MAX_INPUT_FILE, "a CSV file")
+    except InputFileError as err:
+        raise StationError.at(file, f"cannot read: {err}") from None
     text = decode_text(data, file)
     problems = ProblemList()
     entries: list[NvsEntry] = []

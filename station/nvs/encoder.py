@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from station.errors import Problem, ProblemList, StationError
+from station.files import MAX_BLOB, MAX_VALUE_FILE, InputFileError, read_input
 from station.nvs.crypto import encrypt_entries
 from station.nvs.model import (
     BLOB,
@@ -256,13 +257,9 @@ class _Prep:
         if not path.is_absolute():
             path = (self.base_dir or Path.cwd()) / path
         try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            self.error(e, COL_VALUE, f"file not found: {path}")
-        except IsADirectoryError:
-            self.error(e, COL_VALUE, f"is a folder, not a file: {path}")
-        except OSError as err:
-            self.error(e, COL_VALUE, f"cannot read {path}: {err.strerror or err}")
+            return read_input(path, MAX_VALUE_FILE, "an NVS value")
+        except InputFileError as err:
+            self.error(e, COL_VALUE, str(err))
         return None
 
     def data(self, e: NvsEntry, is_file: bool) -> None:
@@ -279,6 +276,14 @@ class _Prep:
                     COL_ENCODING,
                     f"bad encoding {e.encoding!r}"
                     " (write blob_fill(N;0xPP) or blob_sz_fill(N;0xPP))",
+                )
+                return
+            if int(fill.group(2)) > MAX_BLOB:
+                self.error(
+                    e,
+                    COL_ENCODING,
+                    f"{fill.group(1)} length has {len(fill.group(2))} digits: NVS holds at most "
+                    f"{MAX_BLOB} bytes in one blob",
                 )
                 return
         else:
@@ -332,11 +337,12 @@ class _Prep:
             code, fmt, lo, hi = prim
             text = e.value if raw is None else raw.decode("latin-1")
             value = _parse_int(text)
-            if value is None:
-                self.error(e, COL_VALUE, f"not an integer: {_show(text)}")
+            if value is None:  # the value itself is never shown: it may be a secret
+                self.error(e, COL_VALUE, f"not an integer, {len(text)} characters")
                 return None
             if not lo <= value <= hi:
-                self.error(e, COL_VALUE, f"{value} is out of range for {enc} ({lo}..{hi})")
+                side = "too large" if value > hi else "too small"
+                self.error(e, COL_VALUE, f"{side} for {enc} ({lo}..{hi})")
                 return None
             return _PRIM, code, struct.pack(fmt, value).ljust(8, b"\xff")
         if enc == "string":
@@ -388,7 +394,7 @@ class _Prep:
             self.error(
                 e,
                 COL_VALUE,
-                f"not hexadecimal: {text[end]!r} at character {end + 1} (hex2bin takes 0-9 a-f)",
+                f"not hexadecimal: character {end + 1} (hex2bin takes 0-9 a-f)",
             )
             return None
         if len(text) % 2:
@@ -421,10 +427,6 @@ class _Prep:
         if m.group(1) == "blob_sz_fill":
             data = struct.pack("<I", len(value)) + data
         return data
-
-
-def _show(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:40] + "…")
 
 
 class _TooManyChunks(Exception):

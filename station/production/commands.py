@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise StationError.at("--count", "must be 1 or more", key="count")
     lot = open_lot(args.lot, db_url=args.db)
+    for warning in lot.mfg.warnings:  # allowed, but look like mistakes (never show a value)
+        print(warning, file=sys.stderr)
     printer = _RunPrinter(sys.stdout, sys.stderr)
     labels: LabelService | None = None
     if getattr(args, "labels", None):
@@ -306,6 +308,17 @@ def _open_for_report(args: argparse.Namespace) -> tuple[_Source, Lot | None]:
     ), lot
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: object) -> object:
+    """A report cell a spreadsheet will not run: text starting with = + - @ tab or CR gets a
+    leading ' (OWASP, CSV injection); numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def report(args: argparse.Namespace) -> int:
     """What the ledger knows: rows (state, MAC, port, attempts), totals, yield, UPH."""
     src, lot = _open_for_report(args)
@@ -340,9 +353,9 @@ def report(args: argparse.Namespace) -> int:
                 writer: Any = None
                 for rec in _report_rows(src):
                     if writer is None:
-                        writer = csv.DictWriter(f, fieldnames=list(rec))
-                        writer.writeheader()
-                    writer.writerow(rec)
+                        writer = csv.writer(f)
+                        writer.writerow([_csv_cell(k) for k in rec])
+                    writer.writerow([_csv_cell(v) for v in rec.values()])
             tmp.replace(path)
         out = sys.stdout
         y = totals["yield"]

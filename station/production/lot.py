@@ -140,6 +140,21 @@ def read_lot_file(path: str | Path) -> LotSettings:
     return settings
 
 
+_MAX_LOT_FILE = 1024 * 1024  # a lot file is a few dozen lines
+
+
+def _deep_line(text: str, limit: int = 32) -> int:
+    """The line where brackets first nest deeper than ``limit`` (strings are not told apart:
+    only for pointing at a line)."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        for ch in line:
+            depth += 1 if ch in "[{" else -1 if ch in "]}" else 0
+            if depth > limit:
+                return number
+    return 0
+
+
 def _parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
     """The lot file's settings and its problems. Settings are returned despite problems when
     the files the lot names were found (bad optional values fall back to their defaults), so
@@ -147,12 +162,14 @@ def _parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
     cannot be read or parsed at all raises StationError."""
     path = Path(path)
     file = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise StationError.at(file, "lot file not found") from None
-    except OSError as err:
-        raise StationError.at(file, f"cannot read the lot file: {err.strerror}") from None
+    from station.files import InputFileError, read_input
+
+    try:  # a regular file only, size-capped: a FIFO or /dev/zero named as the lot is refused
+        raw = read_input(path, _MAX_LOT_FILE, "a lot file")
+    except InputFileError as err:
+        if err.missing:
+            raise StationError.at(file, "lot file not found") from None
+        raise StationError.at(file, f"cannot read the lot file: {err}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -165,6 +182,12 @@ def _parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(err))
         line, col = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
         raise StationError.at(file, f"not valid TOML: {msg}", line=line, column=col) from None
+    except RecursionError:  # tomllib recurses per nesting level
+        raise StationError.at(
+            file,
+            "not valid TOML for a lot: arrays or tables nested too deeply",
+            line=_deep_line(text),
+        ) from None
 
     loc = _Locator(text)
     problems = ProblemList()
@@ -411,6 +434,7 @@ class Lot:
 
         path = self.key_file(row)
         with self._key_lock:
+            self._adopt_legacy_key_file(row, path)
             data = _read_or_create_key_file(path)
         keys = nvs.parse_key_partition(data, file=str(path))
         digest = hashlib.sha256(keys.data_key + keys.tweak_key).hexdigest()
@@ -429,11 +453,26 @@ class Lot:
         return keys
 
     def key_file(self, row: Row) -> Path:
-        """Where a unit's own key partition image is kept: ``keys/keys-<unit id>.bin``."""
-        uid = self.unit_id(row)
-        if not SAFE_NAME_RE.match(uid):
-            uid = f"row{row.index + 1}"
-        return self.settings.folder / KEYS_FOLDER / f"keys-{uid}.bin"
+        """Where a unit's own key partition image is kept: ``keys/keys-<unit id>.bin``; a unit
+        id that is not a safe file name gets a name of its own (see :func:`key_file_stem`)."""
+        return self.settings.folder / KEYS_FOLDER / f"keys-{key_file_stem(self.unit_id(row))}.bin"
+
+    def _adopt_legacy_key_file(self, row: Row, path: Path) -> None:
+        """Up to 0.x a unit id that was not a safe name had ``keys-row<N>.bin``, a name another
+        unit could have too; a unit flashed with such a file (its SHA-256 is the ledger's)
+        keeps its key under the new name."""
+        legacy = path.with_name(f"keys-row{row.index + 1}.bin")
+        if legacy == path or path.exists() or not legacy.is_file():
+            return
+        from station import nvs
+
+        try:
+            keys = nvs.parse_key_partition(legacy.read_bytes(), file=str(legacy))
+        except (OSError, StationError):
+            return
+        digest = hashlib.sha256(keys.data_key + keys.tweak_key).hexdigest()
+        if self.ledger.key_hash(row.index) == digest:
+            _read_or_create_key_file(path, legacy.read_bytes())
 
     def regions_for(self, row: Row, image: bytes | None = None) -> tuple[WriteRegion, ...]:
         """Everything one unit gets, in one connection: the lot's firmware (MD5-verified), the
@@ -483,9 +522,25 @@ class Lot:
 SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def _read_or_create_key_file(path: Path) -> bytes:
-    """A unit's key partition image: the existing file, else fresh keys written durably with
-    mode 0600 (never replacing a file another process created meanwhile)."""
+def key_file_stem(unit_id: str) -> str:
+    """The unit id as a file name: a safe id as it is (mfg_gen's name), any other one
+    percent-encoded behind a ``%`` (``SN 77 2`` -> ``%SN%2077%202``): no safe id starts with
+    ``%`` and the encoding is one-to-one, so two units never share a name. A very long id
+    gets ``%%`` and its SHA-256."""
+    if SAFE_NAME_RE.match(unit_id):
+        return unit_id
+    from urllib.parse import quote
+
+    encoded = "%" + quote(unit_id, safe="")
+    if len(encoded) <= 128:
+        return encoded
+    return "%%" + hashlib.sha256(unit_id.encode("utf-8")).hexdigest()
+
+
+def _read_or_create_key_file(path: Path, new: bytes | None = None) -> bytes:
+    """A unit's key partition image: the existing file, else ``new`` (default: fresh keys)
+    written durably with mode 0600 (never replacing a file another process created
+    meanwhile)."""
     from station.nvs import generate_keys, key_partition_image
 
     try:
@@ -500,7 +555,7 @@ def _read_or_create_key_file(path: Path) -> bytes:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, key_partition_image(generate_keys()))
+            os.write(fd, new if new is not None else key_partition_image(generate_keys()))
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -83,15 +83,15 @@ def test_value_problems_located_at_values_line_and_column(station: Station, lotd
         ),
     )
     assert problems(station, lotdir) == [
-        "v.csv:2:2: n8: 256 is out of range for u8 (0..255)",
-        "v.csv:2:3: i16: -32769 is out of range for i16 (-32768..32767)",
+        "v.csv:2:2: n8: too large for u8 (0..255)",
+        "v.csv:2:3: i16: too small for i16 (-32768..32767)",
         "v.csv:2:4: h: odd number of hex digits (3): hex2bin needs whole bytes",
         "v.csv:2:5: b: not valid base64 (A-Z a-z 0-9 + / and = padding only)",
         f"v.csv:2:6: f: file not found: {lotdir / 'nofile.bin'} (relative paths start at {lotdir})",
         "v.csv:2:8: fill: value is 5 bytes, longer than the 4 of blob_fill(4;0xff)",
-        "v.csv:4:2: n8: 'x' is not a whole number (u8 takes 42, -7 or 0x2A)",
-        "v.csv:4:3: i16: '1.5' is not a whole number (i16 takes 42, -7 or 0x2A)",
-        "v.csv:4:4: h: 'z' is not a hex digit (hex2bin takes 0-9 and a-f only)",
+        "v.csv:4:2: n8: not a whole number, 1 character (u8 takes 42, -7 or 0x2A)",
+        "v.csv:4:3: i16: not a whole number, 3 characters (i16 takes 42, -7 or 0x2A)",
+        "v.csv:4:4: h: character 1 is not a hex digit (hex2bin takes 0-9 and a-f only)",
         "v.csv:4:6: f: empty file name: a type-file key needs the path of a file",
         "v.csv:5:6: f: missing fields: 5 values for 8 columns of the header",
         "v.csv:6:9: -: extra fields: 9 values for 8 columns of the header",
@@ -150,7 +150,7 @@ def test_repeat_value_that_differs(station: Station, lotdir: Path) -> None:
         "model,serial\nM1,A\n,B\nM1,C\nM2,D\n",
     )
     assert problems(station, lotdir) == [
-        "v.csv:5:1: model: REPEAT key: 'M2' differs from the first row's 'M1' (line 2), which "
+        "v.csv:5:1: model: REPEAT key: the value differs from the first row's (line 2), which "
         "every device gets; leave it empty"
     ]
 
@@ -247,17 +247,29 @@ def test_load_mfg_raises_with_all_problems(lotdir: Path) -> None:
     with pytest.raises(StationError) as err:
         load_mfg("c.csv", "v.csv", size=0x3000)
     assert [str(p) for p in err.value.problems] == [
-        "v.csv:3:1: n: 300 is out of range for u8 (0..255)",
-        "v.csv:4:1: n: -1 is out of range for u8 (0..255)",
+        "v.csv:3:1: n: too large for u8 (0..255)",
+        "v.csv:4:1: n: too small for u8 (0..255)",
     ]
 
 
 def test_problem_list_is_bounded(lotdir: Path) -> None:
-    lot(lotdir, "app,namespace,\nn,data,u8\n", "n\n" + "x\n" * 2000)
+    rows = "".join("x" * n + "\n" for n in range(1, 2001))  # 2000 different messages
+    lot(lotdir, "app,namespace,\nn,data,u8\n", "n\n" + rows)
     with pytest.raises(StationError) as err:
         load_mfg("c.csv", "v.csv")
     assert len(err.value.problems) == 501
     assert str(err.value.problems[-1]) == "v.csv:0:0: -: 1500 more problems not shown"
+
+
+def test_identical_problems_are_capped(lotdir: Path) -> None:
+    lot(lotdir, "app,namespace,\nn,data,u8\n", "n\n" + "x\n" * 2000)
+    with pytest.raises(StationError) as err:
+        load_mfg("c.csv", "v.csv")
+    shown = [str(p) for p in err.value.problems]
+    same = "n: not a whole number, 1 character (u8 takes 42, -7 or 0x2A)"
+    assert shown == [f"v.csv:{line}:1: {same}" for line in range(2, 7)] + [
+        "v.csv:7:1: n: … and 1995 more like this (lines 7-2001)"
+    ]
 
 
 def test_existing_hmac_key_file_in_a_subfolder_is_never_overwritten(

@@ -84,7 +84,7 @@ def test_every_problem_on_stderr(work: Path, capsys: pytest.CaptureFixture[str])
     ]
     assert cli.main(["nvs", "bad.csv", "out.bin", "0x3000"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        "bad.csv:3:4: a: 300 is out of range for u8 (0..255)",
+        "bad.csv:3:4: a: too large for u8 (0..255)",
         "bad.csv:4:4: b: odd number of hex digits (3); each byte needs two",
     ]
     assert (work / "out.bin").read_bytes() == b"old"  # untouched

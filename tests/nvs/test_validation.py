@@ -46,12 +46,12 @@ def test_all_problems_at_once(tmp_path: Path) -> None:
         "lot.csv:3:3: a: unknown encoding 'u9' (use u8, i8, u16, i16, u32, i32, u64, i64, string,"
         " hex2bin, base64, binary, blob_fill(N;0xPP) or blob_sz_fill(N;0xPP))",
         "lot.csv:4:2: b: unknown type 'record' (use data, file or namespace)",
-        "lot.csv:5:4: c: 256 is out of range for u8 (0..255)",
-        "lot.csv:6:4: d: -129 is out of range for i8 (-128..127)",
-        "lot.csv:7:4: e: not an integer: '12abc'",
-        "lot.csv:8:4: f: not an integer: ''",
+        "lot.csv:5:4: c: too large for u8 (0..255)",
+        "lot.csv:6:4: d: too small for i8 (-128..127)",
+        "lot.csv:7:4: e: not an integer, 5 characters",
+        "lot.csv:8:4: f: not an integer, 0 characters",
         "lot.csv:9:4: g: odd number of hex digits (3); each byte needs two",
-        "lot.csv:10:4: h: not hexadecimal: 'z' at character 1 (hex2bin takes 0-9 a-f)",
+        "lot.csv:10:4: h: not hexadecimal: character 1 (hex2bin takes 0-9 a-f)",
         "lot.csv:11:4: i: not valid base64 (A-Z a-z 0-9 + /, '=' padding to a multiple of 4)",
         "lot.csv:12:4: j: not valid base64 (A-Z a-z 0-9 + /, '=' padding to a multiple of 4)",
         "lot.csv:13:1: a_key_that_is_too_long: key is 22 bytes long, at most 15 are allowed",
@@ -246,7 +246,7 @@ def test_key_and_file_oddities(tmp_path: Path) -> None:
     ]
     assert problems(entries, base_dir=tmp_path) == [
         "lot.csv:3:1: a\0b: key contains a NUL character",
-        f"lot.csv:4:4: f: is a folder, not a file: {tmp_path / 'folder'}",
+        f"lot.csv:4:4: f: {tmp_path / 'folder'} is a folder, not a file",
         "lot.csv:5:1: -: empty namespace name",
     ]
 

@@ -208,3 +208,69 @@ def test_station_run_with_firmware_and_per_device_keys_on_simulated_devices(
                 assert key_sector == opened.key_file(row).read_bytes()
                 values = decode_image(factory, parse_key_partition(key_sector)).as_dict()
                 assert values["factory"]["serial_no"] == row.values["serial_no"]
+
+
+def test_unit_ids_that_are_not_file_names_get_key_files_of_their_own(tmp_path: Path) -> None:
+    """Unit ``SN 77 2`` on row 2 was given ``keys-row2.bin``, the file of unit ``row2``: two
+    boards got the same keys. Now an unsafe id gets a name no other id can have."""
+    lot = make_small_lot(
+        tmp_path / "l", 3, nvs_keys="encrypted", extra="encryption = { keygen = true }\n"
+    )
+    values = lot.parent / "values.csv"
+    values.write_text(
+        "serial_no,device_key,hw_rev\nrow2,00,1\nSN 77 2,00,2\nSN0003,00,3\n", encoding="utf-8"
+    )
+    with open_lot(lot) as opened:
+        files = [opened.key_file(opened.row(i)) for i in range(3)]
+        assert [f.name for f in files] == [
+            "keys-row2.bin",
+            "keys-%SN%2077%202.bin",
+            "keys-SN0003.bin",
+        ]
+        keys = [opened.keys_for(opened.row(i)) for i in range(3)]
+        assert keys[0] != keys[1]
+        assert len({f.read_bytes() for f in files}) == 3
+        assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+        assert stat.S_IMODE(files[0].parent.stat().st_mode) == 0o700
+
+
+def test_key_file_stems_are_one_to_one() -> None:
+    from station.production.lot import key_file_stem
+
+    ids = [
+        "row2",
+        "SN 77 2",
+        "SN%2077%202",
+        "%SN%2077%202",
+        "a/b",
+        "a%2Fb",
+        ".hidden",
+        "-x",
+        "x" * 200,
+        "y" * 200,
+    ]
+    stems = [key_file_stem(i) for i in ids]
+    assert len(set(stems)) == len(ids)
+    assert stems[0] == "row2" and stems[2] == "%SN%252077%25202"
+    assert all("/" not in s and "\\" not in s and len(s) <= 130 for s in stems)
+
+
+def test_a_key_file_of_the_old_name_is_kept_for_its_unit(tmp_path: Path) -> None:
+    """A lot started before the new names: the unit's key is in ``keys-row2.bin`` and its hash
+    is the ledger's; the unit keeps that key (copied to its new name), not a fresh one."""
+    lot = make_small_lot(
+        tmp_path / "l", 2, nvs_keys="encrypted", extra="encryption = { keygen = true }\n"
+    )
+    (lot.parent / "values.csv").write_text(
+        "serial_no,device_key,hw_rev\nSN1,00,1\nSN 77 2,00,2\n", encoding="utf-8"
+    )
+    old = key_partition_image(generate_keys())
+    with open_lot(lot) as opened:
+        row = opened.row(1)
+        legacy = lot.parent / "keys" / "keys-row2.bin"
+        legacy.parent.mkdir(mode=0o700)
+        legacy.write_bytes(old)
+        keys = parse_key_partition(old)
+        opened.ledger.record_key_hash(1, hashlib.sha256(keys.data_key + keys.tweak_key).hexdigest())
+        assert opened.keys_for(row) == keys
+        assert opened.key_file(row).read_bytes() == old

@@ -103,3 +103,27 @@ def test_report_from_the_ledger_alone_when_the_csv_changed(
     data = json.loads(captured.out)
     assert data["summary"]["done"] == 3 and len(data["rows"]) == 6
     assert not any(k.startswith("value.") for k in data["rows"][0])
+
+
+def test_report_csv_neutralises_spreadsheet_formulas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OWASP's CSV injection: a cell starting with = + - @ tab or CR gets a leading '."""
+    lot = make_small_lot(tmp_path / "lot", 1)
+    (lot.parent / "config.csv").write_text(
+        "factory,namespace,\nserial_no,data,string\nmodel,data,string\nhw_rev,data,u32\n",
+        encoding="utf-8",
+    )
+    models = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR", "plain"]
+    rows = [f'=1+{i},"{m.replace(chr(34), chr(34) * 2)}",{i}' for i, m in enumerate(models)]
+    (lot.parent / "values.csv").write_text(
+        "serial_no,model,hw_rev\n" + "\n".join(rows) + "\n", encoding="utf-8", newline=""
+    )
+    out = tmp_path / "report.csv"
+    assert main(["report", str(lot), "--csv", str(out)]) == 0
+    with out.open(encoding="utf-8", newline="") as f:
+        got = list(csv.DictReader(f))
+    assert [r["value.model"] for r in got] == ["'" + m for m in models[:-1]] + ["plain"]
+    assert [r["unit_id"] for r in got] == [f"'=1+{i}" for i in range(len(models))]
+    assert [r["value.hw_rev"] for r in got] == [str(i) for i in range(len(models))]
+    assert [r["row"] for r in got] == [str(i + 1) for i in range(len(models))]
