@@ -67,7 +67,10 @@ def test_idf_samples_are_byte_identical(
         str(version),
         *extra,
     )
-    assert (code, err) == (0, "")
+    assert code == 0
+    # Espressif's samples repeat values in columns named like keys (dummyU64Key): the station
+    # warns about two devices sharing a key, and writes the images all the same
+    assert all(": warning: same value as line " in line for line in err.splitlines()), err
     official_generate(
         conf,
         vals,
