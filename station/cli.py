@@ -263,7 +263,9 @@ def _qt_label_renderer() -> Renderer:
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     ):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    return importlib.import_module("station.gui.label_render")  # type: ignore[return-value]
+    render = importlib.import_module("station.gui.label_render")
+    render.ensure_application()
+    return render  # type: ignore[no-any-return]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

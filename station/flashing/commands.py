@@ -99,9 +99,9 @@ def flash(args: argparse.Namespace) -> int:
     """Write the same files to every port at once; one summary line per port."""
     from esptool.targets import CHIP_DEFS
 
-    from station.flashing.device import WriteRegion
     from station.flashing.jobs import FlashJob, JobResult, run_job
     from station.flashing.live import MIN_INTERVAL, LiveStatus, live_capable
+    from station.flashing.types import WriteRegion
 
     problems = ProblemList()
     pairs = _parse_pairs(list(args.pairs), problems)

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import serial
@@ -31,8 +30,14 @@ from esptool.targets import CHIP_DEFS
 from esptool.util import FatalError, NotImplementedInROMError, flash_size_bytes
 
 from station.flashing.routing import JobSink, router
+from station.flashing.types import (
+    DeviceInfo,
+    FaultKind,
+    FlashError,
+    Progress,
+    WriteRegion,
+)
 
-PHASES = ("connecting", "identifying", "checking", "writing", "verifying", "resetting")
 ROM_BAUD = ESPLoader.ESP_ROM_BAUD
 TABLE_OFFSET = 0x8000
 TABLE_SIZE = 0xC00
@@ -40,50 +45,6 @@ CONNECT_HINT = "check the cable and the BOOT button"
 # Up to this many bytes per write, the ROM loader writes (no stub upload, and the read-back
 # needs no reconnect); larger writes (firmware) go through the faster, compressing stub.
 ROM_WRITE_LIMIT = 0x10000
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where one port's job is: ``done`` of ``total`` bytes in ``phase`` (0/0: phase started)."""
-
-    port: str
-    phase: str
-    done: int
-    total: int
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """What a connected device told us about itself."""
-
-    port: str
-    chip: str  # esptool's name, e.g. "ESP32-C3"
-    mac: str  # "24:0a:c4:12:34:56"
-    flash_size: int | None  # bytes, None when the flash chip did not say
-
-
-@dataclass(frozen=True)
-class WriteRegion:
-    """Bytes to write at a flash offset; ``name`` is for messages (e.g. the partition name).
-
-    ``readback``: verify by reading the region back and comparing (the factory image); False
-    verifies by the device's MD5 of the region instead (firmware: megabytes, see
-    :mod:`station.flashing.firmware`)."""
-
-    offset: int
-    data: bytes
-    name: str = ""
-    readback: bool = True
-
-
-class FlashError(Exception):
-    """A device fault, with a reason in the operator's words and the phase it happened in."""
-
-    def __init__(self, reason: str, *, phase: str = "", port: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.phase = phase
-        self.port = port
 
 
 class Cancelled(serial.SerialException):
@@ -733,6 +694,7 @@ class DeviceSession:
                 "device holds different data (MD5)",
                 phase="verifying",
                 port=self.port,
+                kind=FaultKind.MISMATCH,
             )
 
     def _compare(self, region: WriteRegion, data: bytes) -> None:
@@ -745,6 +707,7 @@ class DeviceSession:
                 f"verify failed at 0x{region.offset + at:x}",
                 phase="verifying",
                 port=self.port,
+                kind=FaultKind.MISMATCH,
             )
 
     def verify(self, regions: Sequence[WriteRegion]) -> None:

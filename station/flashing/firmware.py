@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from station.errors import Problem, ProblemList, StationError
-from station.flashing.device import WriteRegion
+from station.flashing.types import WriteRegion
 
 FLASHER_ARGS = "flasher_args.json"
 

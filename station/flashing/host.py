@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from station.flashing.device import DeviceInfo, FlashError, Progress, WriteRegion
+from station.flashing.types import DeviceInfo, FaultKind, FlashError, Progress, WriteRegion
 
 MODULE = "station.flashing.host"
 _HEADER = struct.Struct("<I")
@@ -76,13 +76,13 @@ def _recv(stream: IO[bytes]) -> Any:
 
 def _wire_error(err: BaseException) -> tuple[str, ...]:
     if isinstance(err, FlashError):
-        return ("flash", err.reason, err.phase, err.port)
+        return ("flash", err.reason, err.phase, err.port, err.kind.value)
     return ("other", f"{type(err).__name__}: {err}")
 
 
 def _raise_wire_error(wire: tuple[str, ...]) -> None:
     if wire[0] == "flash":
-        raise FlashError(wire[1], phase=wire[2], port=wire[3])
+        raise FlashError(wire[1], phase=wire[2], port=wire[3], kind=FaultKind(wire[4]))
     raise DeviceHostError(wire[1])
 
 
@@ -235,7 +235,7 @@ class DeviceHost:
         """Start the host process unless it runs (does not wait for it to be ready)."""
         with self._lock:
             if self._closed:
-                raise FlashError("the device host is closed")
+                raise FlashError("the device host is closed", kind=FaultKind.HOST)
             if self._proc is not None and self._dead is None:
                 return
             if self._proc is not None:
@@ -253,7 +253,9 @@ class DeviceHost:
                     | getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0),
                 )
             except OSError as err:
-                raise FlashError(f"cannot start the device host: {err}") from err
+                raise FlashError(
+                    f"cannot start the device host: {err}", kind=FaultKind.HOST
+                ) from err
             self.starts += 1
             self._reader = threading.Thread(
                 target=self._read, args=(self._proc,), name="device-host-reader", daemon=True
@@ -265,10 +267,13 @@ class DeviceHost:
         within ``start_timeout`` seconds or exits first."""
         self.start()
         if not self._ready.wait(self.start_timeout):
-            raise FlashError(f"the device host did not start within {self.start_timeout:g} s")
+            raise FlashError(
+                f"the device host did not start within {self.start_timeout:g} s",
+                kind=FaultKind.HOST,
+            )
         with self._lock:
             if self._dead is not None:
-                raise FlashError(self._dead)
+                raise FlashError(self._dead, kind=FaultKind.HOST)
 
     def _reap(self) -> None:
         """Forget the current host process and wait for it and its reader (call without
@@ -328,11 +333,11 @@ class DeviceHost:
     def _post(self, message: tuple[Any, ...]) -> None:
         proc = self._proc
         if proc is None or proc.stdin is None or self._dead is not None:
-            raise FlashError(self._dead or "the device host is not running")
+            raise FlashError(self._dead or "the device host is not running", kind=FaultKind.HOST)
         try:
             _send(proc.stdin, self._send_lock, message)
         except (OSError, ValueError) as err:
-            raise FlashError(f"the device host stopped ({err})") from err
+            raise FlashError(f"the device host stopped ({err})", kind=FaultKind.HOST) from err
 
     def _wait(
         self,
@@ -369,7 +374,7 @@ class DeviceHost:
             elif dead_ok:
                 return None
             else:  # dead
-                raise FlashError(message[2], port=port)
+                raise FlashError(message[2], port=port, kind=FaultKind.HOST)
 
     def open_device(
         self,
@@ -388,7 +393,7 @@ class DeviceHost:
         inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         with self._lock:
             if self._dead is not None:
-                raise FlashError(self._dead, port=port)
+                raise FlashError(self._dead, port=port, kind=FaultKind.HOST)
             self._waiting[sid] = inbox
         options = {"chip": chip, "baud": baud, "no_stub": no_stub, "timeout": timeout}
         try:

@@ -13,13 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from station.flashing.device import (
-    TABLE_OFFSET,
-    FlashError,
-    Progress,
-    WriteRegion,
-    open_device,
-)
+from station.flashing.device import TABLE_OFFSET, open_device
+from station.flashing.types import FlashError, Progress, WriteRegion
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from station.flashing.device import PHASES, Progress
+from station.flashing.types import PHASES, Progress
 
 MIN_INTERVAL = 0.25  # seconds between redraws: at most 4 Hz
 BAR = 20

@@ -28,20 +28,10 @@ from PySide6.QtWidgets import (
 )
 
 from station.errors import StationError
+from station.flashing.types import CHIPS
 from station.gui.settings import StationSettings
 
 BAUD_RATES = ("115200", "230400", "460800", "921600", "1500000", "2000000")
-CHIPS = (
-    "esp32",
-    "esp32s2",
-    "esp32s3",
-    "esp32c2",
-    "esp32c3",
-    "esp32c5",
-    "esp32c6",
-    "esp32h2",
-    "esp32p4",
-)
 
 
 class SettingsDialog(QDialog):
@@ -220,6 +210,7 @@ class NewLotDialog(QDialog):
         form.addRow("&Factory partition:", self.partition)
         self.chip = QComboBox()
         self.chip.addItems(CHIPS)
+        self.chip.setCurrentText("esp32")  # the usual choice; "auto" takes whatever answers
         form.addRow("C&hip:", self.chip)
         self.fileid = QComboBox()
         self.scan_column = QComboBox()

@@ -51,6 +51,12 @@ _pyside_none.protect()
 _APP: list[QGuiApplication] = []  # the application we made, if the caller had none
 
 
+def ensure_application() -> None:
+    """Make the Gui application the renderers need, unless there is one: call it on the main
+    thread before rendering from a worker (the command line does)."""
+    _ensure_app()
+
+
 def _ensure_app() -> None:
     # QFont and text painting need a Gui application object; the GUI already has one.
     if QCoreApplication.instance() is None:

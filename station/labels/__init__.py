@@ -8,7 +8,14 @@ front end registers them with :func:`use_renderer` for ``pdf:`` and ``printer:``
 
 from __future__ import annotations
 
-from station.labels.output import PrintRecord, Renderer, output_label, parse_output, use_renderer
+from station.labels.output import (
+    PrintRecord,
+    Renderer,
+    output_label,
+    parse_output,
+    renderer,
+    use_renderer,
+)
 from station.labels.service import (
     PRINTABLE_STATES,
     LabelJob,
@@ -47,6 +54,7 @@ __all__ = [
     "lot_template",
     "output_label",
     "parse_output",
+    "renderer",
     "send_zpl",
     "template_from_dict",
     "template_to_dict",

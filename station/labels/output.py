@@ -58,24 +58,33 @@ class Renderer(Protocol):
     ) -> PrintRecord: ...
 
 
-_renderer: Callable[[], Renderer] | None = None
+_factory: Callable[[], Renderer] | None = None
+_renderer: Renderer | None = None
 
 
 def use_renderer(factory: Callable[[], Renderer] | None) -> None:
     """Register how to get the renderer for ``pdf:`` and ``printer:`` outputs; it is called
-    when such a label is first printed (so a headless run that prints ZPL never loads Qt)."""
+    once, when :func:`renderer` is first asked (so a headless run that prints ZPL never loads
+    Qt)."""
+    global _factory, _renderer
+    _factory, _renderer = factory, None
+
+
+def renderer(kind: str = "pdf") -> Renderer:
+    """The registered renderer; StationError saying what to install if there is none.
+
+    A front end asks for it once on its main thread before printing from a worker (Qt wants
+    its application object made there)."""
     global _renderer
-    _renderer = factory
-
-
-def _get_renderer(kind: str) -> Renderer:
     if _renderer is None:
-        raise StationError.at(
-            "label output",
-            f"{kind}: labels need the window's renderer (Qt); install it with "
-            "pip install 'station[gui]', or print ZPL (zpl:tcp://HOST:9100)",
-        )
-    return _renderer()
+        if _factory is None:
+            raise StationError.at(
+                "label output",
+                f"{kind}: labels need the window's renderer (Qt); install it with "
+                "pip install 'station[gui]', or print ZPL (zpl:tcp://HOST:9100)",
+            )
+        _renderer = _factory()
+    return _renderer
 
 
 def parse_output(text: str, file: str = "settings", key: str = "label_output") -> tuple[str, str]:
@@ -117,14 +126,14 @@ def output_label(
         zpl = to_zpl(template, fields).replace("^PQ1\n", f"^PQ{copies}\n")
         send_zpl(zpl, target)
     elif kind == "pdf":
-        renderer = _get_renderer(kind)
+        drawer = renderer(kind)
         target = target.replace(
             "{unit_id}", "".join(c if c.isalnum() or c in "-_." else "_" for c in unit)
         )
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        renderer.render_pdf(template, fields, target)
+        drawer.render_pdf(template, fields, target)
     else:
-        return _get_renderer(kind).print_label(
+        return renderer(kind).print_label(
             template, fields, target or None, copies=copies, on_printed=on_printed
         )
     record = PrintRecord(unit, kind, target, copies, time.time())

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from station.errors import StationError
-from station.labels import LabelJob, LabelOutcome, LabelService, lot_template, parse_output
+from station.labels import (
+    LabelJob,
+    LabelOutcome,
+    LabelService,
+    lot_template,
+    parse_output,
+    renderer,
+)
 from station.ledger import Ledger
 from station.ledger.ledger import is_postgresql, sqlite_path
 from station.production.lot import Lot, open_lot, read_lot_file
@@ -113,7 +120,9 @@ def _label_service(lot: Lot, output: str, printer: _RunPrinter, operator: str) -
     """The label service of a run with ``--labels OUTPUT``: a label for each passed unit.
 
     The output and the lot's label template are checked before any device is touched."""
-    parse_output(output, "--labels", "labels")
+    kind, _target = parse_output(output, "--labels", "labels")
+    if kind != "zpl":
+        renderer(kind)  # made here, on the main thread, where Qt wants its application
     template, problems = lot_template(lot)
     if problems:
         raise StationError(problems)

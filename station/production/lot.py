@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from station.errors import Problem, ProblemList, StationError
+from station.flashing.types import CHIPS
 from station.ledger import ImportSummary, Ledger, LedgerRow
 
 if sys.version_info >= (3, 11):
@@ -33,19 +34,6 @@ if TYPE_CHECKING:
     from station.nvs import XtsKeys
     from station.partitions import FlasherArgs, Partition, PartitionTable
 
-CHIPS = (
-    "auto",
-    "esp32",
-    "esp32s2",
-    "esp32s3",
-    "esp32c2",
-    "esp32c3",
-    "esp32c5",
-    "esp32c6",
-    "esp32c61",
-    "esp32h2",
-    "esp32p4",
-)
 KNOWN_KEYS = (
     "name",
     "config",

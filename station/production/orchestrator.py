@@ -28,7 +28,8 @@ from station.errors import StationError
 from station.ledger import Claim, ClaimRefused, RowRecord
 
 if TYPE_CHECKING:
-    from station.flashing import DeviceSession, Progress, WriteRegion
+    from station.flashing import Opener, Progress, WriteRegion
+    from station.flashing import Session as DeviceSession
     from station.production.lot import Lot
 
 PORT_STATES = ("idle", "waiting", "busy", "passed", "failed", "attention")
@@ -167,7 +168,7 @@ class Orchestrator:
         auto_retry: int = 1,
         poll_interval: float = 1.0,
         connect_timeout: float = 10.0,
-        opener: Callable[..., DeviceSession] | None = None,
+        opener: Opener | None = None,
     ) -> None:
         self.lot = lot
         self.ledger = lot.ledger
@@ -847,7 +848,7 @@ class Orchestrator:
         self, p: _Port, u: _Unit, session: DeviceSession, regions: list[WriteRegion]
     ) -> list[WriteRegion]:
         """The regions the device does not hold already (all of them if one differs)."""
-        from station.flashing import FlashError
+        from station.flashing import FaultKind, FlashError
 
         if not regions:
             return []
@@ -855,7 +856,7 @@ class Orchestrator:
         try:
             session.verify(regions)
         except FlashError as err:
-            if "verify failed" not in err.reason:
+            if err.kind is not FaultKind.MISMATCH:
                 raise
             return regions
         return []

@@ -11,13 +11,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from station.flashing import DeviceInfo, FlashError, Progress, WriteRegion
+from station.flashing import DeviceInfo, FaultKind, FlashError, Progress, WriteRegion
 
 FLASH = 0x40000
 
 
-def flash_error(reason: str, phase: str, port: str) -> FlashError:
-    return FlashError(reason, phase=phase, port=port)
+def flash_error(
+    reason: str, phase: str, port: str, kind: FaultKind = FaultKind.DEVICE
+) -> FlashError:
+    return FlashError(reason, phase=phase, port=port, kind=kind)
 
 
 @dataclass
@@ -86,11 +88,17 @@ class FakeSession:
 
     def verify(self, regions: Sequence[WriteRegion]) -> None:
         for r in regions:
-            if (
-                self.dev.fault("verifying")
-                or bytes(self.dev.flash[r.offset : r.offset + len(r.data)]) != r.data
-            ):
-                raise flash_error("verify failed: data differs", "verifying", self.port)
+            if self.dev.fault("verifying"):
+                raise flash_error("no answer while verifying", "verifying", self.port)
+            if bytes(self.dev.flash[r.offset : r.offset + len(r.data)]) != r.data:
+                # worded unlike the real device on purpose: the orchestrator decides on the
+                # kind of fault, never on the text
+                raise flash_error(
+                    f"the device holds other data at 0x{r.offset:x}",
+                    "verifying",
+                    self.port,
+                    FaultKind.MISMATCH,
+                )
 
     def reset(self) -> None:
         pass

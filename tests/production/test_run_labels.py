@@ -155,9 +155,15 @@ def test_labels_are_checked_before_any_device_is_touched(
 
 
 def test_pdf_labels_are_drawn_headless_by_the_registered_qt_renderer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
 ) -> None:
     pytest.importorskip("PySide6")
+    # the test process shares one Qt application with the GUI tests (a QApplication, which
+    # pytest-qt must make first); `station run` alone makes a QGuiApplication on its main thread
+    request.getfixturevalue("qapp")
     lot = make_small_lot(tmp_path / "lot", 2, name="LBL", extra=LABEL)
     bench = Conveyor(lot.parent / "LBL.station.db", "LBL")
     bench.load("sim://1", boards(1, 2))
