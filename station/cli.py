@@ -30,6 +30,7 @@ HANDLERS: dict[str, str] = {
     "run": "station.production.commands:run",
     "report": "station.production.commands:report",
     "self-test": "station.selftest:run",
+    "engineer-pin": "station.gui.security:set_pin_command",
 }
 
 
@@ -215,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--slots",
         metavar="F",
         help="slot map (JSON: USB location -> slot name) to name the ports by",
+    )
+
+    sub.add_parser(
+        "engineer-pin",
+        help="set this machine's engineer PIN (as administrator: it is kept machine-wide)",
     )
 
     p = sub.add_parser("report", help="what the ledger knows about a lot")
