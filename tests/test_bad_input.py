@@ -249,3 +249,37 @@ def test_a_bad_value_is_described_never_shown(lotdir: Path) -> None:
     assert any(
         line.startswith("values.csv:3:4: model: REPEAT key: the value differs") for line in lines
     )
+
+
+@posix_only
+def test_key_files_that_are_not_regular_files(lotdir: Path) -> None:
+    (lotdir / "values.csv").write_text("serial_no,cert\nSN1,cert.pem\n", encoding="utf-8")
+    os.mkfifo(lotdir / "key.fifo")
+    before = files(lotdir)
+    for option in ("--inputkey", "--kp_hmac_inputkey"):
+        extra = ["--keygen", "--key_protect_hmac"] if option == "--kp_hmac_inputkey" else []
+        done = station(
+            lotdir,
+            "generate",
+            "config.csv",
+            "values.csv",
+            "dev",
+            "0x6000",
+            *extra,
+            option,
+            "/dev/zero",
+        )
+        refused(done, f"/dev/zero:0:0: {option}: cannot read: /dev/zero is not an ordinary file")
+        done = station(
+            lotdir,
+            "generate",
+            "config.csv",
+            "values.csv",
+            "dev",
+            "0x6000",
+            *extra,
+            option,
+            "key.fifo",
+        )
+        refused(done, f"key.fifo:0:0: {option}: cannot read: key.fifo is not an ordinary file")
+    assert files(lotdir) == before
