@@ -35,6 +35,7 @@ HANDLERS: dict[str, str] = {
     "run": "station.production.commands:run",
     "report": "station.production.commands:report",
     "self-test": "station.selftest:run",
+    "engineer-pin": "station.gui.security:set_pin_command",
 }
 
 
@@ -232,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUTPUT",
         help="print each passed unit's label: pdf:PATH ({unit_id} in PATH), zpl:tcp://HOST:9100, "
         "zpl:/dev/usb/lp0, printer:[NAME] (pdf: and printer: need station[gui])",
+    )
+
+    sub.add_parser(
+        "engineer-pin",
+        help="set this machine's engineer PIN (as administrator: it is kept machine-wide)",
     )
 
     p = sub.add_parser("report", help="what the ledger knows about a lot")

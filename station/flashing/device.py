@@ -14,6 +14,7 @@ digest included.) Writes over 64 KiB use the stub flasher unless ``no_stub``. Re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import select
 import socket
@@ -37,6 +38,10 @@ from station.flashing.types import (
     Progress,
     WriteRegion,
 )
+
+if sys.platform != "win32":
+    import fcntl
+    import termios
 
 ROM_BAUD = ESPLoader.ESP_ROM_BAUD
 TABLE_OFFSET = 0x8000
@@ -297,6 +302,19 @@ def _reason(err: BaseException, port: str, phase: str) -> str:
     return f"{doing} failed on {port}: {text}"
 
 
+PORT_BUSY = "port busy: in use by another program (close it, or choose another port)"
+
+
+def _lock_tty(port: Any) -> None:
+    """POSIX serial ports: also refuse programs that do not lock the port (TIOCEXCL: further
+    opens fail with EBUSY, except for root); pyserial's ``exclusive`` only stops those that
+    lock it too."""
+    fd = getattr(port, "fd", None)
+    if sys.platform != "win32" and isinstance(fd, int) and hasattr(termios, "TIOCEXCL"):
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(fd, termios.TIOCEXCL)
+
+
 class DeviceSession:
     """One open connection to one device. Use as a context manager; every fault is a
     :class:`FlashError`."""
@@ -376,20 +394,24 @@ class DeviceSession:
     # -- connection ----------------------------------------------------------------------
     def _open_serial(self) -> None:
         try:
-            port = serial.serial_for_url(self.port, do_not_open=True)
+            # exclusive, as esptool opens ports: a second program on the port (another station,
+            # a serial monitor) is refused instead of interleaving bytes with ours
+            port = serial.serial_for_url(self.port, exclusive=True, do_not_open=True)
             port.baudrate = ROM_BAUD
             port.open()
+            _lock_tty(port)
         except (serial.SerialException, OSError, ValueError) as err:
             low = str(err).lower()
             if "refused" in low or "timed out" in low:
                 reason = f"no device answered on {self.port} — {CONNECT_HINT}"
+            elif "exclusively lock" in low or "denied" in low or "busy" in low:
+                reason = PORT_BUSY
             elif "no such file" in low or "could not open" in low or "not found" in low:
                 reason = f"cannot open {self.port}: no such port — is the device plugged in?"
-            elif "denied" in low or "busy" in low:
-                reason = f"cannot open {self.port}: it is in use by another program"
             else:
                 reason = f"cannot open {self.port}: {str(err).splitlines()[0]}"
-            raise FlashError(reason, phase="connecting", port=self.port) from err
+            kind = FaultKind.PORT_BUSY if reason == PORT_BUSY else FaultKind.DEVICE
+            raise FlashError(reason, phase="connecting", port=self.port, kind=kind) from err
         self._serial = port
         self._guard = _Guard(port)
         _watchdog.add(self.cancel, self._guard)

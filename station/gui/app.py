@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication
 
 from station.errors import StationError
 from station.gui.resources import app_icon, resources_dir, style_sheet
+from station.gui.security import PinStore
 from station.gui.settings import DEMO_PIN, StationSettings
 
 DEMO_PORTS = 4
@@ -47,7 +48,7 @@ def sample_lot_dir() -> Path:
 
 def start_demo(ports: int = DEMO_PORTS, folder: Path | None = None) -> Demo:
     """Copy the sample lot to a working folder (its ledger must not go into the install folder),
-    start ``ports`` simulated devices with distinct MACs and prepare demo settings (PIN 1234)."""
+    start ``ports`` simulated devices with distinct MACs and prepare demo settings (PIN 123456)."""
     source = sample_lot_dir()
     lots = sorted(source.glob("*.toml")) if source.is_dir() else []
     if not lots:
@@ -57,7 +58,7 @@ def start_demo(ports: int = DEMO_PORTS, folder: Path | None = None) -> Demo:
     work = Path(tempfile.mkdtemp(prefix="station-demo-")) if folder is None else folder
     shutil.copytree(source, work / "lot", dirs_exist_ok=True)
     qs = QSettings(str(work / "station-demo.ini"), QSettings.Format.IniFormat)
-    settings = StationSettings(qs)
+    settings = StationSettings(qs, PinStore(work / "engineer-pin"))  # the demo's own PIN
     settings.set_pin(DEMO_PIN)
     settings.auto_start = True
     settings.hot_plug = False

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from station.errors import StationError
 from station.flashing.types import CHIPS
+from station.gui.security import MIN_PIN_DIGITS, PinError, pin_problem
 from station.gui.settings import StationSettings
 
 BAUD_RATES = ("115200", "230400", "460800", "921600", "1500000", "2000000")
@@ -98,18 +99,26 @@ class SettingsDialog(QDialog):
 
     def change_pin(self) -> None:
         pin, ok = QInputDialog.getText(
-            self, "New PIN", "New engineer PIN (4+ characters):", QLineEdit.EchoMode.Password
+            self,
+            "New PIN",
+            f"New engineer PIN ({MIN_PIN_DIGITS}+ digits):",
+            QLineEdit.EchoMode.Password,
         )
         if not ok:
             return
-        if len(pin) < 4:
-            self.error.setText("The PIN needs at least 4 characters; nothing changed.")
+        problem = pin_problem(pin)
+        if problem:
+            self.error.setText(f"{problem} Nothing changed.")
             return
         again, ok = QInputDialog.getText(
             self, "New PIN", "Type it again:", QLineEdit.EchoMode.Password
         )
         if ok and again == pin:
-            self.settings.set_pin(pin)
+            try:
+                self.settings.set_pin(pin)
+            except PinError as err:
+                self.error.setText(f"{err} Nothing changed.")
+                return
             self.error.setText("PIN changed.")
         else:
             self.error.setText("The PINs differ; nothing changed.")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from station.gui.security import check_pin, hash_pin
+from station.gui.security import PinStore
 
 DEFAULT_BAUD = 460800
-DEMO_PIN = "1234"  # the engineer PIN of `station --demo` (documented in the README)
+DEMO_PIN = "123456"  # the engineer PIN of `station --demo` (documented in docs/operator.md)
 
 
 def _as_bool(value: object, default: bool) -> bool:
@@ -19,10 +19,14 @@ def _as_bool(value: object, default: bool) -> bool:
 
 
 class StationSettings:
-    """Typed access to the station's QSettings; pass a QSettings (e.g. an INI file) in tests."""
+    """Typed access to the station's QSettings; pass a QSettings (e.g. an INI file) in tests.
 
-    def __init__(self, qsettings: QSettings | None = None) -> None:
+    The engineer PIN is not among them: its hash is kept machine-wide (:class:`PinStore`), where
+    an operator account cannot change it."""
+
+    def __init__(self, qsettings: QSettings | None = None, pins: PinStore | None = None) -> None:
         self.qs = qsettings if qsettings is not None else QSettings("station", "station")
+        self.pins = pins if pins is not None else PinStore()
 
     # --- ports -------------------------------------------------------------------------------
     @property
@@ -130,16 +134,20 @@ class StationSettings:
     # --- engineer PIN --------------------------------------------------------------------------
     @property
     def has_pin(self) -> bool:
-        return bool(self.qs.value("security/pin_hash", ""))
+        return self.pins.has_pin
 
     def set_pin(self, pin: str) -> None:
-        """Store a salted hash of the PIN (never the PIN itself)."""
-        self.qs.setValue("security/pin_hash", hash_pin(pin))
-        self.qs.sync()
+        """Store a salted hash of the PIN (never the PIN itself), machine-wide; PinError when
+        it is too short or this account cannot change the PIN file."""
+        self.pins.set(pin)
 
     def check_pin(self, pin: str) -> bool:
-        stored = str(self.qs.value("security/pin_hash", "") or "")
-        return bool(stored) and check_pin(pin, stored)
+        """The right PIN? Wrong tries are delayed more and more (see :meth:`pin_wait`)."""
+        return self.pins.check(pin)
+
+    def pin_wait(self) -> float:
+        """Seconds until the next PIN is checked (after wrong tries); 0 for now."""
+        return self.pins.wait()
 
     # --- window layout -------------------------------------------------------------------------
     def window_layout(self) -> tuple[QByteArray | None, QByteArray | None]:

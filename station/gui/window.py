@@ -8,6 +8,7 @@ repaints the cards, the counters and the rows from that state.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -1235,20 +1236,31 @@ class MainWindow(QMainWindow):
             self.log("info", "operator mode")
             return
         if not self.settings.has_pin:
-            pin = self.ask_pin("No engineer PIN is set on this station. Choose one:")
+            pin = self.ask_pin("No engineer PIN is set on this station. Choose one (6+ digits):")
             if not pin:
                 return
             again = self.ask_pin("Type the new PIN again:")
             if pin != again:
                 self.show_scan_result(False, "The PINs differ; nothing changed")
                 return
-            self.settings.set_pin(pin)
+            try:  # too short, or a machine-wide PIN file this account cannot write
+                self.settings.set_pin(pin)
+            except ValueError as err:
+                self.show_scan_result(False, str(err))
+                return
         else:
+            if self.settings.pin_wait() > 0:  # wrong tries: each one waits longer
+                wait = math.ceil(self.settings.pin_wait())
+                self.show_scan_result(False, f"Too many wrong PINs: try again in {wait} s")
+                return
             pin = self.ask_pin("Engineer PIN:")
             if pin is None:
                 return
             if not self.settings.check_pin(pin):
-                self.show_scan_result(False, "Wrong PIN")
+                wait = math.ceil(self.settings.pin_wait())
+                self.show_scan_result(
+                    False, "Wrong PIN" + (f"; the next try in {wait} s" if wait else "")
+                )
                 self.log("warning", "wrong engineer PIN")
                 return
         self.set_engineer(True)

@@ -80,7 +80,9 @@ def validate_setup_code(code: str) -> str | None:
     """Why ``code`` is not a usable setup code (``XXX-XX-XXX`` or 8 digits), or None if it is."""
     m = _CODE_RE.match(code.strip()) if isinstance(code, str) else None
     if m is None:
-        return f"setup code {code!r} must be 8 digits, written XXX-XX-XXX or XXXXXXXX"
+        shape = f"{len(code)} characters" if isinstance(code, str) else type(code).__name__
+        # the code itself is never shown: it is the accessory's pairing secret
+        return f"setup code must be 8 digits, written XXX-XX-XXX or XXXXXXXX (not {shape})"
     digits = "".join(m.groups())
     if digits in DISALLOWED_CODES:
         return "setup code is one Apple disallows (all digits the same, 12345678 or 87654321)"

@@ -45,14 +45,19 @@ class KeyPlan:
 
 
 def _read(path: str, problems: ProblemList, option: str) -> bytes | None:
+    """A key file named on the command line: a regular file of at most 1 MiB (key files are a
+    few KiB; a FIFO or a device is refused instead of read)."""
+    from station.files import InputFileError, read_input
+
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        problems.add(path, 0, 0, option, "file not found")
-    except IsADirectoryError:
-        problems.add(path, 0, 0, option, "is a folder, not a file")
-    except OSError as err:
-        problems.add(path, 0, 0, option, f"cannot read: {err.strerror}")
+        return read_input(path, 1 << 20, "a key file")
+    except InputFileError as err:
+        if err.missing:
+            problems.add(path, 0, 0, option, "file not found")
+        elif os.path.isdir(path):
+            problems.add(path, 0, 0, option, "is a folder, not a file")
+        else:
+            problems.add(path, 0, 0, option, f"cannot read: {err}")
     return None
 
 

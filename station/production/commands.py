@@ -48,6 +48,7 @@ class _RunPrinter:
         self.lock = threading.Lock()
         self.orch: Orchestrator | None = None
         self.states: dict[str, str] = {}
+        self.waiting: dict[str, str] = {}  # per port, what it last said it waits for
         self.on_pass: Callable[[PortUpdate], None] | None = None  # labels, when asked for
         self.labels_failed = 0
 
@@ -73,11 +74,16 @@ class _RunPrinter:
             self.on_pass(event)
         with self.lock:
             if isinstance(event, PortUpdate):
-                before = self.states.get(event.port)
                 self.states[event.port] = event.state
-                if event.state == "waiting" and before != "waiting" and event.message:
-                    self.err.write(f"waiting: {event.port}: {event.message}\n")
-                    self.err.flush()
+                # a port looks for a device every --poll seconds (connecting, then waiting
+                # again): say what it waits for once, until that changes or a unit ends
+                if event.state == "waiting" and event.message:
+                    if self.waiting.get(event.port) != event.message:
+                        self.waiting[event.port] = event.message
+                        self.err.write(f"waiting: {event.port}: {event.message}\n")
+                        self.err.flush()
+                elif event.state in ("passed", "failed"):
+                    self.waiting.pop(event.port, None)
             if (
                 isinstance(event, PortUpdate)
                 and event.state in ("passed", "failed")

@@ -15,6 +15,7 @@ pytest.importorskip("PySide6")
 import shiboken6
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings, QThread, QThreadPool, QTimer
 
+from station.gui.security import PinStore
 from station.gui.settings import StationSettings
 
 _timers: list[weakref.ref[QTimer]] = []
@@ -77,7 +78,7 @@ def nothing_left_running(qapp: object) -> Iterator[None]:
 def settings(tmp_path: Path) -> StationSettings:
     """Station settings in an INI file of this test (never the user's real settings)."""
     qs = QSettings(str(tmp_path / "station.ini"), QSettings.Format.IniFormat)
-    s = StationSettings(qs)
+    s = StationSettings(qs, PinStore(tmp_path / "engineer-pin"))
     s.sound = False
     s.hot_plug = False
     return s

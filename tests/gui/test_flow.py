@@ -306,7 +306,7 @@ def test_demo_opens_the_sample_lot_on_four_simulated_devices(
         assert app_module.run(argparse.Namespace(demo=True, lot=None)) == 0
     finally:
         qapp.setStyleSheet("")  # type: ignore[union-attr]
-    assert "demo" in seen["title"] and "1234" in seen["title"]
+    assert "demo" in seen["title"] and "123456" in seen["title"]
     assert seen["cards"] == 4 and seen["rows"] == 200 and not seen["engineer"]
     assert "SN26110001" in seen["hint"]
     assert seen["slot1"] == ("Slot 1", 1, True)  # same slot, its count kept, a new device

@@ -202,11 +202,11 @@ def test_operator_mode_blocks_settings_and_lot_changes(
     assert opened == []
     assert "Engineer mode needed" in window.scan_result.text()
     # a wrong PIN keeps operator mode; the right one unlocks
-    window.settings.set_pin("2468")
-    monkeypatch.setattr(window, "ask_pin", lambda prompt: "1111")
+    window.settings.set_pin("246800")
+    monkeypatch.setattr(window, "ask_pin", lambda prompt: "111100")
     window.toggle_mode()
     assert not window.engineer and "Wrong PIN" in window.scan_result.text()
-    monkeypatch.setattr(window, "ask_pin", lambda prompt: "2468")
+    monkeypatch.setattr(window, "ask_pin", lambda prompt: "246800")
     window.toggle_mode()
     assert window.engineer and window.act_settings.isEnabled()
     window.open_settings()
@@ -218,11 +218,11 @@ def test_operator_mode_blocks_settings_and_lot_changes(
 def test_first_engineer_mode_sets_a_pin(
     window: MainWindow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    answers = iter(["9753", "9753"])
+    answers = iter(["975310", "975310"])
     monkeypatch.setattr(window, "ask_pin", lambda prompt: next(answers))
     window.toggle_mode()
     assert window.engineer
-    assert window.settings.check_pin("9753")
+    assert window.settings.check_pin("975310")
 
 
 def test_release_needs_a_supervisor(
@@ -335,8 +335,8 @@ def test_keyboard_only_operation(
     qtbot.keyClick(window.row_view, Qt.Key.Key_F6)  # F6: the selected row to that port
     qtbot.waitUntil(lambda: window.cards[DEAD_PORTS[1]].view.row_index is not None)
     assert window.cards[DEAD_PORTS[1]].view.row_index == window.selected_row_index()
-    monkeypatch.setattr(window, "ask_pin", lambda prompt: "2468")
-    window.settings.set_pin("2468")
+    monkeypatch.setattr(window, "ask_pin", lambda prompt: "246800")
+    window.settings.set_pin("246800")
     qtbot.keyClick(window.row_view, Qt.Key.Key_F2)  # F2: engineer mode
     assert window.engineer
     qtbot.keyClick(window.row_view, Qt.Key.Key_F2)
@@ -443,3 +443,29 @@ def test_next_pressed_twice_at_once_sends_two_different_units(
         DEAD_PORTS[0]: 0,
         DEAD_PORTS[1]: 1,
     }
+
+
+def test_wrong_pins_in_the_window_wait_longer_each_time(
+    window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window.settings.set_pin("246800")
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return "000000"
+
+    monkeypatch.setattr(window, "ask_pin", ask)
+    for _ in range(3):
+        window.toggle_mode()
+    assert not window.engineer and "the next try in 2 s" in window.scan_result.text()
+    window.toggle_mode()  # during the delay the PIN is not even asked
+    assert len(asked) == 3 and "try again in" in window.scan_result.text()
+
+
+def test_a_short_first_pin_is_refused(window: MainWindow, monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = iter(["1234", "1234"])
+    monkeypatch.setattr(window, "ask_pin", lambda prompt: next(answers))
+    window.toggle_mode()
+    assert not window.engineer and not window.settings.has_pin
+    assert "at least 6 digits" in window.scan_result.text()

@@ -260,8 +260,8 @@ def test_check_rows_locates_every_problem() -> None:
     ]
     problems = [str(p) for p in check_rows(settings, rows, file="values.csv", columns=columns)]
     assert problems == [
-        "values.csv:3:2: setup_code: setup code '518-08-58' must be 8 digits, written XXX-XX-XXX "
-        "or XXXXXXXX",
+        "values.csv:3:2: setup_code: setup code must be 8 digits, written XXX-XX-XXX "
+        "or XXXXXXXX (not 9 characters)",
         "values.csv:5:2: setup_code: is empty; fill it in or set homekit.generate = true",
         "values.csv:5:3: setup_id: setup ID '7osx' must be 4 characters, digits or capital "
         "letters A-Z",

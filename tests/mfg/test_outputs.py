@@ -325,3 +325,27 @@ def test_a_dying_worker_leaves_nothing(
         "was kept; try again with --jobs 1\n"
     )
     assert files_under(lotdir / "o") == {}
+
+
+@pytest.mark.skipif(__import__("sys").platform == "win32", reason="POSIX file modes")
+def test_every_output_is_for_its_owner_only(station: Station, lotdir: Path) -> None:
+    """Images and intermediate CSVs hold each device's values, keys its keys: 0600 files in
+    0700 folders (mfg_gen writes them 0644, readable by every account)."""
+    small_lot(lotdir)
+    args = ["generate", "c.csv", "v.csv", "lot", "0x3000", "--outdir", "o", "--keygen"]
+    code, _out, err = station(*args, "--key_protect_hmac", "--kp_hmac_keygen")
+    assert code == 0, err
+    out = lotdir / "o"
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert len(written) == 3 * 4
+    assert {oct(p.stat().st_mode & 0o777) for p in written} == {"0o600"}
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {
+        "bin": 0o700,
+        "csv": 0o700,
+        "keys": 0o700,
+    }
+    code, _out, err = station("generate-key", "--outdir", "g")
+    assert code == 0, err
+    (key,) = (lotdir / "g" / "keys").iterdir()
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert (lotdir / "g" / "keys").stat().st_mode & 0o777 == 0o700

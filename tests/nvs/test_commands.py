@@ -233,3 +233,21 @@ def test_inspect_encrypted_and_damaged(work: Path, capsys: pytest.CaptureFixture
     assert "problem(s):" in out and "is the image encrypted?" in out
     assert cli.main(["inspect", "nothing.bin"]) == 2
     assert capsys.readouterr().err == "nothing.bin:0:0: -: image not found\n"
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+def test_generated_keys_are_for_their_owner_only(work: Path) -> None:
+    """--keygen and --kp_hmac_keygen wrote 0644 keys; now 0600 in a 0700 keys/ folder."""
+    assert cli.main(["nvs", "in.csv", "a.bin", "0x3000", "--keygen", "--keyfile", "k.bin"]) == 0
+    args = ["nvs", "in.csv", "b.bin", "0x3000", "--key_protect_hmac", "--kp_hmac_keygen"]
+    assert cli.main([*args, "--keyfile", "k2.bin"]) == 0
+    keys = work / "keys"
+    assert sorted(p.name for p in keys.iterdir()) == ["hmac-k2.bin", "k.bin", "k2.bin"]
+    assert {p.name: _mode(p) for p in keys.iterdir()} == dict.fromkeys(
+        ("hmac-k2.bin", "k.bin", "k2.bin"), 0o600
+    )
+    assert _mode(keys) == 0o700

@@ -119,3 +119,30 @@ def test_run_names_ports_by_their_slots(
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("PASS")]
     assert sorted(line.split()[1] for line in lines) == ["sim://2", "slot"]
     assert any(line.startswith("PASS slot A unit=") for line in lines)
+
+
+class LateBoard(FakeBench):
+    """A port where a board arrives only after the station has looked ``polls`` times."""
+
+    def __init__(self, polls: int) -> None:
+        super().__init__()
+        self.polls, self.looks = polls, 0
+
+    def opener(self, port: str, **kw: Any) -> FakeSession:
+        self.looks += 1
+        if self.looks == self.polls:
+            self.put(port, FakeDevice("24:0a:c4:77:00:01"))
+        return super().opener(port, **kw)
+
+
+def test_a_port_waiting_for_a_device_says_so_once(
+    lot: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = LateBoard(polls=25)
+    monkeypatch.setattr(station.flashing, "open_device", bench.opener)
+    assert main(["run", str(lot), "--port", "sim://late", "--poll", "0.001", "--count", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert bench.looks >= 25
+    waiting = [line for line in err.splitlines() if line.startswith("waiting:")]
+    assert waiting == ["waiting: sim://late: waiting for a device (no device answers on this port)"]
+    assert out.count("PASS ") == 1
