@@ -139,3 +139,13 @@ def test_one_page_read_only_partition_like_the_official_tool(tmp_path: Path) -> 
     with pytest.raises(StationError) as err:
         encode_image(too_much, 0x1000)
     assert "a 0x1000 partition has 1 for data" in str(err.value)
+
+
+def test_wifi_ssid_from_a_file_is_the_file_content(tmp_path: Path) -> None:
+    (tmp_path / "ssid.txt").write_text("my-network", encoding="utf-8")
+    rows = [("nvs.net80211", "namespace", "", ""), ("sta.ssid", "file", "string", "ssid.txt")]
+    csv_path = write_csv(tmp_path / "in.csv", rows)
+    theirs = decode_image(official_image(csv_path, 0x3000)).as_dict()
+    assert theirs["nvs.net80211"]["sta.ssid"] == "ssid.txt"  # the path, not the network name
+    ours = decode_image(encode_image(read_nvs_csv(csv_path), 0x3000, base_dir=tmp_path))
+    assert ours.as_dict()["nvs.net80211"]["sta.ssid"] == "my-network"
