@@ -233,6 +233,9 @@ def format_listing(name: str, image: NvsImage) -> str:
         if p.state == "empty":
             lines.append(f"  page {p.index}: empty")
             continue
+        if p.state == "corrupt":
+            lines.append(f"  page {p.index}: corrupt, ignored by the firmware (see the problems)")
+            continue
         flags = "" if p.header_ok else ", HEADER CRC BAD"
         lines.append(
             f"  page {p.index}: {p.state}, seq {p.seq}, version {p.version or '?'},"

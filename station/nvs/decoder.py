@@ -62,6 +62,8 @@ class NvsItem:
     ns_index: int = 0  # the namespace's index, as stored in the entry
     # version-2 blobs: (chunk index, page, entry, span, bytes) of each data chunk, in order
     parts: tuple[tuple[int, int, int, int, int], ...] = ()
+    # version-2 blobs: what the index entry says: (size, chunk count, first chunk)
+    blob_index: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,11 @@ class NvsImage:
                         {"chunk": c, "page": pg, "entry": en, "span": sp, "size": sz}
                         for c, pg, en, sp, sz in i.parts
                     ],
+                    "blob_index": None
+                    if i.blob_index is None
+                    else dict(
+                        zip(("size", "chunk_count", "chunk_start"), i.blob_index, strict=True)
+                    ),
                 }
                 for i in self.items
             ],
@@ -361,7 +368,19 @@ def decode_image(data: bytes, keys: XtsKeys | None = None) -> NvsImage:
                 )
             parts = tuple((p.chunk, p.page, p.entry, p.span, len(p.value)) for p in found_parts)
             items.append(
-                NvsItem(name, r.key, "blob", blob, r.page, r.entry, count, r.span, r.ns, parts)
+                NvsItem(
+                    name,
+                    r.key,
+                    "blob",
+                    blob,
+                    r.page,
+                    r.entry,
+                    count,
+                    r.span,
+                    r.ns,
+                    parts,
+                    (r.value, count, start),
+                )
             )
         else:
             items.append(

@@ -75,7 +75,7 @@ Item = tuple[int, int, int, bytes, bytes]
 
 
 def parse_size(text: str, file: str = "", line: int = 0, key: str = "size") -> int:
-    """A partition size like ``0x6000`` or ``24576``: a multiple of 4096, at least 0x2000."""
+    """A partition size like ``0x6000`` or ``24576``: a multiple of 4096, at least 0x1000."""
     t = str(text).strip()
     try:
         size = int(t, 16) if t[:2].lower() == "0x" else int(t, 10)
@@ -107,8 +107,8 @@ def _size_problems(size: int, file: str, line: int, key: str) -> list[Problem]:
                 line,
                 0,
                 key,
-                f"size {size:#x} is too small: an NVS partition needs at least 0x2000 bytes"
-                " (0x3000 unless it is flagged readonly)",
+                f"size {size:#x} is too small: an NVS partition needs at least 0x1000 bytes"
+                " (one page; 0x3000 unless it is flagged readonly)",
             )
         ]
     return []

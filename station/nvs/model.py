@@ -10,7 +10,7 @@ ENTRIES_PER_PAGE = 126
 FIRST_ENTRY_OFFSET = 64
 MAX_KEY_LEN = 15
 MAX_NAMESPACES = 254  # index 0 holds the namespace table, 255 means "any namespace"
-MIN_SIZE = 0x2000  # smaller partitions cannot hold data and a namespace
+MIN_SIZE = 0x1000  # one read-only page: nvs_flash loads it (no free page is needed read-only)
 READ_WRITE_MIN_SIZE = 0x3000  # below this the partition is read-only: no reserved page
 
 # page states (first word of the page header)

@@ -185,6 +185,7 @@ def test_json_has_every_field() -> None:
             "ns_index": 1,
             "chunks": 1,
             "parts": [{"chunk": 0, "page": 0, "entry": 1, "span": 2, "size": 2}],
+            "blob_index": {"size": 2, "chunk_count": 1, "chunk_start": 0},
         },
         {
             "namespace": "storage",
@@ -197,6 +198,7 @@ def test_json_has_every_field() -> None:
             "ns_index": 1,
             "chunks": 0,
             "parts": [],
+            "blob_index": None,
         },
     ]
     assert doc["namespaces"] == {"1": "storage"}

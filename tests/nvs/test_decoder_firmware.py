@@ -181,3 +181,20 @@ def test_inspect_still_reads_an_ordinary_image(
     Path("ok.bin").write_bytes(encode_image([NS, NvsEntry("a", "data", "u8", "1")], 0x3000))
     assert cli.main(["inspect", "ok.bin"]) == 0
     assert "    a               u8     1" in capsys.readouterr().out
+
+
+def test_inspect_lists_a_corrupt_page_as_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    good = _page([_entry(0, 0x01, "storage", b"\x01"), _entry(1, 0x01, "a", b"\x07")])
+    bad = _page([_entry(1, 0x01, "b", b"\x08")], seq=1, state=0)
+    Path("img.bin").write_bytes(good + bad + b"\xff" * 0x1000)
+    assert cli.main(["inspect", "img.bin"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == [
+        "img.bin: 12288 bytes, 3 pages",
+        "  page 0: active, seq 0, version 2, 2/126 entries used, 0 erased",
+        "  page 1: corrupt, ignored by the firmware (see the problems)",
+    ]
+    assert out[-1].startswith("  page 1: state word 0x00000000 is not a page state")

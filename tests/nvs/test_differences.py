@@ -121,3 +121,31 @@ def test_non_ascii_key_fields_stay_in_place(tmp_path: Path) -> None:
     assert theirs[header + 26 : header + 28] == b"\0\0"
     assert ours[header + 26 : header + 28] == b"\xff\xff"
     assert decode_image(ours).as_dict() == {"storage": {"ключ": "v"}}
+
+
+def test_one_page_read_only_partition_like_the_official_tool(tmp_path: Path) -> None:
+    """0x1000: not a difference any more. ESP-IDF's gen_esp32part accepts a readonly NVS
+    partition of any size, nvs_partition_gen makes one-page images, and nvs_flash loads one:
+    PageManager::load needs a free page only for a writable partition (nvs_pagemanager.cpp), so
+    a single full or active page is all a read-only partition needs."""
+    csv_path = write_csv(
+        tmp_path / "in.csv", [NS, ("a", "data", "u8", "1"), ("s", "data", "string", "x")]
+    )
+    theirs = official_image(csv_path, 0x1000)
+    ours = encode_image(read_nvs_csv(csv_path), 0x1000)
+    assert ours == theirs and len(ours) == 0x1000
+    assert decode_image(ours).as_dict() == {"storage": {"a": 1, "s": "x"}}
+    too_much = [NvsEntry(*NS)] + [NvsEntry(f"k{i}", "data", "u8", "1") for i in range(126)]
+    with pytest.raises(StationError) as err:
+        encode_image(too_much, 0x1000)
+    assert "a 0x1000 partition has 1 for data" in str(err.value)
+
+
+def test_wifi_ssid_from_a_file_is_the_file_content(tmp_path: Path) -> None:
+    (tmp_path / "ssid.txt").write_text("my-network", encoding="utf-8")
+    rows = [("nvs.net80211", "namespace", "", ""), ("sta.ssid", "file", "string", "ssid.txt")]
+    csv_path = write_csv(tmp_path / "in.csv", rows)
+    theirs = decode_image(official_image(csv_path, 0x3000)).as_dict()
+    assert theirs["nvs.net80211"]["sta.ssid"] == "ssid.txt"  # the path, not the network name
+    ours = decode_image(encode_image(read_nvs_csv(csv_path), 0x3000, base_dir=tmp_path))
+    assert ours.as_dict()["nvs.net80211"]["sta.ssid"] == "my-network"

@@ -110,9 +110,9 @@ def test_data_that_does_not_fit_says_by_how_much() -> None:
     [
         ("0x6001", "size 0x6001 is not a multiple of 4096 (0x1000); NVS is made of 4 KiB pages"),
         (
-            "0x1000",
-            "size 0x1000 is too small: an NVS partition needs at least 0x2000 bytes"
-            " (0x3000 unless it is flagged readonly)",
+            "0",
+            "size 0x0 is too small: an NVS partition needs at least 0x1000 bytes"
+            " (one page; 0x3000 unless it is flagged readonly)",
         ),
         ("24k", "not a size: '24k' (write e.g. 0x6000 or 24576)"),
         ("", "not a size: '' (write e.g. 0x6000 or 24576)"),

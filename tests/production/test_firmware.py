@@ -165,3 +165,46 @@ def test_an_auto_chip_lot_expects_its_builds_chip(tmp_path: Path) -> None:
     make_build(lot, chip="esp32c3")
     with open_lot(lot) as opened:
         assert opened.chip == "esp32c3"
+
+
+def test_the_app_must_fit_the_smallest_ota_slot(tmp_path: Path) -> None:
+    """ESP-IDF's check_sizes, at lot opening: an app written to an OTA slot must fit every
+    slot, since updates move it between them."""
+    lot = make_small_lot(tmp_path / "l", 3)
+    table = lot.parent / "partitions.csv"
+    table.write_text(
+        table.read_text(encoding="utf-8").replace(
+            "factory, app, factory, 0x10000, 1M,",
+            "ota_0, app, ota_0, 0x10000, 1M,\nota_1, app, ota_1, 0x110000, 0x10000,",
+        ),
+        encoding="utf-8",
+    )
+    build = make_build(lot, app_size=0x11000)
+    with pytest.raises(StationError) as err:
+        open_lot(lot)
+    assert problems(err) == [
+        f"{build / 'flasher_args.json'}:0:0: app: the app image is 0x11000 bytes, too large for "
+        "the smallest OTA slot 'ota_1' (0x10000 bytes at 0x110000; 0x1000 bytes over); every OTA "
+        "slot must hold the app: build a smaller app or enlarge the slots",
+    ]
+    assert not list(lot.parent.glob("*.station.db*"))
+
+
+def test_a_bootloader_that_would_run_into_the_table_is_refused(tmp_path: Path) -> None:
+    """A build that does not write the table itself (the device keeps its own) must still end
+    its bootloader before the table (check_sizes' bootloader check)."""
+    lot = make_small_lot(tmp_path / "l", 3)
+    build = make_build(lot)
+    args_file = build / "flasher_args.json"
+    args = json.loads(args_file.read_text(encoding="utf-8"))
+    del args["flash_files"]["0x8000"]
+    args_file.write_text(json.dumps(args), encoding="utf-8")
+    (build / "bootloader" / "bootloader.bin").write_bytes(b"\xe9" + bytes(0x7FFF))
+    with pytest.raises(StationError) as err:
+        open_lot(lot)
+    assert problems(err) == [
+        f"{args_file}:0:0: bootloader: the bootloader image is 0x8000 bytes; from 0x1000 to the "
+        "partition table at 0x8000 there is room for 0x7000, so it would overlap the table by "
+        "0x1000 bytes: move the table up (CONFIG_PARTITION_TABLE_OFFSET) or make the bootloader "
+        "smaller"
+    ]
