@@ -13,6 +13,8 @@ MAX_BLOB = 508_000  # NVS's largest blob (ESP-IDF: "up to 508000 bytes")
 # a type-file value: the hex2bin text of the largest blob, with room for line breaks
 MAX_VALUE_FILE = 2 * MAX_BLOB + 65536
 MAX_INPUT_FILE = 512 * 1024 * 1024  # a lot's CSV files: far beyond any real lot
+MAX_FLASH_FILE = 128 * 1024 * 1024  # anything written to flash: the largest flash ESP-IDF knows
+MAX_SMALL_FILE = 16 * 1024 * 1024  # partition tables, key files, flasher_args.json, slot maps
 
 
 class InputFileError(OSError):

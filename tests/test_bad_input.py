@@ -283,3 +283,37 @@ def test_key_files_that_are_not_regular_files(lotdir: Path) -> None:
         )
         refused(done, f"key.fifo:0:0: {option}: cannot read: key.fifo is not an ordinary file")
     assert files(lotdir) == before
+
+
+@posix_only
+def test_other_files_a_command_reads_must_be_regular_files(tmp_path: Path) -> None:
+    """Key files, images, partition tables, build folders and slot maps: a FIFO or a device is
+    refused before it is opened, with the file named, whichever command reads it."""
+    os.mkfifo(tmp_path / "in.fifo")
+    (tmp_path / "n.csv").write_text(
+        "key,type,encoding,value\ndev,namespace,,\nsn,data,string,SN1\n", encoding="utf-8"
+    )
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "flasher_args.json").write_text(
+        '{"flash_files": {"0x10000": "../in.fifo"}, "extra_esptool_args": {"chip": "esp32"}}',
+        encoding="utf-8",
+    )
+    before = files(tmp_path)
+    cases = [
+        (["nvs", "n.csv", "out.bin", "0x3000", "--inputkey", "in.fifo"], "in.fifo"),
+        (["inspect", "/dev/zero"], "/dev/zero"),
+        (["inspect", "in.fifo"], "in.fifo"),
+        (["partitions", "in.fifo"], "in.fifo"),
+        (["partitions", "/dev/zero"], "/dev/zero"),
+        (
+            ["flash", "--port", "socket://127.0.0.1:9", "--firmware", "build/flasher_args.json"],
+            "in.fifo",
+        ),
+        (["flash", "--port", "socket://127.0.0.1:9", "0x9000", "in.fifo"], "in.fifo"),
+        (["ports", "--slots", "in.fifo"], "in.fifo"),
+    ]
+    for args, named in cases:
+        lines = refused(station(tmp_path, *args, timeout=60), named)
+        assert any("not an ordinary file" in line or "not a regular file" in line for line in lines)
+    assert files(tmp_path) == before

@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from station.errors import ProblemList
+from station.errors import ProblemList, StationError
+from station.files import MAX_FLASH_FILE, InputFileError, read_input
 
 CMDLINE = "command line"
 
@@ -39,10 +40,14 @@ def _parse_pairs(pairs: list[str], problems: ProblemList) -> list[tuple[int, Pat
             )
             addr = -1
         path = Path(file_text)
-        if not path.is_file():
+        if not path.exists():
             problems.add(file_text, 0, 0, "FILE", "no such file")
+        elif not path.is_file():
+            problems.add(file_text, 0, 0, "FILE", "not a regular file (a folder, FIFO or device)")
         elif path.stat().st_size == 0:
             problems.add(file_text, 0, 0, "FILE", "the file is empty")
+        elif path.stat().st_size > MAX_FLASH_FILE:
+            problems.add(file_text, 0, 0, "FILE", "larger than any flash (128 MB)")
         if addr >= 0:
             out.append((addr, path))
     ordered = sorted(((a, p, p.stat().st_size) for a, p in out if p.is_file()), key=lambda t: t[0])
@@ -59,7 +64,6 @@ def _load_firmware(
     then a problem). Problems: the build's own, and pairs overlapping the build's files."""
     from esptool.targets import CHIP_DEFS
 
-    from station.errors import StationError
     from station.flashing.firmware import load_firmware
 
     try:
@@ -129,7 +133,11 @@ def flash(args: argparse.Namespace) -> int:
             problems.add(CMDLINE, 0, 0, "--port", f"{port} is given twice")
         seen.add(port)
     problems.raise_if_any()
-    regions = firmware + tuple(WriteRegion(a, p.read_bytes(), p.name) for a, p in pairs)
+    try:
+        files = [(a, read_input(p, MAX_FLASH_FILE, "a flash image"), p.name) for a, p in pairs]
+    except InputFileError as err:  # replaced since it was checked
+        raise StationError.at(CMDLINE, str(err), key="FILE") from None
+    regions = firmware + tuple(WriteRegion(a, data, name) for a, data, name in files)
     jobs = [
         FlashJob(
             port=port,

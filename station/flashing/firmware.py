@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from station.errors import Problem, ProblemList, StationError
+from station.files import MAX_FLASH_FILE, InputFileError, read_input
 from station.flashing.types import WriteRegion
 
 FLASHER_ARGS = "flasher_args.json"
@@ -57,9 +58,9 @@ def firmware_regions(flasher_args: Any) -> tuple[WriteRegion, ...]:
     source = str(flasher_args.path)
     for offset, path in flasher_args.files:
         try:
-            data = Path(path).read_bytes()
-        except OSError as err:
-            problems.add(str(path), 0, 0, "flash_files", f"cannot read: {err.strerror or err}")
+            data = read_input(path, MAX_FLASH_FILE, "a flash image")
+        except InputFileError as err:
+            problems.add(str(path), 0, 0, "flash_files", str(err))
             continue
         if not data:
             problems.add(str(path), 0, 0, "flash_files", "the file is empty")

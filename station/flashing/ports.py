@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from station.errors import StationError
+from station.files import MAX_SMALL_FILE, InputFileError, read_input
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,12 @@ class SlotMap:
         p = Path(path)
         if not p.exists():
             return cls({}, p)
-        text = p.read_text(encoding="utf-8")
+        try:
+            text = read_input(p, MAX_SMALL_FILE, "a slot map").decode("utf-8")
+        except InputFileError as err:
+            raise StationError.at(str(p), str(err)) from None
+        except UnicodeDecodeError as err:
+            raise StationError.at(str(p), f"not UTF-8 text: {err.reason}") from None
         try:
             data = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as err:

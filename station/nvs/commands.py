@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from station.errors import Problem, StationError
+from station.files import MAX_FLASH_FILE, MAX_SMALL_FILE, InputFileError, read_input
 from station.nvs.crypto import (
     generate_hmac_key,
     generate_keys,
@@ -28,13 +29,12 @@ from station.nvs.model import NvsEntry, XtsKeys
 ARGS = "command line"
 
 
-def _read(path: str, what: str) -> bytes:
+def _read(path: str, what: str, limit: int = MAX_SMALL_FILE) -> bytes:
+    """A regular file's bytes (a FIFO or device is refused before it is opened)."""
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise StationError.at(path, f"{what} not found") from None
-    except OSError as err:
-        raise StationError.at(path, f"cannot read the {what}: {err.strerror or err}") from None
+        return read_input(path, limit, f"a {what}")
+    except InputFileError as err:
+        raise StationError.at(path, f"{what} not found" if err.missing else str(err)) from None
 
 
 def _write_new(path: Path, data: bytes) -> None:
@@ -256,7 +256,7 @@ def format_listing(name: str, image: NvsImage) -> str:
     return "\n".join(lines)
 
 
-MAX_IMAGE_SIZE = 128 * 1024 * 1024  # the largest flash ESP-IDF supports
+MAX_IMAGE_SIZE = MAX_FLASH_FILE  # the largest flash ESP-IDF supports
 
 
 def _read_image(path: str) -> bytes:
@@ -287,7 +287,7 @@ def _read_image(path: str) -> bytes:
             f"the image is {st.st_size} bytes, more than any flash holds (128 MB): "
             "not an NVS partition image",
         )
-    return _read(path, "image")
+    return _read(path, "image", MAX_IMAGE_SIZE)
 
 
 def inspect(args: argparse.Namespace) -> int:

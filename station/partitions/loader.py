@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from station.errors import ProblemList, StationError
+from station.files import MAX_SMALL_FILE, InputFileError, read_input
 from station.partitions.binary import parse_binary
 from station.partitions.csvtable import parse_csv_text, parse_number
 from station.partitions.model import (
@@ -89,11 +90,11 @@ def load_table(
     if p.is_dir():
         return _load_build_dir(p, table_offset, bootloader_offset)
     try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise StationError.at(str(p), "no such file or folder") from None
-    except OSError as err:
-        raise StationError.at(str(p), f"cannot read: {err.strerror or err}") from None
+        data = read_input(p, MAX_SMALL_FILE, "a partition table")
+    except InputFileError as err:
+        raise StationError.at(
+            str(p), "no such file or folder" if err.missing else str(err)
+        ) from None
     offset = DEFAULT_TABLE_OFFSET if table_offset is None else table_offset
     if data[:2] == ENTRY_MAGIC or data[:2] == b"\xeb\xeb" or data[:32] == b"\xff" * 32:
         table = parse_binary(data, str(p), offset)
@@ -131,8 +132,12 @@ def _load_build_dir(
         table_offset = args.table_offset if args and args.table_offset is not None else None
     if bootloader_offset is None and args is not None:
         bootloader_offset = args.bootloader_offset
+    try:
+        data = read_input(binary, MAX_SMALL_FILE, "a partition table")
+    except InputFileError as err:
+        raise StationError.at(str(binary), str(err)) from None
     table = parse_binary(
-        binary.read_bytes(),
+        data,
         str(binary),
         DEFAULT_TABLE_OFFSET if table_offset is None else table_offset,
     )
@@ -154,10 +159,10 @@ def read_flasher_args(path: str | Path, *, check_files: bool = True) -> FlasherA
     p = Path(path)
     file = str(p)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StationError.at(file, "no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
+        text = read_input(p, MAX_SMALL_FILE, "flasher_args.json").decode("utf-8")
+    except InputFileError as err:
+        raise StationError.at(file, "no such file" if err.missing else str(err)) from None
+    except UnicodeDecodeError as err:
         raise StationError.at(file, f"cannot read: {err}") from None
     try:
         doc = json.loads(text)
@@ -196,8 +201,12 @@ def read_flasher_args(path: str | Path, *, check_files: bool = True) -> FlasherA
             problems.add(file, line, 0, key, "expected a file name")
             continue
         target = (p.parent / rel).resolve()
-        if check_files and not target.is_file():
+        if check_files and not target.exists():
             problems.add(file, line, 0, key, f"{rel}: file not found (build the project first)")
+        elif check_files and not target.is_file():
+            problems.add(
+                file, line, 0, key, f"{rel}: not a regular file (a folder, FIFO or device)"
+            )
             continue
         files.append((offset, target))
 
