@@ -142,6 +142,11 @@ class ClaimRefused(StationError):
         super().__init__(Problem(file, 0, 0, key, message), exit_code=2)
 
 
+class ClaimOfAnotherStation(ClaimRefused):
+    """A release of a row claimed by a run on another host, which only that host can tell
+    alive or not: it needs the supervisor's word that the station is gone."""
+
+
 def default_station_id() -> str:
     return socket.gethostname()
 
@@ -209,14 +214,19 @@ LOCK_NOTICE_AFTER = 2.0  # seconds: a ledger locked longer than this gets a mess
 
 
 def sqlite_state(path: Path, err: BaseException | None = None) -> str:
-    """What is wrong with a SQLite ledger file, in the operator's words (never "delete it")."""
+    """What is wrong with a SQLite ledger file, as the end of "the ledger …", in the
+    operator's words: locked, disk full, read-only, empty, truncated, corrupted or not a
+    ledger at all are told apart (never "delete it")."""
     text = str(err).lower() if err is not None else ""
     if "locked" in text or "busy" in text:
-        return "locked by another program"
+        return "is locked by another program"
     if "disk is full" in text or "no space" in text:
-        return "the disk is full"
+        return "cannot be written: the disk is full; make room on it, then try again"
     if "readonly" in text or "read-only" in text or "permission" in text:
-        return "read-only: the station cannot write to it (file or folder permissions)"
+        return (
+            "is read-only: the station cannot write to it (file or folder permissions, or a "
+            "read-only disk); make it writable for this user"
+        )
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
@@ -224,18 +234,18 @@ def sqlite_state(path: Path, err: BaseException | None = None) -> str:
     except OSError as e:
         return f"cannot be read ({e.strerror})"
     if size == 0:
-        return "empty (0 bytes)"
+        return "is empty (0 bytes)"
     if not head.startswith(SQLITE_HEADER):
-        return "not a station ledger: not an SQLite database at all"
+        return "is not a station ledger: not an SQLite database at all (wrong file?)"
     page = int.from_bytes(head[16:18], "big")
     page = 65536 if page == 1 else page
     pages = int.from_bytes(head[28:32], "big")
     if len(head) < 100 or (pages and size < page * pages):
-        return f"truncated: {size} bytes of the {page * pages} its header promises"
+        return f"is truncated: {size} bytes of the {page * pages} its header promises"
     if "malformed" in text or "corrupt" in text or "not a database" in text:
-        return "corrupted (damaged inside)"
+        return "is corrupted (damaged inside)"
     if err is None:
-        return "not a station ledger: an SQLite database without the station's tables"
+        return "is not a station ledger: an SQLite database without the station's tables"
     return f"cannot be used ({err})"
 
 
@@ -300,8 +310,8 @@ class Ledger:
             self._create_schema(create)
         except self._db_error as err:
             self.close()
-            what = sqlite_state(self.path, err) if self.dialect is sql.SQLITE else str(err)
-            raise StationError.at(str(self.path), f"the ledger is {what}", key="db") from None
+            what = sqlite_state(self.path, err) if self.dialect is sql.SQLITE else f"failed: {err}"
+            raise StationError.at(str(self.path), f"the ledger {what}", key="db") from None
         except BaseException:
             self.close()
             raise
@@ -326,8 +336,28 @@ class Ledger:
                 "permissions, or a read-only disk); make it writable for this user",
                 key="db",
             )
-        if p.stat().st_size == 0 and not create:
-            raise StationError.at(str(p), "the ledger is empty (0 bytes)", key="db")
+        if p.stat().st_size == 0:
+            if not create:
+                raise StationError.at(str(p), "the ledger is empty (0 bytes)", key="db")
+            return
+        # look before writing anything (even the switch to WAL): is it a station ledger?
+        found: list[int] = []
+
+        def look() -> None:
+            con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=0.5)
+            try:
+                ours = con.execute(sql.SQLITE.schema_exists).fetchone() is not None
+                tables = con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            finally:
+                con.close()
+            found[:] = [ours, tables]
+
+        try:
+            self._when_unlocked(look)
+        except sqlite3.Error as err:
+            raise StationError.at(str(p), f"the ledger {sqlite_state(p, err)}", key="db") from None
+        if found[1] and not found[0]:
+            raise StationError.at(str(p), f"the ledger {sqlite_state(p)}", key="db")
 
     def _create_schema(self, create: bool) -> None:
         """Create the tables once; later opens only look (DDL would lock out other stations)."""
@@ -347,7 +377,7 @@ class Ledger:
         if self.dialect is sql.SQLITE and (
             con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
         ):
-            raise StationError.at(str(self.path), f"the ledger is {sqlite_state(self.path)}")
+            raise StationError.at(str(self.path), f"the ledger {sqlite_state(self.path)}")
         if not create:
             raise StationError.at(
                 str(self.path), "the ledger is empty (it has no station tables)", key="db"
@@ -407,7 +437,7 @@ class Ledger:
             con.execute("PRAGMA busy_timeout=60000")
         except sqlite3.Error as err:
             raise StationError.at(
-                str(self.path), f"the ledger is {sqlite_state(self.path, err)}", key="db"
+                str(self.path), f"the ledger {sqlite_state(self.path, err)}", key="db"
             ) from None
         return con
 
@@ -1326,7 +1356,7 @@ class Ledger:
                             "station first",
                         )
                     if run == "elsewhere" and not station_gone:
-                        raise ClaimRefused(
+                        raise ClaimOfAnotherStation(
                             str(self.path),
                             row_index,
                             f"is claimed by a {who}; release it on that station, or, if that "

@@ -114,7 +114,7 @@ def _hints(settings: LotSettings) -> str:
     backup = f"the latest backup is {newest}" if newest else f"backups are kept in {folder}"
     return (
         f"{backup}; or rebuild the ledger from the lot's journal: station ledger rebuild "
-        f"{settings.path} (the damaged file is kept aside, not deleted)"
+        f"{settings.path} (the damaged file is moved aside and kept)"
     )
 
 
@@ -181,7 +181,7 @@ def open_ledger(
         ledger = Ledger(url, station_id=station_id, create=not bound, notify=notify)
     except StationError as err:
         p0 = err.problems[0]
-        damaged = any(w in p0.message for w in ("corrupted", "truncated", "not a station"))
+        damaged = any(w in p0.message for w in ("corrupted", "truncated", "not a station", "empty"))
         if not damaged:
             raise
         raise StationError(
@@ -235,10 +235,11 @@ def health_check(ledger: Ledger, settings: LotSettings) -> None:
     except sqlite3.DatabaseError as err:
         found = [str(err)]
     if found != ["ok"]:
+        from station.ledger.ledger import sqlite_state
+
+        what = sqlite_state(ledger.path, sqlite3.DatabaseError("malformed"))
         raise StationError.at(
-            str(ledger.path),
-            f"the ledger is corrupted (damaged inside: {found[0]}); {_hints(settings)}",
-            key="db",
+            str(ledger.path), f"the ledger {what} ({found[0]}); {_hints(settings)}", key="db"
         )
 
 
@@ -274,7 +275,7 @@ def read_only_copy(url: str, folder: Path) -> str:
             copy.unlink(missing_ok=True)
     from station.ledger.ledger import sqlite_state
 
-    raise StationError.at(str(src), f"the ledger is {sqlite_state(src, last)}", key="db")
+    raise StationError.at(str(src), f"the ledger {sqlite_state(src, last)}", key="db")
 
 
 @contextlib.contextmanager
