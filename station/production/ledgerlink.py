@@ -181,6 +181,9 @@ def open_ledger(
         ledger = Ledger(url, station_id=station_id, create=not bound, notify=notify)
     except StationError as err:
         p0 = err.problems[0]
+        if refuse and "the ledger is empty" in p0.message:
+            assert marker is not None
+            _refuse(settings, marker, url, p0.message[0].upper() + p0.message[1:])
         damaged = any(w in p0.message for w in ("corrupted", "truncated", "not a station", "empty"))
         if not damaged:
             raise
