@@ -1360,7 +1360,7 @@ class Ledger:
                             str(self.path),
                             row_index,
                             f"is claimed by a {who}; release it on that station, or, if that "
-                            "station is switched off or gone, release it with --station-gone",
+                            "station is switched off or gone, say so (--station-gone)",
                         )
                     c.execute(
                         d.sql(sql.ATTEMPT_FINISH),
