@@ -7,7 +7,8 @@ Prints figures, asserts nothing about time:
 2. the ledger import alone (executemany in one transaction) against the naive alternative
    (one INSERT per row, one commit each), the latter measured on a slice and extrapolated;
 3. claim + record throughput (claim, image hash, written, done: four durable commits per unit)
-   with one claimer and with four threads, synchronous=FULL as shipped against NORMAL.
+   with one claimer and with four threads: synchronous=FULL as shipped, with and without the
+   lot's journal (one fsynced line per commit, as a production run writes it), and NORMAL.
 """
 
 from __future__ import annotations
@@ -138,17 +139,23 @@ def main() -> None:
         )
         print(f"  naive alternative (INSERT + commit per row, extrapolated): {r['naive']:.1f} s")
 
-        for sync in ("FULL", "NORMAL"):
+        runs = (("FULL", 0), ("FULL", 1), ("FULL", 2), ("NORMAL", 0))
+        for sync, journal in runs:
             r = in_child(
                 f"""
                 import time, threading
+                from pathlib import Path
                 from station.ledger import Ledger, LedgerRow
-                path = {str(folder / f"claims-{sync}.db")!r}
+                from station.ledger.lotfiles import Journal
+                path = {str(folder / f"claims-{sync}-{journal}.db")!r}
+                jpath = Path(path + ".journal")
                 led = Ledger(path)
                 led.import_lot("C", "r", [LedgerRow(i, i, str(i), None, [str(i)])
                                           for i in range(20000)])
                 def cycle(led, name, count):
                     led._con().execute("PRAGMA synchronous={sync}")
+                    if {journal}:
+                        led.attach_journal(Journal(jpath, every_line={journal} == 2), "bench-lot")
                     for k in range(count):
                         c = led.claim_next(mac=f"{{name}}-{{k}}", port=name)
                         led.set_image(c, "ab" * 32)
@@ -163,12 +170,19 @@ def main() -> None:
                 for t in ts: t.start()
                 for t in ts: t.join()
                 t3 = time.perf_counter()
-                _r = dict(one=N / (t1 - t0), four=N / (t3 - t2))
+                lines = len(jpath.read_bytes().splitlines()) if jpath.exists() else 0
+                _r = dict(one=N / (t1 - t0), four=N / (t3 - t2), lines=lines)
                 """
             )
+            what = [
+                "without the journal",
+                "with the journal as shipped (4 lines, 1 fsync)",
+                "with the journal fsyncing every line (4 fsyncs)",
+            ][journal]
             print(
-                f"claim + record (4 commits/unit), synchronous={sync}: "
+                f"claim + record (4 commits/unit), synchronous={sync}, {what}: "
                 f"{r['one']:.0f} units/s one claimer, {r['four']:.0f} units/s four threads"
+                + (f" ({r['lines']:.0f} journal lines)" if journal else "")
             )
 
 
