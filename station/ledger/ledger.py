@@ -1403,6 +1403,30 @@ class Ledger:
                 ),
             )
 
+    def resync_row(self, index: int) -> None:
+        """Journal a finished row's state again (its line was lost: a station killed between
+        the ledger's commit and the journal's append)."""
+        d = self.dialect
+        with self._write() as c:
+            r = self._row(c.execute(d.sql(sql.ROW_GET), (self._lot, index)).fetchone())
+            tried = c.execute(d.sql(sql.ATTEMPTS_OF_ROW), (self._lot, index)).fetchall()
+            a = self._attempt(tried[-1]) if tried else None
+            if r.state in ("claimed", "written") or (a is not None and a.result is None):
+                return  # in progress: its own lines follow
+            self._note(
+                c,
+                index,
+                r.state,
+                a.result if a is not None and a.result else "release",
+                mac=r.mac,
+                sha256=a.image_sha256 if a is not None else None,
+                attempt=a.id if a is not None else None,
+                kind=a.kind if a is not None else "",
+                port=a.port if a is not None else "",
+                run=a.run_id if a is not None else "",
+                reason=r.reason,
+            )
+
     # --- rebuild -----------------------------------------------------------------------------
     def restore(
         self,

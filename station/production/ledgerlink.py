@@ -54,6 +54,7 @@ class LotLink:
     marker: Marker
     journal: Journal
     set_aside: Path | None = None  # where a rebuild moved the ledger it replaced
+    journal_seq: int = 0  # the journal's last sequence number when the lot was opened
 
     @property
     def sqlite(self) -> bool:
@@ -218,6 +219,7 @@ def open_ledger(
                 "were lost",
                 f"Rebuild it from the journal: station ledger rebuild {settings.path}",
             )
+        link.journal_seq = seq
         if not read_only and not rebuild:
             if started and not marker.bound:  # a lot started before markers existed
                 link.bind(ledger)
@@ -227,6 +229,24 @@ def open_ledger(
     except BaseException:
         ledger.close()
         raise
+
+
+def resync(ledger: Ledger, link: LotLink) -> int:
+    """If the ledger is ahead of the journal (a station killed between a commit and its
+    journal line), journal again each finished row whose state the journal does not have."""
+    if ledger.journal_seq() <= link.journal_seq:
+        return 0
+    replay = Replay.of(read_journal(link.journal.path, link.marker.lot_id))
+    n = 0
+    for r in ledger.rows(0, ledger.count()):
+        j = replay.rows.get(r.index)
+        if r.state in ("claimed", "written") or (j is None and not r.attempts):
+            continue
+        if j is not None and (j.state, j.mac or None) == (r.state, r.mac):
+            continue
+        ledger.resync_row(r.index)
+        n += 1
+    return n
 
 
 def health_check(ledger: Ledger, settings: LotSettings) -> None:

@@ -994,6 +994,8 @@ def open_lot(
             lot_file=str(settings.path),
             key=link.marker.key,
         )
+        if mode == "run":
+            ledgerlink.resync(ledger, link)
         if firmware is not None and mode != "report":
             _audit_firmware(ledger, firmware)
     except BaseException:

@@ -261,3 +261,21 @@ def test_open_refuses_before_validation_writes_nothing(tmp_path: Path) -> None:
         open_lot(lot)
     assert not marker_path(lot.parent, "BAD").exists()
     assert not (lot.parent / "BAD.station.db").exists()
+
+
+def test_a_journal_line_lost_to_a_kill_is_written_again(
+    started: tuple[Path, FakeBench, list[FakeDevice]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Killed between the ledger's commit and the journal's append: the ledger is ahead; the
+    next open journals the row again, and the two agree."""
+    lot, _, _ = started
+    path = journal_path(lot.parent, "TRUST")
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert b'"event":"done"' in lines[-1]
+    path.write_bytes(b"".join(lines[:-1]))
+    assert main(["ledger", "check", str(lot)]) == 1
+    assert "journal written on" in capsys.readouterr().out
+    open_lot(lot).close()
+    assert main(["ledger", "check", str(lot)]) == 0
+    last = list(read_journal(path))[-1]
+    assert (last.event, last.state) == ("done", "done") and last.sha256
