@@ -279,3 +279,36 @@ def test_a_journal_line_lost_to_a_kill_is_written_again(
     assert main(["ledger", "check", str(lot)]) == 0
     last = list(read_journal(path))[-1]
     assert (last.event, last.state) == ("done", "done") and last.sha256
+
+
+def test_unit_key_files_are_evidence_for_a_rebuild(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Per-unit keys: a row whose key file exists but which the journal never saw claimed may
+    be on a device; the rebuilt ledger keeps it away from new devices (failed on none)."""
+    lot = make_small_lot(
+        tmp_path / "lot",
+        4,
+        name="KEYS",
+        nvs_keys="encrypted",
+        extra="encryption = { keygen = true }\n",
+    )
+    bench = FakeBench()
+    bench.put("fake://1", FakeDevice("24:0a:c4:00:00:01"))
+    produce(lot, bench, ["fake://1"])
+    with open_lot(lot) as opened:
+        opened.keys_for(opened.row(2))  # row 3's keys made (e.g. a claim lost with the ledger)
+        key_file = opened.key_file(opened.row(2))
+        digest = opened.ledger.key_hash(2)
+    assert key_file.exists() and digest
+    for p in lot.parent.glob("KEYS.station.db*"):
+        p.unlink()
+    assert main(["ledger", "rebuild", str(lot)]) == 0
+    captured = capsys.readouterr()
+    assert "1 done, 1 failed, 2 pending" in captured.out
+    assert "row 3: its key file keys-SN0003.bin exists" in captured.err
+    with open_lot(lot) as opened:
+        r = opened.ledger.row(2)
+        assert (r.state, r.mac) == ("failed", None) and "may be on a device" in r.reason
+        assert opened.ledger.key_hash(2) == digest
+        assert opened.ledger.key_hash(0) is not None
