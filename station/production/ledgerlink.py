@@ -65,8 +65,20 @@ class LotLink:
         return backup_folder(self.settings.folder, self.settings.name)
 
     def bind(self, ledger: Ledger) -> None:
-        """Bind the lot to this ledger for good (before its first claim)."""
+        """Bind the lot to this ledger for good (before its first claim); refused if another
+        station bound it to another ledger meanwhile."""
         if self.marker.bound:
+            return
+        current = Marker.load(self.marker.path)
+        if current is not None and current.bound:
+            if current.ledger_id != ledger.ledger_id:
+                raise StationError.at(
+                    str(self.marker.path),
+                    f"another station has just started this lot with the ledger "
+                    f"{current.ledger}; use that ledger (--db), not {_where(self.url)}",
+                    key="db",
+                )
+            self.marker = current
             return
         self.marker = self.marker.bind(ledger.ledger_id, _where(self.url))
         self.marker.save()

@@ -951,12 +951,16 @@ class Orchestrator:
         # the flashing layer's reasons usually name the phase already ("… while writing …")
         what = reason if u.phase and u.phase in reason else f"{u.phase}: {reason}"
         if u.claim is not None:
-            state = self.ledger.fail(
-                u.claim,
-                what,
-                u.timings,
-                result="cancelled" if cancelled else "failed",
-            )
+            try:
+                state = self.ledger.fail(
+                    u.claim,
+                    what,
+                    u.timings,
+                    result="cancelled" if cancelled else "failed",
+                )
+            except StationError as err:  # the journal's disk is full: the ledger has it
+                self._emit(LogEvent(p.name, "error", "; ".join(str(x) for x in err.problems)))
+                state = self.ledger.row(u.claim.row_index).state
             self._emit(RowUpdate(u.claim.row_index, state))
             self._counters()
         with self._lock:

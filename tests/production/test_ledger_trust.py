@@ -312,3 +312,43 @@ def test_unit_key_files_are_evidence_for_a_rebuild(
         assert (r.state, r.mac) == ("failed", None) and "may be on a device" in r.reason
         assert opened.ledger.key_hash(2) == digest
         assert opened.ledger.key_hash(0) is not None
+
+
+def test_a_full_journal_disk_stops_before_the_device_is_touched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal cannot be written: the unit fails before any byte reaches the device."""
+
+    from station.ledger.lotfiles import Journal
+
+    lot = make_small_lot(tmp_path / "lot", 2, name="JFULL")
+    bench = FakeBench()
+    dev = FakeDevice("24:0a:c4:00:00:01")
+    bench.put("fake://1", dev)
+    real = Journal.append
+
+    def full(self: Journal, entries: object) -> None:
+        items = list(entries)  # type: ignore[call-overload]
+        if any(e.event == "image" for e in items):
+            raise StationError.at(str(self.path), "the lot's journal cannot be written: disk full")
+        real(self, items)
+
+    monkeypatch.setattr(Journal, "append", full)
+    produce(lot, bench, ["fake://1"])
+    assert dev.writes == 0 and bench.write_calls == []
+    with open_lot(lot) as opened:
+        assert opened.ledger.row(0).state != "done"
+
+
+def test_two_stations_cannot_bind_one_lot_to_two_ledgers(tmp_path: Path) -> None:
+    lot = make_small_lot(tmp_path / "lot", 3, name="TWO")
+    a = open_lot(lot)
+    b = open_lot(lot, db_url=str(lot.parent / "b.db"))
+    try:
+        assert a.ledger.claim_next(mac="m1", port="p") is not None
+        with pytest.raises(StationError, match="another station has just started this lot"):
+            b.ledger.claim_next(mac="m2", port="p")
+        assert b.ledger.count("claimed") == 0
+    finally:
+        a.close()
+        b.close()
