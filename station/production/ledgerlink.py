@@ -64,12 +64,13 @@ class LotLink:
     def backups(self) -> Path:
         return backup_folder(self.settings.folder, self.settings.name)
 
-    def bind(self, ledger: Ledger) -> None:
+    def bind(self, ledger: Ledger, *, rebuilt: bool = False) -> None:
         """Bind the lot to this ledger for good (before its first claim); refused if another
-        station bound it to another ledger meanwhile."""
-        if self.marker.bound:
+        station bound it to another ledger meanwhile. ``rebuilt``: the ledger was rebuilt
+        from the journal and replaces the one the lot was bound to."""
+        if self.marker.bound and not rebuilt:
             return
-        current = Marker.load(self.marker.path)
+        current = None if rebuilt else Marker.load(self.marker.path)
         if current is not None and current.bound:
             if current.ledger_id != ledger.ledger_id:
                 raise StationError.at(
@@ -479,8 +480,7 @@ def rebuild(
         f"ledger rebuilt from the journal {link.journal.path.name} ({len(entries)} lines)",
         operator,
     )
-    link.marker = replace(link.marker, ledger_id=None)
-    link.bind(ledger)
+    link.bind(ledger, rebuilt=True)
     return len(entries), notes
 
 
