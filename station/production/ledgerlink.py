@@ -212,6 +212,13 @@ def open_ledger(
                     settings, marker, url, f"this is another ledger (id {ledger.ledger_id[:12]})"
                 )
         legacy_key, started = ledger.stored_key(settings.name)
+        if marker is None and started and legacy_key is None:
+            raise StationError.at(
+                str(mpath),
+                f"the lot's marker is missing, and {_where(url)} has produced units of this lot: "
+                f"copy {mpath.name} from the station that started it (or restore it from "
+                f"{backup_folder(settings.folder, settings.name)}); it holds the lot's key",
+            )
         if marker is None:
             marker = Marker.new(mpath, settings.name, legacy_key)
             if not read_only:

@@ -352,3 +352,15 @@ def test_two_stations_cannot_bind_one_lot_to_two_ledgers(tmp_path: Path) -> None
     finally:
         a.close()
         b.close()
+
+
+def test_a_second_station_without_the_marker_is_told_to_copy_it(
+    started: tuple[Path, FakeBench, list[FakeDevice]], tmp_path: Path
+) -> None:
+    """A copy of the lot folder without its marker, on the same (shared) ledger."""
+    lot, _, _ = started
+    copy = tmp_path / "station2"
+    shutil.copytree(lot.parent, copy, ignore=shutil.ignore_patterns("*.station.*"))
+    with pytest.raises(StationError, match=r"copy TRUST\.station\.lot from the station"):
+        open_lot(copy / "lot.toml", db_url=str(lot.parent / "TRUST.station.db"))
+    assert not marker_path(copy, "TRUST").exists()
