@@ -174,7 +174,15 @@ def main() -> None:
                     led.attach_journal(Journal(folder / f"claims-{{n}}.journal",
                                                every_line=every), "bench-lot")
                 leds[name] = led
+            import os
+            syncs = [0]
+            real_sync = getattr(os, "fdatasync", os.fsync)
+            def counting(fd):
+                syncs[0] += 1
+                return real_sync(fd)
+            os.fdatasync = os.fsync = counting  # the journal's syncs (SQLite syncs in C)
             rates = {{name: [] for name in variants}}
+            per_unit = {{}}
             for rnd in range(12):
                 for name, led in leds.items():
                     t0 = time.perf_counter()
@@ -184,11 +192,14 @@ def main() -> None:
                         led.mark_written(c, {{"writing": 1.0}})
                         led.complete(c, {{"verifying": 1.0}})
                     rates[name].append(50 / (time.perf_counter() - t0))
+                    per_unit[name] = per_unit.get(name, 0) + syncs[0]
+                    syncs[0] = 0
             _r = {{}}
             for name, xs in rates.items():
                 _r[name + "|median"] = statistics.median(xs)
                 _r[name + "|best"] = max(xs)
                 _r[name + "|worst"] = min(xs)
+                _r[name + "|syncs"] = per_unit[name] / (50 * len(xs))
             """
         )
         print("claim + record (4 durable commits per unit), 12 rounds of 50 units, taking turns:")
@@ -196,7 +207,8 @@ def main() -> None:
         for name in names:
             print(
                 f"  {name:<46} median {r[name + '|median']:5.0f} units/s "
-                f"(rounds {r[name + '|worst']:.0f}-{r[name + '|best']:.0f})"
+                f"(rounds {r[name + '|worst']:.0f}-{r[name + '|best']:.0f}); "
+                f"journal fsyncs per unit: {r[name + '|syncs']:.2f}"
             )
 
 
