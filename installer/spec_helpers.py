@@ -14,7 +14,15 @@ from collections.abc import Callable, Iterable
 
 # resources/ goes in as it is in the checkout, without what a run or the docs leave there
 RESOURCES_SKIP_DIRS = frozenset({"screenshots", "__pycache__"})  # screenshots are for the README
-RESOURCES_SKIP_FILES = ("*.station.db", "*.station.db-*", ".gitignore", "*.pyc")
+RESOURCES_SKIP_FILES = (
+    "*.station.db",
+    "*.station.db-*",
+    "*.station.db.*",  # rolling backups
+    "*.station.lot",  # a lot's marker holds its fingerprint key: never shipped
+    "*.station.journal",
+    ".gitignore",
+    "*.pyc",
+)
 
 # Qt plugins that the Qt hooks collect but the station never loads, each with libraries that only
 # it needs: the virtual keyboard input method (Qt Quick and QML), the PDF image format (Qt Pdf),

@@ -34,6 +34,7 @@ HANDLERS: dict[str, str] = {
     "ports": "station.flashing.commands:ports",
     "run": "station.production.commands:run",
     "report": "station.production.commands:report",
+    "ledger": "station.production.ledger_commands:ledger",
     "self-test": "station.selftest:run",
     "engineer-pin": "station.gui.security:set_pin_command",
 }
@@ -246,6 +247,27 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="machine-readable output")
     g.add_argument("--csv", metavar="F", help="write the rows to a CSV file")
     p.add_argument("--db", help="ledger database URL (default: beside the lot)")
+
+    p = sub.add_parser("ledger", help="check the ledger against the lot's journal, rebuild it")
+    acts = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
+    q = acts.add_parser("check", help="list every difference between the ledger and the journal")
+    q.add_argument("lot", help="lot file (lot.toml)")
+    q = acts.add_parser("rebuild", help="recreate the ledger from the lot's journal")
+    q.add_argument("lot", help="lot file (lot.toml)")
+    q.add_argument("--operator", default="", help="who rebuilds it (audited)")
+    q = acts.add_parser("release", help="release a row or a stopped station's claim (audited)")
+    q.add_argument("lot", help="lot file (lot.toml)")
+    q.add_argument("row", help="row number, unit id or scan value")
+    q.add_argument("--reason", required=True, help="why (audited)")
+    q.add_argument("--operator", default="", help="supervisor's name (default: login name)")
+    q.add_argument(
+        "--station-gone",
+        action="store_true",
+        dest="station_gone",
+        help="the claim's station (another host) is switched off or gone",
+    )
+    for q in acts.choices.values():
+        q.add_argument("--db", help="ledger database URL (default: beside the lot)")
     return parser
 
 

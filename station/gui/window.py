@@ -1195,8 +1195,16 @@ class MainWindow(QMainWindow):
         reason = self.ask_text("Release row", f"Why release unit {rec.unit_id}? (audited)")
         if not reason:
             return
+        from station.ledger import ClaimOfAnotherStation
+
+        operator = self.settings.operator or "engineer"
         try:
-            self.orchestrator.release(rec.index, reason, self.settings.operator or "engineer")
+            try:
+                self.orchestrator.release(rec.index, reason, operator)
+            except ClaimOfAnotherStation as err:  # only that station can tell if its run lives
+                if not self.ask_yes_no("Release row", f"{_first_message(err)}\n\nIs it gone?"):
+                    return
+                self.orchestrator.release(rec.index, reason, operator, station_gone=True)
         except StationError as err:
             self.show_scan_result(False, f"Release refused: {_first_message(err)}")
             return

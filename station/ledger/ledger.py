@@ -26,6 +26,7 @@ from typing import Any
 
 from station.errors import Problem, StationError
 from station.ledger import sql
+from station.ledger.lotfiles import Journal, JournalEntry
 from station.ledger.sql import ROW_STATES, Dialect
 
 MAX_LISTED_PROBLEMS = 20
@@ -141,31 +142,38 @@ class ClaimRefused(StationError):
         super().__init__(Problem(file, 0, 0, key, message), exit_code=2)
 
 
+class ClaimOfAnotherStation(ClaimRefused):
+    """A release of a row claimed by a run on another host, which only that host can tell
+    alive or not: it needs the supervisor's word that the station is gone."""
+
+
 def default_station_id() -> str:
     return socket.gethostname()
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine (never signals it)."""
+def process_started(pid: int | None = None) -> float | None:
+    """When a process started (seconds since the epoch), None if there is no such process.
+
+    With the host and the PID it identifies a run: after a reboot the same PID is another
+    process, with another start time (psutil reads it on Linux, Windows and macOS)."""
+    import psutil
+
+    try:
+        return float(psutil.Process(os.getpid() if pid is None else pid).create_time())
+    except (psutil.Error, OSError):
+        return None
+
+
+def run_alive(pid: int, started: float | None) -> bool:
+    """Whether the run's process (this machine) is still the one that started the run."""
     if pid <= 0:
         return False
-    if os.name == "nt":  # pragma: no cover - Windows only
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # type: ignore[attr-defined]
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))  # type: ignore[attr-defined]
-        ctypes.windll.kernel32.CloseHandle(handle)  # type: ignore[attr-defined]
-        return code.value == 259  # STILL_ACTIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    now = process_started(pid)
+    if now is None:
         return False
-    except PermissionError:
+    if started is None:  # a run recorded before start times were: the PID is all there is
         return True
-    return True
+    return abs(now - started) < 1.0
 
 
 # runs started by this process and not yet ended: a run of our own pid not in here is dead
@@ -201,14 +209,65 @@ def sqlite_path(url: str) -> Path:
     return Path(url)
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+LOCK_NOTICE_AFTER = 2.0  # seconds: a ledger locked longer than this gets a message, once
+
+
+def sqlite_state(path: Path, err: BaseException | None = None) -> str:
+    """What is wrong with a SQLite ledger file, as the end of "the ledger …", in the
+    operator's words: locked, disk full, read-only, empty, truncated, corrupted or not a
+    ledger at all are told apart (never "delete it")."""
+    text = str(err).lower() if err is not None else ""
+    if "locked" in text or "busy" in text:
+        return "is locked by another program"
+    if "disk is full" in text or "no space" in text:
+        return "cannot be written: the disk is full; make room on it, then try again"
+    if "readonly" in text or "read-only" in text or "permission" in text:
+        return (
+            "is read-only: the station cannot write to it (file or folder permissions, or a "
+            "read-only disk); make it writable for this user"
+        )
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(100)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if size == 0:
+        return "is empty (0 bytes)"
+    if not head.startswith(SQLITE_HEADER):
+        return "is not a station ledger: not an SQLite database at all (wrong file?)"
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    if len(head) < 100 or (pages and size < page * pages):
+        return f"is truncated: {size} bytes of the {page * pages} its header promises"
+    if "malformed" in text or "corrupt" in text or "not a database" in text:
+        return "is corrupted (damaged inside)"
+    if err is None:
+        return "is not a station ledger: an SQLite database without the station's tables"
+    return f"cannot be used ({err})"
+
+
 class Ledger:
     """The ledger of one lot: a SQLite file (WAL, synchronous commits) or PostgreSQL.
 
     ``url``: a file path, ``sqlite:///path``, or ``postgresql://user@host/db`` (needs the
-    ``psycopg`` package; several stations can then share one lot).
+    ``psycopg`` package; several stations can then share one lot). ``create``: make the tables
+    in an empty database (False: an empty or missing one is an error, nothing is written).
+    ``notify``: told once when the ledger is locked by another program and the station waits
+    (up to ``lock_wait`` seconds, then a clear error).
     """
 
-    def __init__(self, url: str | os.PathLike[str], *, station_id: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str | os.PathLike[str],
+        *,
+        station_id: str | None = None,
+        create: bool = True,
+        notify: Callable[[str], None] | None = None,
+        lock_wait: float = 60.0,
+    ) -> None:
         text = os.fspath(url)
         self.url = text
         self.station_id = station_id or default_station_id()
@@ -221,6 +280,11 @@ class Ledger:
         self._fp_key = b""
         self._integrity: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
         self._db_error: tuple[type[BaseException], ...] = (sqlite3.DatabaseError,)
+        self.journal: Journal | None = None
+        self.journal_lot = ""  # the lot id (the marker's) written into journal lines
+        self._binder: Callable[[], None] | None = None
+        self._lock_wait = lock_wait
+        self._notify = notify
         if is_postgresql(text):
             try:
                 import psycopg
@@ -241,24 +305,113 @@ class Ledger:
                 raise StationError.at(
                     str(self.path), "folder for the ledger database does not exist", key="db"
                 )
+            self._check_file(create)
         try:
-            self._create_schema()
+            self._create_schema(create)
         except self._db_error as err:
             self.close()
-            raise StationError.at(
-                str(self.path), f"not a station ledger database ({err})", key="db"
-            ) from None
+            what = sqlite_state(self.path, err) if self.dialect is sql.SQLITE else f"failed: {err}"
+            raise StationError.at(str(self.path), f"the ledger {what}", key="db") from None
+        except BaseException:
+            self.close()
+            raise
 
-    def _create_schema(self) -> None:
-        """Create the tables once; later opens only look (DDL would lock out other stations)."""
-        if self._con().execute(self.dialect.schema_exists).fetchone() is not None:
+    def _check_file(self, create: bool) -> None:
+        """Refuse a ledger file the station cannot use, before SQLite touches it."""
+        p = self.path
+        if not p.exists():
+            if not create:
+                raise StationError.at(str(p), "there is no ledger here", key="db")
+            if not os.access(p.parent, os.W_OK):
+                raise StationError.at(
+                    str(p), "the ledger cannot be created: its folder is read-only", key="db"
+                )
             return
+        if not p.is_file():
+            raise StationError.at(str(p), "not a station ledger: not a file", key="db")
+        if not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK):
+            raise StationError.at(
+                str(p),
+                "the ledger is read-only: the station cannot write to it (file or folder "
+                "permissions, or a read-only disk); make it writable for this user",
+                key="db",
+            )
+        if p.stat().st_size == 0:
+            if not create:
+                raise StationError.at(str(p), "the ledger is empty (0 bytes)", key="db")
+            return
+        # look before writing anything (even the switch to WAL): is it a station ledger?
+        found: list[int] = []
+
+        def look() -> None:
+            con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=0.5)
+            try:
+                ours = con.execute(sql.SQLITE.schema_exists).fetchone() is not None
+                tables = con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            finally:
+                con.close()
+            found[:] = [ours, tables]
+
+        try:
+            self._when_unlocked(look)
+        except sqlite3.Error as err:
+            raise StationError.at(str(p), f"the ledger {sqlite_state(p, err)}", key="db") from None
+        if found[1] and not found[0]:
+            raise StationError.at(str(p), f"the ledger {sqlite_state(p)}", key="db")
+
+    def _create_schema(self, create: bool) -> None:
+        """Create the tables once; later opens only look (DDL would lock out other stations)."""
+        con = self._con()
+        if self.dialect is sql.SQLITE:  # wait here (with a message) if another program locks it
+            con.execute(f"PRAGMA busy_timeout={int(self._notice_after() * 1000)}")
+
+            def probe() -> None:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute("ROLLBACK")
+
+            self._when_unlocked(probe)
+            con.execute("PRAGMA busy_timeout=60000")
+        if con.execute(self.dialect.schema_exists).fetchone() is not None:
+            self._migrate()
+            return
+        if self.dialect is sql.SQLITE and (
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+        ):
+            raise StationError.at(str(self.path), f"the ledger {sqlite_state(self.path)}")
+        if not create:
+            raise StationError.at(
+                str(self.path), "the ledger is empty (it has no station tables)", key="db"
+            )
         with self._write() as c:
             if self.dialect.schema_lock:
                 c.execute(self.dialect.schema_lock)
-            for statement in self.dialect.schema():
-                c.execute(statement)
-            c.execute(sql.META_INIT)
+            if c.execute(self.dialect.schema_exists).fetchone() is None:
+                for statement in self.dialect.schema():
+                    c.execute(statement)
+                c.execute(sql.META_INIT)
+            c.execute(self.dialect.sql(sql.META_PUT_ONCE), ("ledger_id", uuid.uuid4().hex))
+
+    def _migrate(self) -> None:
+        """Bring an older ledger's schema up to date (once), and give it an identity."""
+        d = self.dialect
+        have = self._q(sql.META_GET, ("schema",))
+        ident = self._q(sql.META_GET, ("ledger_id",))
+        if have and have[0][0] == sql.SCHEMA_VERSION and ident:
+            return
+        with self._write() as c:
+            if d.schema_lock:
+                c.execute(d.schema_lock)
+            found = c.execute(d.sql(sql.META_GET), ("schema",)).fetchone()
+            if found is not None and found[0] == "1":
+                for statement in sql.MIGRATE_2:
+                    c.execute(statement.format(real=d.real_column))
+                c.execute(d.sql(sql.META_SET), ("schema", sql.SCHEMA_VERSION, sql.SCHEMA_VERSION))
+            c.execute(d.sql(sql.META_PUT_ONCE), ("ledger_id", uuid.uuid4().hex))
+
+    @property
+    def ledger_id(self) -> str:
+        """This ledger's identity (random, made with it): what a lot's marker is bound to."""
+        return str(self._q(sql.META_GET, ("ledger_id",))[0][0])
 
     # --- connections and transactions ----------------------------------------------------
     def _connect(self) -> Any:
@@ -273,14 +426,50 @@ class Ledger:
                     f"cannot connect to the PostgreSQL ledger database: {err}",
                     key="db",
                 ) from None
-        con = sqlite3.connect(
-            self.path, timeout=60.0, isolation_level=None, check_same_thread=False
-        )
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=FULL")
-        con.execute("PRAGMA foreign_keys=ON")
-        con.execute("PRAGMA busy_timeout=60000")
+        try:
+            con = sqlite3.connect(
+                self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+            )
+            con.execute(f"PRAGMA busy_timeout={int(self._notice_after() * 1000)}")
+            self._when_unlocked(lambda: con.execute("PRAGMA journal_mode=WAL"))
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA foreign_keys=ON")
+            con.execute("PRAGMA busy_timeout=60000")
+        except sqlite3.Error as err:
+            raise StationError.at(
+                str(self.path), f"the ledger {sqlite_state(self.path, err)}", key="db"
+            ) from None
         return con
+
+    def _notice_after(self) -> float:
+        return min(LOCK_NOTICE_AFTER, self._lock_wait)
+
+    def _when_unlocked(self, step: Callable[[], object]) -> None:
+        """Run ``step``; while another program locks the ledger, say so once and wait (up to
+        ``lock_wait``), then give up with a clear error."""
+        deadline = time.monotonic() + self._lock_wait
+        told = False
+        while True:
+            try:
+                step()
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise
+                if not told and self._notify is not None:
+                    self._notify(
+                        f"{self.path}: the ledger is locked by another program; waiting up to "
+                        f"{self._lock_wait:.0f} s for it"
+                    )
+                told = True
+                if time.monotonic() >= deadline:
+                    raise StationError.at(
+                        str(self.path),
+                        f"the ledger is locked by another program (waited "
+                        f"{self._lock_wait:.0f} s): close the program that holds it (another "
+                        "station window, a database browser, a backup tool), then try again",
+                        key="db",
+                    ) from None
 
     def _con(self) -> Any:
         con = getattr(self._local, "con", None)
@@ -295,15 +484,60 @@ class Ledger:
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
-        """One write transaction holding the database's write lock from its first statement."""
+        """One write transaction holding the database's write lock from its first statement.
+
+        Journal lines noted in it (:meth:`_note`) are appended and fsynced once it committed:
+        the journal never holds a change the ledger does not."""
         con = self._con()
         con.execute(self.dialect.begin_write)
+        self._local.pending = []
         try:
             yield con
         except BaseException:
+            self._local.pending = []
             con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
+        pending, self._local.pending = self._local.pending, []
+        if pending and self.journal is not None:
+            self.journal.append(pending)
+
+    def attach_journal(
+        self, journal: Journal, lot_id: str, binder: Callable[[], None] | None = None
+    ) -> None:
+        """Record every state change of this lot's rows in ``journal`` too; ``binder`` is
+        called once, before the first claim (it binds the lot to this ledger)."""
+        self.journal, self.journal_lot, self._binder = journal, lot_id, binder
+
+    def _seq_key(self) -> str:
+        return f"journal-seq:{self.journal_lot}"
+
+    def journal_seq(self) -> int:
+        """The sequence number of the last change journaled by this ledger (0: none)."""
+        found = self._q(sql.META_GET, (self._seq_key(),))
+        return int(found[0][0]) if found else 0
+
+    def _note(self, c: Any, row: int, state: str, event: str, **fields: Any) -> None:
+        """Note a row's change for the journal (inside a write transaction)."""
+        if self.journal is None:
+            return
+        d = self.dialect
+        c.execute(d.sql(sql.SEQ_INIT), (self._seq_key(),))
+        seq = int(c.execute(d.sql(sql.SEQ_BUMP), (self._seq_key(),)).fetchone()[0])
+        unit = c.execute(d.sql(sql.ROW_UNIT), (self._lot, row)).fetchone()
+        self._local.pending.append(
+            JournalEntry(
+                seq=seq,
+                t=round(time.time(), 3),
+                lot=self.journal_lot,
+                row=row,
+                unit=unit[0] if unit else "",
+                state=state,
+                event=event,
+                station=self.station_id,
+                **fields,
+            )
+        )
 
     def _executemany(self, con: Any, statement: str, rows: Iterable[Sequence[object]]) -> None:
         if self.dialect is sql.POSTGRESQL:
@@ -356,6 +590,8 @@ class Ledger:
     def derive(self, purpose: str, data: str, size: int = 16) -> bytes:
         """Bytes keyed by the lot's random key: stable per unit, unguessable without the ledger
         (e.g. a HomeKit SRP salt, so a unit's image is the same every time it is built)."""
+        if not self._fp_key:
+            raise RuntimeError("the lot's key is not known to this ledger (attach with key=)")
         msg = f"{purpose}\x1f{data}".encode("utf-8", "surrogateescape")
         return hashlib.blake2b(msg, key=self._fp_key, digest_size=size).digest()
 
@@ -367,12 +603,17 @@ class Ledger:
         *,
         values_file: str = "values.csv",
         lot_file: str = "lot.toml",
+        key: bytes | None = None,
     ) -> ImportSummary:
         """Attach this ledger to lot ``name``: import its rows once, check them on every open.
 
         Before production starts the rows may change freely (they are re-imported). After it
         started, a changed recipe (config, partition size, NVS version, encryption) or a changed
         or removed row is refused with located problems; new rows at the end are appended.
+
+        ``key``: the lot's fingerprint key, kept outside the ledger (the lot's marker); the
+        ledger then stores none (a key found in an older ledger is removed from it). Without
+        it, a random key is kept in the ledger (a ledger used on its own).
         """
         now = time.time()
         rows = list(rows)
@@ -380,14 +621,14 @@ class Ledger:
             found = c.execute(self.dialect.sql(sql.LOT_BY_NAME), (name,)).fetchone()
             created = found is None
             if found is None:
-                key = secrets.token_hex(32)
+                stored = "" if key is not None else secrets.token_hex(32)
                 lot_id = c.execute(
-                    self.dialect.sql(sql.LOT_INSERT), (name, recipe_sha256, key, now, now)
+                    self.dialect.sql(sql.LOT_INSERT), (name, recipe_sha256, stored, now, now)
                 ).fetchone()[0]
                 old: dict[int, str] = {}
                 started = False
             else:
-                lot_id, old_recipe, key, _count = found
+                lot_id, old_recipe, stored, _count = found
                 started = c.execute(self.dialect.sql(sql.LOT_STARTED), (lot_id,)).fetchone()[0] > 0
                 old = dict(c.execute(self.dialect.sql(sql.ROW_FINGERPRINTS), (lot_id,)).fetchall())
                 if started and old_recipe != recipe_sha256:
@@ -397,7 +638,10 @@ class Ledger:
                         "changed after production started; restore them, or start a new lot",
                         key=name,
                     )
-            self.lot_id, self.lot_name, self._fp_key = lot_id, name, bytes.fromhex(key)
+            if key is not None and stored:
+                c.execute(self.dialect.sql(sql.LOT_CLEAR_KEY), (lot_id,))
+            self.lot_id, self.lot_name = lot_id, name
+            self._fp_key = key if key is not None else bytes.fromhex(stored)
             prints = [self.fingerprint(r.values) for r in rows]
             if started:
                 problems = []
@@ -486,14 +730,25 @@ class Ledger:
                 )
         return ImportSummary(created=created, imported=len(new), total=len(rows), started=started)
 
-    def attach(self, name: str) -> None:
-        """Attach to an existing lot without importing (read-only use, e.g. reports)."""
+    def attach(self, name: str, key: bytes | None = None) -> None:
+        """Attach to an existing lot without importing (read-only use, e.g. reports); ``key``:
+        the lot's fingerprint key when the ledger keeps none (see import_lot)."""
         found = self._q(sql.LOT_BY_NAME, (name,))
         if not found:
             raise StationError.at(
                 str(self.path), f"the ledger has no lot named {name!r}", key="name"
             )
-        self.lot_id, self.lot_name, self._fp_key = found[0][0], name, bytes.fromhex(found[0][2])
+        self.lot_id, self.lot_name = found[0][0], name
+        self._fp_key = key if key is not None else bytes.fromhex(found[0][2])
+
+    def stored_key(self, name: str) -> tuple[bytes | None, bool]:
+        """The fingerprint key an older ledger keeps for lot ``name`` (None if it keeps none),
+        and whether production of that lot started in this ledger."""
+        found = self._q(sql.LOT_BY_NAME, (name,))
+        if not found:
+            return None, False
+        started = int(self._q(sql.LOT_STARTED, (found[0][0],))[0][0]) > 0
+        return (bytes.fromhex(found[0][2]) if found[0][2] else None), started
 
     # --- read views --------------------------------------------------------------------------
     @staticmethod
@@ -653,6 +908,7 @@ class Ledger:
                     socket.gethostname(),
                     os.getpid(),
                     time.time(),
+                    process_started(),
                 ),
             )
         return run_id
@@ -664,18 +920,30 @@ class Ledger:
             _LIVE_RUNS.discard(run_id)
 
     def _run_dead(self, c: Any, run_id: str) -> bool:
+        return self._run_state(c, run_id) == "dead"
+
+    def _run_state(self, c: Any, run_id: str) -> str:
+        """``dead``, ``alive`` or ``elsewhere`` (a run of another host: only it can tell).
+
+        A run is its host, PID and the start time of its process: a PID reused by another
+        process (e.g. after a reboot) is not the run."""
         found = c.execute(self.dialect.sql(sql.RUN_GET), (run_id,)).fetchone()
         if found is None:
-            return True
-        _station, host, pid, ended_at = found
+            return "dead"
+        _station, host, pid, ended_at, proc_started = found
         if ended_at is not None:
-            return True
+            return "dead"
         if host != socket.gethostname():
-            return False  # another station's run: only that station (or a supervisor) knows
+            return "elsewhere"
         if pid == os.getpid():
             with _LIVE_RUNS_LOCK:
-                return run_id not in _LIVE_RUNS
-        return not _pid_alive(pid)
+                return "alive" if run_id in _LIVE_RUNS else "dead"
+        return "alive" if run_alive(pid, proc_started) else "dead"
+
+    def run_host(self, run_id: str) -> tuple[str, int]:
+        """The host and PID of a run, for messages."""
+        found = self._q(sql.RUN_GET, (run_id,))
+        return (str(found[0][1]), int(found[0][2])) if found else ("?", 0)
 
     def recover(self, is_dead: Callable[[str], bool] | None = None) -> list[Recovered]:
         """Resolve claims left by dead runs (a crashed or killed station).
@@ -721,6 +989,19 @@ class Ledger:
                         a.row_index,
                         a.id,
                     ),
+                )
+                self._note(
+                    c,
+                    a.row_index,
+                    state,
+                    "interrupted",
+                    mac=mac,
+                    sha256=a.image_sha256,
+                    attempt=a.id,
+                    kind=a.kind,
+                    port=a.port,
+                    run=a.run_id,
+                    reason=reason,
                 )
                 c.execute(
                     self.dialect.sql(sql.AUDIT_INSERT),
@@ -806,6 +1087,9 @@ class Ledger:
         retry or a rework): a pending row, a failed row of this same device (retry) or a done
         row of this same device (rework); anything else is refused with ClaimRefused.
         """
+        if self._binder is not None:  # the lot is bound to this ledger before its first claim
+            self._binder()
+            self._binder = None
         now = time.time()
         d = self.dialect
         try:
@@ -851,6 +1135,19 @@ class Ledger:
                 ).rowcount
                 if n != 1:
                     raise ClaimRefused(str(self.path), index, "the row changed while claiming it")
+                self._note(
+                    c,
+                    index,
+                    "claimed",
+                    "claim",
+                    mac=mac,
+                    attempt=attempt_id,
+                    kind=kind,
+                    port=port,
+                    chip=chip,
+                    run=run_id,
+                    operator=operator,
+                )
         except self._integrity as err:
             raise ClaimRefused(
                 str(self.path),
@@ -884,24 +1181,46 @@ class Ledger:
         return "rework" if state == "done" else "retry"
 
     def set_image(self, claim: Claim, image_sha256: str) -> None:
-        """Record the image hash before the first byte is written (durably)."""
+        """Record the image hash before the first byte is written (durably, in the ledger and
+        the journal)."""
         with self._write() as c:
             c.execute(self.dialect.sql(sql.ATTEMPT_SET_IMAGE), (image_sha256, claim.attempt_id))
             c.execute(
                 self.dialect.sql(sql.ROW_SET_IMAGE),
                 (image_sha256, self._lot, claim.row_index, claim.attempt_id),
             )
-
-    def mark_written(self, claim: Claim, timings: Mapping[str, float]) -> None:
-        """The image is on the device (MD5 checked); verification comes next."""
-        with self._write() as c:
-            c.execute(
-                self.dialect.sql(sql.ATTEMPT_SET_WROTE),
-                (json.dumps(dict(timings)), claim.attempt_id),
+            self._note(
+                c,
+                claim.row_index,
+                "claimed",
+                "image",
+                mac=claim.mac,
+                sha256=image_sha256,
+                attempt=claim.attempt_id,
             )
+
+    def mark_written(
+        self, claim: Claim, timings: Mapping[str, float], *, wrote: bool = True
+    ) -> None:
+        """The image is on the device (MD5 checked); verification comes next. ``wrote``: False
+        when the device held it already and nothing was written (the attempt says so)."""
+        with self._write() as c:
+            if wrote:
+                c.execute(
+                    self.dialect.sql(sql.ATTEMPT_SET_WROTE),
+                    (json.dumps(dict(timings)), claim.attempt_id),
+                )
             c.execute(
                 self.dialect.sql(sql.ROW_WRITTEN),
                 (time.time(), self._lot, claim.row_index, claim.attempt_id),
+            )
+            self._note(
+                c,
+                claim.row_index,
+                "written",
+                "written" if wrote else "held",
+                mac=claim.mac,
+                attempt=claim.attempt_id,
             )
 
     def complete(self, claim: Claim, timings: Mapping[str, float], chip: str = "") -> None:
@@ -933,6 +1252,16 @@ class Ledger:
                     f"is bound to device {bound[0]}, not {claim.mac}",
                 )
             c.execute(d.sql(sql.ROW_DONE), (now, self._lot, claim.row_index, claim.attempt_id))
+            self._note(
+                c,
+                claim.row_index,
+                "done",
+                "done",
+                mac=claim.mac,
+                sha256=t[7] if t is not None else None,
+                attempt=claim.attempt_id,
+                chip=chip,
+            )
 
     def fail(
         self,
@@ -979,10 +1308,27 @@ class Ledger:
                     claim.attempt_id,
                 ),
             )
+            self._note(
+                c,
+                claim.row_index,
+                state,
+                result,
+                mac=mac,
+                sha256=a.image_sha256,
+                attempt=claim.attempt_id,
+                reason=reason,
+            )
         return state
 
-    def release(self, row_index: int, reason: str, operator: str) -> None:
-        """Supervisor override: a done or failed row goes back to pending for another device."""
+    def release(
+        self, row_index: int, reason: str, operator: str, *, station_gone: bool = False
+    ) -> None:
+        """Supervisor override: the row goes back to pending for another device (audited).
+
+        A done or failed row; or a row claimed by a run that is not alive any more (a crashed
+        station, a PID reused after a reboot). A claim of a run on another host is only
+        released with ``station_gone`` (that station is switched off or gone: only it could
+        tell whether its run is alive)."""
         if not reason.strip() or not operator.strip():
             raise ClaimRefused(
                 str(self.path), row_index, "a release needs the supervisor's name and a reason"
@@ -994,14 +1340,56 @@ class Ledger:
             if found is None:
                 raise ClaimRefused(str(self.path), row_index, "no such row in this lot")
             r = self._row(found)
-            if r.state not in ("done", "failed"):
+            was = r.state
+            if r.state in ("claimed", "written"):
+                t = c.execute(d.sql(sql.ATTEMPT_OF_ROW_ACTIVE), (self._lot, row_index)).fetchone()
+                if t is not None:
+                    a = self._attempt(t)
+                    run = self._run_state(c, a.run_id)
+                    host = c.execute(d.sql(sql.RUN_GET), (a.run_id,)).fetchone()
+                    who = f"run on {host[1]}, PID {host[2]}" if host else "a run"
+                    if run == "alive":
+                        raise ClaimRefused(
+                            str(self.path),
+                            row_index,
+                            f"is being written to {r.mac} right now ({who}, alive); stop that "
+                            "station first",
+                        )
+                    if run == "elsewhere" and not station_gone:
+                        raise ClaimOfAnotherStation(
+                            str(self.path),
+                            row_index,
+                            f"is claimed by a {who}; release it on that station, or, if that "
+                            "station is switched off or gone, say so (--station-gone)",
+                        )
+                    c.execute(
+                        d.sql(sql.ATTEMPT_FINISH),
+                        (
+                            "interrupted",
+                            f"released by {operator}: {reason}",
+                            json.dumps(dict(a.timings)),
+                            now,
+                            a.id,
+                        ),
+                    )
+                    was = f"{r.state} by a {who} that is not alive"
+            elif r.state not in ("done", "failed"):
                 raise ClaimRefused(
                     str(self.path),
                     row_index,
-                    f"is {r.state}; only done or failed rows can be released",
+                    f"is {r.state}; only done or failed rows, or claims of a station that "
+                    "stopped, can be released",
                 )
             c.execute(d.sql(sql.DEVICE_RELEASE), (now, reason, self._lot, row_index))
             c.execute(d.sql(sql.ROW_RELEASE), (f"released: {reason}", now, self._lot, row_index))
+            self._note(
+                c,
+                row_index,
+                "pending",
+                "release",
+                operator=operator,
+                reason=f"released from {r.mac or 'no device'}: {reason}",
+            )
             c.execute(
                 d.sql(sql.AUDIT_INSERT),
                 (
@@ -1009,8 +1397,95 @@ class Ledger:
                     now,
                     "release",
                     f"row {row_index + 1} ({r.unit_id}) released from {r.mac} "
-                    f"(was {r.state}): {reason}",
+                    f"(was {was}): {reason}",
                     operator,
                     self.station_id,
                 ),
+            )
+
+    def resync_row(self, index: int) -> None:
+        """Journal a finished row's state again (its line was lost: a station killed between
+        the ledger's commit and the journal's append)."""
+        d = self.dialect
+        with self._write() as c:
+            r = self._row(c.execute(d.sql(sql.ROW_GET), (self._lot, index)).fetchone())
+            tried = c.execute(d.sql(sql.ATTEMPTS_OF_ROW), (self._lot, index)).fetchall()
+            a = self._attempt(tried[-1]) if tried else None
+            if r.state in ("claimed", "written") or (a is not None and a.result is None):
+                return  # in progress: its own lines follow
+            self._note(
+                c,
+                index,
+                r.state,
+                a.result if a is not None and a.result else "release",
+                mac=r.mac,
+                sha256=a.image_sha256 if a is not None else None,
+                attempt=a.id if a is not None else None,
+                kind=a.kind if a is not None else "",
+                port=a.port if a is not None else "",
+                run=a.run_id if a is not None else "",
+                reason=r.reason,
+            )
+
+    # --- rebuild -----------------------------------------------------------------------------
+    def restore(
+        self,
+        attempts: Sequence[tuple[Any, ...]],
+        rows: Mapping[int, tuple[str, str | None, str]],
+        evidence: Mapping[int, str],
+        seq: int,
+        detail: str,
+        operator: str,
+    ) -> None:
+        """Fill a freshly imported lot from a journal replay, in one transaction.
+
+        ``attempts``: (journal id, row, kind, port, mac, chip, image sha256, wrote, result, reason,
+        operator, station, run, started, ended), oldest first; ``rows``: each journaled row's
+        (state, mac, reason); ``evidence``: rows with no journaled attempt that may be on a
+        device all the same (a unit key file): they become failed on no device, for a
+        supervisor to release; ``seq``: the journal's last sequence number."""
+        now = time.time()
+        d = self.dialect
+        with self._write() as c:
+            if c.execute(d.sql(sql.LOT_STARTED), (self._lot,)).fetchone()[0]:
+                raise StationError.at(
+                    str(self.path), "a ledger is only rebuilt into one without attempts", key="db"
+                )
+            counts: dict[int, int] = {}
+            last: dict[int, tuple[Any, ...]] = {}
+            for a in attempts:
+                row_idx = a[1]
+                c.execute(d.sql(sql.RESTORE_ATTEMPT), (self._lot, *a[1:]))
+                counts[row_idx] = counts.get(row_idx, 0) + 1
+                last[row_idx] = a
+            for idx, (state, mac, reason) in rows.items():
+                prev = last.get(idx)
+                c.execute(
+                    d.sql(sql.RESTORE_ROW),
+                    (
+                        state,
+                        mac,
+                        prev[3] if prev else None,
+                        counts.get(idx, 0),
+                        reason,
+                        prev[6] if prev else None,
+                        now,
+                        self._lot,
+                        idx,
+                    ),
+                )
+                if state == "done" and mac:
+                    c.execute(
+                        d.sql(sql.DEVICE_BIND), (self._lot, mac, prev[5] if prev else "", idx, now)
+                    )
+            for idx, why in evidence.items():
+                c.execute(
+                    d.sql(sql.RESTORE_ROW),
+                    ("failed", None, None, 0, why, None, now, self._lot, idx),
+                )
+            c.execute(d.sql(sql.SEQ_INIT), (self._seq_key(),))
+            c.execute(d.sql(sql.META_SET), (self._seq_key(), str(seq), str(seq)))
+            c.execute(
+                d.sql(sql.AUDIT_INSERT),
+                (self._lot, now, "rebuild", detail, operator, self.station_id),
             )

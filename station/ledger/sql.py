@@ -112,7 +112,8 @@ SCHEMA = [
         host TEXT NOT NULL,
         pid INTEGER NOT NULL,
         started_at {real} NOT NULL,
-        ended_at {real}
+        ended_at {real},
+        proc_started {real}
     )""",
     """CREATE TABLE IF NOT EXISTS audit (
         id {id},
@@ -131,7 +132,15 @@ BULK_INDEXES = ("rows_state", "rows_scan", "rows_unit")
 
 META_GET = "SELECT value FROM meta WHERE key = ?"
 META_PUT_ONCE = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
-META_INIT = "INSERT INTO meta (key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING"
+SCHEMA_VERSION = "2"  # 2: runs.proc_started (a run is host + PID + process start time)
+META_INIT = "INSERT INTO meta (key, value) VALUES ('schema', '2') ON CONFLICT (key) DO NOTHING"
+META_SET = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = ?"
+MIGRATE_2 = ["ALTER TABLE runs ADD COLUMN proc_started {real}"]
+# the journal's sequence: one counter per lot, bumped in the transaction of each state change
+SEQ_INIT = "INSERT INTO meta (key, value) VALUES (?, '0') ON CONFLICT (key) DO NOTHING"
+SEQ_BUMP = (
+    "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = ? RETURNING value"
+)
 
 # --- lots ---------------------------------------------------------------------------------
 LOT_BY_NAME = "SELECT id, recipe_sha256, fingerprint_key, row_count FROM lots WHERE name = ?"
@@ -141,6 +150,8 @@ LOT_INSERT = (
 )
 LOT_SET_ROWS = "UPDATE lots SET row_count = ?, recipe_sha256 = ?, updated_at = ? WHERE id = ?"
 LOT_STARTED = "SELECT COUNT(*) FROM attempts WHERE lot_id = ?"
+LOT_CLEAR_KEY = "UPDATE lots SET fingerprint_key = '' WHERE id = ?"
+ROW_UNIT = "SELECT unit_id FROM rows WHERE lot_id = ? AND idx = ?"
 
 # --- rows ---------------------------------------------------------------------------------
 ROW_FINGERPRINTS = "SELECT idx, fingerprint FROM rows WHERE lot_id = ? ORDER BY idx"
@@ -227,7 +238,7 @@ ROW_BACK_TO = (
 )
 ROW_RELEASE = (
     "UPDATE rows SET state = 'pending', mac = NULL, port = NULL, attempt_id = NULL,"
-    " reason = ?, updated_at = ? WHERE lot_id = ? AND idx = ? AND state IN ('failed', 'done')"
+    " reason = ?, updated_at = ? WHERE lot_id = ? AND idx = ?"
 )
 DEVICE_BOUND = "SELECT mac FROM devices WHERE lot_id = ? AND row_idx = ? AND released_at IS NULL"
 DEVICE_BIND = "INSERT INTO devices (lot_id, mac, chip, row_idx, bound_at) VALUES (?, ?, ?, ?, ?)"
@@ -255,10 +266,23 @@ FIRST_START_SINCE = "SELECT MIN(started_at) FROM attempts WHERE lot_id = ? AND s
 
 # --- runs and audit -----------------------------------------------------------------------
 RUN_INSERT = (
-    "INSERT INTO runs (id, lot_id, station_id, host, pid, started_at) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO runs (id, lot_id, station_id, host, pid, started_at, proc_started)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 RUN_END = "UPDATE runs SET ended_at = ? WHERE id = ?"
-RUN_GET = "SELECT station_id, host, pid, ended_at FROM runs WHERE id = ?"
+RUN_GET = "SELECT station_id, host, pid, ended_at, proc_started FROM runs WHERE id = ?"
+ATTEMPT_OF_ROW_ACTIVE = ATTEMPT_GET + " WHERE lot_id = ? AND row_idx = ? AND result IS NULL"
+
+# --- rebuild from the journal ---------------------------------------------------------------
+RESTORE_ATTEMPT = (
+    "INSERT INTO attempts (lot_id, row_idx, kind, port, mac, chip, image_sha256, wrote, result,"
+    " reason, operator, station_id, run_id, started_at, ended_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+RESTORE_ROW = (
+    "UPDATE rows SET state = ?, mac = ?, port = ?, attempts = ?, reason = ?, image_sha256 = ?,"
+    " updated_at = ? WHERE lot_id = ? AND idx = ?"
+)
 AUDIT_INSERT = (
     "INSERT INTO audit (lot_id, at, action, detail, operator, station_id) VALUES (?, ?, ?, ?, ?, ?)"
 )

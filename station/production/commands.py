@@ -24,7 +24,6 @@ from station.labels import (
     renderer,
 )
 from station.ledger import Ledger
-from station.ledger.ledger import is_postgresql, sqlite_path
 from station.production.lot import Lot, open_lot, read_lot_file
 from station.production.orchestrator import (
     Decision,
@@ -144,11 +143,15 @@ def _label_service(lot: Lot, output: str, printer: _RunPrinter, operator: str) -
     return service
 
 
+def _note(text: str) -> None:
+    print(f"waiting: {text}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Headless production: flash device after device on the given ports, one line per unit."""
     if args.count is not None and args.count < 1:
         raise StationError.at("--count", "must be 1 or more", key="count")
-    lot = open_lot(args.lot, db_url=args.db)
+    lot = open_lot(args.lot, db_url=args.db, notify=_note)
     for warning in lot.mfg.warnings:  # allowed, but look like mistakes (never show a value)
         print(warning, file=sys.stderr)
     printer = _RunPrinter(sys.stdout, sys.stderr)
@@ -243,6 +246,7 @@ class _Source:
     name: str
     columns: tuple[str, ...] = ()
     values: Callable[[int], Mapping[str, str]] | None = None
+    where: str = ""  # the ledger reported on (reports read a private copy of it)
 
 
 def _report_rows(src: _Source) -> Iterator[dict[str, Any]]:
@@ -293,33 +297,41 @@ def summary(ledger: Ledger, name: str) -> dict[str, Any]:
     }
 
 
-def _open_for_report(args: argparse.Namespace) -> tuple[_Source, Lot | None]:
-    """The lot with its values; if it cannot be opened (e.g. its CSV changed after production
-    started) but its ledger exists, the ledger alone, with a note on stderr."""
+def _open_for_report(args: argparse.Namespace, copy_folder: Path) -> tuple[_Source, Lot | None]:
+    """The lot with its values, read from a private copy of its ledger (a report never
+    creates nor writes a ledger); if the lot cannot be opened (e.g. its CSV changed after
+    production started), the ledger alone, with a note on stderr."""
+    from station.ledger.lotfiles import Marker, marker_path
+    from station.production import ledgerlink
+
     settings = read_lot_file(args.lot)
+    where = str(args.db or settings.default_db)
+    db = ledgerlink.read_only_copy(where, copy_folder)
+    if ledgerlink.is_postgresql(where):
+        where = ledgerlink.display_url(where)
     try:
-        lot = open_lot(args.lot, db_url=args.db)
+        lot = open_lot(args.lot, db_url=db, mode="report")
     except StationError as err:
-        db: str | Path = args.db or settings.default_db
-        if not is_postgresql(str(db)):
-            db = sqlite_path(str(db))
-            if not db.is_file():
-                raise
         for problem in err.problems:
             print(f"note: {problem}", file=sys.stderr)
         print(
             "note: reporting from the ledger alone (the lot's values are not shown)",
             file=sys.stderr,
         )
-        ledger = Ledger(db)
+        ledger = Ledger(db, create=False)
         try:
-            ledger.attach(settings.name)
+            marker = Marker.load(marker_path(settings.folder, settings.name))
+            ledger.attach(settings.name, marker.key if marker else None)
         except StationError:
             ledger.close()
             raise
-        return _Source(ledger, settings.name), None
+        return _Source(ledger, settings.name, where=where), None
     return _Source(
-        lot.ledger, lot.name, lot.mfg.columns, lambda i: lot.masked_values(lot.row(i))
+        lot.ledger,
+        lot.name,
+        lot.mfg.columns,
+        lambda i: lot.masked_values(lot.row(i)),
+        where,
     ), lot
 
 
@@ -336,9 +348,17 @@ def _csv_cell(value: object) -> object:
 
 def report(args: argparse.Namespace) -> int:
     """What the ledger knows: rows (state, MAC, port, attempts), totals, yield, UPH."""
-    src, lot = _open_for_report(args)
+    from station.production.ledgerlink import temp_folder
+
+    with temp_folder() as copy_folder:
+        return _report(args, copy_folder)
+
+
+def _report(args: argparse.Namespace, copy_folder: Path) -> int:
+    src, lot = _open_for_report(args, copy_folder)
     try:
         totals = summary(src.ledger, src.name)
+        totals["ledger"] = src.where or totals["ledger"]
         if args.json:
             json.dump(
                 {

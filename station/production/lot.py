@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from station.mfg import MfgLot, Row
     from station.nvs import XtsKeys
     from station.partitions import FlasherArgs, Partition, PartitionTable
+    from station.production.ledgerlink import LotLink
 
 KNOWN_KEYS = (
     "name",
@@ -374,6 +375,7 @@ class Lot:
         self.ledger = ledger
         self.keys = keys
         self.imported = imported
+        self.link: LotLink | None = None  # the lot's marker, journal and backups
 
     @property
     def name(self) -> str:
@@ -497,8 +499,14 @@ class Lot:
 
         return {k: (mask(v) if k in self.secret_columns else v) for k, v in row.values.items()}
 
+    def backup(self) -> Path | None:
+        """A rolling backup of the ledger (SQLite), e.g. at the end of a run."""
+        return self.link.backup(self.ledger) if self.link is not None else None
+
     def close(self) -> None:
         self.ledger.close()
+        if self.link is not None:
+            self.link.journal.close()
 
     def __enter__(self) -> Lot:
         return self
@@ -925,11 +933,22 @@ def _check_firmware(
     return out
 
 
-def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | None = None) -> Lot:
+def open_lot(
+    path: str | Path,
+    *,
+    db_url: str | None = None,
+    station_id: str | None = None,
+    notify: Callable[[str], None] | None = None,
+    mode: str = "run",
+) -> Lot:
     """Open a lot: validate every input, open its ledger and import the rows (once).
 
     Raises StationError with all problems found (in the lot file, the partition table, the
-    config and values CSVs); the ledger is only touched when everything is valid.
+    config and values CSVs); the ledger is only touched when everything is valid, and only
+    if it is the ledger the lot was started with (see :mod:`station.production.ledgerlink`).
+    ``notify``: told when the station waits for a ledger another program locks. ``mode``:
+    ``run``; ``report`` (``db_url`` is a private copy: no marker, no backup, no file
+    written); ``rebuild`` (a new ledger, filled from the journal by the caller).
     """
     from station.mfg import load_mfg, secret_columns
     from station.partitions import find_factory_partition, flash_size_of, load_table, validate
@@ -993,7 +1012,7 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
             problems.extend(_check_first_image(settings, mfg, factory, hk, check_keys))
     problems.raise_if_any()
     assert mfg is not None and factory is not None and table is not None
-    if hk is not None and hk.generate and _needs_codes(hk, mfg):
+    if hk is not None and hk.generate and _needs_codes(hk, mfg) and mode != "report":
         # generated setup codes must be on record before any device gets one (labels, reprints)
         from station.homekit import fill_values_csv
 
@@ -1007,24 +1026,41 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
             base_dir=settings.values.parent,
         )
     secrets_ = secret_columns(mfg, settings.secret_columns)
-    ledger = Ledger(db_url or settings.default_db, station_id=station_id)
+    from station.production import ledgerlink
+
+    ledger, link = ledgerlink.open_ledger(
+        settings,
+        db_url,
+        station_id=station_id,
+        notify=notify,
+        read_only=mode == "report",
+        rebuild=mode == "rebuild",
+    )
     try:
+        if mode == "run":
+            ledgerlink.health_check(ledger, settings)
+            link.backup(ledger)
         summary = ledger.import_lot(
             settings.name,
             recipe_hash(settings, factory, keys),
             ledger_rows(mfg, settings),
             values_file=str(settings.values),
             lot_file=str(settings.path),
+            key=link.marker.key,
         )
-        if firmware is not None:
+        if mode == "run":
+            ledgerlink.resync(ledger, link)
+        if firmware is not None and mode != "report":
             _audit_firmware(ledger, firmware)
     except BaseException:
         ledger.close()
         raise
     keys_part = key_partition(table) if encryption_scheme(settings) == "flash_enc" else None
-    return Lot(
+    lot = Lot(
         settings, mfg, table, factory, secrets_, ledger, keys, summary, hk, firmware, keys_part
     )
+    lot.link = link
+    return lot
 
 
 def _audit_firmware(ledger: Ledger, fw: Firmware) -> None:

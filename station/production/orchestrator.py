@@ -476,9 +476,12 @@ class Orchestrator:
         self.start(port)
         return port
 
-    def release(self, row_index: int, reason: str, operator: str) -> None:
-        """Supervisor override: a done/failed row becomes pending for another device (audited)."""
-        self.ledger.release(row_index, reason, operator)
+    def release(
+        self, row_index: int, reason: str, operator: str, *, station_gone: bool = False
+    ) -> None:
+        """Supervisor override: a done/failed row, or a row claimed by a run that is not alive
+        (a stopped station), becomes pending for another device (audited)."""
+        self.ledger.release(row_index, reason, operator, station_gone=station_gone)
         self._emit(RowUpdate(row_index, "pending"))
         self._emit(
             LogEvent(
@@ -518,6 +521,10 @@ class Orchestrator:
                 t.join(max(0.0, deadline - time.monotonic()))
         self._closed = True
         self.ledger.end_run(self.run_id)
+        try:
+            self.lot.backup()  # a rolling backup at the end of each run
+        except StationError as err:
+            self._emit(LogEvent("", "warning", "; ".join(p.message for p in err.problems)))
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no port is working (True), or the timeout passed (False)."""
@@ -748,8 +755,8 @@ class Orchestrator:
                 regions = self._differing(p, u, session, extras)
             else:
                 self.ledger.set_image(claim, sha)
-            if not regions:
-                self.ledger.mark_written(claim, u.timings)
+            if not regions:  # nothing was written: the attempt says so
+                self.ledger.mark_written(claim, u.timings, wrote=False)
                 how = "already held it (verified by read-back)"
             else:
                 self._phase(p, u, "writing")
@@ -945,12 +952,16 @@ class Orchestrator:
         # the flashing layer's reasons usually name the phase already ("… while writing …")
         what = reason if u.phase and u.phase in reason else f"{u.phase}: {reason}"
         if u.claim is not None:
-            state = self.ledger.fail(
-                u.claim,
-                what,
-                u.timings,
-                result="cancelled" if cancelled else "failed",
-            )
+            try:
+                state = self.ledger.fail(
+                    u.claim,
+                    what,
+                    u.timings,
+                    result="cancelled" if cancelled else "failed",
+                )
+            except StationError as err:  # the journal's disk is full: the ledger has it
+                self._emit(LogEvent(p.name, "error", "; ".join(str(x) for x in err.problems)))
+                state = self.ledger.row(u.claim.row_index).state
             self._emit(RowUpdate(u.claim.row_index, state))
             self._counters()
         with self._lock:

@@ -167,3 +167,54 @@ def test_the_ledger_class_on_postgresql(pg: tuple[Any, str]) -> None:
     led.release(1, "scrapped", "boss")
     assert led.row(1).state == "pending" and led.count(search="SN1") > 1
     led.close()
+
+
+def _url(schema: str) -> str:
+    return URL + ("&" if "?" in URL else "?") + f"options=-csearch_path%3D{schema}"
+
+
+def test_a_lot_on_postgresql_is_bound_journaled_and_rebuilt(
+    pg: tuple[Any, str], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lot on PostgreSQL keeps its marker and journal; an older schema is migrated; another
+    database is refused once units were made; the journal rebuilds the ledger there."""
+    import psycopg
+
+    from station.cli import main
+    from station.ledger import Ledger
+    from station.production import open_lot
+    from tests.production.conftest import make_small_lot
+
+    con, schema = pg
+    with con.transaction():  # a ledger of schema 1: runs had no process start time
+        con.execute("ALTER TABLE runs DROP COLUMN proc_started")
+        con.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    url = _url(schema)
+    lot = make_small_lot(tmp_path / "lot", 4, name="PG")
+    with open_lot(lot, db_url=url) as opened:
+        led = opened.ledger
+        for n in range(2):
+            c = led.claim_next(mac=f"24:0a:c4:00:00:0{n}", port="p", run_id=led.start_run())
+            assert c is not None
+            led.set_image(c, "ab" * 32)
+            led.mark_written(c, {})
+            led.complete(c, {})
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
+    (stored,) = con.execute("SELECT fingerprint_key FROM lots").fetchone()
+    assert stored == ""
+    other = f"{schema}_other"
+    admin = psycopg.connect(URL, autocommit=True)
+    admin.execute(f"CREATE SCHEMA {other}")
+    try:
+        assert main(["run", str(lot), "--port", "fake://1", "--db", _url(other)]) == 2
+        assert "started with the ledger postgresql" in capsys.readouterr().err
+        assert main(["ledger", "rebuild", str(lot), "--db", _url(other)]) == 0
+        assert "2 done, 0 failed, 2 pending" in capsys.readouterr().out
+        assert main(["ledger", "check", str(lot), "--db", _url(other)]) == 0
+        rebuilt = Ledger(_url(other))
+        rebuilt.attach("PG")
+        assert {rebuilt.row(i).mac for i in range(2)} == {"24:0a:c4:00:00:00", "24:0a:c4:00:00:01"}
+        rebuilt.close()
+    finally:
+        admin.execute(f"DROP SCHEMA {other} CASCADE")
+        admin.close()

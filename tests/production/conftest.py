@@ -13,7 +13,7 @@ SAMPLE = Path(__file__).resolve().parents[2] / "resources" / "sample_lot"
 
 
 def copy_sample(dest: Path) -> Path:
-    shutil.copytree(SAMPLE, dest, ignore=shutil.ignore_patterns("*.station.db*"))
+    shutil.copytree(SAMPLE, dest, ignore=shutil.ignore_patterns("*.station.*"))
     return dest / "lot.toml"
 
 

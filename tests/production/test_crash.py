@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from station.cli import main
 from station.flashing import SimulatedDevice, open_device, start_simulated_devices
 from station.ledger import Ledger
 from station.production import open_lot, read_lot_file
@@ -169,7 +170,14 @@ def check_lot(lot_path: Path, boards: list[SimulatedDevice], *, mid_unit: bool) 
             kinds = {(a.kind, a.result) for a in led.attempts()}
             assert ("retry", "done") in kinds
         assert led.active_attempts() == []
-    with open_lot(lot_path) as lot:
+    # the journal, appended through every kill, agrees with the ledger and rebuilds it
+    assert main(["ledger", "check", str(lot_path)]) == 0
+    rebuilt = lot_path.parent / "rebuilt.db"
+    assert main(["ledger", "rebuild", str(lot_path), "--db", str(rebuilt)]) == 0
+    with Ledger(rebuilt) as led:
+        led.attach(name)
+        assert [(r.state, r.mac) for r in led.rows(0, 100)] == [(r.state, r.mac) for r in rows]
+    with open_lot(lot_path, db_url=str(rebuilt)) as lot:
         for r in lot.ledger.rows(0, 100):
             board = next(b for b in boards if b.mac == r.mac)
             with open_device(board.port, no_stub=True) as s:

@@ -119,6 +119,8 @@ def test_report_csv_neutralises_spreadsheet_formulas(
     (lot.parent / "values.csv").write_text(
         "serial_no,model,hw_rev\n" + "\n".join(rows) + "\n", encoding="utf-8", newline=""
     )
+    with open_lot(lot):  # production opened the lot: a report never creates a ledger
+        pass
     out = tmp_path / "report.csv"
     assert main(["report", str(lot), "--csv", str(out)]) == 0
     with out.open(encoding="utf-8", newline="") as f:

@@ -183,3 +183,59 @@ def test_a_garbled_line_from_the_flashing_proxy_then_another_port(
         ]
         assert lot.ledger.count("pending") == 2
         assert read_back(lot, dev) == lot.image_for(lot.row(0))
+
+
+def test_a_lost_ledger_does_not_restart_the_lot(
+    tmp_path: Path, sim: Callable[[int], list[SimulatedDevice]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rows 1-2 done on two chips; the ledger is then replaced by another --db, emptied,
+    deleted: each refused (exit 2, nothing written). Rebuilt from the journal, the lot goes on
+    with rows 3-4 on two new chips, and the first two are verified, not re-programmed."""
+    path = make_small_lot(tmp_path / "lot", 4, name="LOSS")
+    db = path.parent / "LOSS.station.db"
+    first = sim(2)
+    run = ["run", str(path), "--no-stub", "--poll", "0.05"]
+    assert main([*run, "--port", first[0].port, "--port", first[1].port, "--count", "2"]) == 0
+    capsys.readouterr()
+    images = {d.mac: read_back_port(path, d) for d in first}
+
+    def refused(*extra: str) -> str:
+        assert main([*run, "--port", first[0].port, *extra]) == 2
+        return capsys.readouterr().err
+
+    err = refused("--db", str(tmp_path / "other.db"))
+    assert f"was started with the ledger {db.resolve()}" in err
+    assert not (tmp_path / "other.db").exists()
+    saved = db.read_bytes()
+    db.write_bytes(b"")
+    assert "the ledger is empty (0 bytes)" in refused()
+    db.unlink()
+    assert "the ledger is missing" in refused()
+    assert not db.exists()
+    db.write_bytes(saved)  # not needed by the rebuild: it is moved aside all the same
+    assert main(["ledger", "rebuild", str(path)]) == 0
+    assert "2 done, 0 failed, 2 pending" in capsys.readouterr().out
+    second = sim(2)
+    with open_lot(path) as lot:
+        with Orchestrator(lot, on_event=lambda e: None, no_stub=True) as orch:
+            for dev in [*first, *second]:
+                orch.add_port(dev.port)
+            orch.start_all()
+            assert orch.wait_idle(120)
+        led = lot.ledger
+        assert led.count("done") == 4
+        assert {led.row(i).mac for i in (0, 1)} == {d.mac for d in first}
+        assert {led.row(i).mac for i in (2, 3)} == {d.mac for d in second}
+        for i in (0, 1):
+            assert [(a.kind, a.result, a.wrote) for a in led.attempts(i)][-1] == (
+                "rework",
+                "done",
+                False,
+            )
+    for d in first:
+        assert read_back_port(path, d) == images[d.mac]
+
+
+def read_back_port(path: Path, dev: SimulatedDevice) -> bytes:
+    with open_device(dev.port, no_stub=True) as session:
+        return session.read(0xD000, 0x3000)  # the small lot's fctry partition
