@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="machine-readable output")
     g.add_argument("--csv", metavar="F", help="write the rows to a CSV file")
+    g.add_argument("--html", metavar="F", help="write a shift report page (charts, failures)")
     p.add_argument("--db", help="ledger database URL (default: beside the lot)")
     return parser
 

@@ -258,6 +258,12 @@ def report(args: argparse.Namespace) -> int:
     src, lot = _open_for_report(args)
     try:
         totals = summary(src.ledger, src.name)
+        if getattr(args, "html", None):  # the shift report page: station.production.report_html
+            from station.production.report_html import write_report
+
+            write_report(src.ledger, args.html)
+            print(f"lot {src.name}: report written to {args.html}")
+            return 0
         if args.json:
             json.dump(
                 {

@@ -13,42 +13,11 @@ from typing import Any
 import pytest
 
 from station.errors import StationError
-from station.ledger import Ledger, LedgerRow, stats
+from station.ledger import Ledger, stats
 from station.ledger.readonly import open_read_only
+from tests.ledger.line import T0, Clock, busy_line, failed, passed, rows
 
 PG_URL = os.environ.get("STATION_TEST_POSTGRES", "")
-T0 = 1_800_000_000.0  # a whole hour (divisible by 3600), so buckets start at T0
-
-
-class Clock:
-    """The ledger's clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def time(self) -> float:
-        return self.now
-
-
-def rows(n: int) -> list[LedgerRow]:
-    return [LedgerRow(i, i + 2, f"SN{i:04d}", f"SN{i:04d}", [f"SN{i:04d}", "v"]) for i in range(n)]
-
-
-def passed(led: Ledger, clock: Clock, mac: str, slot: str, timings: dict[str, float]) -> None:
-    c = led.claim_next(mac=mac, port=f"/dev/ttyUSB{slot[-1]}", slot=slot)
-    assert c is not None
-    led.set_image(c, "ab" * 32)
-    clock.now += timings.get("writing", 0.0)
-    led.mark_written(c, {k: v for k, v in timings.items() if k != "verifying"})
-    clock.now += timings.get("verifying", 0.0)
-    led.complete(c, {"verifying": timings.get("verifying", 0.0)})
-
-
-def failed(led: Ledger, clock: Clock, mac: str, slot: str, reason: str) -> None:
-    c = led.claim_next(mac=mac, port=f"/dev/ttyUSB{slot[-1]}", slot=slot)
-    assert c is not None
-    clock.now += 1.0
-    led.fail(c, reason, {"connecting": 1.0})
 
 
 def fill(url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -261,3 +230,21 @@ def test_read_only_on_postgresql_is_refused_by_the_server(
             con.execute("UPDATE rows SET reason = 'x'")
     finally:
         led.close()
+
+
+def test_a_busy_line_has_the_same_figures_on_both_engines(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr("station.ledger.ledger.time", clock)
+    figures = []
+    for url in (str(tmp_path / "l.db"), pg_url):
+        clock.now = T0
+        busy_line(url, clock, hours=2, lot_rows=400)
+        with Ledger(url) as led:
+            led.attach("LINE-1")
+            figures.append((stats.line_stats(led, now=T0), stats.failures(led)))
+    assert figures[0] == figures[1]
+    s = figures[0][0]
+    assert len(s.stations) == 3 and len(s.slots) == 12 and s.passed > 200
+    assert [p.phase for p in s.phases] == list(stats.PHASES)
