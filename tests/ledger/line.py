@@ -61,9 +61,11 @@ def busy_line(
     hours: int = 6,
     lot_rows: int = 1200,
     seed: int = 7,
+    start: float = T0,
 ) -> None:
     """A lot worked for ``hours`` by a few stations with ``slots`` slots each: most units pass,
-    some fail (one slot of the second station is bad); the last station is still running."""
+    some fail (one slot of the second station is bad); the last station is still running.
+    The work starts at ``start``."""
     rnd = random.Random(seed)
     first = Ledger(url, station_id=stations[0])
     first.import_lot("LINE-1", "r", rows(lot_rows))
@@ -75,7 +77,7 @@ def busy_line(
     for hour in range(hours):
         rate = (0.5, 1.0, 1.0, 0.7, 1.0, 0.9)[hour % 6]
         for minute in range(0, 60, 3):
-            clock.now = T0 + hour * 3600 + minute * 60
+            clock.now = start + hour * 3600 + minute * 60
             for si, led in enumerate(leds):
                 for slot in range(1, slots + 1):
                     if rnd.random() > rate:
