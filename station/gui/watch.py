@@ -87,8 +87,13 @@ class WatchWindow(QMainWindow):
         )
 
     def _refresh_rows(self) -> None:
-        if self.tabs.currentIndex() == 1:  # the rows are on screen
+        if self.tabs.currentIndex() != 1:  # the rows are not on screen
+            return
+        try:
             self.row_model.refresh()
+        except Exception as err:  # the server went away: said; the next tick tries again
+            first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            self.statusBar().showMessage(f"The ledger cannot be read right now: {first}", 10000)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()

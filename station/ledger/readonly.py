@@ -2,14 +2,16 @@
 
 The database itself refuses writes, not only our code: a SQLite file is opened with
 ``mode=ro`` and ``query_only``; a PostgreSQL session runs with
-``default_transaction_read_only`` on, so any INSERT/UPDATE/DDL fails at the server.
+``default_transaction_read_only`` on, so any INSERT/UPDATE/DDL fails at the server. A watcher
+outlives the server: a read on a connection the server dropped fails, and the next one connects
+again.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +25,11 @@ class ReadOnlyLedger(Ledger):
     """:class:`Ledger` whose connections cannot write; attach it to a lot with :meth:`attach`."""
 
     def __init__(self, url: str | os.PathLike[str], *, station_id: str | None = None) -> None:
-        super().__init__(url, station_id=station_id or "watch")
+        try:
+            super().__init__(url, station_id=station_id or "watch")
+        except BaseException:
+            self.close()  # the connection that found no ledger
+            raise
 
     def _create_schema(self) -> None:
         if self._con().execute(self.dialect.schema_exists).fetchone() is None:
@@ -52,6 +58,15 @@ class ReadOnlyLedger(Ledger):
                 str(self.path), f"cannot open the ledger for reading: {err}", key="db"
             ) from None
         return con
+
+    def _q(self, statement: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return super()._q(statement, args)
+        except self._db_error:
+            con = getattr(self._local, "con", None)
+            if con is not None and (getattr(con, "broken", False) or getattr(con, "closed", 0)):
+                self.release_thread()  # the server went away: the next read connects again
+            raise
 
     @contextmanager
     def _write(self) -> Iterator[Any]:

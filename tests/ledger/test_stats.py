@@ -248,3 +248,49 @@ def test_a_busy_line_has_the_same_figures_on_both_engines(
     s = figures[0][0]
     assert len(s.stations) == 3 and len(s.slots) == 12 and s.passed > 200
     assert [p.phase for p in s.phases] == list(stats.PHASES)
+
+
+def test_a_watcher_reads_again_after_the_server_dropped_its_connection(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    fill(pg_url, Clock(), monkeypatch)
+    led = open_read_only(pg_url, "L1")
+    admin = psycopg.connect(PG_URL, autocommit=True)
+    try:
+        assert stats.line_stats(led).passed == 18
+        pid = led._con().info.backend_pid
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # as a server restart does
+        with pytest.raises(psycopg.OperationalError):
+            stats.line_stats(led)
+        assert stats.line_stats(led).passed == 18  # a new connection
+        assert led._con().info.backend_pid != pid
+    finally:
+        admin.close()
+        led.close()
+
+
+def test_a_supervisor_login_with_select_rights_only_can_watch(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    fill(pg_url, Clock(), monkeypatch)
+    role = f"station_watch_{secrets.token_hex(4)}"
+    schema = pg_url.rsplit("search_path%3D", 1)[1]
+    admin = psycopg.connect(PG_URL, autocommit=True)
+    admin.execute(f"CREATE ROLE {role}")
+    try:
+        admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+        admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+        led = open_read_only(pg_url.replace("options=", f"options=-crole%3D{role}%20"), "L1")
+        try:
+            assert led._con().execute("SELECT current_user").fetchone()[0] == role
+            check(led)
+        finally:
+            led.close()
+    finally:
+        admin.execute(f"DROP OWNED BY {role}")
+        admin.execute(f"DROP ROLE {role}")
+        admin.close()
