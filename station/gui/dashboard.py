@@ -175,6 +175,13 @@ def _clear(chart: QChart) -> None:
         chart.removeAxis(axis)
 
 
+def _blank(chart: QChart, title: str, note: str) -> bool:
+    """An empty chart says so in its title instead of drawing meaningless axes; True if empty."""
+    base = title.split(" — ")[0]
+    chart.setTitle(f"{base} — {note}" if note else base)
+    return bool(note)
+
+
 def _unique(labels: Sequence[str], width: int = 48) -> list[str]:
     """Category labels elided to ``width``, escaped (an axis draws its labels as rich text, so
     a reason's "<port>" would vanish, and a unit id could bring markup) and made unique (a bar
@@ -218,6 +225,7 @@ class DashboardPanel(QWidget):
         self.summary = QLabel("No lot open.")
         self.summary.setObjectName("dashboardSummary")
         self.summary.setTextFormat(Qt.TextFormat.PlainText)
+        self.summary.setWordWrap(True)  # the Lot dock beside the ports is narrow
         self.status = QLabel("")
         self.status.setObjectName("dashboardStatus")
         self.status.setTextFormat(Qt.TextFormat.PlainText)
@@ -343,6 +351,9 @@ class DashboardPanel(QWidget):
         chart = self.uph_chart
         _clear(chart)
         tp = s.throughput
+        chart.legend().setVisible(bool(tp.buckets))
+        if _blank(chart, chart.title(), "" if tp.buckets else "no unit finished yet"):
+            return
         passed, failed = QLineSeries(), QLineSeries()
         passed.setName("passed / h")
         failed.setName("failed / h")
@@ -383,6 +394,8 @@ class DashboardPanel(QWidget):
 
     def _paint_yield(self, chart: QChart, lines: Sequence[YieldLine]) -> None:
         _clear(chart)
+        if _blank(chart, chart.title(), "" if lines else "no attempt finished yet"):
+            return
         bars = QBarSet("yield %")
         bars.setColor(PASS)
         for y in lines:
@@ -410,6 +423,8 @@ class DashboardPanel(QWidget):
     def _paint_reasons(self, s: LineStats) -> None:
         chart = self.reason_chart
         _clear(chart)
+        if _blank(chart, chart.title(), "" if s.reasons else "no failures"):
+            return
         reasons = list(reversed(s.reasons))  # the most frequent at the top
         bars = QBarSet("failures")
         bars.setColor(FAIL)
@@ -434,6 +449,8 @@ class DashboardPanel(QWidget):
     def _paint_phases(self, s: LineStats) -> None:
         chart = self.phase_chart
         _clear(chart)
+        if _blank(chart, chart.title(), "" if s.phases else "no unit passed yet"):
+            return
         series = QBoxPlotSeries()
         series.setBrush(BOX.lighter(170))
         series.setPen(QPen(BOX, 1.5))

@@ -150,6 +150,11 @@ def test_the_window_has_a_dashboard_tab_for_its_lot(
         tabs = [w.tabs.tabText(i) for i in range(w.tabs.count())]
         assert "&Dashboard" in tabs
         assert w.dashboard.figures is not None and w.dashboard.figures.total == 200
+        # nothing done yet: the charts say so rather than draw empty axes
+        d = w.dashboard
+        for chart in (d.uph_chart, d.slot_chart, d.reason_chart, d.phase_chart):
+            assert chart.series() == [] and chart.axes() == [] and " — " in chart.title()
+        assert d.uph_chart.title() == "Units per hour — no unit finished yet"
         w.close_lot()
         assert w.dashboard.ledger is None  # stopped before the lot's ledger closed
     finally:
