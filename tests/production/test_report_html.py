@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -161,6 +162,30 @@ def chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
     )
 
 
+def page_requests(page: Path, log: Path) -> list[str]:
+    """What the page asked the network for, from Chromium's own network log: every request made
+    for the page (its isolation key is the file:// site), not the browser's own housekeeping."""
+    chromium(f"--log-net-log={log}", "--dump-dom", "--virtual-time-budget=2000", page.as_uri())
+    events = json.loads(log.read_text(encoding="utf-8"))["events"]
+    return sorted(
+        {
+            p["url"]
+            for p in (ev.get("params", {}) for ev in events)
+            if "url" in p
+            and "file://" in str(p.get("network_isolation_key", ""))
+            and not p["url"].startswith("file:")
+        }
+    )
+
+
+@needs_chromium
+def test_the_page_makes_no_network_request(busy_report: Path, tmp_path: Path) -> None:
+    control = tmp_path / "control.html"  # the log does show a page's requests
+    control.write_text('<img src="http://127.0.0.1:9/x.png">', encoding="utf-8")
+    assert page_requests(control, tmp_path / "control.json") == ["http://127.0.0.1:9/x.png"]
+    assert page_requests(busy_report, tmp_path / "net.json") == []
+
+
 @needs_chromium
 def test_the_page_renders_in_chromium(busy_report: Path, tmp_path: Path) -> None:
     url = busy_report.as_uri()
@@ -180,3 +205,14 @@ def test_the_page_renders_in_chromium(busy_report: Path, tmp_path: Path) -> None
     keep = Path(__file__).resolve().parents[2] / "build" / "report.png"
     if keep.parent.is_dir():  # for a person to look at, when there is a build folder
         shutil.copy(shot, keep)
+
+
+def test_a_lot_nothing_was_done_for_yet(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db") as led:
+        led.import_lot("L0", "r", [LedgerRow(0, 2, "SN1", "SN1", ["SN1"])])
+        s = write_report(led, tmp_path / "r.html")
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert s.total == 1 and "<svg" not in text
+    for note in ("No unit finished yet.", "No failures.", "No failed attempts."):
+        assert note in text
+    assert_self_contained(text)
