@@ -121,7 +121,7 @@ class StationModel(QAbstractTableModel):
             return (
                 st.station_id or "(unnamed)",
                 ", ".join(st.hosts),
-                "running" if st.running else "stopped",
+                st.state(self._now),
                 ago(self._now, st.last_activity),
                 str(st.passed),
                 str(st.failed),
@@ -129,7 +129,9 @@ class StationModel(QAbstractTableModel):
             )[col]
         if role == Qt.ItemDataRole.ToolTipRole and col == 3 and st.last_activity is not None:
             return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.last_activity))
-        if role == Qt.ItemDataRole.ForegroundRole and col == 5 and st.failed:
+        if role == Qt.ItemDataRole.ForegroundRole and (
+            (col == 5 and st.failed) or (col == 2 and st.state(self._now) == "quiet")
+        ):
             return FAIL
         if role == Qt.ItemDataRole.TextAlignmentRole and col >= 4:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

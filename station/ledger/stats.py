@@ -34,6 +34,7 @@ MAX_BUCKETS = 48  # the lot's life is cut into at most this many buckets
 PHASE_SAMPLE = 20000  # phase timings are taken from this many most recent passed attempts
 TOP_REASONS = 10
 HISTOGRAM_BINS = 12
+QUIET = 600.0  # a running station that did nothing for this long is shown as quiet
 
 _FINISHED = "result IN ('done', 'failed', 'interrupted')"
 # S608 below: statements are built from module constants only, never from user input
@@ -153,6 +154,15 @@ class StationActivity:
     passed: int
     failed: int
     in_progress: int
+
+    def state(self, now: float) -> str:
+        """``running``; ``quiet`` when its run is open but it did nothing for QUIET seconds (it
+        may have died: a killed station cannot end its run); or ``stopped``."""
+        if not self.running:
+            return "stopped"
+        if self.last_activity is None or now - self.last_activity > QUIET:
+            return "quiet"
+        return "running"
 
 
 @dataclass(frozen=True)

@@ -290,7 +290,7 @@ def stations_table(s: LineStats) -> str:
             [
                 e(st.station_id or "(unnamed)"),
                 e(", ".join(st.hosts)),
-                "running" if st.running else "stopped",
+                st.state(s.at),
                 e(_iso(st.last_activity)),
                 e(_ago(s.at, st.last_activity)),
                 str(st.passed),

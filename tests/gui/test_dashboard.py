@@ -22,7 +22,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "resources" / "screenshots"
 
 @pytest.fixture
 def line_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    start = time.time() // 3600 * 3600 - 6 * 3600  # six hours up to about now, as on a line
+    start = time.time() - 6 * 3600 + 120  # six hours up to a minute ago, as on a live line
     clock = Clock(start)
     with monkeypatch.context() as m:
         m.setattr("station.ledger.ledger.time", clock)

@@ -93,6 +93,9 @@ def check(led: Ledger) -> None:
     st = {x.station_id: x for x in s.stations}
     assert st["line-a"].running and not st["line-b"].running
     assert st["line-a"].failed == 3 and st["line-b"].passed == 9
+    assert st["line-a"].state(T0 + 7200 + 900 + 10) == "running"
+    assert st["line-a"].state(T0 + 7200 + 900 + 3 + stats.QUIET + 1) == "quiet"  # died?
+    assert st["line-b"].state(T0) == "stopped"
     # the last failure was b's, one second after a's three
     assert st["line-a"].last_activity == T0 + 7200 + 900 + 3
     assert st["line-b"].last_activity == T0 + 7200 + 900 + 4
