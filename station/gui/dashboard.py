@@ -61,6 +61,7 @@ Index = QModelIndex | QPersistentModelIndex
 ROOT = QModelIndex()
 REFRESH_MS = 5000
 PASS, FAIL, BOX = QColor("#16a34a"), QColor("#dc2626"), QColor("#2563eb")
+TICKS = (900, 1800, 3600, 7200, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400)
 LOW_YIELD = 0.9  # yield bars below this are drawn red
 TWO_COLUMNS = 1000  # from this width on, the charts stand two abreast
 
@@ -260,11 +261,11 @@ class DashboardPanel(QWidget):
         self.station_view.setMinimumHeight(120)
         self._cells: list[QWidget] = [
             uph_view,
-            reason_view,
+            self.station_view,  # which station is quiet: next to the rate, above the fold
             slot_view,
             station_view,
+            reason_view,
             phase_view,
-            self.station_view,
         ]
         self._columns = 0
         self._upper: QLineSeries | None = None
@@ -340,16 +341,11 @@ class DashboardPanel(QWidget):
         st = s.states
         finished = s.passed + s.failed
         rate = f"{s.passed / finished:.1%}" if finished else "–"
-        recent = (
-            f"{s.throughput.units_per_hour(s.throughput.buckets[-1]):.0f}"
-            if s.throughput.buckets
-            else "0"
-        )
         self.summary.setText(
             f"Lot {s.lot}: {st.get('done', 0)} of {s.total} done · {st.get('pending', 0)} "
             f"pending · {st.get('claimed', 0) + st.get('written', 0)} in progress · "
-            f"{st.get('failed', 0)} rows failed · attempt yield {rate} · {recent} units/h "
-            f"(last {s.throughput.bucket_seconds // 60} min) · {len(s.stations)} station(s)"
+            f"{st.get('failed', 0)} rows failed · attempt yield {rate} · "
+            f"{s.units_per_hour:.0f} units/h (last hour of work) · {len(s.stations)} station(s)"
         )
         self.status.setText(f"Read {time.strftime('%H:%M:%S', time.localtime(s.at))}")
         self._paint_throughput(s)
@@ -384,14 +380,15 @@ class DashboardPanel(QWidget):
         chart.addSeries(area)
         chart.addSeries(failed)
         x = QDateTimeAxis()
-        x.setFormat("HH:mm" if tp.bucket_seconds < 86400 else "dd.MM")
-        if tp.buckets:
-            x.setRange(
-                QDateTime.fromMSecsSinceEpoch(int(tp.buckets[0].start * 1000)),
-                QDateTime.fromMSecsSinceEpoch(
-                    int((tp.buckets[-1].start + tp.bucket_seconds) * 1000)
-                ),
-            )
+        first, end = tp.buckets[0].start, tp.buckets[-1].start + tp.bucket_seconds
+        step = next((t for t in TICKS if (end - first) / t <= 8), TICKS[-1])
+        lo, hi = first // step * step, -(-end // step) * step  # ticks on round times
+        x.setFormat("HH:mm" if step < 86400 else "dd.MM")
+        x.setTickCount(int((hi - lo) / step) + 1)
+        x.setRange(
+            QDateTime.fromMSecsSinceEpoch(int(lo * 1000)),
+            QDateTime.fromMSecsSinceEpoch(int(hi * 1000)),
+        )
         y = QValueAxis()
         peak = max((tp.units_per_hour(b) for b in tp.buckets), default=0.0)
         y.setRange(0, max(peak * 1.1, 1.0))

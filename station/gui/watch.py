@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QMainWindow,
@@ -68,6 +69,12 @@ class WatchWindow(QMainWindow):
         self.row_view.verticalHeader().setVisible(False)
         self.row_view.horizontalHeader().setStretchLastSection(True)
         self.row_view.setWordWrap(False)
+        self.row_view.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.row_view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.row_model.record(0, wait=True)  # the first page now, so columns fit its contents
+        self.row_view.horizontalHeader().resizeSections(QHeaderView.ResizeMode.ResizeToContents)
+        mac = self.fontMetrics().horizontalAdvance("24:0a:c4:00:00:00") + 12
+        self.row_view.horizontalHeader().resizeSection(4, mac)
         rl.addWidget(self.row_view, 1)
         self.tabs.addTab(rows_page, "&Rows")
         self.setCentralWidget(self.tabs)

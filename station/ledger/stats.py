@@ -187,6 +187,7 @@ class LineStats:
     other_failures: int  # failures beyond the top reasons
     phases: tuple[PhaseStats, ...]
     stations: tuple[StationActivity, ...]
+    units_per_hour: float = 0.0  # over the last hour of work, as the station's status bar
 
     @property
     def total(self) -> int:
@@ -449,12 +450,13 @@ def failures(ledger: Ledger, limit: int = 1000) -> tuple[list[Failure], int]:
 
 def line_stats(ledger: Ledger, *, now: float | None = None) -> LineStats:
     """Every figure of the lot at once (a handful of queries; run it off the GUI thread)."""
+    at = time.time() if now is None else now
     grouped = groups(ledger)
     slots, by_station = yields(ledger, grouped)
     top, other = reasons(ledger)
     return LineStats(
         lot=ledger.lot_name,
-        at=time.time() if now is None else now,
+        at=at,
         states=ledger.state_counts(),
         throughput=throughput(ledger, grouped),
         slots=slots,
@@ -463,4 +465,5 @@ def line_stats(ledger: Ledger, *, now: float | None = None) -> LineStats:
         other_failures=other,
         phases=phases(ledger),
         stations=stations(ledger, grouped),
+        units_per_hour=ledger.counters(now=at).units_per_hour,
     )

@@ -341,12 +341,9 @@ def render(s: LineStats, failed_rows: Sequence[Failure], failure_total: int) -> 
         (str(st.get("claimed", 0) + st.get("written", 0)), "in progress"),
         (str(st.get("failed", 0)), "rows failed"),
         (_pct(s.passed / finished if finished else None), "attempt yield"),
+        (f"{s.units_per_hour:.0f}", "units/h, last hour of work"),
         (str(len(s.stations)), "stations"),
     ]
-    tp = s.throughput
-    if tp.buckets:
-        recent = tp.units_per_hour(tp.buckets[-1])
-        tiles.append((f"{recent:.0f}", "units/h, last bucket"))
     other = (
         f'<p class="sub">and {s.other_failures} failures of other kinds</p>'
         if s.other_failures

@@ -55,6 +55,7 @@ def test_the_dashboard_paints_the_figures_read_off_the_gui_thread(
         assert s is not None and s.total == 1200
         assert threading.get_ident() not in panel.reader_threads and len(panel.reader_threads) == 1
         assert "Lot LINE-1" in panel.summary.text() and "3 station(s)" in panel.summary.text()
+        assert f"{s.units_per_hour:.0f} units/h (last hour of work)" in panel.summary.text()
         # units per hour: a step line over every bucket, in the chart's time axis
         area = next(x for x in panel.uph_chart.series() if isinstance(x, QAreaSeries))
         points = area.upperSeries().points()

@@ -71,6 +71,8 @@ def check(led: Ledger) -> None:
     assert hourly == [6, 10, 2]
     assert tp.buckets[-1].failed == 4 and tp.buckets[-1].start == T0 + 7200 + 900
     assert tp.units_per_hour(tp.buckets[0]) == 5 * 12.0  # 5 units in its first 5 minutes
+    # the current rate is the status bar's: over the last hour of work
+    assert s.units_per_hour == led.counters(now=s.at).units_per_hour > 0
     # yield per station and per slot (named by station: the line has two)
     ys = {y.name: (y.passed, y.failed) for y in s.stations_yield}
     assert ys == {"line-a": (9, 3), "line-b": (9, 1)}
