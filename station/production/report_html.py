@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from station.errors import StationError
 from station.ledger import Ledger, stats
 from station.ledger.stats import Failure, LineStats, PhaseStats, YieldLine
 
@@ -395,6 +396,12 @@ def write_report(ledger: Ledger, path: str | os.PathLike[str]) -> LineStats:
     rows, total = stats.failures(ledger, MAX_FAILURES)
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(render(s, rows, total), encoding="utf-8")
-    tmp.replace(target)
+    try:
+        tmp.write_text(render(s, rows, total), encoding="utf-8")
+        tmp.replace(target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise StationError.at(
+            str(target), f"cannot write the report: {err.strerror or err}", key="html"
+        ) from None
     return s

@@ -140,6 +140,16 @@ def test_report_html_command(
     assert not any(line.split(",")[1] in text for line in values)
 
 
+def test_a_report_into_a_missing_folder_is_a_located_problem(
+    worked_lot: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "no such folder" / "shift.html"
+    assert main(["report", str(worked_lot), "--html", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{out}:0:0: html: cannot write the report") and "Traceback" not in err
+    assert not out.parent.exists()
+
+
 def chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
     return subprocess.run(
