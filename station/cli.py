@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gui", help="the station window")
     p.add_argument("lot", nargs="?", help="a lot file (lot.toml) to open")
     p.add_argument("--demo", action="store_true", help="simulated devices and a sample lot")
+    p.add_argument("--db", help="ledger database URL (default: beside the lot)")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="watch the line read-only: the dashboard and the rows, no ports (a supervisor PC)",
+    )
 
     p = sub.add_parser("generate", help="mfg_gen drop-in: one NVS image per row of a lot")
     p.add_argument("conf", help="mfg_gen config CSV (key,type,encoding[,REPEAT])")
@@ -246,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="machine-readable output")
     g.add_argument("--csv", metavar="F", help="write the rows to a CSV file")
+    g.add_argument("--html", metavar="F", help="write a shift report page (charts, failures)")
     p.add_argument("--db", help="ledger database URL (default: beside the lot)")
 
     p = sub.add_parser("ledger", help="check the ledger against the lot's journal, rebuild it")

@@ -77,6 +77,7 @@ GUI_MODULES = (
     "PySide6.QtWidgets",
     "PySide6.QtPrintSupport",
     "PySide6.QtSerialPort",
+    "PySide6.QtCharts",
     "segno",
 )
 # Serial URL schemes the station accepts for --port (esptool resolves them through pyserial).

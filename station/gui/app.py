@@ -171,6 +171,10 @@ def run(args: argparse.Namespace) -> int:
     from station.gui.window import MainWindow
 
     app = make_application()
+    if getattr(args, "watch", False):  # a supervisor's read-only view (station.gui.watch)
+        from station.gui.watch import run_watch
+
+        return run_watch(app, args)
     demo: Demo | None = None
     try:
         if getattr(args, "demo", False):
@@ -187,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
             window = MainWindow(settings)
             lot = getattr(args, "lot", None) or settings.last_lot
             if lot and (getattr(args, "lot", None) or Path(lot).is_file()):
-                window.open_lot(str(lot))
+                window.open_lot(str(lot), db_url=getattr(args, "db", None))
         window.show()
         code = app.exec()
         window.shutdown()

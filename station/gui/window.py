@@ -381,6 +381,11 @@ class MainWindow(QMainWindow):
         ql.addWidget(split)
         self.problems_tab = self.tabs.addTab(prob_page, "Pro&blems")
 
+        from station.gui.dashboard import DashboardPanel  # the line's figures (QtCharts)
+
+        self.dashboard = DashboardPanel()
+        self.tabs.addTab(self.dashboard, "&Dashboard")
+
         self.lot_dock = QDockWidget("Lot", self)
         self.lot_dock.setObjectName("lotDock")
         self.lot_dock.setWidget(self.tabs)
@@ -601,6 +606,7 @@ class MainWindow(QMainWindow):
             secret_columns=frozenset(lot.secret_columns),
         )
         self.row_model.record(0, wait=True)  # the first page now, so columns fit its contents
+        self.dashboard.set_ledger(lot.ledger)
         header = self.row_view.horizontalHeader()
         header.resizeSections(QHeaderView.ResizeMode.ResizeToContents)
         fm = self.row_view.fontMetrics()
@@ -701,6 +707,7 @@ class MainWindow(QMainWindow):
             self.orchestrator.close()
             self.orchestrator = None
         self.row_model.stop()  # its reader thread uses the ledger: stop it before closing
+        self.dashboard.stop()  # so does the dashboard's
         self.row_model.set_source(None)
         self._join_workers()
         self.labels.stop()  # queued labels are printed (and audited) before the ledger closes

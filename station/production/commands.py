@@ -359,6 +359,12 @@ def _report(args: argparse.Namespace, copy_folder: Path) -> int:
     try:
         totals = summary(src.ledger, src.name)
         totals["ledger"] = src.where or totals["ledger"]
+        if getattr(args, "html", None):  # the shift report page: station.production.report_html
+            from station.production.report_html import write_report
+
+            write_report(src.ledger, args.html)
+            print(f"lot {src.name}: report written to {args.html}")
+            return 0
         if args.json:
             json.dump(
                 {
