@@ -61,6 +61,7 @@ KNOWN_KEYS = (
     "encryption",
     "homekit",
     "label",
+    "security",  # checked by station.security (eFuse recipes)
 )
 ENCRYPTION_KEYS = ("keyfile", "hmac_keyfile", "keygen")
 KEYS_FOLDER = "keys"  # per-device key files, beside the lot file
