@@ -18,6 +18,7 @@ from station.security.settings import (
     check_signatures,
     hmac_warning,
     parse_security,
+    requested_recipes,
 )
 
 
@@ -57,13 +58,12 @@ def check_lot(
     """
     settings, problems = parse_security(lot_file, chip=chip)
     warning = hmac_warning(encryption or {}, settings if not problems else None)
-    if settings is None:
-        return LotSecurity(None, problems, warning if not problems else None)
-    needs_fw = [r for r in ("flash_encryption", "secure_boot") if settings.has(r)]
+    requested = requested_recipes(lot_file)
+    needs_fw = [r for r in ("flash_encryption", "secure_boot") if r in requested]
     if needs_fw and firmware is None:
         problems.append(
             Problem(
-                str(settings.lot_file),
+                str(lot_file),
                 0,
                 0,
                 "firmware",
@@ -72,6 +72,8 @@ def check_lot(
                 + ("encrypted" if "flash_encryption" in needs_fw else "checked against the keys"),
             )
         )
+    if settings is None:
+        return LotSecurity(None, problems, warning if not requested else None)
     if firmware is not None and settings.has("secure_boot"):
         images = signed_images(firmware, partitions, bootloader)
         if not images:

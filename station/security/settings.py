@@ -312,6 +312,16 @@ def parse_security(
     ), []
 
 
+def requested_recipes(lot_file: str | Path) -> tuple[str, ...]:
+    """The known recipes a lot file's table asks for, even when the table has problems."""
+    try:
+        table = tomllib.loads(Path(lot_file).read_text(encoding="utf-8")).get(TABLE)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return ()
+    raw = table.get("recipes") if isinstance(table, dict) else None
+    return tuple(r for r in RECIPES if isinstance(raw, list) and r in raw)
+
+
 def _secure_boot_key(
     path: Path, name: str, caps: ChipCaps | None, bad: Any
 ) -> SecureBootKey | None:

@@ -1,0 +1,167 @@
+"""Per-device keys: escrowed durably (0600 in a 0700 folder) with their SHA-256 on record
+before the burn; exported with a manifest; host copies deleted on request. Host-based flash
+encryption: every region ESP-IDF encrypts decrypts back (espsecure) to the plain image."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from station.cli import main
+from station.flashing.device import WriteRegion
+from station.partitions import load_table
+from station.security import JsonlJournal, KeyEscrow, Provisioner
+from station.security.commands import journal_path, load
+from station.security.flashenc import decrypt, encrypt
+from tests.security.conftest import make_lot, virtual_esp
+
+
+@pytest.fixture
+def fe_lot(tmp_path: Path) -> Path:
+    return make_lot(
+        tmp_path / "lot",
+        chip="esp32s3",
+        security=(
+            'recipes = ["flash_encryption"]\nxts_aes = 256\ndelete_keys_after_verify = true\n'
+        ),
+    )
+
+
+def test_keys_are_escrowed_before_the_burn(fe_lot: Path, tmp_path: Path) -> None:
+    settings = load(str(fe_lot))[0].settings
+    assert settings is not None
+    journal = JsonlJournal(journal_path(settings.lot_file, "SEC"))
+    prov = Provisioner(settings, journal)
+    prov.burn(virtual_esp("esp32s3", tmp_path / "u.efuse"), "SN0001")
+    key_file = settings.key_folder / "SN0001.xts.bin"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(settings.key_folder.stat().st_mode) == 0o700
+    assert len(key_file.read_bytes()) == 64
+    records = [json.loads(line) for line in journal.path.read_text().splitlines()]
+    assert records[0]["event"] == "key"  # the hash is on record before the first step begins
+    assert records[0]["sha256"] == __import__("hashlib").sha256(key_file.read_bytes()).hexdigest()
+    assert records[1] == {**records[1], "event": "begun", "step": "flash_encryption.key0"}
+    assert key_file.read_bytes().hex() not in journal.path.read_text()
+    assert prov.keys("SN0001").xts == key_file.read_bytes()  # the same key every time
+
+    key_file.write_bytes(os.urandom(64))  # someone replaced the escrowed key
+    with pytest.raises(Exception, match="not the key unit SN0001 was given"):
+        prov.keys("SN0001")
+
+
+def test_export_and_delete(
+    fe_lot: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = load(str(fe_lot))[0].settings
+    assert settings is not None
+    journal = JsonlJournal(journal_path(settings.lot_file, "SEC"))
+    prov = Provisioner(settings, journal)
+    for unit in ("SN0001", "SN0002"):
+        prov.burn(virtual_esp("esp32s3", tmp_path / f"{unit}.efuse"), unit, f"mac-{unit}")
+    keys = {u: (settings.key_folder / f"{u}.xts.bin").read_bytes() for u in ("SN0001", "SN0002")}
+
+    out = tmp_path / "handover"
+    assert main(["security", "export", str(fe_lot), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "exported 2 key file(s)" in printed.out
+    for k in keys.values():
+        assert k.hex() not in printed.out + printed.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [(e["unit"], e["key"]) for e in manifest["keys"]] == [
+        ("SN0001", "xts"),
+        ("SN0002", "xts"),
+    ]
+    assert all(e["sha256"] == e["recorded_sha256"] and e["device"] for e in manifest["keys"])
+    assert (out / "SN0002.xts.bin").read_bytes() == keys["SN0002"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+
+    archive = tmp_path / "handover.tar.gz"
+    assert main(["security", "export", str(fe_lot), "--out", str(archive)]) == 0
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == [
+            "keys/SN0001.xts.bin",
+            "keys/SN0002.xts.bin",
+            "manifest.json",
+        ]
+        f = tar.extractfile("keys/SN0001.xts.bin")
+        assert f is not None and f.read() == keys["SN0001"]
+    assert main(["security", "export", str(fe_lot), "--out", str(archive)]) == 2  # no overwrite
+
+    prov.verified("SN0001")  # delete_keys_after_verify = true
+    assert not (settings.key_folder / "SN0001.xts.bin").exists()
+    assert (settings.key_folder / "SN0002.xts.bin").exists()
+
+
+def test_escrow_is_kept_unless_asked(tmp_path: Path) -> None:
+    escrow = KeyEscrow(tmp_path / "keys", JsonlJournal(tmp_path / "j.jsonl"))
+    a = escrow.key("U1", "xts", 32)
+    assert escrow.key("U1", "xts", 32) == a
+    assert escrow.key("U2", "xts", 32) != a
+    with pytest.raises(Exception, match="letters, digits"):
+        escrow.key("../evil", "xts", 32)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_regions_decrypt_back_with_espsecure(tmp_path: Path, size: int) -> None:
+    """Every region ESP-IDF encrypts is encrypted for its own offset; espsecure's own
+    decrypt-flash-data (the real command) gives the plain image back."""
+    make_lot(tmp_path / "lot", chip="esp32s3")
+    table = load_table(tmp_path / "lot" / "partitions.csv")
+    key = os.urandom(size)
+    build = tmp_path / "lot" / "build"
+    plain = [
+        WriteRegion(0x0, (build / "bootloader.bin").read_bytes(), "bootloader", False),
+        WriteRegion(0x8000, (build / "partition-table.bin").read_bytes(), "partition table", False),
+        WriteRegion(0xC000, os.urandom(0x1000), "nvs_key"),  # flagged encrypted
+        WriteRegion(0xD000, os.urandom(0x3000), "fctry"),  # NVS: never flash-encrypted
+        WriteRegion(0x10000, (build / "app.bin").read_bytes() + b"\x01\x02\x03", "app", False),
+    ]
+    from station.security.flashenc import encrypt_regions
+
+    out = encrypt_regions(key, plain, table.partitions, bootloader=0x0, table=0x8000)
+    assert [r.name for r in out] == [
+        "bootloader (encrypted)",
+        "partition table (encrypted)",
+        "nvs_key (encrypted)",
+        "fctry",
+        "app (encrypted)",
+    ]
+    assert out[3] == plain[3]
+    (tmp_path / "key.bin").write_bytes(key)
+    for p, e in zip(plain, out, strict=True):
+        if p is e:
+            continue
+        assert e.data != p.data[: len(e.data)]
+        padded = p.data + b"\xff" * (-len(p.data) % 16)
+        assert decrypt(key, p.offset, e.data) == padded
+        assert encrypt(key, p.offset + 0x1000, p.data) != e.data  # bound to its offset
+        src, dst = tmp_path / "enc.bin", tmp_path / "dec.bin"
+        src.write_bytes(e.data)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "espsecure",
+                "decrypt-flash-data",
+                "--aes-xts",
+                "--keyfile",
+                str(tmp_path / "key.bin"),
+                "--address",
+                hex(p.offset),
+                "--output",
+                str(dst),
+                str(src),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        assert dst.read_bytes() == padded
