@@ -5,10 +5,15 @@
     prov = Provisioner(settings, journal)            # once per lot
     keys = prov.keys(unit)                            # escrowed, hashes on record
     regions = prov.encrypt(keys, regions, table, …)   # host-side flash encryption
-    prov.burn(esp, unit)                              # keys, enables, release eFuses
     … write + verify the (encrypted) regions …
-    prov.lock(esp, unit)                              # the final lock, after verification
+    prov.burn(esp, unit)                              # keys, enables, release eFuses
+    prov.lock(esp, unit)                              # the final lock, last
     prov.verified(unit)                               # optional: delete host key copies
+
+The regions are written before the burn: esptool refuses to write the bootloader once secure
+boot is on, and any region once flash encryption's release eFuses are burned. A unit that
+comes back with part of its recipe burned (see :meth:`Provisioner.inspect`) has its regions
+read back and compared rather than rewritten; a rewrite then needs esptool's ``force``.
 
 ``esp`` is the unit's connected esptool loader (or espefuse's virtual controller). Each run
 reads the eFuses first and classifies every step: done, partly done, to do, or foreign. A
@@ -152,7 +157,8 @@ class Provisioner:
         *,
         on_step: Callable[[Step, State], None] | None = None,
     ) -> list[StepOutcome]:
-        """Burn the unit's :attr:`Phase.BURN` steps (keys, enables, release eFuses)."""
+        """Burn the unit's :attr:`Phase.BURN` steps (keys, enables, release eFuses), after
+        its regions were written and verified."""
         return self._run(esp, unit, device, Phase.BURN, on_step)
 
     def lock(
@@ -163,7 +169,8 @@ class Provisioner:
         *,
         on_step: Callable[[Step, State], None] | None = None,
     ) -> list[StepOutcome]:
-        """The final lock: call only after the unit's read-back verification passed."""
+        """The final lock: after :meth:`burn`, and only once the unit's read-back verification
+        passed (after it the chip answers no reads)."""
         return self._run(esp, unit, device, Phase.LOCK, on_step)
 
     def verified(self, unit: str) -> None:

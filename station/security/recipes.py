@@ -51,8 +51,12 @@ class Kind(enum.Enum):
 
 
 class Phase(enum.Enum):
-    BURN = "burn"  # before (or while) the unit is written
-    LOCK = "lock"  # only after the unit's read-back verification passed
+    """When a step runs. Both come after the unit's regions are written and verified: once
+    secure boot is on, esptool refuses to write below 0x8000 (the bootloader), and once flash
+    encryption's release eFuses are burned it refuses every write, without ``force``."""
+
+    BURN = "burn"  # keys, enables, release eFuses, write protections
+    LOCK = "lock"  # the final lock, last: after it there is no read-back at all
 
 
 class KeySource(enum.Enum):
