@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import enum
 import io
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -426,10 +428,24 @@ class _Foreign(Exception):
     pass
 
 
+_by_connection: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_by_connection_lock = threading.Lock()
+
+
 def _commands(esp: Any) -> Any:
+    """espefuse's commands on ``esp``, made once per connection: reading and decoding every
+    eFuse is most of a unit's time (0.4 s on a virtual chip, more over a serial line), and
+    espefuse re-reads the eFuses after each burn, so the state stays current between
+    :meth:`Provisioner.burn` and :meth:`Provisioner.lock` on the same connection."""
     import espefuse
 
-    return espefuse.init_commands(esp=esp, do_not_confirm=True)
+    with _by_connection_lock:
+        commands = _by_connection.get(esp)
+    if commands is None:
+        commands = espefuse.init_commands(esp=esp, do_not_confirm=True)
+        with _by_connection_lock:
+            _by_connection[esp] = commands
+    return commands
 
 
 def _quiet() -> Any:
