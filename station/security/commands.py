@@ -7,6 +7,7 @@ from pathlib import Path
 
 from station.errors import ProblemList, StationError
 from station.security.lotcheck import LotSecurity, check_lot
+from station.security.settings import parse_security
 
 JOURNAL_SUFFIX = ".security.jsonl"  # beside the lot, until the ledger keeps the records
 
@@ -132,18 +133,31 @@ def export(args: argparse.Namespace) -> int:
     from station.security.escrow import KeyEscrow
     from station.security.journal import JsonlJournal
 
-    checked, lot, _units = load(args.lot)
-    s = checked.settings
+    # only the table: a lot whose firmware changed since must still hand its keys over
+    s, problems = parse_security(args.lot)
+    if problems:
+        raise StationError(problems)
     if s is None:
         raise StationError.at(
             args.lot, "the lot has no [security] table: no keys to export", key="security"
         )
-    journal = JsonlJournal(journal_path(s.lot_file, lot.name))  # type: ignore[attr-defined]
+    journal = JsonlJournal(journal_path(s.lot_file, _lot_name(s.lot_file)))
     escrow = KeyEscrow(s.key_folder, journal)
     entries = escrow.entries()
     dest = escrow.export(args.out, devices=journal.devices())
     print(f"exported {len(entries)} key file(s) and manifest.json to {dest}")
     return 0
+
+
+def _lot_name(lot_file: Path) -> str:
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    name = tomllib.loads(lot_file.read_text(encoding="utf-8")).get("name")
+    return name if isinstance(name, str) and name else lot_file.stem
 
 
 def main(args: argparse.Namespace) -> int:

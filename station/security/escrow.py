@@ -163,15 +163,20 @@ class KeyEscrow:
             raise StationError.at(
                 str(dest), "already exists: give a new folder or archive name", key="--out"
             )
-        if dest.name.endswith((".tar.gz", ".tgz")):
-            _export_archive(dest, entries, text)
-        else:
-            dest.mkdir(mode=0o700, parents=True)
-            for e in entries:
-                target = dest / e.path.name
-                shutil.copyfile(e.path, target)
-                os.chmod(target, 0o600)
-            (dest / "manifest.json").write_text(text, encoding="utf-8")
+        try:
+            if dest.name.endswith((".tar.gz", ".tgz")):
+                _export_archive(dest, entries, text)
+            else:
+                dest.mkdir(mode=0o700, parents=True)
+                for e in entries:
+                    target = dest / e.path.name
+                    shutil.copyfile(e.path, target)
+                    os.chmod(target, 0o600)
+                (dest / "manifest.json").write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise StationError.at(
+                str(dest), f"cannot export there: {err.strerror or err}", key="--out"
+            ) from None
         return dest
 
 

@@ -49,7 +49,11 @@ class JsonlJournal:
         self._steps: dict[str, dict[str, str]] = {}
         self._units: dict[str, str] = {}  # device -> unit
         if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
+            text = self.path.read_bytes().decode("utf-8", errors="replace")
+            if text and not text.endswith("\n"):  # a torn last record: later ones start afresh
+                with self.path.open("a", encoding="utf-8") as f:
+                    f.write("\n")
+            for line in text.splitlines():
                 try:
                     rec = json.loads(line)
                 except ValueError:

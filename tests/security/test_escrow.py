@@ -165,3 +165,27 @@ def test_regions_decrypt_back_with_espsecure(tmp_path: Path, size: int) -> None:
             timeout=120,
         )
         assert dst.read_bytes() == padded
+
+
+def test_export_to_a_folder_that_cannot_be_made(fe_lot: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    assert main(["security", "export", str(fe_lot), "--out", str(tmp_path / "file" / "k")]) == 2
+    assert main(["security", "export", str(fe_lot), "--out", str(tmp_path / "no" / "k.tgz")]) == 2
+
+
+def test_journal_survives_a_torn_last_line(tmp_path: Path) -> None:
+    j = JsonlJournal(tmp_path / "j.jsonl")
+    assert j.record_key("U1", "xts", "aa") == "aa"
+    assert j.record_key("U1", "xts", "bb") == "aa"  # the first record wins
+    j.begin("U1", "mac1", "s1")
+    j.done("U1", "mac1", "s1")
+    j.begin("U1", "mac1", "s2")
+    with j.path.open("a") as f:
+        f.write('{"event": "done", "unit": "U1", "dev')  # power cut mid-write
+    again = JsonlJournal(j.path)
+    assert again.steps("mac1") == {"s1": "done", "s2": "begun"}
+    assert again.keys() == {("U1", "xts"): "aa"}
+    assert again.devices() == {"mac1": "U1"}
+    again.done("U1", "mac1", "s2")  # the record after the torn line is not lost
+    assert JsonlJournal(j.path).steps("mac1") == {"s1": "done", "s2": "done"}
+    assert stat.S_IMODE(j.path.stat().st_mode) == 0o600
