@@ -938,6 +938,7 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
 
                 check_keys = generate_keys()
             problems.extend(_check_first_image(settings, mfg, factory, hk, check_keys))
+    problems.extend(_security_not_wired(settings))
     problems.raise_if_any()
     assert mfg is not None and factory is not None and table is not None
     if hk is not None and hk.generate and _needs_codes(hk, mfg):
@@ -972,6 +973,28 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
     return Lot(
         settings, mfg, table, factory, secrets_, ledger, keys, summary, hk, firmware, keys_part
     )
+
+
+def _security_not_wired(settings: LotSettings) -> list[Problem]:
+    """A lot with a ``[security]`` table is refused until production burns its recipes
+    (station.security is not wired into the orchestrator yet): running it would program units
+    without the keys the lot asks for."""
+    from station.security.settings import TableLocator
+
+    text = settings.path.read_text(encoding="utf-8")
+    if not re.search(r"^\s*(\[\s*security\s*\]|security\s*=)", text, re.MULTILINE):
+        return []
+    line, col = TableLocator(text).find()
+    return [
+        Problem(
+            str(settings.path),
+            line,
+            col,
+            "security",
+            "station run and the window do not burn eFuses yet: check the recipe with "
+            "'station security plan', or remove the [security] table to program without it",
+        )
+    ]
 
 
 def _audit_firmware(ledger: Ledger, fw: Firmware) -> None:

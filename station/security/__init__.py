@@ -8,6 +8,7 @@ ledger implements :class:`StepJournal`.
 from station.security.chips import ChipCaps, chip_caps, supported_chips
 from station.security.escrow import KeyEscrow
 from station.security.journal import JsonlJournal, StepJournal
+from station.security.lotcheck import LotSecurity, check_lot
 from station.security.provision import (
     BoardRefused,
     BurnFailed,
@@ -31,6 +32,7 @@ __all__ = [
     "JsonlJournal",
     "KeyEscrow",
     "Kind",
+    "LotSecurity",
     "Phase",
     "Plan",
     "Provisioner",
@@ -41,6 +43,7 @@ __all__ = [
     "StepOutcome",
     "UnitKeys",
     "build_plan",
+    "check_lot",
     "check_signatures",
     "chip_caps",
     "hmac_warning",

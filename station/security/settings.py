@@ -80,7 +80,7 @@ class SecuritySettings:
         return recipe in self.recipes
 
 
-class _Where:
+class TableLocator:
     """Line and column of a key inside the ``[security]`` table of a TOML text."""
 
     def __init__(self, text: str) -> None:
@@ -127,7 +127,7 @@ def parse_security(
     table = data.get(TABLE)
     if table is None:
         return None, []
-    where = _Where(text)
+    where = TableLocator(text)
     problems = ProblemList()
 
     def bad(key: str | None, message: str) -> None:

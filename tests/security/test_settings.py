@@ -204,3 +204,20 @@ def test_plan_prints_every_write_and_touches_nothing(
     assert main(["security", "plan", str(lot), "--chip", "esp32c61"]) == 2
     err = capsys.readouterr().err
     assert "no HMAC peripheral" in err and "verifies ECDSA signatures only" in err
+
+
+def test_production_refuses_a_security_lot_until_wired(tmp_path: Path) -> None:
+    """station run / the window would program units without the keys the lot asks for."""
+    from station.production.lot import open_lot
+
+    lot = make_lot(
+        tmp_path, chip="esp32c3", build=False, security=('recipes = ["flash_encryption"]\n')
+    )
+    with pytest.raises(StationError) as err:
+        open_lot(lot)
+    line = lot.read_text().splitlines().index("[security]") + 1
+    assert any(
+        str(p).startswith(f"{lot}:{line}:2: security: station run and the window do not burn")
+        for p in err.value.problems
+    ), err.value.problems
+    assert not list(tmp_path.glob("*.station.db"))
