@@ -221,3 +221,9 @@ def test_production_refuses_a_security_lot_until_wired(tmp_path: Path) -> None:
         for p in err.value.problems
     ), err.value.problems
     assert not list(tmp_path.glob("*.station.db"))
+
+
+def test_the_bundle_carries_espefuse_tables() -> None:
+    """espefuse reads its eFuse tables (YAML) at run time; a frozen station needs them."""
+    spec = (Path(__file__).resolve().parents[2] / "installer" / "station.spec").read_text()
+    assert 'collect_data_files("espefuse")' in spec
