@@ -8,9 +8,7 @@ keys differently; they are refused with that reason rather than half supported.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 from dataclasses import dataclass
 
 # Secure Boot v2 signature schemes per chip (ESP-IDF soc_caps: SOC_SECURE_BOOT_V2_RSA / _ECC).
@@ -70,7 +68,9 @@ def virtual_commands(chip: str, efuse_file: str | None = None) -> object:
     memory), with espefuse's output kept off the console."""
     import espefuse
 
-    with contextlib.redirect_stdout(io.StringIO()):
+    from station.security.quiet import quiet
+
+    with quiet():
         esp = espefuse.get_esp(chip=chip, virt=True, virt_efuse_file=efuse_file)
         return espefuse.init_commands(esp=esp, do_not_confirm=True)
 

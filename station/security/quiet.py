@@ -8,7 +8,6 @@ reasons; espefuse prints key bytes only as ``??`` unless asked, and we never ask
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Iterator
 
 from station.flashing.routing import JobSink, router
@@ -16,6 +15,8 @@ from station.flashing.routing import JobSink, router
 
 @contextlib.contextmanager
 def quiet() -> Iterator[JobSink]:
+    # a per-thread sink, not contextlib.redirect_stdout: several ports burn at once, and
+    # swapping the process's sys.stdout from several threads would lose or keep it redirected
     sink = JobSink()
-    with router().bound(sink), contextlib.redirect_stdout(io.StringIO()):
+    with router().bound(sink):
         yield sink

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -367,3 +370,62 @@ def test_development_mode(tmp_path: Path, rsa_keys: list[bytes]) -> None:
     assert summary["SECURE_BOOT_KEY_REVOKE1"]["value"] is False  # slots kept for later keys
     enable = next(s for s in prov.plan.steps if s.id == "flash_encryption.enable")
     assert not enable.irreversible  # SPI_BOOT_CRYPT_CNT = 1 can be turned off
+
+
+KILL_CHILD = """
+import os, signal, sys
+from station.security import JsonlJournal, Provisioner
+from station.security.commands import load
+from tests.security.conftest import virtual_esp
+
+lot, efuse, journal, stop = sys.argv[1:5]
+
+class Dying(JsonlJournal):
+    def done(self, unit, device, step):
+        if step == stop:
+            os.kill(os.getpid(), signal.SIGKILL)  # burned, not recorded: no clean-up runs
+        super().done(unit, device, step)
+
+prov = Provisioner(load(lot)[0].settings, Dying(journal))
+prov.burn(virtual_esp("esp32c3", efuse), "SN0001")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+@pytest.mark.parametrize(
+    "stop", ["flash_encryption.key0", "secure_boot.enable", "secure_boot.wp_rd_dis"]
+)
+def test_killed_after_a_burn_before_its_record(
+    c3_lot: Path, c3_reference: tuple[Provisioner, bytes], tmp_path: Path, stop: str
+) -> None:
+    """SIGKILL right after a step's eFuses are burned, before the journal says so: the next
+    run finds the step burned and begun, takes it as done, and burns only the rest."""
+    root = Path(__file__).resolve().parents[2]
+    f, jpath = tmp_path / "unit.efuse", tmp_path / "journal.jsonl"
+    child = subprocess.run(
+        [sys.executable, "-c", KILL_CHILD, str(c3_lot), str(f), str(jpath), stop],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    prov_ref, reference = c3_reference
+    resumed = Provisioner(prov_ref.settings, JsonlJournal(jpath))
+    outcomes = resumed.burn(virtual_esp("esp32c3", f), "SN0001")
+    outcomes += resumed.lock(virtual_esp("esp32c3", f), "SN0001")
+    burned = [o.step.id for o in outcomes if o.burned]
+    assert burned == STEP_IDS[STEP_IDS.index(stop) + 1 :]
+    assert f.read_bytes() == reference
+
+
+def test_espefuse_says_nothing_on_the_console(
+    c3_lot: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    settings = load(str(c3_lot))[0].settings
+    assert settings is not None
+    prov = Provisioner(settings, JsonlJournal(tmp_path / "j.jsonl"))
+    prov.burn(virtual_esp("esp32c3", tmp_path / "u.efuse"), "SN0001")
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
