@@ -10,6 +10,7 @@ from station.security.lotcheck import LotSecurity, check_lot
 from station.security.settings import parse_security
 
 JOURNAL_SUFFIX = ".security.jsonl"  # beside the lot, until the ledger keeps the records
+SHOW_UNITS = 20  # the plan lists this many units by name
 
 
 def journal_path(lot_file: Path, name: str) -> Path:
@@ -114,7 +115,8 @@ def plan(args: argparse.Namespace) -> int:
         if on
     ]
     print(f"units: {len(units)}")
-    for u in units:
+    shown = units if len(units) <= SHOW_UNITS else units[:SHOW_UNITS]
+    for u in shown:
         files = []
         for name in per_unit:
             try:
@@ -125,6 +127,8 @@ def plan(args: argparse.Namespace) -> int:
             state = "escrowed" if p.exists() else "made at its first burn"
             files.append(f"{p.relative_to(s.lot_file.parent)} ({state})")
         print(f"  {u}: same steps" + (f"; keys {', '.join(files)}" if files else ""))
+    if len(shown) < len(units):
+        print(f"  … and {len(units) - len(shown)} more units, the same steps")
     return 0
 
 

@@ -12,7 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-# chips the recipes cover and the bootloader offset of each (ESP-IDF)
+# chips the recipes cover that a lot can name (espefuse also knows esp32h21, esp32h4 and
+# esp32s31, which lot.toml does not take yet), and the bootloader offset of each (ESP-IDF)
 CHIPS = ("esp32c3", "esp32c5", "esp32c6", "esp32c61", "esp32h2", "esp32p4", "esp32s2", "esp32s3")
 BOOTLOADER_AT = {"esp32s2": 0x1000, "esp32p4": 0x2000, "esp32c5": 0x2000, "esp32c61": 0x0}
 
