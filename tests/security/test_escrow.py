@@ -189,3 +189,21 @@ def test_journal_survives_a_torn_last_line(tmp_path: Path) -> None:
     again.done("U1", "mac1", "s2")  # the record after the torn line is not lost
     assert JsonlJournal(j.path).steps("mac1") == {"s1": "done", "s2": "done"}
     assert stat.S_IMODE(j.path.stat().st_mode) == 0o600
+
+
+def test_per_unit_hmac_keys(tmp_path: Path) -> None:
+    lot = make_lot(
+        tmp_path / "lot",
+        chip="esp32c6",
+        build=False,
+        security=('recipes = ["nvs_hmac"]\nhmac_key_id = 1\nhmac_key = "per-unit"\n'),
+    )
+    settings = load(str(lot))[0].settings
+    assert settings is not None and settings.hmac_keyfile is None
+    prov = Provisioner(settings, JsonlJournal(tmp_path / "j.jsonl"))
+    prov.burn(virtual_esp("esp32c6", tmp_path / "a.efuse"), "SN0001", "mac-a")
+    prov.burn(virtual_esp("esp32c6", tmp_path / "b.efuse"), "SN0002", "mac-b")
+    a = (settings.key_folder / "SN0001.hmac.bin").read_bytes()
+    b = (settings.key_folder / "SN0002.hmac.bin").read_bytes()
+    assert len(a) == len(b) == 32 and a != b
+    assert prov.keys("SN0001").hmac == a
