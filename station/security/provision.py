@@ -442,7 +442,17 @@ def _commands(esp: Any) -> Any:
     with _by_connection_lock:
         commands = _by_connection.get(esp)
     if commands is None:
-        commands = espefuse.init_commands(esp=esp, do_not_confirm=True)
+        try:
+            commands = espefuse.init_commands(esp=esp, do_not_confirm=True)
+        except Exception as err:  # esptool's FatalError, serial errors, a chip mismatch
+            port = str(getattr(getattr(esp, "_port", None), "port", "") or "device")
+            raise StationError.at(
+                port,
+                f"cannot read the eFuses: {str(err).strip() or type(err).__name__} (a chip in "
+                "secure download mode answers no eFuse reads)",
+                key="security",
+                exit_code=1,
+            ) from err
         with _by_connection_lock:
             _by_connection[esp] = commands
     return commands

@@ -429,3 +429,22 @@ def test_espefuse_says_nothing_on_the_console(
     prov.burn(virtual_esp("esp32c3", tmp_path / "u.efuse"), "SN0001")
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
+
+
+def test_a_chip_that_answers_no_efuse_reads(c3_lot: Path, tmp_path: Path) -> None:
+    """Reading the eFuses fails (a chip in secure download mode, a cable pulled): a device
+    failure with the reason, not a traceback."""
+    from station.errors import StationError
+
+    class Silent:
+        CHIP_NAME = "ESP32-C3"
+
+        def read_reg(self, addr: int) -> int:
+            raise OSError("the port is gone")
+
+    settings = load(str(c3_lot))[0].settings
+    assert settings is not None
+    prov = Provisioner(settings, JsonlJournal(tmp_path / "j.jsonl"))
+    with pytest.raises(StationError, match="cannot read the eFuses") as err:
+        prov.burn(Silent(), "SN0001")
+    assert err.value.exit_code == 1
