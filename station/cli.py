@@ -37,6 +37,7 @@ HANDLERS: dict[str, str] = {
     "ledger": "station.production.ledger_commands:ledger",
     "self-test": "station.selftest:run",
     "engineer-pin": "station.gui.security:set_pin_command",
+    "security": "station.production.security_commands:main",
 }
 
 
@@ -275,7 +276,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for q in acts.choices.values():
         q.add_argument("--db", help="ledger database URL (default: beside the lot)")
+    _security_parser(sub)
     return parser
+
+
+def _security_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("security", help="eFuse recipes of a lot: the plan, the key escrow")
+    actions = p.add_subparsers(dest="security_command", metavar="ACTION", required=True)
+    q = actions.add_parser("plan", help="the eFuse writes per unit, without touching anything")
+    q.add_argument("lot", help="lot file (lot.toml) with a [security] table")
+    q.add_argument("--chip", help="plan for this chip instead of the lot's (esp32c3, …)")
+    q = actions.add_parser("export", help="hand the per-device keys over, with a manifest")
+    q.add_argument("lot", help="lot file (lot.toml) with a [security] table")
+    q.add_argument(
+        "--out", required=True, metavar="PATH", help="a new folder, or an archive NAME.tar.gz"
+    )
 
 
 def _handler(command: str) -> Handler:

@@ -348,6 +348,12 @@ class DeviceSession:
         self._closed = False
         self.sink = JobSink()
 
+    @property
+    def loader(self) -> Any:
+        """The connected esptool loader, for espefuse on this same connection
+        (:mod:`station.security` burns the unit's eFuses through it)."""
+        return self._esp
+
     # -- plumbing ------------------------------------------------------------------------
     def _emit(self, done: int, total: int) -> None:
         if self._on_progress is not None:

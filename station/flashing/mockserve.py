@@ -15,7 +15,56 @@ from collections.abc import Sequence
 READY_PREFIX = "STATION-SIM-READY "
 
 
-def _serve(chip: str, mac: str, transport: str) -> None:
+def _pair_efuses(chip: str, efuse_file: str) -> None:
+    """Answer the eFuse controller's registers from espefuse's virtual eFuse controller, kept
+    in ``efuse_file``: espefuse (or the station) burning over this connection burns that file,
+    and ``espefuse --virt --path-efuse-file F`` reads the result. Registers the mock answers
+    itself (MAC, crystal) keep the mock's values."""
+    import struct
+
+    from esp32_mock_bootloader import protocol, registers, server
+    from espefuse import SUPPORTED_CHIPS
+
+    emulator = SUPPORTED_CHIPS[chip].efuse_lib.EmulateEfuseController(efuse_file)
+    base = int(emulator.REGS.DR_REG_EFUSE_BASE)
+    end = base + int(emulator.REGS.EFUSE_MEM_SIZE)
+    own = registers.rom_profile(chip)  # the mock's MAC/crystal words win
+    for addr, value in own.items():  # and the eFuse file carries the same MAC
+        if base <= addr < end - 3 and emulator.read_reg(addr) == 0:
+            emulator.write_reg(addr, value)
+    read_reg, write_reg = server.handle_read_reg, server.handle_write_reg
+
+    def efuse_addr(data: bytes) -> int | None:
+        if len(data) < 4:
+            return None
+        addr = int(struct.unpack("<I", data[:4])[0])
+        return addr if base <= addr < end - 3 and addr not in own else None
+
+    def handle_read_reg(data: bytes, session: object) -> bytes:
+        addr = efuse_addr(data)
+        if addr is None:
+            return read_reg(data, session)
+        value = emulator.read_reg(addr)
+        return server.make_response(
+            protocol.CMD_READ_REG,
+            value=value,
+            stub=session.stub_active,  # type: ignore[attr-defined]
+        )
+
+    def handle_write_reg(data: bytes, session: object) -> bytes:
+        addr = efuse_addr(data)
+        if addr is None or len(data) < 16:
+            return write_reg(data, session)
+        _addr, value, mask, _delay = struct.unpack_from("<IIII", data, 0)
+        old = emulator.read_reg(addr)
+        emulator.write_reg(addr, (old & ~mask) | (value & mask))
+        return server.make_response(protocol.CMD_WRITE_REG, stub=session.stub_active)  # type: ignore[attr-defined]
+
+    server.handle_read_reg = handle_read_reg  # type: ignore[assignment]
+    server.handle_write_reg = handle_write_reg  # type: ignore[assignment]
+
+
+def _serve(chip: str, mac: str, transport: str, efuse_file: str | None = None) -> None:
     from esp32_mock_bootloader import registers, server
 
     octets = tuple(int(x, 16) for x in mac.split(":"))
@@ -23,6 +72,8 @@ def _serve(chip: str, mac: str, transport: str) -> None:
         raise SystemExit(f"bad --mac {mac!r}")
     registers.mac_bytes_for_chip = lambda _chip: octets  # type: ignore[assignment,return-value]
     registers.rom_profile.cache_clear()
+    if efuse_file:
+        _pair_efuses(chip, efuse_file)
     # no daemon registry files for our instances (the mock's own 'status' is not for us)
     server._make_on_detected = lambda _port: None  # type: ignore[attr-defined]
 
@@ -79,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="exit when standard input reaches end-of-file (the parent holds it open)",
     )
+    parser.add_argument(
+        "--efuse-file",
+        metavar="F",
+        help="pair the chip with espefuse's virtual eFuses kept in F (one file per device)",
+    )
     args = parser.parse_args(argv)
     import signal
 
@@ -86,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.exit_with_parent:
         threading.Thread(target=_exit_at_end_of_input, name="parent watch", daemon=True).start()
     try:
-        _serve(args.chip, args.mac, args.transport)
+        _serve(args.chip, args.mac, args.transport, args.efuse_file)
     except (KeyboardInterrupt, SystemExit):
         pass
     except BrokenPipeError:

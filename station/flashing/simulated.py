@@ -47,6 +47,7 @@ class SimulatedDevice:
         index: int | None = None,
         start_timeout: float = 20.0,
         nice: int = 0,
+        efuse_file: str | None = None,
     ) -> None:
         if transport not in ("tcp", "pty"):
             raise ValueError(f"transport must be 'tcp' or 'pty', not {transport!r}")
@@ -65,6 +66,8 @@ class SimulatedDevice:
         # at the station's priority it competes with the window for the station's cores.
         self.nice = nice
         self.exit_code: int | None = None  # once stopped: 0 when it exited cleanly on SIGTERM
+        # espefuse's virtual eFuses for this chip (station.security burns them over the port)
+        self.efuse_file = efuse_file
         self._start(start_timeout)
 
     def _start(self, timeout: float) -> None:
@@ -80,6 +83,8 @@ class SimulatedDevice:
             self.transport,
             "--exit-with-parent",
         ]
+        if self.efuse_file:
+            cmd += ["--efuse-file", self.efuse_file]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._proc = subprocess.Popen(
             cmd,

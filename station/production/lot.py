@@ -50,6 +50,7 @@ KNOWN_KEYS = (
     "encryption",
     "homekit",
     "label",
+    "security",  # checked by station.security (eFuse recipes)
 )
 ENCRYPTION_KEYS = ("keyfile", "hmac_keyfile", "keygen")
 KEYS_FOLDER = "keys"  # per-device key files, beside the lot file
@@ -1010,6 +1011,7 @@ def open_lot(
 
                 check_keys = generate_keys()
             problems.extend(_check_first_image(settings, mfg, factory, hk, check_keys))
+    problems.extend(_security_not_wired(settings))
     problems.raise_if_any()
     assert mfg is not None and factory is not None and table is not None
     if hk is not None and hk.generate and _needs_codes(hk, mfg) and mode != "report":
@@ -1061,6 +1063,28 @@ def open_lot(
     )
     lot.link = link
     return lot
+
+
+def _security_not_wired(settings: LotSettings) -> list[Problem]:
+    """A lot with a ``[security]`` table is refused until production burns its recipes
+    (station.security is not wired into the orchestrator yet): running it would program units
+    without the keys the lot asks for."""
+    from station.security.settings import TableLocator
+
+    text = settings.path.read_text(encoding="utf-8")
+    if not re.search(r"^\s*(\[\s*security\s*\]|security\s*=)", text, re.MULTILINE):
+        return []
+    line, col = TableLocator(text).find()
+    return [
+        Problem(
+            str(settings.path),
+            line,
+            col,
+            "security",
+            "station run and the window do not burn eFuses yet: check the recipe with "
+            "'station security plan', or remove the [security] table to program without it",
+        )
+    ]
 
 
 def _audit_firmware(ledger: Ledger, fw: Firmware) -> None:
