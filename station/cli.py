@@ -30,6 +30,7 @@ HANDLERS: dict[str, str] = {
     "run": "station.production.commands:run",
     "report": "station.production.commands:report",
     "self-test": "station.selftest:run",
+    "matter": "station.matter.commands:matter",
 }
 
 
@@ -216,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="slot map (JSON: USB location -> slot name) to name the ports by",
     )
+
+    from station.matter.options import add_parser as add_matter_parser
+
+    add_matter_parser(sub)
 
     p = sub.add_parser("report", help="what the ledger knows about a lot")
     p.add_argument("lot", help="lot file (lot.toml)")
