@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -711,38 +712,141 @@ def _device_files(plan: Plan, device: MatterDevice, top: Path) -> _Output:
     return _Output(device, folder, files, master)
 
 
-def _devices(plan: Plan) -> list[MatterDevice]:
-    out = []
-    now = dt.datetime.now(dt.timezone.utc)
-    for i in range(plan.count):
-        out.append(
-            new_device(
-                plan.config,
-                passcode=plan.passcode,
-                discriminator=plan.discriminator,
-                salt=plan.salt,
-                verifier=plan.verifier,
-                serial_num=plan.serial_num,
-                rd_id_uid=plan.rd_id_uid,
-                dac=plan.dac,
-                device_uuid=plan.dac_uuid,
-                extra=plan.extra_rows[i] if plan.extra_rows else (),
-                now=now,
-            )
-        )
-    return out
+def _device(plan: Plan, index: int, now: dt.datetime) -> MatterDevice:
+    return new_device(
+        plan.config,
+        passcode=plan.passcode,
+        discriminator=plan.discriminator,
+        salt=plan.salt,
+        verifier=plan.verifier,
+        serial_num=plan.serial_num,
+        rd_id_uid=plan.rd_id_uid,
+        dac=plan.dac,
+        device_uuid=plan.dac_uuid,
+        extra=plan.extra_rows[index] if plan.extra_rows else (),
+        now=now,
+    )
 
 
-def _check_extra_values(plan: Plan, devices: Sequence[MatterDevice]) -> None:
-    """The --mcsv values of every device, through the NVS encoder's checks, located in --mcsv."""
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(
+    args: argparse.Namespace, now: dt.datetime, pai: tuple[bytes, bytes] | None
+) -> None:
+    """A worker process rebuilds the plan (keys do not pickle); a PAI made from a PAA comes in."""
+    from dataclasses import replace
+
+    plan = check(args, now)
+    if pai is not None:
+        issuer = certs.Issuer(certs.load_certificate(pai[0]), certs.load_private_key(pai[1]))
+        plan = replace(plan, config=replace(plan.config, pai=issuer, pai_der=pai[0]))
+    _worker.update(plan=plan, now=now, top=_top(plan))
+
+
+def _work(indexes: range) -> list[_Output]:
+    plan, now, top = _worker["plan"], _worker["now"], _worker["top"]
+    return [_device_files(plan, _device(plan, i, now), top) for i in indexes]
+
+
+def _top(plan: Plan) -> Path:
+    return plan.outdir / f"{plan.config.vendor_id:x}_{plan.config.product_id:x}"
+
+
+def auto_jobs(count: int) -> int:
+    """Worker processes for ``count`` devices: one per core once there are enough devices."""
+    return max(1, min(os.cpu_count() or 1, count // 32))
+
+
+def _outputs(args: argparse.Namespace, plan: Plan, now: dt.datetime, jobs: int) -> list[_Output]:
+    """Every device's files, made in ``jobs`` processes (PBKDF2 and signing are CPU-bound)."""
+    if jobs <= 1:
+        return [_device_files(plan, _device(plan, i, now), _top(plan)) for i in range(plan.count)]
+    import concurrent.futures
+    import multiprocessing
+
+    pai = None
+    if plan.paa_pai is not None:
+        pai = (certs.der(plan.paa_pai[0]), _sec1(plan.paa_pai[1]))
+    step = max(1, -(-plan.count // (jobs * 4)))
+    chunks = [range(i, min(i + step, plan.count)) for i in range(0, plan.count, step)]
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with concurrent.futures.ProcessPoolExecutor(
+        jobs, multiprocessing.get_context(method), initializer=_init_worker,
+        initargs=(args, now, pai),
+    ) as pool:  # fmt: skip
+        return [out for part in pool.map(_work, chunks) for out in part]
+
+
+_O_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+class _Files:
+    """New files only (O_EXCL), secrets 0600; one flush to disk at the end, not one per file."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+        self.folders: list[Path] = []
+
+    def folder(self, path: Path) -> None:
+        if not path.exists():
+            path.mkdir(parents=True)
+            self.folders.append(path)
+
+    def write(self, path: Path, data: bytes, secret: bool = False) -> None:
+        try:
+            fd = os.open(path, _O_FLAGS, 0o600 if secret else 0o666)
+        except FileExistsError:
+            raise StationError.at(str(path), "already exists; nothing is overwritten") from None
+        except OSError as err:
+            raise StationError.at(str(path), f"cannot write: {err.strerror or err}") from None
+        self.written.append(str(path))
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
+    def flush(self) -> None:
+        if hasattr(os, "sync"):
+            os.sync()
+            return
+        for path in self.written:  # Windows: no sync(); flush each file
+            fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def rollback(self) -> None:
+        for path in reversed(self.written):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        for folder in sorted(self.folders, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                    sub.rmdir()
+                folder.rmdir()
+
+
+def _check_extra_values(plan: Plan) -> None:
+    """The --mcsv values of every device, through the NVS encoder's checks, located in --mcsv.
+
+    Before any device is made: a stand-in device carries each row's values (the generated values
+    are always valid, and a DAC differs from the stand-in's by a byte or two at most).
+    """
     if not plan.config.extra_keys or plan.mcsv is None:
         return
+    from dataclasses import replace
+
     from station.nvs import check_entries
 
     problems: list[Problem] = []
     columns = {k: i for i, (k, _v) in enumerate(plan.extra_rows[0], 1)} if plan.extra_rows else {}
-    for device, line in zip(devices, plan.extra_lines, strict=False):
-        items = device_items(plan.config, device)
+    stand_in = _device(plan, 0, dt.datetime.now(dt.timezone.utc))
+    for row, line in zip(plan.extra_rows, plan.extra_lines, strict=True):
+        items = device_items(plan.config, replace(stand_in, extra=row))
         for p in check_entries(nvs_entries(items, plan.mcsv, line), plan.size):
             problems.append(Problem(plan.mcsv, line, columns.get(p.key, 0), p.key, p.message))
     if problems:
@@ -770,10 +874,11 @@ def matter(args: argparse.Namespace) -> int:
         problems.extend(err.problems)
         raise StationError(problems.items) from None
     problems.raise_if_any()
-    devices = _devices(plan)
-    _check_extra_values(plan, devices)
-    top = plan.outdir / f"{plan.config.vendor_id:x}_{plan.config.product_id:x}"
-    outputs = [_device_files(plan, d, top) for d in devices]
+    now = dt.datetime.now(dt.timezone.utc)
+    jobs = args.jobs if args.jobs is not None else auto_jobs(plan.count)
+    _check_extra_values(plan)
+    outputs = _outputs(args, plan, now, jobs)
+    top = _top(plan)
     existing = [o.folder for o in outputs if o.folder.exists()]
     if existing:
         raise StationError(
@@ -783,26 +888,23 @@ def matter(args: argparse.Namespace) -> int:
             ]
         )
     stamp = dt.datetime.now()
-    from station.mfg.output import Writer
+    from cryptography.hazmat.primitives import serialization
 
-    writer = Writer()
+    files = _Files()
     try:
         for out in outputs:
-            (out.folder / "internal").mkdir(parents=True, exist_ok=False)
+            files.folder(out.folder / "internal")
             for name, (data, secret) in out.files.items():
-                writer.submit(out.folder / name, data, secret=secret)
+                files.write(out.folder / name, data, secret)
         if plan.paa_pai is not None:
-            staging = top / "staging"
-            staging.mkdir(parents=True, exist_ok=True)
-            from cryptography.hazmat.primitives import serialization
-
+            files.folder(top / "staging")
             pai_cert, pai_key = plan.paa_pai
-            writer.submit(
-                staging / f"pai_cert-{stamp:%Y-%m-%d-%H-%M-%S-%f}.pem",
+            files.write(
+                top / "staging" / f"pai_cert-{stamp:%Y-%m-%d-%H-%M-%S-%f}.pem",
                 pai_cert.public_bytes(serialization.Encoding.PEM),
             )
-            writer.submit(
-                staging / f"pai_key-{stamp:%Y-%m-%d-%H-%M-%S-%f}.pem",
+            files.write(
+                top / "staging" / f"pai_key-{stamp:%Y-%m-%d-%H-%M-%S-%f}.pem",
                 _pem_key(_sec1(pai_key)),
                 secret=True,
             )
@@ -812,15 +914,14 @@ def matter(args: argparse.Namespace) -> int:
                 cert = certs.load_certificate(out.device.dac_der or b"")
                 cn = certs.common_name_of(cert.subject)
                 if cn:
-                    from cryptography.hazmat.primitives import serialization
-
                     rows.append([cn, cert.public_bytes(serialization.Encoding.PEM).decode()])
-            writer.submit(top / f"cn_dacs-{stamp:%Y-%m-%d-%H-%M-%S-%f}.csv", _csv_text(rows))
-        writer.submit(
+            files.write(top / f"cn_dacs-{stamp:%Y-%m-%d-%H-%M-%S-%f}.csv", _csv_text(rows))
+        files.write(
             top / f"summary-{stamp:%Y-%m-%d-%H-%M-%S}.csv", _summary(plan, outputs), secret=True
         )
+        files.flush()
     except BaseException:
-        writer.rollback()
+        files.rollback()
         raise
     for out in outputs:
         print(f"Generated output files at: {out.folder}")

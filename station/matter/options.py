@@ -65,6 +65,12 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--port", help="(with -ds; not supported)")
     g.add_argument("--pwd", "--password", dest="priv_key_pass", help="password of the key")
     g.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="station only: worker processes (default: one per core for big runs)",
+    )
+    g.add_argument(
         "--paa-cert",
         help="station only: with --pai, check that the PAI chains to this PAA certificate",
     )

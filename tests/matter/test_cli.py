@@ -482,3 +482,26 @@ def test_qr_png_reads_back(pki: Pki, tmp_path: Path) -> None:
     lum, width, height = _png_lum((folder / f"{folder.name}-qrcode.png").read_bytes())
     assert width == height == (25 + 8) * 6  # version 2, quiet zone 4, scale 6: as the tool's
     assert decode_lum(lum, width, height, width) == [("QRCode", "MT:634J042C00KA0648G00")]
+
+
+@pytest.mark.parametrize("mode", ["--pai", "--paa"])
+def test_worker_processes_make_the_same_kind_of_devices(
+    mode: str, pki: Pki, tmp_path: Path
+) -> None:
+    """With --jobs, devices are made in worker processes; a PAI made from the PAA is shared."""
+    from cryptography.x509 import load_pem_x509_certificate
+
+    from tests.matter.checks import check_device, device_folders
+
+    cert, key = (pki.pai_cert, pki.pai_key) if mode == "--pai" else (pki.paa_cert, pki.paa_key)
+    args = [*BASE, mode, "-c", cert, "-k", key, "-lt", "365", "-n", "6", "--jobs", "2"]
+    code, _o, err = station([*args, "--outdir", str(tmp_path)])
+    assert code == 0, err
+    paa = load_pem_x509_certificate(Path(pki.paa_cert).read_bytes())
+    folders = device_folders(tmp_path / "fff2_8001")
+    assert len(folders) == 6
+    pais = set()
+    for folder in folders:
+        check_device(folder, 0xFFF2, 0x8001, paa)
+        pais.add((folder / "internal" / "PAI_cert.der").read_bytes())
+    assert len(pais) == 1
