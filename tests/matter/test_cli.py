@@ -505,3 +505,11 @@ def test_worker_processes_make_the_same_kind_of_devices(
         check_device(folder, 0xFFF2, 0x8001, paa)
         pais.add((folder / "internal" / "PAI_cert.der").read_bytes())
     assert len(pais) == 1
+
+
+def test_certificates_that_would_be_expired_are_refused(pki: Pki, tmp_path: Path) -> None:
+    """The tool would make them (its PAI covers the window); the station refuses."""
+    _refused(
+        [*BASE, "--pai", "-c", pki.pai_cert, "-k", pki.pai_key, "-vf", "2024-06-01", "-lt", "30"],
+        tmp_path, "--valid-from: the certificates to make would have expired on 2024-07-01",
+    )  # fmt: skip
