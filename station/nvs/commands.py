@@ -246,9 +246,14 @@ def inspect(args: argparse.Namespace) -> int:
     data = _read(args.image, "image")
     keys = parse_key_partition(_read(args.key, "key file"), args.key) if args.key else None
     image = decode_image(data, keys)
+    from station.matter.describe import hide_secrets, matter_summary  # Matter: in words, no key
+
+    image = hide_secrets(image)
     if args.json:
         json.dump(image.to_json(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
         print(format_listing(args.image, image))
+        for line in matter_summary(image):
+            print(line)
     return 1 if image.errors else 0
