@@ -82,6 +82,8 @@ def unit_fields(lot: Any, template: Any, record: Any, port: str = "") -> dict[st
         from station.homekit import label_facts
 
         device.update(label_facts(homekit, row.values))
+    if getattr(getattr(lot, "settings", None), "matter", None):
+        device.update(lot.matter_label_facts(row))
     return label_fields(template, row.values, device, lot.secret_columns)
 
 

@@ -61,6 +61,7 @@ KNOWN_KEYS = (
     "encryption",
     "homekit",
     "label",
+    "matter",
 )
 ENCRYPTION_KEYS = ("keyfile", "hmac_keyfile", "keygen")
 KEYS_FOLDER = "keys"  # per-device key files, beside the lot file
@@ -86,6 +87,7 @@ class LotSettings:
     encryption: Mapping[str, Any] = field(default_factory=dict)
     homekit: Mapping[str, Any] = field(default_factory=dict)
     label: Mapping[str, Any] = field(default_factory=dict)
+    matter: Mapping[str, Any] = field(default_factory=dict)  # docs/matter.md
 
     @property
     def folder(self) -> Path:
@@ -226,7 +228,7 @@ def _parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
         bad("secret_columns", 'must be a list of column names, e.g. ["pin", "token"]')
         secret = []
     tables: dict[str, dict[str, Any]] = {}
-    for key in ("encryption", "homekit", "label"):
+    for key in ("encryption", "homekit", "label", "matter"):
         value = data.get(key, {})
         if not isinstance(value, dict):
             bad(key, "must be a table, e.g. " + key + " = { ... }")
@@ -275,6 +277,7 @@ def _parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
         encryption=resolved_enc,
         homekit=tables["homekit"],
         label=tables["label"],
+        matter=tables["matter"],
     ), problems
 
 
@@ -325,6 +328,7 @@ def write_lot_file(settings: LotSettings, path: str | Path) -> None:
         ),
         ("homekit", dict(settings.homekit) or None),
         ("label", dict(settings.label) or None),
+        ("matter", dict(settings.matter) or None),
     ]
     lines = [f"{k} = {_toml_value(v)}" for k, v in items if v is not None]
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -387,6 +391,8 @@ class Lot:
         from a random per-lot key kept in the ledger.
         """
         keys = self.keys_for(row)
+        if self.settings.matter:
+            return self._matter_image(row, keys)
         if self.homekit is None:
             from station.mfg import build_row_image
 
@@ -397,6 +403,36 @@ class Lot:
         return _homekit_image(
             self.mfg, row, self.homekit, self.factory.size, self.settings, keys, salt
         )
+
+    def _matter_image(self, row: Row, keys: XtsKeys | None) -> bytes:
+        """A Matter lot's unit: its Matter data is made once and kept (station/matter/unit.py)."""
+        from station.matter.unit import lot_image, settings_from_dict
+        from station.mfg import row_entries
+
+        if getattr(self, "_matter", None) is None:
+            self._matter = settings_from_dict(self.settings.matter, self.settings.path)
+        return lot_image(
+            self._matter,
+            self.settings.path,
+            self.unit_id(row),
+            row.values,
+            row_entries(self.mfg, row),
+            self.factory.size,
+            version=self.settings.nvs_version,
+            keys=keys,
+            base_dir=self.mfg.base_dir,
+        )
+
+    def matter_label_facts(self, row: Row) -> dict[str, str]:
+        """``matter_qr`` and ``matter_manual_code`` of a unit whose Matter data is made."""
+        from station.matter.unit import label_facts, settings_from_dict, store_path, unit_device
+
+        if getattr(self, "_matter", None) is None:
+            self._matter = settings_from_dict(self.settings.matter, self.settings.path)
+        if not store_path(self.settings.path, self.unit_id(row)).exists():
+            return {}  # not built yet: a label is printed after the unit is written
+        device = unit_device(self._matter, self.settings.path, self.unit_id(row), row.values)
+        return label_facts(self._matter, device)
 
     def keys_for(self, row: Row) -> XtsKeys | None:
         """The NVS keys of one unit: the lot's, or (``keygen = true``) the unit's own.
@@ -603,6 +639,8 @@ def recipe_hash(settings: LotSettings, factory: Partition, keys: XtsKeys | None)
         h.update(b"|keygen")
     if settings.homekit:  # only when present: lots without HomeKit keep their hash
         h.update(repr(sorted((k, repr(v)) for k, v in settings.homekit.items())).encode())
+    if settings.matter:
+        h.update(repr(sorted((k, repr(v)) for k, v in settings.matter.items())).encode())
     return h.hexdigest()
 
 
@@ -732,6 +770,30 @@ def _check_table_needs(
                 )
             )
     return out
+
+
+def _check_matter(settings: LotSettings, mfg: MfgLot, factory: Partition | None) -> list[Problem]:
+    """The [matter] table, the rows' Matter columns, a stand-in unit fitting the partition."""
+    from station.matter.unit import check_lot, lot_image
+    from station.mfg import row_entries
+    from station.partitions import check_image_fits
+
+    problems = ProblemList()
+    if settings.homekit:
+        problems.add(str(settings.path), 0, 0, "matter", "a lot is HomeKit or Matter, not both")
+    rows = [(r.values, r.line) for r in mfg.rows]
+    matter = check_lot(settings.matter, settings.path, rows, str(settings.values), problems)
+    if matter is None or problems or factory is None or not mfg.rows:
+        return problems.items
+    row = mfg.rows[0]
+    try:
+        image = lot_image(
+            matter, settings.path, "", row.values, row_entries(mfg, row), factory.size,
+            version=settings.nvs_version, base_dir=mfg.base_dir, stand_in=True,
+        )  # fmt: skip
+    except StationError as err:
+        return list(err.problems)
+    return check_image_fits(factory, len(image))
 
 
 def _check_first_image(
@@ -930,6 +992,8 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
             problems.add(str(settings.values), 0, 0, "rows", "the values file has no rows")
         if settings.homekit and not problems:
             hk = _check_homekit(settings, mfg, factory.size if factory else None, problems)
+        if settings.matter and not problems:
+            problems.extend(_check_matter(settings, mfg, factory))
         if not problems and factory is not None and mfg.rows:
             check_keys = keys
             if settings.encryption.get("keygen"):  # any keys: the size is what is checked
@@ -952,7 +1016,10 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
             fileid=settings.fileid,
             base_dir=settings.values.parent,
         )
-    secrets_ = secret_columns(mfg, settings.secret_columns)
+    matter_pin = settings.matter.get("passcode_column")  # a Matter passcode is a secret
+    secrets_ = secret_columns(
+        mfg, (*settings.secret_columns, *([matter_pin] if matter_pin else []))
+    )
     ledger = Ledger(db_url or settings.default_db, station_id=station_id)
     try:
         summary = ledger.import_lot(

@@ -1,0 +1,441 @@
+"""Matter in a lot: the ``[matter]`` table of ``lot.toml`` and each unit's Matter data.
+
+A unit's Matter data (passcode, discriminator, salt, UUID, serial number, DAC key and
+certificate) is made the first time its image is built and kept in ``matter/<unit>.json`` beside
+the lot (mode 0600, created once, never rewritten), so the image is the same bytes every time
+after: a board is recognised and verified without rewriting, a reprinted label matches. Values
+the values CSV gives (passcode, discriminator, serial number columns) are used as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from station.errors import ProblemList, StationError
+from station.matter import certs
+from station.matter.factory import (
+    MatterConfig,
+    MatterDevice,
+    device_items,
+    new_device,
+    nvs_entries,
+)
+from station.matter.payload import (
+    DISCRIMINATOR_MAX,
+    CommissioningFlow,
+    discovery_problem,
+    format_manual_code,
+    passcode_problem,
+)
+from station.nvs import NvsEntry
+
+KEYS = (
+    "vendor_id",
+    "product_id",
+    "vendor_name",
+    "product_name",
+    "hw_ver",
+    "hw_ver_str",
+    "pai_cert",
+    "pai_key",
+    "paa_cert",
+    "cd",
+    "flow",
+    "discovery",
+    "iteration_count",
+    "valid_from",
+    "lifetime_days",
+    "rotating_id",
+    "passcode_column",
+    "discriminator_column",
+    "serial_column",
+)
+FLOWS = {"standard": 0, "user_intent": 1, "custom": 2}
+STORE = "matter"  # folder beside the lot file
+
+
+@dataclass(frozen=True)
+class MatterLotSettings:
+    """The lot's ``[matter]`` table, checked."""
+
+    config: MatterConfig
+    passcode_column: str | None = None
+    discriminator_column: str | None = None
+    serial_column: str | None = None
+
+    @property
+    def secret_columns(self) -> tuple[str, ...]:
+        return (self.passcode_column,) if self.passcode_column else ()
+
+
+def _where(text: str, key: str) -> tuple[int, int]:
+    """(line, column) of ``key =`` in the lot file's matter table, else of the table."""
+    table_at = (0, 0)
+    in_matter = False
+    for n, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"^\s*\[\s*([A-Za-z0-9_.\"-]+)\s*\]", line)
+        if header:
+            in_matter = header.group(1) == "matter"
+            if in_matter:
+                table_at = (n, header.start(1) + 1)
+            continue
+        if re.match(r"^\s*matter\s*=", line):
+            table_at = (n, 1)
+            in_matter = True
+        if in_matter and (m := re.search(rf"(?:^|[{{,\s]){re.escape(key)}\s*=", line)):
+            return n, m.start() + 1 + (m.group(0)[0] in "{, \t")
+    return table_at
+
+
+def settings_from_dict(
+    table: Mapping[str, Any], lot_file: Path, now: dt.datetime | None = None
+) -> MatterLotSettings:
+    """The ``[matter]`` table; StationError with every problem, each located in the lot file."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    folder = lot_file.parent
+    try:
+        text = lot_file.read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    problems = ProblemList()
+
+    def bad(key: str, message: str) -> None:
+        line, col = _where(text, key)
+        problems.add(str(lot_file), line, col, f"matter.{key}", message)
+
+    for key in table:
+        if key not in KEYS:
+            bad(str(key), f"unknown key; known keys: {', '.join(KEYS)}")
+
+    def integer(key: str, lo: int, hi: int, default: int | None = None) -> int | None:
+        v = table.get(key, default)
+        if v is None:
+            return None
+        if isinstance(v, str):
+            try:
+                v = int(v, 0)
+            except ValueError:
+                bad(key, f"{v!r} is not a number")
+                return None
+        if isinstance(v, bool) or not isinstance(v, int):
+            bad(key, "must be a number")
+            return None
+        if not lo <= v <= hi:
+            bad(key, f"{v} is out of range ({lo}..{hi:#x})")
+            return None
+        return v
+
+    def text_value(key: str, hi: int) -> str | None:
+        v = table.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, str) or not 1 <= len(v) <= hi:
+            bad(key, f"must be text of 1 to {hi} characters")
+            return None
+        return v
+
+    def read(key: str) -> bytes | None:
+        v = table.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, str):
+            bad(key, "must be a file name in quotes")
+            return None
+        try:
+            return (folder / v).read_bytes()
+        except OSError as err:
+            bad(key, f"{v}: {err.strerror or 'cannot read'}")
+            return None
+
+    vid = integer("vendor_id", 0, 0xFFFF)
+    pid = integer("product_id", 0, 0xFFFF)
+    if "vendor_id" not in table:
+        bad("vendor_id", "missing; the vendor ID, e.g. vendor_id = 0xFFF2")
+    if "product_id" not in table:
+        bad("product_id", "missing; the product ID, e.g. product_id = 0x8001")
+    hw_ver = integer("hw_ver", 0, 0xFFFF)
+    iterations = integer("iteration_count", 1000, 100000, 10000) or 10000
+    discovery = integer("discovery", 0, 0xFF, 2)
+    if discovery is not None and (msg := discovery_problem(discovery)):
+        bad("discovery", msg)
+    flow_raw = table.get("flow", "standard")
+    flow = FLOWS.get(str(flow_raw).lower().replace("-", "_"), flow_raw)
+    if flow not in (0, 1, 2):
+        bad("flow", "standard, user_intent or custom (0, 1, 2)")
+        flow = 0
+    rotating = table.get("rotating_id", False)
+    if not isinstance(rotating, bool):
+        bad("rotating_id", "must be true or false")
+        rotating = False
+    columns = {}
+    for key in ("passcode_column", "discriminator_column", "serial_column"):
+        columns[key] = text_value(key, 64)
+
+    pai_data, key_data = read("pai_cert"), read("pai_key")
+    if "pai_cert" not in table or "pai_key" not in table:
+        bad("pai_cert" if "pai_cert" not in table else "pai_key",
+            "the PAI certificate and its key sign each unit's DAC: give both")  # fmt: skip
+    cd = read("cd")
+    paa_data = read("paa_cert")
+    issuer = None
+    if pai_data is not None and key_data is not None:
+        try:
+            pai = certs.load_certificate(pai_data)
+            pai_key = certs.load_private_key(key_data)
+        except (ValueError, TypeError) as err:
+            bad("pai_cert", f"cannot load the PAI certificate or key: {err}")
+        else:
+            for msg in certs.pai_problems(pai):
+                bad("pai_cert", msg)
+            if msg := certs.not_valid_now(pai, now):
+                bad("pai_cert", f"PAI certificate is {msg}")
+            if not certs.key_matches(pai, pai_key):
+                bad("pai_key", "is not the private key of the PAI certificate")
+            if vid is not None and pid is not None:
+                for msg in certs.vid_pid_problems(pai, vid, pid):
+                    bad("pai_cert", msg)
+            if paa_data is not None:
+                try:
+                    paa = certs.load_certificate(paa_data)
+                except ValueError:
+                    bad("paa_cert", "is not a certificate")
+                else:
+                    for msg in certs.paa_problems(paa) + certs.chain_problems(pai, paa, "PAI"):
+                        bad("paa_cert", msg)
+            issuer = certs.Issuer(pai, pai_key)
+    if cd is not None and (msg := certs.cd_problem(cd)):
+        bad("cd", msg)
+    # a unit's DAC must be the same every time: its validity comes from the lot, not the clock
+    start = None
+    if "valid_from" in table:
+        try:
+            start = dt.datetime.strptime(str(table["valid_from"]), "%Y-%m-%d").replace(
+                tzinfo=dt.timezone.utc
+            )
+        except ValueError:
+            bad("valid_from", "write the date as YYYY-MM-DD")
+    elif issuer is not None:
+        start = issuer.cert.not_valid_before_utc
+    lifetime = integer("lifetime_days", 1, 36500 * 2)
+    if issuer is not None and start is not None:
+        end = start + dt.timedelta(days=lifetime) if lifetime else issuer.cert.not_valid_after_utc
+        lifetime = lifetime or max(1, (end - start).days)
+        end = start + dt.timedelta(days=lifetime)
+        if msg := certs.covers(issuer.cert, start, end):
+            bad("lifetime_days" if "lifetime_days" in table else "valid_from", msg)
+        elif end < now:
+            bad("lifetime_days", f"the DACs would have expired on {end:%Y-%m-%d}")
+    problems.items.sort(key=lambda p: (p.line == 0, p.line, p.column))
+    problems.raise_if_any()
+    assert vid is not None and pid is not None and issuer is not None
+    config = MatterConfig(
+        vendor_id=vid,
+        product_id=pid,
+        vendor_name=text_value("vendor_name", 32),
+        product_name=text_value("product_name", 32),
+        hw_ver=hw_ver,
+        hw_ver_str=text_value("hw_ver_str", 64),
+        rotating_id=rotating,
+        iteration_count=iterations,
+        flow=CommissioningFlow(int(flow)),
+        discovery=discovery or 2,
+        pai=issuer,
+        pai_der=certs.der(issuer.cert),
+        cd=cd,
+        not_before=start,
+        lifetime_days=lifetime or certs.DEFAULT_LIFETIME_DAYS,
+    )
+    return MatterLotSettings(config, **columns)
+
+
+def check_row(
+    settings: MatterLotSettings,
+    values: Mapping[str, str],
+    file: str,
+    line: int,
+    problems: ProblemList,
+) -> None:
+    """The row's passcode/discriminator/serial columns, if the lot names them and they are set."""
+    for column, check in (
+        (settings.passcode_column, lambda v: passcode_problem(int(v))),
+        (settings.discriminator_column,
+         lambda v: None if 0 <= int(v, 0) <= DISCRIMINATOR_MAX else "out of range (0..0xfff)"),
+        (settings.serial_column,
+         lambda v: None if 1 <= len(v) <= 32 else "must be 1 to 32 characters"),
+    ):  # fmt: skip
+        if not column or not (value := (values.get(column) or "").strip()):
+            continue
+        try:
+            msg = check(value)
+        except ValueError:
+            msg = f"{value!r} is not a number"
+        if msg:
+            problems.add(file, line, 0, column, msg)
+
+
+# ---- each unit's data, made once ---------------------------------------------------------
+
+_lock = threading.Lock()
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
+
+
+def _to_json(device: MatterDevice) -> bytes:
+    record = {
+        "uuid": device.uuid,
+        "passcode": device.passcode,
+        "discriminator": device.discriminator,
+        "salt": _b64(device.salt),
+        "iteration_count": device.iteration_count,
+        "verifier": _b64(device.verifier),
+        "serial_num": device.serial_num,
+        "rd_id_uid": _b64(device.rd_id_uid),
+        "dac_cert": _b64(device.dac_der),
+        "dac_key": _b64(device.dac_key_der),
+    }
+    return json.dumps(record, indent=1).encode()
+
+
+def _from_json(data: bytes) -> MatterDevice:
+    r = json.loads(data)
+    return MatterDevice(
+        uuid=r["uuid"],
+        discriminator=int(r["discriminator"]),
+        salt=_unb64(r["salt"]) or b"",
+        iteration_count=int(r["iteration_count"]),
+        serial_num=r["serial_num"],
+        passcode=r["passcode"],
+        verifier=_unb64(r["verifier"]),
+        rd_id_uid=_unb64(r["rd_id_uid"]),
+        dac_der=_unb64(r["dac_cert"]),
+        dac_key_der=_unb64(r["dac_key"]),
+    )
+
+
+def store_path(lot_file: Path, unit: str) -> Path:
+    return lot_file.parent / STORE / f"{unit}.json"
+
+
+def unit_device(
+    settings: MatterLotSettings, lot_file: Path, unit: str, values: Mapping[str, str]
+) -> MatterDevice:
+    """The unit's Matter data: read from its file, or made now and kept (0600, created once)."""
+    path = store_path(lot_file, unit)
+    with _lock:
+        try:
+            return _from_json(path.read_bytes())
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError) as err:
+            raise StationError.at(
+                str(path), f"damaged Matter record of unit {unit}: {err}"
+            ) from None
+
+        def column(name: str | None) -> str | None:
+            return ((values.get(name) or "").strip() or None) if name else None
+
+        passcode = column(settings.passcode_column)
+        disc = column(settings.discriminator_column)
+        device = new_device(
+            settings.config,
+            passcode=int(passcode) if passcode else None,
+            discriminator=int(disc, 0) if disc else None,
+            serial_num=column(settings.serial_column) or unit,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
+        try:
+            os.write(fd, _to_json(device))
+            os.fsync(fd)  # the only copy of the unit's DAC key
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # never over a record another station made meanwhile
+        except FileExistsError:
+            return _from_json(path.read_bytes())
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return device
+
+
+def unit_entries(settings: MatterLotSettings, device: MatterDevice) -> list[NvsEntry]:
+    return nvs_entries(device_items(settings.config, device))
+
+
+def label_facts(settings: MatterLotSettings, device: MatterDevice) -> dict[str, str]:
+    """``matter_qr`` and ``matter_manual_code`` for the unit's label."""
+    payload = device.setup_payload(settings.config)
+    return {
+        "matter_qr": payload.qr_code(),
+        "matter_manual_code": format_manual_code(payload.manual_code()),
+    }
+
+
+def lot_image(
+    settings: MatterLotSettings,
+    lot_file: Path,
+    unit: str,
+    values: Mapping[str, str],
+    entries: list[NvsEntry],
+    size: int,
+    *,
+    version: int = 2,
+    keys: Any = None,
+    base_dir: Path | None = None,
+    stand_in: bool = False,
+) -> bytes:
+    """A Matter lot's unit image: the row's own entries plus its ``chip-factory`` namespace.
+
+    ``stand_in``: a device made in memory and not kept (to check a lot when it is opened).
+    """
+    from station.nvs import encode_image
+
+    if stand_in:
+        device = new_device(settings.config)
+    else:
+        device = unit_device(settings, lot_file, unit, values)
+    own = [e for e in entries]
+    if any(e.type == "namespace" and e.key == "chip-factory" for e in own):
+        raise StationError.at(
+            str(lot_file), "the lot's config opens chip-factory, which [matter] writes",
+            key="matter",
+        )  # fmt: skip
+    return encode_image(
+        own + unit_entries(settings, device), size, version=version, keys=keys, base_dir=base_dir
+    )
+
+
+def check_lot(
+    table: Mapping[str, Any],
+    lot_file: Path,
+    rows: list[tuple[Mapping[str, str], int]],
+    values_file: str,
+    problems: ProblemList,
+) -> MatterLotSettings | None:
+    """The ``[matter]`` table and every row's Matter columns, problems added to ``problems``."""
+    try:
+        settings = settings_from_dict(table, lot_file)
+    except StationError as err:
+        problems.extend(err.problems)
+        return None
+    for values, line in rows:
+        check_row(settings, values, values_file, line, problems)
+    return settings
