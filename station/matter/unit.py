@@ -16,7 +16,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -332,10 +332,29 @@ def store_path(lot_file: Path, unit: str) -> Path:
     return lot_file.parent / STORE / f"{unit}.json"
 
 
+def traceability(device: MatterDevice, record: bytes) -> str:
+    """What the ledger keeps of a unit's Matter data: hashes and public facts, no secret."""
+    import hashlib
+
+    cert = certs.load_certificate(device.dac_der or b"")
+    names = {certs.VENDOR_ID_OID: "VID", certs.PRODUCT_ID_OID: "PID"}
+    return (
+        f"record sha256 {hashlib.sha256(record).hexdigest()}, "
+        f"DAC serial {cert.serial_number:x}, subject {cert.subject.rfc4514_string(names)}, "
+        f"DAC sha256 {hashlib.sha256(device.dac_der or b'').hexdigest()}"
+    )
+
+
 def unit_device(
-    settings: MatterLotSettings, lot_file: Path, unit: str, values: Mapping[str, str]
+    settings: MatterLotSettings,
+    lot_file: Path,
+    unit: str,
+    values: Mapping[str, str],
+    on_create: Callable[[MatterDevice, bytes], None] | None = None,
 ) -> MatterDevice:
-    """The unit's Matter data: read from its file, or made now and kept (0600, created once)."""
+    """The unit's Matter data: read from its file, or made now and kept (0600, created once).
+
+    ``on_create(device, record)`` runs once, when the record is made (the ledger's note)."""
     path = store_path(lot_file, unit)
     with _lock:
         try:
@@ -360,9 +379,10 @@ def unit_device(
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
+        record = _to_json(device)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
         try:
-            os.write(fd, _to_json(device))
+            os.write(fd, record)
             os.fsync(fd)  # the only copy of the unit's DAC key
         finally:
             os.close(fd)
@@ -373,6 +393,8 @@ def unit_device(
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+        if on_create is not None:
+            on_create(device, record)
         return device
 
 
@@ -401,6 +423,7 @@ def lot_image(
     keys: Any = None,
     base_dir: Path | None = None,
     stand_in: bool = False,
+    on_create: Callable[[MatterDevice, bytes], None] | None = None,
 ) -> bytes:
     """A Matter lot's unit image: the row's own entries plus its ``chip-factory`` namespace.
 
@@ -411,8 +434,8 @@ def lot_image(
     if stand_in:
         device = new_device(settings.config)
     else:
-        device = unit_device(settings, lot_file, unit, values)
-    own = [e for e in entries]
+        device = unit_device(settings, lot_file, unit, values, on_create)
+    own = list(entries)
     if any(e.type == "namespace" and e.key == "chip-factory" for e in own):
         raise StationError.at(
             str(lot_file), "the lot's config opens chip-factory, which [matter] writes",

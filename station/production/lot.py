@@ -421,7 +421,14 @@ class Lot:
             version=self.settings.nvs_version,
             keys=keys,
             base_dir=self.mfg.base_dir,
+            on_create=lambda dev, record: self._matter_made(self.unit_id(row), dev, record),
         )
+
+    def _matter_made(self, unit: str, device: Any, record: bytes) -> None:
+        """The ledger keeps hashes and the DAC's serial and subject, never the unit's secrets."""
+        from station.matter.unit import traceability
+
+        self.ledger.audit("matter-data", f"unit {unit}: {traceability(device, record)}")
 
     def matter_label_facts(self, row: Row) -> dict[str, str]:
         """``matter_qr`` and ``matter_manual_code`` of a unit whose Matter data is made."""

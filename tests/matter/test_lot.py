@@ -167,3 +167,23 @@ def test_matter_label_reads_back(pki: Pki, tmp_path: Path, qapp: object) -> None
     assert kind == "QRCode" and payload.passcode == record["passcode"]
     assert (payload.vendor_id, payload.product_id) == (0xFFF2, 0x8001)
     assert parse_manual_code(facts["matter_manual_code"]).passcode == record["passcode"]
+
+
+def test_ledger_keeps_hashes_and_the_dac_identity(pki: Pki, tmp_path: Path) -> None:
+    import hashlib
+
+    lot_file = matter_lot(tmp_path / "lot", pki)
+    with open_lot(lot_file) as lot:
+        row = lot.row(0)
+        lot.image_for(row)
+        lot.image_for(row)
+        unit = lot.unit_id(row)
+        notes = [a for a in lot.ledger.audit_log() if a.action == "matter-data"]
+    record = store_path(lot_file, unit).read_bytes()
+    data = json.loads(record)
+    dac = certs.load_certificate(base64.b64decode(data["dac_cert"]))
+    assert len(notes) == 1  # once, when the data was made
+    detail = notes[0].detail
+    assert f"unit {unit}:" in detail and hashlib.sha256(record).hexdigest() in detail
+    assert f"DAC serial {dac.serial_number:x}" in detail and f"CN={data['uuid']}" in detail
+    assert str(data["passcode"]) not in detail and data["dac_key"] not in detail
