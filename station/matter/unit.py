@@ -59,7 +59,9 @@ KEYS = (
     "passcode_column",
     "discriminator_column",
     "serial_column",
+    "secure_cert",
 )
+SECURE_CERT_PARTITION = "esp_secure_cert"
 FLOWS = {"standard": 0, "user_intent": 1, "custom": 2}
 STORE = "matter"  # folder beside the lot file
 
@@ -173,6 +175,10 @@ def settings_from_dict(
     if flow not in (0, 1, 2):
         bad("flow", "standard, user_intent or custom (0, 1, 2)")
         flow = 0
+    secure_cert = table.get("secure_cert", False)
+    if not isinstance(secure_cert, bool):
+        bad("secure_cert", "must be true or false")
+        secure_cert = False
     rotating = table.get("rotating_id", False)
     if not isinstance(rotating, bool):
         bad("rotating_id", "must be true or false")
@@ -254,6 +260,7 @@ def settings_from_dict(
         cd=cd,
         not_before=start,
         lifetime_days=lifetime or certs.DEFAULT_LIFETIME_DAYS,
+        dac_in_secure_cert=secure_cert,
     )
     return MatterLotSettings(config, **columns)
 
@@ -446,12 +453,28 @@ def lot_image(
     )
 
 
+def secure_cert_data(
+    settings: MatterLotSettings, lot_file: Path, unit: str, values: Mapping[str, str], size: int
+) -> bytes:
+    """The unit's ``esp_secure_cert`` partition contents (DAC, PAI, key), 0xFF to ``size``."""
+    from station.matter.factory import secure_cert_partition
+
+    data = secure_cert_partition(settings.config, unit_device(settings, lot_file, unit, values))
+    if len(data) > size:
+        raise StationError.at(
+            str(lot_file), f"esp_secure_cert data is {len(data)} bytes; the partition {size}",
+            key="matter.secure_cert",
+        )  # fmt: skip
+    return data + b"\xff" * (size - len(data))
+
+
 def check_lot(
     table: Mapping[str, Any],
     lot_file: Path,
     rows: list[tuple[Mapping[str, str], int]],
     values_file: str,
     problems: ProblemList,
+    partition_names: tuple[str, ...] = (),
 ) -> MatterLotSettings | None:
     """The ``[matter]`` table and every row's Matter columns, problems added to ``problems``."""
     try:
@@ -459,6 +482,12 @@ def check_lot(
     except StationError as err:
         problems.extend(err.problems)
         return None
+    if settings.config.dac_in_secure_cert and SECURE_CERT_PARTITION not in partition_names:
+        line, col = _where(lot_file.read_text(encoding="utf-8"), "secure_cert")
+        problems.add(
+            str(lot_file), line, col, "matter.secure_cert",
+            f"the partition table has no {SECURE_CERT_PARTITION} partition for the DAC",
+        )  # fmt: skip
     for values, line in rows:
         check_row(settings, values, values_file, line, problems)
     return settings

@@ -404,15 +404,21 @@ class Lot:
             self.mfg, row, self.homekit, self.factory.size, self.settings, keys, salt
         )
 
-    def _matter_image(self, row: Row, keys: XtsKeys | None) -> bytes:
-        """A Matter lot's unit: its Matter data is made once and kept (station/matter/unit.py)."""
-        from station.matter.unit import lot_image, settings_from_dict
-        from station.mfg import row_entries
+    def _matter_lot(self) -> Any:
+        """The lot's [matter] table, read once (it was checked when the lot opened)."""
+        from station.matter.unit import settings_from_dict
 
         if getattr(self, "_matter", None) is None:
             self._matter = settings_from_dict(self.settings.matter, self.settings.path)
+        return self._matter
+
+    def _matter_image(self, row: Row, keys: XtsKeys | None) -> bytes:
+        """A Matter lot's unit: its Matter data is made once and kept (station/matter/unit.py)."""
+        from station.matter.unit import lot_image
+        from station.mfg import row_entries
+
         return lot_image(
-            self._matter,
+            self._matter_lot(),
             self.settings.path,
             self.unit_id(row),
             row.values,
@@ -432,14 +438,13 @@ class Lot:
 
     def matter_label_facts(self, row: Row) -> dict[str, str]:
         """``matter_qr`` and ``matter_manual_code`` of a unit whose Matter data is made."""
-        from station.matter.unit import label_facts, settings_from_dict, store_path, unit_device
+        from station.matter.unit import label_facts, store_path, unit_device
 
-        if getattr(self, "_matter", None) is None:
-            self._matter = settings_from_dict(self.settings.matter, self.settings.path)
+        matter = self._matter_lot()
         if not store_path(self.settings.path, self.unit_id(row)).exists():
             return {}  # not built yet: a label is printed after the unit is written
-        device = unit_device(self._matter, self.settings.path, self.unit_id(row), row.values)
-        return label_facts(self._matter, device)
+        device = unit_device(matter, self.settings.path, self.unit_id(row), row.values)
+        return label_facts(matter, device)
 
     def keys_for(self, row: Row) -> XtsKeys | None:
         """The NVS keys of one unit: the lot's, or (``keygen = true``) the unit's own.
@@ -488,8 +493,22 @@ class Lot:
             out.append(self.key_region(row))
         if image is None:
             image = self.image_for(row)
+        if self.settings.matter and self._matter_lot().config.secure_cert:
+            out.append(self._secure_cert_region(row))  # before the factory image, which is last
         out.append(WriteRegion(self.factory.offset, image, self.factory.name))
         return tuple(out)
+
+    def _secure_cert_region(self, row: Row) -> WriteRegion:
+        """A Matter lot's ``esp_secure_cert`` partition: the unit's DAC, PAI and key."""
+        from station.flashing import WriteRegion
+        from station.matter.unit import SECURE_CERT_PARTITION, secure_cert_data
+
+        part = self.table.find(SECURE_CERT_PARTITION)
+        assert part is not None  # checked when the lot opened
+        data = secure_cert_data(
+            self._matter_lot(), self.settings.path, self.unit_id(row), row.values, part.size
+        )
+        return WriteRegion(part.offset, data, part.name)
 
     def key_region(self, row: Row) -> WriteRegion:
         """The ``nvs_keys`` partition's contents: the unit's keys, 0xFF to the partition's end."""
@@ -779,7 +798,9 @@ def _check_table_needs(
     return out
 
 
-def _check_matter(settings: LotSettings, mfg: MfgLot, factory: Partition | None) -> list[Problem]:
+def _check_matter(
+    settings: LotSettings, mfg: MfgLot, factory: Partition | None, table: PartitionTable | None
+) -> list[Problem]:
     """The [matter] table, the rows' Matter columns, a stand-in unit fitting the partition."""
     from station.matter.unit import check_lot, lot_image
     from station.mfg import row_entries
@@ -789,7 +810,8 @@ def _check_matter(settings: LotSettings, mfg: MfgLot, factory: Partition | None)
     if settings.homekit:
         problems.add(str(settings.path), 0, 0, "matter", "a lot is HomeKit or Matter, not both")
     rows = [(r.values, r.line) for r in mfg.rows]
-    matter = check_lot(settings.matter, settings.path, rows, str(settings.values), problems)
+    names = tuple(p.name for p in table.partitions) if table is not None else ()
+    matter = check_lot(settings.matter, settings.path, rows, str(settings.values), problems, names)
     if matter is None or problems or factory is None or not mfg.rows:
         return problems.items
     row = mfg.rows[0]
@@ -1000,7 +1022,7 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
         if settings.homekit and not problems:
             hk = _check_homekit(settings, mfg, factory.size if factory else None, problems)
         if settings.matter and not problems:
-            problems.extend(_check_matter(settings, mfg, factory))
+            problems.extend(_check_matter(settings, mfg, factory, table))
         if not problems and factory is not None and mfg.rows:
             check_keys = keys
             if settings.encryption.get("keygen"):  # any keys: the size is what is checked

@@ -187,3 +187,35 @@ def test_ledger_keeps_hashes_and_the_dac_identity(pki: Pki, tmp_path: Path) -> N
     assert f"unit {unit}:" in detail and hashlib.sha256(record).hexdigest() in detail
     assert f"DAC serial {dac.serial_number:x}" in detail and f"CN={data['uuid']}" in detail
     assert str(data["passcode"]) not in detail and data["dac_key"] not in detail
+
+
+def test_dac_in_esp_secure_cert_is_written_with_the_unit(pki: Pki, tmp_path: Path) -> None:
+    from station.matter.secure_cert import CA_CERT, DEV_CERT, PRIV_KEY, parse_secure_cert
+
+    folder = tmp_path / "lot"
+    lot_file = matter_lot(folder, pki)
+    lot_file.write_text(lot_file.read_text() + "secure_cert = true\n")
+    with pytest.raises(StationError) as exc:
+        open_lot(lot_file)
+    assert (
+        f"{lot_file}:18:1: matter.secure_cert: the partition table has no esp_secure_cert"
+        in str(exc.value)
+    )
+    (folder / "partitions.csv").write_text(
+        "nvs, data, nvs, 0x9000, 0x3000,\nesp_secure_cert, 0x3F, , 0xc000, 0x1000,\n"
+        "fctry, data, nvs, 0xd000, 0x3000,\nfactory, app, factory, 0x10000, 1M,\n"
+    )
+    with open_lot(lot_file) as lot:
+        ordered = lot.regions_for(lot.row(0))
+        assert ordered[-1].name == "fctry"  # the orchestrator takes the last region as the image
+        regions = {r.name: r for r in ordered}
+        again = {r.name: r for r in lot.regions_for(lot.row(0))}
+    sc = regions["esp_secure_cert"]
+    assert sc.offset == 0xC000 and len(sc.data) == 0x1000 and sc.readback
+    assert again["esp_secure_cert"].data == sc.data and again["fctry"].data == regions["fctry"].data
+    entries = {t: d for t, _s, d in parse_secure_cert(sc.data)}
+    dac = certs.load_certificate(entries[DEV_CERT])
+    assert certs.load_certificate(entries[CA_CERT]).subject == dac.issuer
+    assert certs.key_matches(dac, certs.load_private_key(entries[PRIV_KEY]))
+    chip = decode_image(regions["fctry"].data).as_dict()["chip-factory"]
+    assert "dac-cert" not in chip and "dac-key" not in chip and "verifier" in chip
