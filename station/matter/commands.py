@@ -580,7 +580,8 @@ def check(args: argparse.Namespace, now: dt.datetime | None = None) -> Plan:
         pai_der=certs.der(pai_cert) if pai_cert is not None else None,
         cd=cd,
         cd_path=os.path.relpath(args.cert_dclrn) if args.cert_dclrn else None,
-        not_before=nvb if valid_from else None,
+        # the devices' window is the one checked here (a PAI made from the PAA has it too)
+        not_before=nvb,
         lifetime_days=lifetime,
         dac_in_secure_cert=args.dac_in_secure_cert,
         commissionable_in_secure_cert=args.commissionable_data_in_secure_cert,
@@ -868,13 +869,13 @@ def matter(args: argparse.Namespace) -> int:
                 "writing the QR code PNGs needs the segno package: pip install segno "
                 "(or install the station with its gui extra)",
             )
+    now = dt.datetime.now(dt.timezone.utc)
     try:
-        plan = check(args)
+        plan = check(args, now)
     except StationError as err:
         problems.extend(err.problems)
         raise StationError(problems.items) from None
     problems.raise_if_any()
-    now = dt.datetime.now(dt.timezone.utc)
     jobs = args.jobs if args.jobs is not None else auto_jobs(plan.count)
     _check_extra_values(plan)
     outputs = _outputs(args, plan, now, jobs)

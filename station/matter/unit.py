@@ -491,3 +491,101 @@ def check_lot(
     for values, line in rows:
         check_row(settings, values, values_file, line, problems)
     return settings
+
+
+class MatterUnits:
+    """A Matter lot's side of production: each unit's image, extra region and label facts.
+
+    The station's ``Lot`` holds one (made on first use) and asks it; ``audit`` is the ledger's
+    audit-log writer, for the note kept when a unit's data is made.
+    """
+
+    def __init__(
+        self,
+        table: Mapping[str, Any],
+        lot_file: Path,
+        mfg: Any,
+        partition_table: Any,
+        factory_size: int,
+        nvs_version: int,
+        audit: Callable[[str, str], None],
+    ) -> None:
+        self.settings = settings_from_dict(table, lot_file)
+        self.lot_file = lot_file
+        self.mfg = mfg
+        self.table = partition_table
+        self.size = factory_size
+        self.version = nvs_version
+        self.audit = audit
+
+    def _unit(self, row: Any) -> str:
+        from station.mfg import unit_id
+
+        return str(unit_id(self.mfg, row))
+
+    def image(self, row: Any, keys: Any) -> bytes:
+        """The unit's factory image: the row's entries plus its chip-factory namespace."""
+        from station.mfg import row_entries
+
+        unit = self._unit(row)
+
+        def made(device: MatterDevice, record: bytes) -> None:
+            self.audit("matter-data", f"unit {unit}: {traceability(device, record)}")
+
+        return lot_image(
+            self.settings, self.lot_file, unit, row.values, row_entries(self.mfg, row), self.size,
+            version=self.version, keys=keys, base_dir=self.mfg.base_dir, on_create=made,
+        )  # fmt: skip
+
+    def regions(self, row: Any) -> list[tuple[int, bytes, str]]:
+        """(offset, data, name) of the unit's other regions: its esp_secure_cert, if asked."""
+        if not self.settings.config.secure_cert:
+            return []
+        part = self.table.find(SECURE_CERT_PARTITION)
+        assert part is not None  # checked when the lot opened
+        data = secure_cert_data(
+            self.settings, self.lot_file, self._unit(row), row.values, part.size
+        )
+        return [(part.offset, data, part.name)]
+
+    def label_facts(self, row: Any) -> dict[str, str]:
+        """``matter_qr`` and ``matter_manual_code``; empty before the unit's data is made."""
+        unit = self._unit(row)
+        if not store_path(self.lot_file, unit).exists():
+            return {}  # not built yet: a label is printed after the unit is written
+        return label_facts(
+            self.settings, unit_device(self.settings, self.lot_file, unit, row.values)
+        )
+
+
+def check_matter_lot(
+    table: Mapping[str, Any],
+    lot_file: Path,
+    values_file: Path,
+    homekit: bool,
+    mfg: Any,
+    factory: Any,
+    partition_table: Any,
+    nvs_version: int,
+) -> list[Any]:
+    """The [matter] table, the rows' Matter columns, a stand-in unit fitting the partition."""
+    from station.mfg import row_entries
+    from station.partitions import check_image_fits
+
+    problems = ProblemList()
+    if homekit:
+        problems.add(str(lot_file), 0, 0, "matter", "a lot is HomeKit or Matter, not both")
+    rows = [(r.values, r.line) for r in mfg.rows]
+    names = tuple(p.name for p in partition_table.partitions) if partition_table else ()
+    matter = check_lot(table, lot_file, rows, str(values_file), problems, names)
+    if matter is None or problems or factory is None or not mfg.rows:
+        return list(problems.items)
+    row = mfg.rows[0]
+    try:
+        image = lot_image(
+            matter, lot_file, "", row.values, row_entries(mfg, row), factory.size,
+            version=nvs_version, base_dir=mfg.base_dir, stand_in=True,
+        )  # fmt: skip
+    except StationError as err:
+        return list(err.problems)
+    return list(check_image_fits(factory, len(image)))

@@ -392,7 +392,7 @@ class Lot:
         """
         keys = self.keys_for(row)
         if self.settings.matter:
-            return self._matter_image(row, keys)
+            return self._matter_units().image(row, keys)  # type: ignore[no-any-return]
         if self.homekit is None:
             from station.mfg import build_row_image
 
@@ -404,47 +404,20 @@ class Lot:
             self.mfg, row, self.homekit, self.factory.size, self.settings, keys, salt
         )
 
-    def _matter_lot(self) -> Any:
-        """The lot's [matter] table, read once (it was checked when the lot opened)."""
-        from station.matter.unit import settings_from_dict
+    def _matter_units(self) -> Any:
+        """The lot's Matter side (station/matter/unit.py), made on first use."""
+        from station.matter.unit import MatterUnits
 
         if getattr(self, "_matter", None) is None:
-            self._matter = settings_from_dict(self.settings.matter, self.settings.path)
+            self._matter = MatterUnits(
+                self.settings.matter, self.settings.path, self.mfg, self.table,
+                self.factory.size, self.settings.nvs_version, self.ledger.audit,
+            )  # fmt: skip
         return self._matter
 
-    def _matter_image(self, row: Row, keys: XtsKeys | None) -> bytes:
-        """A Matter lot's unit: its Matter data is made once and kept (station/matter/unit.py)."""
-        from station.matter.unit import lot_image
-        from station.mfg import row_entries
-
-        return lot_image(
-            self._matter_lot(),
-            self.settings.path,
-            self.unit_id(row),
-            row.values,
-            row_entries(self.mfg, row),
-            self.factory.size,
-            version=self.settings.nvs_version,
-            keys=keys,
-            base_dir=self.mfg.base_dir,
-            on_create=lambda dev, record: self._matter_made(self.unit_id(row), dev, record),
-        )
-
-    def _matter_made(self, unit: str, device: Any, record: bytes) -> None:
-        """The ledger keeps hashes and the DAC's serial and subject, never the unit's secrets."""
-        from station.matter.unit import traceability
-
-        self.ledger.audit("matter-data", f"unit {unit}: {traceability(device, record)}")
-
     def matter_label_facts(self, row: Row) -> dict[str, str]:
-        """``matter_qr`` and ``matter_manual_code`` of a unit whose Matter data is made."""
-        from station.matter.unit import label_facts, store_path, unit_device
-
-        matter = self._matter_lot()
-        if not store_path(self.settings.path, self.unit_id(row)).exists():
-            return {}  # not built yet: a label is printed after the unit is written
-        device = unit_device(matter, self.settings.path, self.unit_id(row), row.values)
-        return label_facts(matter, device)
+        """``matter_qr`` and ``matter_manual_code`` of a Matter lot's unit (for its label)."""
+        return self._matter_units().label_facts(row) if self.settings.matter else {}
 
     def keys_for(self, row: Row) -> XtsKeys | None:
         """The NVS keys of one unit: the lot's, or (``keygen = true``) the unit's own.
@@ -493,22 +466,10 @@ class Lot:
             out.append(self.key_region(row))
         if image is None:
             image = self.image_for(row)
-        if self.settings.matter and self._matter_lot().config.secure_cert:
-            out.append(self._secure_cert_region(row))  # before the factory image, which is last
+        if self.settings.matter:  # esp_secure_cert; before the factory image, which is last
+            out.extend(WriteRegion(*r) for r in self._matter_units().regions(row))
         out.append(WriteRegion(self.factory.offset, image, self.factory.name))
         return tuple(out)
-
-    def _secure_cert_region(self, row: Row) -> WriteRegion:
-        """A Matter lot's ``esp_secure_cert`` partition: the unit's DAC, PAI and key."""
-        from station.flashing import WriteRegion
-        from station.matter.unit import SECURE_CERT_PARTITION, secure_cert_data
-
-        part = self.table.find(SECURE_CERT_PARTITION)
-        assert part is not None  # checked when the lot opened
-        data = secure_cert_data(
-            self._matter_lot(), self.settings.path, self.unit_id(row), row.values, part.size
-        )
-        return WriteRegion(part.offset, data, part.name)
 
     def key_region(self, row: Row) -> WriteRegion:
         """The ``nvs_keys`` partition's contents: the unit's keys, 0xFF to the partition's end."""
@@ -798,33 +759,6 @@ def _check_table_needs(
     return out
 
 
-def _check_matter(
-    settings: LotSettings, mfg: MfgLot, factory: Partition | None, table: PartitionTable | None
-) -> list[Problem]:
-    """The [matter] table, the rows' Matter columns, a stand-in unit fitting the partition."""
-    from station.matter.unit import check_lot, lot_image
-    from station.mfg import row_entries
-    from station.partitions import check_image_fits
-
-    problems = ProblemList()
-    if settings.homekit:
-        problems.add(str(settings.path), 0, 0, "matter", "a lot is HomeKit or Matter, not both")
-    rows = [(r.values, r.line) for r in mfg.rows]
-    names = tuple(p.name for p in table.partitions) if table is not None else ()
-    matter = check_lot(settings.matter, settings.path, rows, str(settings.values), problems, names)
-    if matter is None or problems or factory is None or not mfg.rows:
-        return problems.items
-    row = mfg.rows[0]
-    try:
-        image = lot_image(
-            matter, settings.path, "", row.values, row_entries(mfg, row), factory.size,
-            version=settings.nvs_version, base_dir=mfg.base_dir, stand_in=True,
-        )  # fmt: skip
-    except StationError as err:
-        return list(err.problems)
-    return check_image_fits(factory, len(image))
-
-
 def _check_first_image(
     settings: LotSettings,
     mfg: MfgLot,
@@ -1022,7 +956,13 @@ def open_lot(path: str | Path, *, db_url: str | None = None, station_id: str | N
         if settings.homekit and not problems:
             hk = _check_homekit(settings, mfg, factory.size if factory else None, problems)
         if settings.matter and not problems:
-            problems.extend(_check_matter(settings, mfg, factory, table))
+            from station.matter.unit import check_matter_lot
+
+            found = check_matter_lot(
+                settings.matter, settings.path, settings.values, bool(settings.homekit),
+                mfg, factory, table, settings.nvs_version,
+            )  # fmt: skip
+            problems.extend(found)
         if not problems and factory is not None and mfg.rows:
             check_keys = keys
             if settings.encryption.get("keygen"):  # any keys: the size is what is checked

@@ -127,6 +127,21 @@ def test_authority_key_id_is_the_pais_key_id(
     assert aki(tmp_path / "s") == ski
 
 
+def test_paa_mode_dacs_share_the_pais_validity(pki: Pki, tmp_path: Path) -> None:
+    """With --paa the tool stamps the PAI and then each DAC with its own "now", so a DAC can end
+    up to a second after its PAI (seen as a flaky chain check of the tool's own output; its
+    validate_certificate_chain would refuse such a DAC). The station gives them one window."""
+    args = [*BASE, "--paa", "-c", pki.paa_cert, "-k", pki.paa_key, "-lt", "365", "-n", "3"]
+    code, _out, err = station([*args, "--outdir", str(tmp_path)])
+    assert code == 0, err
+    folders = [p for p in (tmp_path / "fff2_8001").iterdir() if p.is_dir() and p.name != "staging"]
+    pai = x509.load_der_x509_certificate((folders[0] / "internal" / "PAI_cert.der").read_bytes())
+    for folder in folders:
+        dac = x509.load_der_x509_certificate((folder / "internal" / "DAC_cert.der").read_bytes())
+        assert dac.not_valid_before_utc == pai.not_valid_before_utc
+        assert dac.not_valid_after_utc == pai.not_valid_after_utc
+
+
 @pytest.mark.parametrize("flag", [["-ds", "--target", "esp32h2", "--efuse-key-id", "1"]])
 def test_ds_peripheral_is_not_done_here(flag: list[str], tmp_path: Path) -> None:
     """The tool can burn the DAC key into an eFuse (DS peripheral); the station leaves eFuses to

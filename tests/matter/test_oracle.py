@@ -191,8 +191,12 @@ def test_generated_devices_pass_the_tools_checks(
     for top in (theirs, ours):
         folders = device_folders(top / "fff2_8001")
         assert len(folders) == count
+        outlive = top == theirs and "--paa" in extra  # the tool's bug, test_differences.py
         for folder in folders:
-            check_device(folder, 0xFFF2, 0x8001, paa, cert_dclrn=Path(pki.cd).read_bytes())
+            check_device(
+                folder, 0xFFF2, 0x8001, paa, dac_may_outlive_pai=outlive,
+                cert_dclrn=Path(pki.cd).read_bytes(),
+            )  # fmt: skip
         values = [nvs_values(f) for f in folders]
         assert len({v["salt"] for v in values}) == count  # a salt per device
         assert len({v["serial-num"] for v in values}) == count
