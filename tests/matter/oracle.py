@@ -29,13 +29,27 @@ def _exe(env: Path, name: str) -> Path:
 
 
 def ensure_oracle() -> Path:
-    """The tool's executable; made on first use. RuntimeError (with pip's words) if it cannot be."""
+    """The tool's executable; made on first use. RuntimeError (with pip's words) if it cannot be.
+
+    Two test sessions at once: the second waits on a file lock (POSIX) for the first to finish.
+    """
     env = cache_dir()
+    env.parent.mkdir(parents=True, exist_ok=True)
+    with open(env.parent / f"{env.name}.lock", "a+b") as lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        except ImportError:  # Windows: no flock; sessions there run one at a time
+            pass
+        return _make(env)
+
+
+def _make(env: Path) -> Path:
     tool = _exe(env, "esp-matter-mfg-tool")
     ready = env / ".station-ready"
     if ready.exists() and tool.exists():
         return tool
-    env.parent.mkdir(parents=True, exist_ok=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(env)
     result = subprocess.run(
         [

@@ -17,6 +17,8 @@ from tests.matter.conftest import station
 from tests.matter.oracle import run_oracle
 from tests.matter.pki import END, START, Pki, _name, key_pem, pem
 
+# the first test of a machine makes the oracle's environment from PyPI (a minute or more)
+pytestmark = pytest.mark.timeout(900)
 BASE = ["-v", "0xFFF2", "-p", "0x8001"]
 
 

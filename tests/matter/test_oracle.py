@@ -20,6 +20,8 @@ from tests.matter.conftest import station
 from tests.matter.oracle import run_oracle
 from tests.matter.pki import DAC_UUID, Pki
 
+# the first test of a machine makes the oracle's environment from PyPI (a minute or more)
+pytestmark = pytest.mark.timeout(900)
 SALT = bytes(range(1, 33))
 
 
