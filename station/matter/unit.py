@@ -358,14 +358,19 @@ def unit_device(
     unit: str,
     values: Mapping[str, str],
     on_create: Callable[[MatterDevice, bytes], None] | None = None,
+    on_read: Callable[[bytes], None] | None = None,
 ) -> MatterDevice:
     """The unit's Matter data: read from its file, or made now and kept (0600, created once).
 
-    ``on_create(device, record)`` runs once, when the record is made (the ledger's note)."""
+    ``on_create(device, record)`` runs once, when the record is made (the ledger's note);
+    ``on_read(record)`` when a kept record is read (to compare it with the ledger's hash)."""
     path = store_path(lot_file, unit)
     with _lock:
         try:
-            return _from_json(path.read_bytes())
+            data = path.read_bytes()
+            if on_read is not None:
+                on_read(data)
+            return _from_json(data)
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as err:
@@ -385,7 +390,7 @@ def unit_device(
             serial_num=column(settings.serial_column) or unit,
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         record = _to_json(device)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
         try:
@@ -431,6 +436,7 @@ def lot_image(
     base_dir: Path | None = None,
     stand_in: bool = False,
     on_create: Callable[[MatterDevice, bytes], None] | None = None,
+    on_read: Callable[[bytes], None] | None = None,
 ) -> bytes:
     """A Matter lot's unit image: the row's own entries plus its ``chip-factory`` namespace.
 
@@ -441,7 +447,7 @@ def lot_image(
     if stand_in:
         device = new_device(settings.config)
     else:
-        device = unit_device(settings, lot_file, unit, values, on_create)
+        device = unit_device(settings, lot_file, unit, values, on_create, on_read)
     own = list(entries)
     if any(e.type == "namespace" and e.key == "chip-factory" for e in own):
         raise StationError.at(
@@ -509,6 +515,7 @@ class MatterUnits:
         factory_size: int,
         nvs_version: int,
         audit: Callable[[str, str], None],
+        audit_log: Callable[[], Any] | None = None,
     ) -> None:
         self.settings = settings_from_dict(table, lot_file)
         self.lot_file = lot_file
@@ -517,6 +524,8 @@ class MatterUnits:
         self.size = factory_size
         self.version = nvs_version
         self.audit = audit
+        self.audit_log = audit_log
+        self._hashes: dict[str, str] | None = None
 
     def _unit(self, row: Any) -> str:
         from station.mfg import unit_id
@@ -532,10 +541,36 @@ class MatterUnits:
         def made(device: MatterDevice, record: bytes) -> None:
             self.audit("matter-data", f"unit {unit}: {traceability(device, record)}")
 
+        def read(record: bytes) -> None:
+            self.check_record(unit, record)
+
         return lot_image(
             self.settings, self.lot_file, unit, row.values, row_entries(self.mfg, row), self.size,
             version=self.version, keys=keys, base_dir=self.mfg.base_dir, on_create=made,
+            on_read=read,
         )  # fmt: skip
+
+    def check_record(self, unit: str, record: bytes) -> None:
+        """A kept record must be the one the ledger noted when it was made (same SHA-256)."""
+        import hashlib
+
+        if self.audit_log is None:
+            return
+        if self._hashes is None or unit not in self._hashes:
+            self._hashes = {}
+            for note in self.audit_log():
+                m = re.match(r"unit (.+?): record sha256 ([0-9a-f]{64})", note.detail)
+                if note.action == "matter-data" and m:
+                    self._hashes.setdefault(m.group(1), m.group(2))
+        want = self._hashes.get(unit)
+        if want is not None and hashlib.sha256(record).hexdigest() != want:
+            raise StationError.at(
+                str(store_path(self.lot_file, unit)),
+                f"unit {unit}'s Matter record changed since it was made (the ledger has SHA-256 "
+                f"{want[:16]}…); restore it from a backup: a new one would not match the "
+                "label or the device",
+                key="matter",
+            )
 
     def regions(self, row: Any) -> list[tuple[int, bytes, str]]:
         """(offset, data, name) of the unit's other regions: its esp_secure_cert, if asked."""

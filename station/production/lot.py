@@ -412,6 +412,7 @@ class Lot:
             self._matter = MatterUnits(
                 self.settings.matter, self.settings.path, self.mfg, self.table,
                 self.factory.size, self.settings.nvs_version, self.ledger.audit,
+                self.ledger.audit_log,
             )  # fmt: skip
         return self._matter
 

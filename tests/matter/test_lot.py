@@ -219,3 +219,19 @@ def test_dac_in_esp_secure_cert_is_written_with_the_unit(pki: Pki, tmp_path: Pat
     assert certs.key_matches(dac, certs.load_private_key(entries[PRIV_KEY]))
     chip = decode_image(regions["fctry"].data).as_dict()["chip-factory"]
     assert "dac-cert" not in chip and "dac-key" not in chip and "verifier" in chip
+
+
+def test_a_changed_record_is_refused(pki: Pki, tmp_path: Path) -> None:
+    lot_file = matter_lot(tmp_path / "lot", pki)
+    with open_lot(lot_file) as lot:
+        lot.image_for(lot.row(0))
+        unit = lot.unit_id(lot.row(0))
+    record = store_path(lot_file, unit)
+    data = json.loads(record.read_bytes())
+    data["passcode"] = 34567890
+    record.write_text(json.dumps(data))
+    with open_lot(lot_file) as lot, pytest.raises(StationError) as exc:
+        lot.image_for(lot.row(0))
+    assert f"{record}:0:0: matter: unit {unit}'s Matter record changed since it was made" in str(
+        exc.value
+    )
