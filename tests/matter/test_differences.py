@@ -144,6 +144,16 @@ def test_paa_mode_dacs_share_the_pais_validity(pki: Pki, tmp_path: Path) -> None
         assert dac.not_valid_after_utc == pai.not_valid_after_utc
 
 
+def test_dac_in_secure_cert_needs_a_dac(oracle: Path, tmp_path: Path) -> None:
+    """Without --pai/--paa the tool takes --dac-in-secure-cert and silently makes neither a DAC
+    nor an esp_secure_cert partition; the station says what is missing."""
+    args = [*BASE, "--dac-in-secure-cert"]
+    assert run_oracle(oracle, [*args, "--outdir", "o"], tmp_path).returncode == 0
+    assert not list((tmp_path / "o").rglob("*_esp_secure_cert.bin"))
+    code, _out, err = station([*args, "--outdir", str(tmp_path / "s")])
+    assert code == 2 and "--dac-in-secure-cert: needs a DAC" in err
+
+
 @pytest.mark.parametrize("flag", [["-ds", "--target", "esp32h2", "--efuse-key-id", "1"]])
 def test_ds_peripheral_is_not_done_here(flag: list[str], tmp_path: Path) -> None:
     """The tool can burn the DAC key into an eFuse (DS peripheral); the station leaves eFuses to
