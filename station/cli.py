@@ -28,7 +28,7 @@ HANDLERS: dict[str, str] = {
     "generate": "station.mfg.commands:generate",
     "generate-key": "station.mfg.commands:generate_key",
     "nvs": "station.nvs.commands:nvs",
-    "inspect": "station.nvs.commands:inspect",
+    "inspect": "station.production.inspect_command:inspect",
     "partitions": "station.partitions.commands:show",
     "flash": "station.flashing.commands:flash",
     "ports": "station.flashing.commands:ports",
@@ -38,6 +38,7 @@ HANDLERS: dict[str, str] = {
     "self-test": "station.selftest:run",
     "engineer-pin": "station.gui.security:set_pin_command",
     "security": "station.production.security_commands:main",
+    "matter": "station.matter.commands:matter",
 }
 
 
@@ -247,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
         "engineer-pin",
         help="set this machine's engineer PIN (as administrator: it is kept machine-wide)",
     )
+
+    from station.matter.options import add_parser as add_matter_parser
+
+    add_matter_parser(sub)
 
     p = sub.add_parser("report", help="what the ledger knows about a lot")
     p.add_argument("lot", help="lot file (lot.toml)")

@@ -81,6 +81,8 @@ def unit_fields(lot: Any, template: LabelTemplate, record: Any, port: str = "") 
         from station.homekit import label_facts  # homekit is a sibling layer, loaded when used
 
         device.update(label_facts(homekit, row.values))
+    if getattr(getattr(lot, "settings", None), "matter", None):
+        device.update(lot.matter_label_facts(row))  # the unit's QR and manual pairing code
     return label_fields(template, row.values, device, lot.secret_columns)
 
 

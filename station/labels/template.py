@@ -3,8 +3,8 @@
 A template comes from the lot's ``label = {...}`` table. Text lines, the QR code and the Code 128
 barcode use ``{name}`` placeholders: any column of the values CSV, and the device facts
 ``mac``, ``chip``, ``unit_id``, ``port``, ``lot``, ``date``, ``setup_code``, ``setup_id``,
-``homekit_payload``. Secret columns print as a mask unless the template lists them in
-``show_secrets``.
+``homekit_payload``, ``matter_qr``, ``matter_manual_code``. Secret columns print as a mask
+unless the template lists them in ``show_secrets``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ DEVICE_FACTS = (
     "setup_code",
     "setup_id",
     "homekit_payload",
+    "matter_qr",  # a Matter lot's QR payload (MT:...) and manual pairing code
+    "matter_manual_code",
 )
 MASK = "••••••"
 _KEYS = ("width_mm", "height_mm", "dpi", "lines", "qr", "code128", "show_secrets", "font_size")

@@ -9,6 +9,7 @@ import os
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from station.errors import Problem, StationError
@@ -290,14 +291,23 @@ def _read_image(path: str) -> bytes:
     return _read(path, "image", MAX_IMAGE_SIZE)
 
 
-def inspect(args: argparse.Namespace) -> int:
-    """Decode an NVS image and print it; exit 1 if the image has errors (CRC, damage)."""
+def inspect(
+    args: argparse.Namespace,
+    hide: Callable[[NvsImage], NvsImage] = lambda image: image,
+    describe: Callable[[NvsImage], list[str]] = lambda image: [],
+) -> int:
+    """Decode an NVS image and print it; exit 1 if the image has errors (CRC, damage).
+
+    ``hide`` masks values a listing must never show and ``describe`` adds lines in words; the
+    layers above (Matter factory data) give them: see station.production.inspect_command."""
     data = _read_image(args.image)
     keys = parse_key_partition(_read(args.key, "key file"), args.key) if args.key else None
-    image = decode_image(data, keys)
+    image = hide(decode_image(data, keys))
     if args.json:
         json.dump(image.to_json(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
         print(format_listing(args.image, image))
+        for line in describe(image):
+            print(line)
     return 1 if image.errors else 0

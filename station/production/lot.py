@@ -51,6 +51,7 @@ KNOWN_KEYS = (
     "homekit",
     "label",
     "security",  # checked by station.security (eFuse recipes)
+    "matter",
 )
 ENCRYPTION_KEYS = ("keyfile", "hmac_keyfile", "keygen")
 KEYS_FOLDER = "keys"  # per-device key files, beside the lot file
@@ -76,6 +77,7 @@ class LotSettings:
     encryption: Mapping[str, Any] = field(default_factory=dict)
     homekit: Mapping[str, Any] = field(default_factory=dict)
     label: Mapping[str, Any] = field(default_factory=dict)
+    matter: Mapping[str, Any] = field(default_factory=dict)  # docs/matter.md
 
     @property
     def folder(self) -> Path:
@@ -239,7 +241,7 @@ def _parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
         bad("secret_columns", 'must be a list of column names, e.g. ["pin", "token"]')
         secret = []
     tables: dict[str, dict[str, Any]] = {}
-    for key in ("encryption", "homekit", "label"):
+    for key in ("encryption", "homekit", "label", "matter"):
         value = data.get(key, {})
         if not isinstance(value, dict):
             bad(key, "must be a table, e.g. " + key + " = { ... }")
@@ -288,6 +290,7 @@ def _parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
         encryption=resolved_enc,
         homekit=tables["homekit"],
         label=tables["label"],
+        matter=tables["matter"],
     ), problems
 
 
@@ -338,6 +341,7 @@ def write_lot_file(settings: LotSettings, path: str | Path) -> None:
         ),
         ("homekit", dict(settings.homekit) or None),
         ("label", dict(settings.label) or None),
+        ("matter", dict(settings.matter) or None),
     ]
     lines = [f"{k} = {_toml_value(v)}" for k, v in items if v is not None]
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -401,6 +405,8 @@ class Lot:
         from a random per-lot key kept in the ledger.
         """
         keys = self.keys_for(row)
+        if self.settings.matter:
+            return self._matter_units().image(row, keys)  # type: ignore[no-any-return]
         if self.homekit is None:
             from station.mfg import build_row_image
 
@@ -411,6 +417,22 @@ class Lot:
         return _homekit_image(
             self.mfg, row, self.homekit, self.factory.size, self.settings, keys, salt
         )
+
+    def _matter_units(self) -> Any:
+        """The lot's Matter side (station/matter/unit.py), made on first use."""
+        from station.matter.unit import MatterUnits
+
+        if getattr(self, "_matter", None) is None:
+            self._matter = MatterUnits(
+                self.settings.matter, self.settings.path, self.mfg, self.table,
+                self.factory.size, self.settings.nvs_version, self.ledger.audit,
+                self.ledger.audit_log,
+            )  # fmt: skip
+        return self._matter
+
+    def matter_label_facts(self, row: Row) -> dict[str, str]:
+        """``matter_qr`` and ``matter_manual_code`` of a Matter lot's unit (for its label)."""
+        return self._matter_units().label_facts(row) if self.settings.matter else {}
 
     def keys_for(self, row: Row) -> XtsKeys | None:
         """The NVS keys of one unit: the lot's, or (``keygen = true``) the unit's own.
@@ -475,6 +497,8 @@ class Lot:
             out.append(self.key_region(row))
         if image is None:
             image = self.image_for(row)
+        if self.settings.matter:  # esp_secure_cert; before the factory image, which is last
+            out.extend(WriteRegion(*r) for r in self._matter_units().regions(row))
         out.append(WriteRegion(self.factory.offset, image, self.factory.name))
         return tuple(out)
 
@@ -655,6 +679,8 @@ def recipe_hash(settings: LotSettings, factory: Partition, keys: XtsKeys | None)
         h.update(b"|keygen")
     if settings.homekit:  # only when present: lots without HomeKit keep their hash
         h.update(repr(sorted((k, repr(v)) for k, v in settings.homekit.items())).encode())
+    if settings.matter:
+        h.update(repr(sorted((k, repr(v)) for k, v in settings.matter.items())).encode())
     return h.hexdigest()
 
 
@@ -1004,6 +1030,14 @@ def open_lot(
             problems.add(str(settings.values), 0, 0, "rows", "the values file has no rows")
         if settings.homekit and not problems:
             hk = _check_homekit(settings, mfg, factory.size if factory else None, problems)
+        if settings.matter and not problems:
+            from station.matter.unit import check_matter_lot
+
+            found = check_matter_lot(
+                settings.matter, settings.path, settings.values, bool(settings.homekit),
+                mfg, factory, table, settings.nvs_version,
+            )  # fmt: skip
+            problems.extend(found)
         if not problems and factory is not None and mfg.rows:
             check_keys = keys
             if settings.encryption.get("keygen"):  # any keys: the size is what is checked
@@ -1027,7 +1061,10 @@ def open_lot(
             fileid=settings.fileid,
             base_dir=settings.values.parent,
         )
-    secrets_ = secret_columns(mfg, settings.secret_columns)
+    matter_pin = settings.matter.get("passcode_column")  # a Matter passcode is a secret
+    secrets_ = secret_columns(
+        mfg, (*settings.secret_columns, *([matter_pin] if matter_pin else []))
+    )
     from station.production import ledgerlink
 
     ledger, link = ledgerlink.open_ledger(

@@ -103,7 +103,7 @@ def test_check_template_against_lot() -> None:
     assert problems == [
         "lot.toml:0:0: label.lines: {serail_no} is neither a column of the values CSV nor a "
         "device fact (mac, chip, unit_id, port, lot, date, setup_code, setup_id, "
-        "homekit_payload)",
+        "homekit_payload, matter_qr, matter_manual_code)",
         "lot.toml:0:0: label.code128: {wifi_pass} is a secret column; list it in "
         "label.show_secrets to print it",
         "lot.toml:0:0: label.show_secrets: 'nope' is not a column of the values CSV",

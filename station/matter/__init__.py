@@ -1,0 +1,54 @@
+"""Matter factory data: DAC/PAI/CD, SPAKE2+ verifier, onboarding codes (MT:, manual code).
+
+No Qt. ``station matter`` (:mod:`station.matter.commands`) is the esp-matter-mfg-tool drop-in;
+docs/matter.md describes it and where it differs from the tool.
+"""
+
+from station.matter.factory import (
+    NAMESPACE,
+    ExtraKey,
+    Item,
+    MatterConfig,
+    MatterDevice,
+    device_items,
+    new_device,
+    nvs_entries,
+    partition_image,
+    secure_cert_partition,
+)
+from station.matter.payload import (
+    CommissioningFlow,
+    ManualCode,
+    SetupPayload,
+    format_manual_code,
+    generate_discriminator,
+    generate_passcode,
+    parse_manual_code,
+    parse_qr_code,
+    passcode_problem,
+)
+from station.matter.spake2p import generate_verifier, verifier_matches
+
+__all__ = [
+    "NAMESPACE",
+    "CommissioningFlow",
+    "ExtraKey",
+    "Item",
+    "ManualCode",
+    "MatterConfig",
+    "MatterDevice",
+    "SetupPayload",
+    "device_items",
+    "format_manual_code",
+    "generate_discriminator",
+    "generate_passcode",
+    "generate_verifier",
+    "new_device",
+    "nvs_entries",
+    "parse_manual_code",
+    "parse_qr_code",
+    "partition_image",
+    "passcode_problem",
+    "secure_cert_partition",
+    "verifier_matches",
+]
