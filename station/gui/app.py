@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -154,6 +155,30 @@ class DemoSwapper(QObject):
                 device.stop()
 
 
+def x11_platform_expected(environ: dict[str, str] | None = None) -> bool:
+    """Whether Qt will use its X11 (xcb) plugin here: Linux, no other platform chosen, and not a
+    Wayland session (Qt prefers Wayland there)."""
+    env = dict(os.environ) if environ is None else environ
+    if not sys.platform.startswith("linux"):
+        return False
+    chosen = env.get("QT_QPA_PLATFORM", "")
+    if chosen:
+        return chosen.split(":")[0].split(";")[0] == "xcb"
+    return not (env.get("WAYLAND_DISPLAY") and env.get("XDG_SESSION_TYPE") == "wayland")
+
+
+def check_platform_libraries() -> None:
+    """Refuse to start (exit 2, what to install) where Qt's X11 plugin lacks system libraries:
+    Qt would otherwise abort with a core dump and a misleading message."""
+    from station.selftest import missing_xcb_libraries, xcb_advice
+
+    if not x11_platform_expected() or QApplication.instance() is not None:
+        return
+    missing = missing_xcb_libraries()
+    if missing:
+        raise StationError.at("station", xcb_advice(missing), key="display")
+
+
 def make_application(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance()
     if not isinstance(app, QApplication):
@@ -169,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     """Show the station window; with ``args.demo`` on simulated devices and the sample lot."""
     from station.gui.window import MainWindow
 
+    check_platform_libraries()
     app = make_application()
     demo: Demo | None = None
     try:
