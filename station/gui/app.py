@@ -63,6 +63,10 @@ def start_demo(ports: int = DEMO_PORTS, folder: Path | None = None) -> Demo:
     settings.auto_start = True
     settings.hot_plug = False
     settings.operator = "demo"
+    # a label on each pass, as a PDF in the demo's folder (one file per unit)
+    (work / "labels").mkdir(exist_ok=True)
+    settings.label_output = f"pdf:{work / 'labels' / '{unit_id}.pdf'}"
+    settings.print_on_pass = True
     demo = Demo(work, work / "lot" / lots[0].name, settings)
     try:
         from station.flashing import start_simulated_devices
@@ -83,7 +87,10 @@ class DemoSwapper(QObject):
 
     swapped = Signal(str, object)  # old port, the new SimulatedDevice (from a worker thread)
 
-    def __init__(self, window: Any, demo: Demo, delay_ms: int = 2500) -> None:
+    # how long a PASS stays on the card before the board is "taken off": long enough to see
+    DELAY_MS = 6000
+
+    def __init__(self, window: Any, demo: Demo, delay_ms: int = DELAY_MS) -> None:
         super().__init__(window)
         self.window = window
         self.demo = demo
@@ -206,7 +213,10 @@ def run(args: argparse.Namespace) -> int:
             if window.open_lot(str(demo.lot_path)):
                 first = window.lot.ledger.rows(0, 1, "pending") if window.lot else []
                 code = first[0].scan_value if first else ""
-                window.show_hint(f"Demo: type {code} and Enter, or press F6 for the next row")
+                window.show_hint(
+                    f"Demo: type {code} and Enter, or press F6. "
+                    f"Labels go to {demo.folder / 'labels'}"
+                )
         else:
             settings = StationSettings()
             window = MainWindow(settings)

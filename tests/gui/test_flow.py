@@ -298,6 +298,12 @@ def test_demo_opens_the_sample_lot_on_four_simulated_devices(
         slot1 = next(iter(w.cards.values()))
         qtbot.waitUntil(lambda: slot1.view.state == "idle")
         seen["slot1"] = (slot1.view.slot, slot1.view.passed_count, slot1.port != first)
+        # Settings shows the ports as they are now (the demo replaced the first device)
+        seen["ports"] = (slot1.port in w.settings.ports, first in w.settings.ports)
+        # a label was printed for the unit that passed, into the demo's folder
+        labels = Path(w.settings.label_output.removeprefix("pdf:")).parent
+        qtbot.waitUntil(lambda: (labels / "SN26110001.pdf").is_file(), timeout=30_000)
+        seen["label"] = (labels / "SN26110001.pdf").read_bytes()[:5]
         return 0
 
     monkeypatch.setattr(QApplication, "exec", fake_exec)
@@ -310,6 +316,8 @@ def test_demo_opens_the_sample_lot_on_four_simulated_devices(
     assert seen["cards"] == 4 and seen["rows"] == 200 and not seen["engineer"]
     assert "SN26110001" in seen["hint"]
     assert seen["slot1"] == ("Slot 1", 1, True)  # same slot, its count kept, a new device
+    assert seen["ports"] == (True, False)
+    assert seen["label"] == b"%PDF-"
     assert not str(seen["lot"]).startswith(str(resources_dir()))  # a working copy …
     assert not seen["lot"].exists()  # … removed when the window closed
 
