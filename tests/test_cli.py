@@ -66,3 +66,127 @@ def test_an_unrelated_missing_module_is_not_blamed_on_the_extra() -> None:
     assert cli.missing_gui_extra(ModuleNotFoundError("x", name="PySide6.QtCore")) == "PySide6"
     assert cli.missing_gui_extra(ModuleNotFoundError("x", name="segno")) == "segno"
     assert cli.missing_gui_extra(ModuleNotFoundError("x", name="esptool")) is None
+
+
+# --- every command in README.md and docs/*.md runs as written ------------------------------------
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# positionals that take a plain word; every other one names a file or folder, so a bare word
+# there is a sub-command that does not exist (e.g. `station partitions check`)
+WORD_POSITIONALS = {"prefix"}
+
+
+def _doc_commands() -> list[tuple[str, str]]:
+    """(file:line, command) for each `station …` in a code block or a code span of the docs."""
+    import re
+
+    found = []
+    for path in DOCS:
+        fenced = False
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            where = f"{path.relative_to(ROOT)}:{n}"
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+                continue
+            pieces = [line] if fenced else re.findall(r"`([^`]+)`", line)
+            for piece in pieces:
+                for part in piece.split("&&"):
+                    part = part.strip()
+                    if re.match(r"^station(\s|$)", part):
+                        found.append((where, part))
+    return found
+
+
+def _synopsis_to_args(command: str) -> list[str]:
+    """A documented command as arguments: comments, [optional parts], "…" and alternatives
+    ("a | b" or "a|b": the first) taken out; placeholders stay as they are."""
+    import re
+    import shlex
+
+    text = re.sub(r"\s#\s.*$", "", command)  # a trailing comment
+    while re.search(r"\[[^\[\]]*\]", text):  # optional parts, innermost first
+        text = re.sub(r"\[[^\[\]]*\]", "", text)
+    text = re.sub(r"\s*\\?\|\s*\S+", "", text)  # "a | b" -> "a"
+    text = text.replace("…", " ").replace("...", " ")
+    words = shlex.split(text, posix=True)[1:]
+    return [w.split("|")[0] for w in words]
+
+
+def _named_in_prose(parser: object, args: list[str], said: str) -> bool:
+    """`station nvs --keygen` in a sentence: an existing command and options of it, without
+    the arguments a real call needs."""
+    if "the following arguments are required" not in said or not args:
+        return False
+    sub = next(a for a in parser._actions if a.dest == "command")  # type: ignore[attr-defined]
+    command = sub.choices.get(args[0])
+    if command is None:
+        return False
+    known = {o for a in command._actions for o in a.option_strings}
+    return all(a in known for a in args[1:] if a.startswith("-"))
+
+
+def test_the_docs_name_commands_that_exist() -> None:
+    assert len(_doc_commands()) > 40  # the extraction finds the docs' commands
+
+
+@pytest.mark.parametrize(("where", "command"), _doc_commands())
+def test_every_documented_command_parses_as_written(where: str, command: str) -> None:
+    import contextlib
+    import io
+
+    args = _synopsis_to_args(command)
+    if args[:1] == ["-m"]:  # the frozen program runs a module: it must exist
+        import importlib.util
+
+        assert importlib.util.find_spec(args[1]) is not None, f"{where}: {command}"
+        return
+    parser = cli.build_parser()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            ns = parser.parse_args(args)
+        except SystemExit as exit_:
+            # a command named in prose (`station run`) may leave out its required arguments
+            said = err.getvalue()
+            assert exit_.code == 0 or _named_in_prose(parser, args, said), (
+                f"{where}: {command}\n{said}"
+            )
+            return
+    sub = next(a for a in parser._actions if a.dest == "command")
+    if ns.command is None:
+        return
+    for action in sub.choices[ns.command]._actions:  # type: ignore[index]
+        if action.option_strings or action.dest not in vars(ns):
+            continue
+        values = getattr(ns, action.dest)
+        for value in values if isinstance(values, list) else [values]:
+            if value is None or action.dest in WORD_POSITIONALS:
+                continue
+            text = str(value)
+            looks_like_a_placeholder = text.isupper() or text.upper() == text
+            looks_like_a_path = any(c in text for c in "./\\~") or text.startswith("0x")
+            assert looks_like_a_placeholder or looks_like_a_path or text.isdigit(), (
+                f"{where}: {command}: {action.dest} = {text!r} is neither a file nor a placeholder "
+                "(a sub-command that does not exist?)"
+            )
+
+
+def test_every_command_answers_help() -> None:
+    """`--help` of each command (the level at which a hardware command is run here)."""
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in [None, *sub.choices]:
+        argv = ["--help"] if name is None else [name, "--help"]
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        assert exit_.value.code == 0, name
+
+
+def test_documented_scripts_exist() -> None:
+    import re
+
+    for path in DOCS:
+        for script in re.findall(r"python (tests/[\w/]+\.py)", path.read_text(encoding="utf-8")):
+            assert (ROOT / script).is_file(), f"{path.name}: {script}"
+        for name in re.findall(r"`(bench_\w+\.py)`", path.read_text(encoding="utf-8")):
+            assert (ROOT / "tests" / "bench" / name).is_file(), f"{path.name}: {name}"
