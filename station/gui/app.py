@@ -186,6 +186,11 @@ def check_platform_libraries() -> None:
         raise StationError.at("station", xcb_advice(missing), key="display")
 
 
+def demo_hint(code: str) -> str:
+    """The demo's first step, where scan results appear."""
+    return f"Demo: type {code} and Enter, or press F6. Each pass prints a label (see the Log)."
+
+
 def make_application(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance()
     if not isinstance(app, QApplication):
@@ -213,10 +218,7 @@ def run(args: argparse.Namespace) -> int:
             if window.open_lot(str(demo.lot_path)):
                 first = window.lot.ledger.rows(0, 1, "pending") if window.lot else []
                 code = first[0].scan_value if first else ""
-                window.show_hint(
-                    f"Demo: type {code} and Enter, or press F6. "
-                    f"Labels go to {demo.folder / 'labels'}"
-                )
+                window.show_hint(demo_hint(code))
         else:
             settings = StationSettings()
             window = MainWindow(settings)

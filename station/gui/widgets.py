@@ -377,6 +377,44 @@ class PortCard(QFrame):
         self.setAccessibleName(f"{v.slot or v.port}: {theme.CARD_WORD.get(v.state, v.state)}")
 
 
+class FeedbackLabel(QLabel):
+    """Word-wrapped text in as many lines as fit its height, the last ending in "…" if the
+    text goes on (the tooltip has it all): a long message is never cut off mid-line."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self._full = ""
+        self.setText(text)
+
+    def setText(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._fit()
+
+    def text(self) -> str:  # type: ignore[override]
+        """The whole text (what is shown may be shortened: :meth:`shown_text`)."""
+        return self._full
+
+    def shown_text(self) -> str:
+        return super().text()
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        rect = self.contentsRect()
+        metrics = self.fontMetrics()
+        # the style sheet's padding is not in contentsRect: keep a margin for it
+        width = rect.width() - 20
+        lines = max(1, (rect.height() - 8) // max(metrics.lineSpacing(), 1))
+        shown = self._full
+        if width > 0 and self.isVisible():
+            shown = elide_lines(self._full, width, lines, metrics.horizontalAdvance)
+        super().setText(shown)
+
+
 class ElidedLabel(QLabel):
     """A one-line label that ends with "…" instead of being cut off; the tooltip has it all."""
 

@@ -77,7 +77,7 @@ from station.gui.models import (
 from station.gui.resources import Sounds
 from station.gui.scanner import ScanEventFilter, SerialScanner
 from station.gui.settings import StationSettings
-from station.gui.widgets import FlashMapWidget, PortCard
+from station.gui.widgets import FeedbackLabel, FlashMapWidget, PortCard
 from station.gui.wording import port_label
 
 REFRESH_MS = 250  # the 4 Hz repaint
@@ -306,14 +306,20 @@ class MainWindow(QMainWindow):
         scan_row.addWidget(self.scan_field, 1)
         scan_row.addWidget(self.port_choice)
         panel.addLayout(scan_row)
-        self.scan_result = QLabel("")
+        self.scan_result = FeedbackLabel("")
         self.scan_result.setObjectName("scanResult")
-        self.scan_result.setFont(big)
+        feedback = label.font()
+        feedback.setPointSizeF(max(feedback.pointSizeF(), 9.0) * 1.6)
+        feedback.setBold(True)
+        self.scan_result.setFont(feedback)  # read from a metre away, like the cards' state
         self.scan_result.setWordWrap(True)  # a long refusal wraps: no word is cut off
         self.scan_result.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        self.scan_result.setMinimumHeight(QFontMetrics(big).lineSpacing() * 2 + 10)
+        lines = QFontMetrics(feedback).lineSpacing()
+        self.scan_result.setMinimumHeight(lines * 2 + 12)
+        self.scan_result.setMaximumHeight(lines * 3 + 12)  # no wall of colour: three lines
         self.scan_result.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
         panel.addWidget(self.scan_result, 1)
+        panel.addStretch(0)
         layout.addWidget(scan_panel)  # no stretch factor: the scan result is Expanding
         self.setCentralWidget(central)
         self.central = central
@@ -894,7 +900,7 @@ class MainWindow(QMainWindow):
         height = central.height() - margins.top() - margins.bottom()
         height -= self.scan_panel.minimumSizeHint().height() + spacing
         if self.engineer_band.isVisible():
-            height -= self.engineer_band.sizeHint().height() + spacing
+            height -= self.engineer_band.heightForWidth(width) + spacing
         return width, height
 
     def _layout_cards(self) -> None:
@@ -1090,7 +1096,9 @@ class MainWindow(QMainWindow):
             self.refuse(f"✘ row {row_index + 1}: {_first_message(err)}")
             return
         self.row_view.clearSelection()  # the choice is used up: the next F6 takes the next row
-        self.show_scan_result(True, f"✔ row {row_index + 1} → {self._slot(port)}")
+        rec = self.lot.ledger.row(row_index) if self.lot is not None else None
+        unit = (rec.unit_id if rec is not None else "") or f"row {row_index + 1}"
+        self.show_scan_result(True, f"✔ {unit} → {self._slot(port)}")
         self._after_assign(port)
         self.bridge.mark_rows_changed(row_index)
         self.choose_port(None)
@@ -1240,7 +1248,7 @@ class MainWindow(QMainWindow):
             self.port_choice.setStyleSheet("color: #b45309; font-weight: bold;")
             self.show_hint("Reprint: scan a unit (Esc: cancel)")
         else:
-            self.scan_field.setPlaceholderText("scan a unit's code (works wherever the focus is)")
+            self.scan_field.setPlaceholderText(SCAN_PLACEHOLDER)
             self.scan_field.setStyleSheet("")
             self.port_choice.setStyleSheet("")
             self.choose_port(self.chosen_port)

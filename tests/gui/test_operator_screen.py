@@ -192,15 +192,20 @@ def test_the_sample_lot_has_a_label_with_qr_code128_and_text(window: MainWindow)
 
 
 def _all_text_visible(label: object) -> bool:
+    """The label shows all its text: wrapped, not shortened, and within its height."""
     width = label.contentsRect().width()  # type: ignore[attr-defined]
-    return bool(label.wordWrap()) and label.heightForWidth(width) <= label.height()  # type: ignore[attr-defined]
+    shown = label.shown_text() if hasattr(label, "shown_text") else label.text()  # type: ignore[attr-defined]
+    return (
+        bool(label.wordWrap())  # type: ignore[attr-defined]
+        and "…" not in shown
+        and label.heightForWidth(width) <= label.height()  # type: ignore[attr-defined]
+    )
 
 
 def test_hints_and_refusals_are_not_cut_off(qtbot: QtBot, window: MainWindow) -> None:
-    window.show_hint(
-        "Demo: type SN26110001 and Enter, or press F6. Labels go to "
-        "/tmp/station-demo-abcdefgh/labels"
-    )
+    from station.gui.app import demo_hint
+
+    window.show_hint(demo_hint("SN26110001"))
     qtbot.waitUntil(lambda: _all_text_visible(window.scan_result))
     window.handle_scan("XYZ-NOPE-42")
     assert "XYZ-NOPE-42" in window.scan_result.text()
