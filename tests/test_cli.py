@@ -190,3 +190,60 @@ def test_documented_scripts_exist() -> None:
             assert (ROOT / script).is_file(), f"{path.name}: {script}"
         for name in re.findall(r"`(bench_\w+\.py)`", path.read_text(encoding="utf-8")):
             assert (ROOT / "tests" / "bench" / name).is_file(), f"{path.name}: {name}"
+
+
+# commands that need a device, a display or minutes: checked above at the parser's level only
+NEEDS_HARDWARE = {"run", "flash", "gui"}
+
+
+def _runnable_doc_commands() -> list[tuple[str, list[str]]]:
+    """Documented commands whose files all exist in the sample lot's folder: run for real."""
+    import contextlib
+    import io
+
+    sample = ROOT / "resources" / "sample_lot"
+    runnable = []
+    for where, command in _doc_commands():
+        args = _synopsis_to_args(command)
+        if not args or args[0] in NEEDS_HARDWARE or args[0].startswith("-"):
+            continue
+        if any(a.isalpha() and a.isupper() for a in args) or args in [r[1] for r in runnable]:
+            continue  # a synopsis (LOT, TABLE; checked by the parser test), or run already
+        parser = cli.build_parser()
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                ns = parser.parse_args(args)
+        except SystemExit:
+            continue  # named in prose: checked by the parser test
+        words = [a for a in args[1:] if not a.startswith("-")]
+        files = [a for a in words if ("." in a or "/" in a) and a != "out.csv"]
+        options_with_files = ("--inputkey", "--key", "--kp_hmac_inputkey", "--slots", "--firmware")
+        if any(getattr(ns, o.lstrip("-"), None) for o in options_with_files):
+            continue
+        if all((sample / f).exists() for f in files if not f.startswith("0x")):
+            runnable.append((where, args))
+    return runnable
+
+
+def test_some_documented_commands_run_for_real() -> None:
+    assert len(_runnable_doc_commands()) >= 5
+
+
+@pytest.mark.parametrize(("where", "args"), _runnable_doc_commands())
+def test_documented_commands_run_on_the_sample_lot(
+    where: str, args: list[str], tmp_path: Path
+) -> None:
+    """Run as written, in a copy of the sample lot's folder (its files are the docs' names)."""
+    import shutil
+
+    shutil.copytree(ROOT / "resources" / "sample_lot", tmp_path / "lot")
+    done = subprocess.run(
+        [sys.executable, "-m", "station", *args],
+        cwd=tmp_path / "lot",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"{where}: station {' '.join(args)}\n{done.stderr}"
+    assert "Traceback" not in done.stderr
