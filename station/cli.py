@@ -42,6 +42,17 @@ HANDLERS: dict[str, str] = {
 }
 
 
+# Modules only the "gui" extra installs (the window, labels, the demo's simulated devices).
+GUI_EXTRA_MODULES = frozenset({"PySide6", "shiboken6", "segno", "esp32_mock_bootloader"})
+GUI_EXTRA_HINT = "pip install 'station[gui]'"
+
+
+def missing_gui_extra(err: ImportError) -> str | None:
+    """The module of the "gui" extra whose absence ``err`` reports, else None."""
+    root = (err.name or "").split(".")[0]
+    return root if root in GUI_EXTRA_MODULES else None
+
+
 def _int_auto(text: str) -> int:
     """An integer in decimal or 0x hex, as ESP-IDF tools accept."""
     try:
@@ -343,6 +354,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return err.exit_code
+    except ImportError as err:
+        module = missing_gui_extra(err)
+        if module is None:
+            raise
+        what = "the window" if command == "gui" else f"'station {command}'"
+        print(
+            f"station: {what} needs {module}, which this installation lacks "
+            f"(installed without the GUI extra). Install it with: {GUI_EXTRA_HINT}",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("station: interrupted", file=sys.stderr)
         return 130

@@ -410,10 +410,100 @@ def _check_flash(ctx: _Context) -> str:
         raise RuntimeError("no test image (the nvs-encode check failed)")
     if ctx.port != "sim":
         return _flash(ctx.port, ctx.image)
+    if importlib.util.find_spec("esp32_mock_bootloader") is None:
+        raise RuntimeError(
+            "simulated devices need esp32-mock-bootloader (the GUI extra): "
+            "pip install 'station[gui]'"
+        )
     from station.flashing import SimulatedDevice
 
     with SimulatedDevice() as device:
         return "simulated " + _flash(device.port, ctx.image)
+
+
+# Debian/Ubuntu package of a library whose name does not follow the soname rule below.
+_DEBIAN_PACKAGES = {
+    "libglib-2.0.so.0": "libglib2.0-0",
+    "libgthread-2.0.so.0": "libglib2.0-0",
+    "libGL.so.1": "libgl1",
+    "libEGL.so.1": "libegl1",
+    "libOpenGL.so.0": "libopengl0",
+}
+
+
+def debian_package(library: str) -> str:
+    """The Debian/Ubuntu package that ships ``library`` (a soname such as libxcb-icccm.so.4):
+    Debian names library packages after the soname, lower case, with a hyphen before the
+    version when the name ends in a digit (libxkbcommon-x11.so.0 -> libxkbcommon-x11-0)."""
+    if library in _DEBIAN_PACKAGES:
+        return _DEBIAN_PACKAGES[library]
+    name, _, version = library.partition(".so.")
+    name = name.lower()
+    version = version.split(".")[0]
+    return f"{name}-{version}" if name[-1:].isdigit() else f"{name}{version}"
+
+
+def _ldd_missing(path: str) -> list[str]:
+    """The shared libraries ``path`` needs that the dynamic loader cannot find (via ldd)."""
+    import subprocess
+
+    ldd = shutil.which("ldd")
+    if ldd is None:
+        return []
+    try:
+        out = subprocess.run(
+            [ldd, path], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.split()[0] for line in out.splitlines() if "not found" in line]
+
+
+def missing_xcb_libraries(plugins_dir: str | None = None) -> list[str]:
+    """System libraries Qt's X11 platform plugin (xcb) needs and this Linux machine lacks;
+    without them the window aborts at start ("could not load the Qt platform plugin xcb").
+    Empty elsewhere, or when the plugin is not installed. Loads no Qt platform plugin."""
+    if not sys.platform.startswith("linux"):
+        return []
+    if plugins_dir is None:
+        try:
+            qtcore = importlib.import_module("PySide6.QtCore")
+        except ImportError:
+            return []
+        plugins_dir = qtcore.QLibraryInfo.path(qtcore.QLibraryInfo.LibraryPath.PluginsPath)
+    plugin = os.path.join(plugins_dir, "platforms", "libqxcb.so")
+    if not os.path.isfile(plugin):
+        return []
+    missing = _ldd_missing(plugin)
+    # the plugin's own Qt library (PySide6/Qt/lib next to PySide6/Qt/plugins) needs them too
+    qpa = os.path.join(os.path.dirname(plugins_dir), "lib", "libQt6XcbQpa.so.6")
+    if os.path.isfile(qpa):
+        missing += _ldd_missing(qpa)
+    return sorted(set(missing))
+
+
+def xcb_advice(missing: Sequence[str]) -> str:
+    """One line naming the missing libraries and the command that installs them."""
+    packages = " ".join(sorted({debian_package(lib) for lib in missing}))
+    return (
+        f"the window cannot start on X11: missing {', '.join(missing)} "
+        f"(Debian/Ubuntu: sudo apt install {packages})"
+    )
+
+
+def _check_display(ctx: _Context) -> str:
+    """Qt's X11 plugin can load (its system libraries are installed). Fails only where a display
+    is in use; on a headless machine the missing libraries are named in a skip line."""
+    if not ctx.notes.get("gui", ctx.gui_expected):
+        raise Skip("PySide6 is not installed (headless install)")
+    if not sys.platform.startswith("linux"):
+        raise Skip(f"X11 libraries are Linux only ({sys.platform}: Qt brings its own plugin)")
+    missing = missing_xcb_libraries()
+    if missing and (os.environ.get("DISPLAY") or os.environ.get("QT_QPA_PLATFORM") == "xcb"):
+        raise RuntimeError(xcb_advice(missing))
+    if missing:
+        raise Skip("no display here; " + xcb_advice(missing))
+    return "the X11 platform plugin has all its libraries"
 
 
 def _use_offscreen_if_headless() -> str:
@@ -643,6 +733,7 @@ def default_checks(port: str | None = None, *, frozen: bool | None = None) -> li
         Check("nvs-encode", lambda: _check_nvs(ctx)),
         Check("device-host", lambda: _check_device_host(ctx)),
         Check("flash", lambda: _check_flash(ctx)),
+        Check("display", lambda: _check_display(ctx)),
         Check("qt", lambda: _check_qt(ctx)),
         Check("resources", lambda: _check_resources(ctx)),
         Check("lot", lambda: _check_lot(ctx)),

@@ -27,6 +27,7 @@ CHECK_NAMES = [
     "nvs-encode",
     "device-host",
     "flash",
+    "display",
     "qt",
     "resources",
     "lot",
@@ -319,3 +320,73 @@ def test_entry_runs_the_simulated_device_launcher(
     monkeypatch.setattr(sys, "argv", ["station", "-m", "station.flashing.mockserve", "--help"])
     assert entry.main() == 0
     assert "--mac" in capsys.readouterr().out
+
+
+# --- first start on a plain desktop: Qt's X11 plugin and its system libraries --------------------
+
+
+def test_debian_package_names_follow_the_soname() -> None:
+    assert selftest.debian_package("libxcb-icccm.so.4") == "libxcb-icccm4"
+    assert selftest.debian_package("libxcb-keysyms.so.1") == "libxcb-keysyms1"
+    assert selftest.debian_package("libxcb-render-util.so.0") == "libxcb-render-util0"
+    assert selftest.debian_package("libxkbcommon-x11.so.0") == "libxkbcommon-x11-0"
+    assert selftest.debian_package("libX11-xcb.so.1") == "libx11-xcb1"
+    assert selftest.debian_package("libglib-2.0.so.0") == "libglib2.0-0"
+
+
+def _fake_qt(tmp_path: Path) -> str:
+    plugins = tmp_path / "Qt" / "plugins"
+    (plugins / "platforms").mkdir(parents=True)
+    (plugins / "platforms" / "libqxcb.so").write_bytes(b"")
+    (tmp_path / "Qt" / "lib").mkdir()
+    (tmp_path / "Qt" / "lib" / "libQt6XcbQpa.so.6").write_bytes(b"")
+    return str(plugins)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11 libraries: Linux only")
+def test_missing_x11_libraries_of_the_plugin_and_its_qt_library_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugins = _fake_qt(tmp_path)
+    said = {
+        "libqxcb.so": ["libxcb-icccm.so.4"],
+        "libQt6XcbQpa.so.6": ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"],
+    }
+    monkeypatch.setattr(selftest, "_ldd_missing", lambda path: said[os.path.basename(path)])
+    missing = selftest.missing_xcb_libraries(plugins)
+    assert missing == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"]
+    advice = selftest.xcb_advice(missing)
+    assert "sudo apt install libxcb-icccm4 libxcb-keysyms1" in advice
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11 libraries: Linux only")
+def test_the_display_check_fails_with_a_display_and_names_the_packages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(selftest, "missing_xcb_libraries", lambda: ["libxcb-keysyms.so.1"])
+    check = next(c for c in selftest.default_checks() if c.name == "display")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    [result] = run_checks([check], io.StringIO())
+    if not HAS_QT:
+        assert result.status == SKIP
+        return
+    assert result.status == FAIL
+    assert "libxcb-keysyms.so.1" in result.detail and "apt install libxcb-keysyms1" in result.detail
+    monkeypatch.delenv("DISPLAY")  # headless: not a failure, but the names are still given
+    [result] = run_checks([check], io.StringIO())
+    assert result.status == SKIP and "libxcb-keysyms1" in result.detail
+
+
+def test_simulated_devices_without_the_gui_extra_name_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "esp32_mock_bootloader" else real(name, *a),
+    )
+    checks = selftest.default_checks("sim")
+    wanted = [c for c in checks if c.name in ("nvs-encode", "flash")]
+    results = run_checks(wanted, io.StringIO())
+    assert results[1].status == FAIL
+    assert "pip install 'station[gui]'" in results[1].detail

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -63,6 +64,10 @@ def start_demo(ports: int = DEMO_PORTS, folder: Path | None = None) -> Demo:
     settings.auto_start = True
     settings.hot_plug = False
     settings.operator = "demo"
+    # a label on each pass, as a PDF in the demo's folder (one file per unit)
+    (work / "labels").mkdir(exist_ok=True)
+    settings.label_output = f"pdf:{work / 'labels' / '{unit_id}.pdf'}"
+    settings.print_on_pass = True
     demo = Demo(work, work / "lot" / lots[0].name, settings)
     try:
         from station.flashing import start_simulated_devices
@@ -83,7 +88,10 @@ class DemoSwapper(QObject):
 
     swapped = Signal(str, object)  # old port, the new SimulatedDevice (from a worker thread)
 
-    def __init__(self, window: Any, demo: Demo, delay_ms: int = 2500) -> None:
+    # how long a PASS stays on the card before the board is "taken off": long enough to see
+    DELAY_MS = 6000
+
+    def __init__(self, window: Any, demo: Demo, delay_ms: int = DELAY_MS) -> None:
         super().__init__(window)
         self.window = window
         self.demo = demo
@@ -155,6 +163,35 @@ class DemoSwapper(QObject):
                 device.stop()
 
 
+def x11_platform_expected(environ: dict[str, str] | None = None) -> bool:
+    """Whether Qt will use its X11 (xcb) plugin here: Linux, no other platform chosen, and not a
+    Wayland session (Qt prefers Wayland there)."""
+    env = dict(os.environ) if environ is None else environ
+    if not sys.platform.startswith("linux"):
+        return False
+    chosen = env.get("QT_QPA_PLATFORM", "")
+    if chosen:
+        return chosen.split(":")[0].split(";")[0] == "xcb"
+    return not (env.get("WAYLAND_DISPLAY") and env.get("XDG_SESSION_TYPE") == "wayland")
+
+
+def check_platform_libraries() -> None:
+    """Refuse to start (exit 2, what to install) where Qt's X11 plugin lacks system libraries:
+    Qt would otherwise abort with a core dump and a misleading message."""
+    from station.selftest import missing_xcb_libraries, xcb_advice
+
+    if not x11_platform_expected() or QApplication.instance() is not None:
+        return
+    missing = missing_xcb_libraries()
+    if missing:
+        raise StationError.at("station", xcb_advice(missing), key="display")
+
+
+def demo_hint(code: str) -> str:
+    """The demo's first step, where scan results appear."""
+    return f"Demo: type {code} and Enter, or press F6. Each pass prints a label (see the Log)."
+
+
 def make_application(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance()
     if not isinstance(app, QApplication):
@@ -170,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
     """Show the station window; with ``args.demo`` on simulated devices and the sample lot."""
     from station.gui.window import MainWindow
 
+    check_platform_libraries()
     app = make_application()
     if getattr(args, "watch", False):  # a supervisor's read-only view (station.gui.watch)
         from station.gui.watch import run_watch
@@ -185,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
             if window.open_lot(str(demo.lot_path)):
                 first = window.lot.ledger.rows(0, 1, "pending") if window.lot else []
                 code = first[0].scan_value if first else ""
-                window.show_hint(f"Demo: type {code} and Enter, or press F6 for the next row")
+                window.show_hint(demo_hint(code))
         else:
             settings = StationSettings()
             window = MainWindow(settings)

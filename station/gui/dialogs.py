@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,13 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Station settings")
         self.settings = settings
+        self.changed = False  # set by accept(): whether Save changed any setting
         form = QFormLayout()
-        self.ports = QPlainTextEdit("\n".join(settings.ports))
-        self.ports.setPlaceholderText("one port per line: COM7, /dev/ttyUSB0, socket://host:port")
-        self.ports.setTabChangesFocus(True)
+        # one line (Enter saves, as in every other field): ports separated by commas
+        self.ports = QLineEdit(", ".join(settings.ports))
+        self.ports.setPlaceholderText("COM7, COM8, /dev/ttyUSB0, socket://host:port")
+        self.ports.setToolTip("The station's ports, separated by commas or spaces")
+        self.ports.setMinimumWidth(self.ports.fontMetrics().averageCharWidth() * 60)
         form.addRow("&Ports:", self.ports)
         self.baud = QComboBox()
         self.baud.setEditable(True)
@@ -83,6 +87,7 @@ class SettingsDialog(QDialog):
         self.print_on_pass.setChecked(settings.print_on_pass)
         form.addRow("Label on &pass:", self.print_on_pass)
         pin = QPushButton("Change engineer PIN…")
+        pin.setAutoDefault(False)  # Enter saves the dialog, it never opens the PIN prompt
         pin.clicked.connect(self.change_pin)
         form.addRow("", pin)
         self.error = QLabel("")
@@ -96,6 +101,8 @@ class SettingsDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
+        # Enter in any field saves (set once the button is in the dialog, or Qt ignores it)
+        buttons.button(QDialogButtonBox.StandardButton.Save).setDefault(True)
 
     def change_pin(self) -> None:
         pin, ok = QInputDialog.getText(
@@ -144,8 +151,9 @@ class SettingsDialog(QDialog):
         elif self.print_on_pass.isChecked():
             self.error.setText("Label output: printing on pass needs an output.")
             return
-        ports = [p.strip() for p in self.ports.toPlainText().splitlines() if p.strip()]
+        ports = [p for p in re.split(r"[,\s]+", self.ports.text()) if p]
         s = self.settings
+        before = _snapshot(s)
         s.ports = list(dict.fromkeys(ports))
         s.baud = baud
         s.auto_start = self.auto_start.isChecked()
@@ -157,7 +165,24 @@ class SettingsDialog(QDialog):
         s.label_output = output
         s.print_on_pass = self.print_on_pass.isChecked()
         s.sync()
+        self.changed = _snapshot(s) != before
         super().accept()
+
+
+def _snapshot(s: StationSettings) -> tuple[object, ...]:
+    """The settings the dialog edits, to tell whether Save changed any."""
+    return (
+        s.ports,
+        s.baud,
+        s.auto_start,
+        s.continuous,
+        s.hot_plug,
+        s.scanner_port,
+        s.sound,
+        s.operator,
+        s.label_output,
+        s.print_on_pass,
+    )
 
 
 class _FileField(QWidget):

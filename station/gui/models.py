@@ -22,6 +22,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor
 
 from station.gui import theme
+from station.gui.wording import for_operator, port_label
 
 Index = QModelIndex | QPersistentModelIndex
 ROOT = QModelIndex()
@@ -77,6 +78,7 @@ class RowTableModel(QAbstractTableModel):
         self._pages: OrderedDict[int, Sequence[Any]] = OrderedDict()
         self._count = source.count() if source is not None else 0
         self.fetches = 0  # pages read from the source (for tests and the benchmark)
+        self.slots: Mapping[str, str] = {}  # port -> slot name (the window's; shown for ports)
 
     # --- configuration -------------------------------------------------------------------------
     def set_source(
@@ -261,7 +263,13 @@ class RowTableModel(QAbstractTableModel):
             return QBrush(QColor(theme.ROW_TEXT))
         col = index.column()
         if role == Qt.ItemDataRole.ToolTipRole:
+            if col == 5:
+                return rec.port or None
             return rec.reason or None
+        if col == 5:
+            return port_label(str(rec.port or ""), self.slots)
+        if col == 7:
+            return for_operator(str(rec.reason or ""), self.slots)
         if col < len(self.FIXED):
             return _fixed_cell(rec, col)
         name = self._value_columns[col - len(self.FIXED)]
@@ -423,6 +431,7 @@ class LogModel(_FixedColumns):
         self._maxlen = maxlen
         self._lines: list[LogLine] = []
         self._serial = 0
+        self.slots: Mapping[str, str] = {}  # port -> slot name (the window's)
         buffer.updated.connect(self.pull)
 
     def pull(self) -> None:
@@ -461,9 +470,13 @@ class LogModel(_FixedColumns):
             if col == 0:
                 return time.strftime("%H:%M:%S", time.localtime(line.time))
             if col == 1:
-                return line.port or "station"
+                return port_label(line.port, self.slots) or "station"
             if col == 2:
                 return line.level
+            return for_operator(line.text, self.slots)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if index.column() == 1:
+                return line.port or None
             return line.text
         if role == Qt.ItemDataRole.ForegroundRole and line.level.lower() in {"error", "warning"}:
             return QBrush(QColor(theme.LOG_LEVEL[line.level.lower()]))
@@ -479,6 +492,7 @@ class FailedModel(_FixedColumns):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._rows: list[Any] = []
+        self.slots: Mapping[str, str] = {}  # port -> slot name (the window's)
 
     def set_rows(self, rows: Sequence[Any]) -> None:
         self.beginResetModel()
@@ -500,11 +514,13 @@ class FailedModel(_FixedColumns):
                 str(rec.index + 1),
                 str(rec.unit_id or ""),
                 str(rec.scan_value or ""),
-                str(rec.port or ""),
+                port_label(str(rec.port or ""), self.slots),
                 str(rec.attempts or 0),
-                str(rec.reason or ""),
+                for_operator(str(rec.reason or ""), self.slots),
             )[index.column()]
         if role == Qt.ItemDataRole.ToolTipRole:
+            if index.column() == 3:
+                return rec.port or None
             return rec.reason or None
         return None
 

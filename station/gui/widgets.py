@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from station.gui import theme
 from station.gui.models import human_size
+from station.gui.wording import elide_lines, for_operator
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,30 @@ class PortView:
     next_row_index: int | None = None
     passed_count: int = 0
     failed_count: int = 0
+
+    @property
+    def connecting_next(self) -> bool:
+        """The port works but has no row yet (connecting, reading the device): the unit waiting
+        for it is the one being flashed, so it is shown as the unit, not as the next one."""
+        return (
+            self.state == "busy"
+            and self.row_index is None
+            and bool(self.next_unit or self.next_row_index is not None)
+        )
+
+    @property
+    def unit_text(self) -> str:
+        """The unit on the port, as the card shows it ("–" for none)."""
+        if self.connecting_next:
+            return self.next_unit or f"row {(self.next_row_index or 0) + 1}"
+        if self.unit_id:
+            return self.unit_id
+        return "–" if self.row_index is None else f"row {self.row_index + 1}"
+
+    @property
+    def next_text(self) -> str:
+        """The unit scanned for the port's next device ("" for none)."""
+        return "" if self.connecting_next else self.next_unit
 
     def with_update(self, update: Any) -> PortView:
         """This view after a production PortUpdate (counters are kept by the bridge)."""
@@ -123,7 +148,8 @@ class PortCard(QFrame):
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setFont(_scaled_font(base, 1.0, bold=True))
-        self.message.setMinimumHeight(self.message.fontMetrics().height() * 2)
+        self.message.setFixedHeight(self.message.fontMetrics().lineSpacing() * 2 + 2)
+        self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.message.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
 
         self.progress = QProgressBar()
@@ -219,12 +245,9 @@ class PortCard(QFrame):
         base = self.font()
         self.big.setFont(_scaled_font(base, 1.8 if compact else 2.4, bold=True))
         self.big.setMinimumHeight(int(self.big.fontMetrics().height() * (1.15 if compact else 1.3)))
-        self.message.setWordWrap(not compact)
+        # a fixed number of lines: every card of a row keeps one height whatever its message
         lines = 1 if compact else 2
-        self.message.setMinimumHeight(self.message.fontMetrics().height() * lines)
-        self.message.setMaximumHeight(
-            self.message.fontMetrics().height() + 2 if compact else 16777215  # QWIDGETSIZE_MAX
-        )
+        self.message.setFixedHeight(self.message.fontMetrics().lineSpacing() * lines + 2)
         self._show_message()
         self.details.setVisible(not compact)
         self.port_label.setVisible(not compact)  # the slot name says it; the tooltip has the port
@@ -263,19 +286,20 @@ class PortCard(QFrame):
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
         self._elide_port()
-        if self.compact:
-            self._show_message()
+        self._show_message()
 
     def _show_message(self) -> None:
-        """The message: wrapped on a full card; on a compact one, one line ending in "…" (the
-        tooltip and the failed list have all of it)."""
-        text = self._view.message
+        """The message in the operator's words: two lines on a full card, one on a compact one,
+        ending in "…" if it goes on (the tooltip and the failed list have all of it)."""
+        full = for_operator(self._view.message, {self.port: self._view.slot})
         width = self.message.width()
-        if self.compact and width > 0:
+        text = full
+        if width > 0:
             metrics = self.message.fontMetrics()
-            text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, width)
+            text = elide_lines(full, width - 2, 1 if self.compact else 2, metrics.horizontalAdvance)
         self.message.setText(text)
-        self.message.setToolTip(self._view.message)
+        raw = self._view.message
+        self.message.setToolTip(full if full == raw else f"{full}\n\n{raw}")
         summary = self._summary_text
         width = self.summary_unit.width()
         if width > 0:
@@ -334,16 +358,16 @@ class PortCard(QFrame):
             else:
                 self.progress.setValue(1000 if v.state == "passed" else 0)
                 self.progress.setFormat(v.phase or "")
-        unit = v.unit_id or ("–" if v.row_index is None else f"row {v.row_index + 1}")
+        unit = v.unit_text
         self.fields["Unit"].setText(unit)
-        self.fields["Next"].setText(v.next_unit or "–")
+        self.fields["Next"].setText(v.next_text or "–")
         self.fields["Chip"].setText(v.chip or "–")
         self.fields["MAC"].setText(v.mac or "–")
         self.fields["Phase"].setText(v.phase or "–")
         self._shown_elapsed = ""
         self.tick(time.monotonic())
         self.counters.setText(f"✔ {v.passed_count}   ✘ {v.failed_count}")
-        self._summary_text = f"{unit} → {v.next_unit}" if v.next_unit else unit
+        self._summary_text = f"{unit} → {v.next_text}" if v.next_text else unit
         self._show_message()
         self.summary_counts.setText(f"✔ {v.passed_count}  ✘ {v.failed_count}")
         self.summary.setToolTip(f"{v.chip or '–'}  {v.mac or '–'}  {v.phase or ''}".strip())
@@ -351,6 +375,44 @@ class PortCard(QFrame):
         self.start_button.setEnabled(not busy and v.state != "offline")
         self.cancel_button.setEnabled(busy or v.state in {"waiting", "attention"})
         self.setAccessibleName(f"{v.slot or v.port}: {theme.CARD_WORD.get(v.state, v.state)}")
+
+
+class FeedbackLabel(QLabel):
+    """Word-wrapped text in as many lines as fit its height, the last ending in "…" if the
+    text goes on (the tooltip has it all): a long message is never cut off mid-line."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self._full = ""
+        self.setText(text)
+
+    def setText(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._fit()
+
+    def text(self) -> str:  # type: ignore[override]
+        """The whole text (what is shown may be shortened: :meth:`shown_text`)."""
+        return self._full
+
+    def shown_text(self) -> str:
+        return super().text()
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        rect = self.contentsRect()
+        metrics = self.fontMetrics()
+        # the style sheet's padding is not in contentsRect: keep a margin for it
+        width = rect.width() - 20
+        lines = max(1, (rect.height() - 8) // max(metrics.lineSpacing(), 1))
+        shown = self._full
+        if width > 0 and self.isVisible():
+            shown = elide_lines(self._full, width, lines, metrics.horizontalAdvance)
+        super().setText(shown)
 
 
 class ElidedLabel(QLabel):

@@ -14,11 +14,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QEvent,
+    QItemSelectionModel,
+    QModelIndex,
+    QObject,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
     QColor,
+    QFontMetrics,
     QKeySequence,
     QShortcut,
     QTextCharFormat,
@@ -42,6 +52,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSplitter,
     QTableView,
     QTabWidget,
@@ -67,9 +78,12 @@ from station.gui.models import (
 from station.gui.resources import Sounds
 from station.gui.scanner import ScanEventFilter, SerialScanner
 from station.gui.settings import StationSettings
-from station.gui.widgets import ElidedLabel, FlashMapWidget, PortCard
+from station.gui.widgets import FeedbackLabel, FlashMapWidget, PortCard
+from station.gui.wording import port_label
 
 REFRESH_MS = 250  # the 4 Hz repaint
+SCAN_PLACEHOLDER = "scan a unit"
+ENGINEER_COLOR = "#b45309"
 
 
 def _problems_of(err: StationError) -> list[Problem]:
@@ -110,6 +124,9 @@ class MainWindow(QMainWindow):
         self.engineer = False
         self.chosen_port: str | None = None
         self.cards: dict[str, PortCard] = {}
+        # port -> slot name, for every port this window has shown (kept after a port goes, so
+        # older log lines and rows still name their slot)
+        self.slot_names: dict[str, str] = {}
         self.sounds = Sounds(settings.sound, self)
         self.log_buffer = LogBuffer(parent=self)
         self.bridge = EventBridge(self.log_buffer, self)
@@ -136,6 +153,8 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_status()
         self._build_shortcuts()
+        for model in (self.row_model, self.failed_model, self.log_model):
+            model.slots = self.slot_names
 
         self.scan_filter = ScanEventFilter(self, self.scan_field, self.handle_scan)
         app = QApplication.instance()
@@ -224,10 +243,46 @@ class MainWindow(QMainWindow):
         )
 
     def _build_central(self) -> None:
-        central = QWidget()
+        central = _Central(self._cards_resized)
         layout = QVBoxLayout(central)
         layout.setContentsMargins(6, 6, 6, 6)
 
+        # engineer mode must be unmistakable: settings, lots and releases are open in it
+        self.engineer_band = QLabel(
+            "ENGINEER MODE — settings, lots and releases are unlocked.  F2: back to operator mode"
+        )
+        self.engineer_band.setObjectName("engineerBand")
+        self.engineer_band.setWordWrap(True)
+        self.engineer_band.setStyleSheet(
+            f"background-color: {ENGINEER_COLOR}; color: white; font-weight: bold; "
+            "padding: 4px 8px; border-radius: 4px;"
+        )
+        self.engineer_band.setVisible(False)
+        layout.addWidget(self.engineer_band)
+
+        self.cards_host = QWidget()
+        self.cards_grid = QGridLayout(self.cards_host)
+        self.cards_grid.setContentsMargins(0, 0, 0, 0)
+        self.cards_grid.setSpacing(8)
+        self.no_ports = QLabel(
+            "No ports yet. Plug in a device, or add ports in Settings (engineer mode)."
+        )
+        self.no_ports.setWordWrap(True)
+        self.no_ports.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.cards_grid.addWidget(self.no_ports, 0, 0)
+        scroll = _CardsScroll(self._cards_resized)
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.cards_host)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.cards_scroll = scroll
+        layout.addWidget(scroll, 0)
+
+        # the scan field and its feedback: under the cards, with the room the cards leave
+        scan_panel = QWidget()
+        self.scan_panel = scan_panel
+        panel = QVBoxLayout(scan_panel)
+        panel.setContentsMargins(0, 4, 0, 0)
         scan_row = QHBoxLayout()
         label = QLabel("&Scan:")
         big = label.font()
@@ -237,38 +292,38 @@ class MainWindow(QMainWindow):
         self.scan_field = QLineEdit()
         self.scan_field.setObjectName("scanField")
         self.scan_field.setFont(big)
-        self.scan_field.setPlaceholderText("scan a unit's code (works wherever the focus is)")
+        self.scan_field.setPlaceholderText(SCAN_PLACEHOLDER)
+        self.scan_field.setToolTip("A scan works wherever the focus is (Ctrl+L: this field)")
         self.scan_field.setClearButtonEnabled(True)
         self.scan_field.returnPressed.connect(self._scan_field_entered)
+        self.scan_field.setMinimumWidth(
+            QFontMetrics(big).horizontalAdvance(SCAN_PLACEHOLDER + "WW") + 24
+        )
         label.setBuddy(self.scan_field)
         self.port_choice = QLabel("→ next free port")
+        self.port_choice.setFont(big)
         self.port_choice.setToolTip("Ctrl+1…9 pick the port for the next scan, Ctrl+0 any port")
-        self.scan_result = ElidedLabel("")
-        self.scan_result.setObjectName("scanResult")
-        self.scan_result.setFont(big)
-        self.scan_field.setMinimumWidth(self.fontMetrics().averageCharWidth() * 24)
         scan_row.addWidget(label)
-        scan_row.addWidget(self.scan_field, 2)
+        scan_row.addWidget(self.scan_field, 1)
         scan_row.addWidget(self.port_choice)
-        scan_row.addWidget(self.scan_result, 5)
-        layout.addLayout(scan_row)
-
-        self.cards_host = QWidget()
-        self.cards_grid = QGridLayout(self.cards_host)
-        self.cards_grid.setContentsMargins(0, 0, 0, 0)
-        self.cards_grid.setSpacing(8)
-        self.no_ports = QLabel(
-            "No ports yet. Plug in a device, or add ports in Settings (engineer mode)."
-        )
-        self.no_ports.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.cards_grid.addWidget(self.no_ports, 0, 0)
-        scroll = _CardsScroll(self._cards_resized)
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(self.cards_host)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.cards_scroll = scroll
-        layout.addWidget(scroll, 1)
+        panel.addLayout(scan_row)
+        self.scan_result = FeedbackLabel("")
+        self.scan_result.setObjectName("scanResult")
+        feedback = label.font()
+        feedback.setPointSizeF(max(feedback.pointSizeF(), 9.0) * 1.6)
+        feedback.setBold(True)
+        self.scan_result.setFont(feedback)  # read from a metre away, like the cards' state
+        self.scan_result.setWordWrap(True)  # a long refusal wraps: no word is cut off
+        self.scan_result.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        lines = QFontMetrics(feedback).lineSpacing()
+        self.scan_result.setMinimumHeight(lines * 2 + 12)
+        self.scan_result.setMaximumHeight(lines * 3 + 12)  # no wall of colour: three lines
+        self.scan_result.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
+        panel.addWidget(self.scan_result, 1)
+        panel.addStretch(0)
+        layout.addWidget(scan_panel)  # no stretch factor: the scan result is Expanding
         self.setCentralWidget(central)
+        self.central = central
 
     def _build_docks(self) -> None:
         # --- lot: rows / failed / partitions / problems ----------------------------------------
@@ -450,8 +505,13 @@ class MainWindow(QMainWindow):
         self.search_field.selectAll()
 
     def _escape(self) -> None:
+        """Esc: back to the plain state: no selection, no chosen port, no reprint, scan field."""
         self.scan_field.clear()
         self.scan_field.setFocus()
+        self.row_view.clearSelection()
+        self.failed_view.clearSelection()
+        if self.chosen_port is not None:
+            self.choose_port(None)
         if self.reprint_armed:
             self.arm_reprint(False)
 
@@ -462,14 +522,22 @@ class MainWindow(QMainWindow):
     def show_scan_result(self, ok: bool, text: str) -> None:
         color = theme.SCAN_OK if ok else theme.SCAN_BAD
         self.scan_result.setText(text)
+        self.scan_result.setToolTip(text)
         self.scan_result.setStyleSheet(
             f"background-color: {color}; color: white; border-radius: 4px; padding: 2px 8px;"
         )
         self.sounds.play("ok" if ok else "error")
 
+    def refuse(self, text: str, port: str = "") -> None:
+        """Refuse what the operator asked for: the red banner, the error sound, and the Log
+        (a banner is replaced by the next one; the Log keeps every refusal)."""
+        self.log("warning", text.removeprefix("✘ "), port)
+        self.show_scan_result(False, text)
+
     def show_hint(self, text: str) -> None:
         """A neutral message where scan results appear (e.g. the demo's first steps)."""
         self.scan_result.setText(text)
+        self.scan_result.setToolTip(text)
         self.scan_result.setStyleSheet(
             "background-color: #dbeafe; color: #0b2a4d; border-radius: 4px; padding: 2px 8px;"
         )
@@ -520,7 +588,7 @@ class MainWindow(QMainWindow):
         from station.production import open_lot
 
         if self.orchestrator is not None and self._busy_ports():
-            self.show_scan_result(False, "Finish or stop the running jobs first")
+            self.refuse("✘ Finish or stop the running jobs first")
             return False
         self._db_url = db_url
         try:
@@ -618,12 +686,19 @@ class MainWindow(QMainWindow):
         self._start_port_watcher()
         self._refresh_failed()
         name = getattr(lot.settings, "name", "") or "lot"
-        self.setWindowTitle(f"Station – {name}{self._title_suffix}")
+        self._update_title()
         self.status_lot.setText(f"Lot: {name}")
         self.tabs.setCurrentIndex(0)
         self.log("info", f"Lot {name} opened: {self.row_model.rowCount()} rows.")
         self.lot_opened.emit(name)
         self.refresh()
+
+    def _update_title(self) -> None:
+        name = (getattr(self.lot.settings, "name", "") or "lot") if self.lot is not None else ""
+        title = f"Station – {name}" if name else "Station"
+        if self.engineer:
+            title = f"ENGINEER MODE – {title}"
+        self.setWindowTitle(title + self._title_suffix)
 
     def _check_label_template(self, lot: Any) -> None:
         """Check the lot's label template against its columns; problems go to the Problems tab
@@ -635,17 +710,21 @@ class MainWindow(QMainWindow):
             template, problems = None, []
         self.labels.set_template(lot, template)
         self.label_problems = problems
-        self.problem_model.set_problems(problems)
+        # the lot's warnings (allowed, but they look like mistakes: two rows sharing a key, a
+        # NUL in a string …) are listed with the problems; they never show a value
+        warnings = list(getattr(lot.mfg, "warnings", ()))
+        self.problem_model.set_problems([*problems, *warnings])
         self.problem_source.clear()
+        listed = len(problems) + len(warnings)
+        self.tabs.setTabText(self.problems_tab, f"Pro&blems ({listed})" if listed else "Pro&blems")
         if problems:
-            self.tabs.setTabText(self.problems_tab, f"Pro&blems ({len(problems)})")
             self.log(
                 "warning",
                 f"the lot's label template has {len(problems)} problem(s) (see Problems); "
                 "no labels will be printed",
             )
-        else:
-            self.tabs.setTabText(self.problems_tab, "Pro&blems")
+        if warnings:
+            self.log("warning", f"the lot has {len(warnings)} warning(s): see Problems")
 
     def _orchestrator_config(self) -> tuple[int, bool, str]:
         return (self.settings.baud, self.settings.continuous, self.settings.operator)
@@ -736,6 +815,7 @@ class MainWindow(QMainWindow):
             if port in self.cards:
                 continue
             name = slot or f"Slot {len(self.cards) + 1}"
+            self.slot_names[port] = name
             self.bridge.add_port(port, name)
             card = PortCard(port, name)
             view = self.bridge.view(port)
@@ -770,6 +850,10 @@ class MainWindow(QMainWindow):
             return
         view = self.bridge.view(old) or card.view
         order = list(self.cards)
+        ports = self.settings.ports
+        if old in ports:  # the station's port list follows (Settings shows the ports as they are)
+            ports[ports.index(old)] = new
+            self.settings.ports = ports
         self.orchestrator.remove_port(old)
         self._remove_card(old)
         self.bridge.add_port(new, view.slot, passed=view.passed_count, failed=view.failed_count)
@@ -801,15 +885,15 @@ class MainWindow(QMainWindow):
             return 1, False
         n = len(self.cards)
         card = next(iter(self.cards.values()))
-        viewport = self.cards_scroll.viewport()
+        room_width, room_height = self._cards_room()
         spacing = self.cards_grid.spacing()
 
         def columns(compact: bool) -> int:
             width = card.width_for(compact=compact) + spacing
-            return max(1, min(n, (viewport.width() + spacing) // width))
+            return max(1, min(n, (room_width + spacing) // width))
 
         def fits(cols: int, height: int) -> bool:
-            return -(-n // cols) * (height + spacing) <= viewport.height() + spacing
+            return -(-n // cols) * (height + spacing) <= room_height + spacing
 
         cols = columns(False)
         if n == 1 or fits(cols, card.full_height):
@@ -818,6 +902,19 @@ class MainWindow(QMainWindow):
         # the fewest columns that fit: the widest cards, the state word at its largest
         return next((c for c in range(1, widest + 1) if fits(c, card.compact_height)), widest), True
 
+    def _cards_room(self) -> tuple[int, int]:
+        """The width and height the cards may take: the central area less the engineer band
+        and the scan panel at its smallest (the scan field and two lines of feedback)."""
+        central = self.central
+        margins = central.layout().contentsMargins()
+        spacing = central.layout().spacing()
+        width = central.width() - margins.left() - margins.right()
+        height = central.height() - margins.top() - margins.bottom()
+        height -= self.scan_panel.minimumSizeHint().height() + spacing
+        if self.engineer_band.isVisible():
+            height -= self.engineer_band.heightForWidth(width) + spacing
+        return width, height
+
     def _layout_cards(self) -> None:
         for card in self.cards.values():
             self.cards_grid.removeWidget(card)
@@ -825,6 +922,7 @@ class MainWindow(QMainWindow):
         self.no_ports.setVisible(not self.cards)
         if not self.cards:
             self.cards_grid.addWidget(self.no_ports, 0, 0)
+            self.cards_scroll.updateGeometry()
             return
         cols, compact = self._card_layout()
         for i, card in enumerate(self.cards.values()):
@@ -834,6 +932,7 @@ class MainWindow(QMainWindow):
             self.cards_grid.setColumnStretch(c, 1 if c < cols else 0)
         self.cards_grid.setRowStretch(self.cards_grid.rowCount(), 1)
         self._card_mode = (cols, compact)
+        self.cards_scroll.updateGeometry()  # its size hint is the cards' height
 
     def _cards_resized(self) -> None:
         """The cards' room changed (window, dock or log resized): relayout if the mode does."""
@@ -920,8 +1019,8 @@ class MainWindow(QMainWindow):
         if not code:
             return
         if self.orchestrator is None:
-            msg = f"{code}: no lot is open"
-            self.show_scan_result(False, msg)
+            msg = f"✘ {code}: no lot is open"
+            self.refuse(msg)
             self.scan_handled.emit(code, False, msg)
             return
         known = self.lot.ledger.find_scan(code) if self.lot is not None else None
@@ -933,8 +1032,7 @@ class MainWindow(QMainWindow):
         if known is not None and known.state == "done":
             # a finished unit scanned again: never re-flash it from a scan (Release is for that)
             msg = f"✘ {code}: already done, put it aside"
-            self.log("warning", f"scan {code} refused: the unit is already done")
-            self.show_scan_result(False, msg)
+            self.refuse(msg)
             self.scan_handled.emit(code, False, msg)
             return
         try:
@@ -943,15 +1041,13 @@ class MainWindow(QMainWindow):
             )
         except StationError as err:
             msg = f"✘ {code}: {_first_message(err)}"
-            self.log("warning", f"scan {code} refused: {_first_message(err)}")
-            self.show_scan_result(False, msg)
+            self.refuse(msg)
             self.scan_handled.emit(code, False, msg)
             return
-        slot = self.cards[port].view.slot if port in self.cards else port
-        msg = f"✔ {code} → {slot}"
+        msg = f"✔ {code} → {self._slot(port)}"
         self.log("info", f"scan {code}: row {row_index + 1} assigned", port)
         self.show_scan_result(True, msg)
-        self._select_row(row_index)
+        self._show_row(row_index)
         self._after_assign(port)
         self.bridge.mark_rows_changed(row_index)
         self.choose_port(None)
@@ -969,15 +1065,24 @@ class MainWindow(QMainWindow):
         except StationError as err:
             self.log("warning", _first_message(err), port)
 
-    def _select_row(self, row_index: int) -> None:
+    def _slot(self, port: str) -> str:
+        return port_label(port, self.slot_names)
+
+    def _show_row(self, row_index: int) -> None:
+        """Bring a scanned unit's row into view without selecting it: a selection is the
+        operator's own choice of what F6 sends next, and a scan must not make it."""
         model = self.row_model
         if model.state_filter is None and not model.search:
             row: int | None = row_index
         else:
             row = model.row_of(row_index)
+        self.row_view.clearSelection()
         if row is not None and 0 <= row < model.rowCount():
-            self.row_view.selectRow(row)
-            self.row_view.scrollTo(model.index(row, 0))
+            index = model.index(row, 0)
+            self.row_view.selectionModel().setCurrentIndex(
+                index, QItemSelectionModel.SelectionFlag.NoUpdate
+            )
+            self.row_view.scrollTo(index)
 
     def selected_row_index(self) -> int | None:
         rows = self.row_view.selectionModel().selectedRows()
@@ -989,24 +1094,41 @@ class MainWindow(QMainWindow):
     def assign_selected(self) -> None:
         """Send the selected row (or the next pending one) to the chosen or next free port."""
         if self.orchestrator is None:
-            self.show_scan_result(False, "No lot is open")
+            self.refuse("✘ No lot is open")
             return
-        row_index = self.selected_row_index()
+        row_index = self._chosen_pending_row()
         if row_index is None:
             row_index = self._next_unassigned_row()
             if row_index is None:
-                self.show_scan_result(False, "No pending rows left")
+                self.refuse("✘ No pending rows left")
                 return
         try:
             port = self.orchestrator.assign(self.chosen_port or self._ready_port(), row_index)
         except StationError as err:
-            self.show_scan_result(False, f"✘ row {row_index + 1}: {_first_message(err)}")
+            self.refuse(f"✘ row {row_index + 1}: {_first_message(err)}")
             return
-        slot = self.cards[port].view.slot if port in self.cards else port
-        self.show_scan_result(True, f"✔ row {row_index + 1} → {slot}")
+        self.row_view.clearSelection()  # the choice is used up: the next F6 takes the next row
+        rec = self.lot.ledger.row(row_index) if self.lot is not None else None
+        unit = (rec.unit_id if rec is not None else "") or f"row {row_index + 1}"
+        self.show_scan_result(True, f"✔ {unit} → {self._slot(port)}")
         self._after_assign(port)
         self.bridge.mark_rows_changed(row_index)
         self.choose_port(None)
+
+    def _chosen_pending_row(self) -> int | None:
+        """The row the operator selected, if it is one F6 can send (pending, not waiting on a
+        port); any other selection (a done unit, a row already assigned) leaves F6 to the next
+        pending row."""
+        row_index = self.selected_row_index()
+        if row_index is None or self.lot is None:
+            return None
+        rec = self.lot.ledger.row(row_index)
+        if rec is None or rec.state != "pending":
+            return None
+        orch = self.orchestrator
+        if orch is not None and row_index in orch.assigned_rows().values():
+            return None
+        return row_index
 
     def _next_unassigned_row(self) -> int | None:
         """The first pending row no port is waiting for."""
@@ -1034,7 +1156,7 @@ class MainWindow(QMainWindow):
         try:
             self.orchestrator.start(port)
         except StationError as err:
-            self.show_scan_result(False, f"{port}: {_first_message(err)}")
+            self.refuse(f"✘ {self._slot(port)}: {_first_message(err)}", port)
 
     def cancel_port(self, port: str) -> None:
         """Stop: cancel the job on the port, and drop the unit waiting there."""
@@ -1050,12 +1172,12 @@ class MainWindow(QMainWindow):
 
     def start_all(self) -> None:
         if self.orchestrator is None:
-            self.show_scan_result(False, "No lot is open")
+            self.refuse("✘ No lot is open")
             return
         try:
             self.orchestrator.start_all()
         except StationError as err:
-            self.show_scan_result(False, _first_message(err))
+            self.refuse(f"✘ {_first_message(err)}")
 
     def stop_all(self) -> None:
         if self.orchestrator is not None:
@@ -1075,14 +1197,16 @@ class MainWindow(QMainWindow):
         """Retry the selected failed unit (same row; the orchestrator picks the port)."""
         rec = self._selected_failed()
         if rec is None or self.orchestrator is None:
-            self.show_scan_result(False, "No failed unit selected")
+            self.refuse("✘ No failed unit selected")
             return
         try:
             port = self.orchestrator.retry(rec.index)
         except StationError as err:
-            self.show_scan_result(False, f"Retry refused: {_first_message(err)}")
+            self.refuse(f"✘ Retry refused: {_first_message(err)}")
             return
-        self.show_scan_result(True, f"↻ {rec.unit_id or rec.index + 1} → retry on {port}")
+        self.show_scan_result(
+            True, f"↻ {rec.unit_id or rec.index + 1} → retry on {self._slot(port)}"
+        )
         self.bridge.mark_rows_changed(rec.index)
 
     def _selected_unit(self) -> Any | None:
@@ -1101,7 +1225,7 @@ class MainWindow(QMainWindow):
         label output set up, show the label instead (what would be printed)."""
         rec = self._selected_unit()
         if rec is None or self.lot is None:
-            self.show_scan_result(False, "No unit selected")
+            self.refuse("✘ No unit selected")
             return
         if self.label_problems or (
             self.settings.label_output and self.labels.template(self.lot) is not None
@@ -1124,7 +1248,7 @@ class MainWindow(QMainWindow):
     def arm_reprint(self, on: bool) -> None:
         """F8: the next scan reprints that unit's label (once) instead of assigning it."""
         if on and self.lot is None:
-            self.show_scan_result(False, "No lot is open")
+            self.refuse("✘ No lot is open")
             on = False
         self.reprint_armed = on
         self.act_reprint_scan.setChecked(on)
@@ -1136,7 +1260,7 @@ class MainWindow(QMainWindow):
             self.port_choice.setStyleSheet("color: #b45309; font-weight: bold;")
             self.show_hint("Reprint: scan a unit (Esc: cancel)")
         else:
-            self.scan_field.setPlaceholderText("scan a unit's code (works wherever the focus is)")
+            self.scan_field.setPlaceholderText(SCAN_PLACEHOLDER)
             self.scan_field.setStyleSheet("")
             self.port_choice.setStyleSheet("")
             self.choose_port(self.chosen_port)
@@ -1165,8 +1289,7 @@ class MainWindow(QMainWindow):
             why = "no label output is set (Settings, engineer mode)"
         if why or rec is None:
             msg = f"✘ {name}: {why}"
-            self.log("warning", f"label {name} not printed: {why}")
-            self.show_scan_result(False, msg)
+            self.refuse(msg)
             return False, msg
         job = LabelJob(self.lot, rec.index, output, reprint, self.settings.operator)
         self.labels.submit(job)
@@ -1195,7 +1318,7 @@ class MainWindow(QMainWindow):
         """Supervisor only: give a failed row back to production, with a reason (audited)."""
         rec = self._selected_failed()
         if rec is None or self.orchestrator is None:
-            self.show_scan_result(False, "No failed unit selected")
+            self.refuse("✘ No failed unit selected")
             return
         if not self._engineer_only("release a row"):
             return
@@ -1213,7 +1336,7 @@ class MainWindow(QMainWindow):
                     return
                 self.orchestrator.release(rec.index, reason, operator, station_gone=True)
         except StationError as err:
-            self.show_scan_result(False, f"Release refused: {_first_message(err)}")
+            self.refuse(f"✘ Release refused: {_first_message(err)}")
             return
         self.log("warning", f"row {rec.index + 1} ({rec.unit_id}) released: {reason}")
         self.show_scan_result(True, f"Row {rec.index + 1} released")
@@ -1242,7 +1365,11 @@ class MainWindow(QMainWindow):
         self.release_button.setEnabled(on)
         self.act_mode.setText("Operator mode" if on else "Engineer mode")
         self.status_mode.setText("ENGINEER" if on else "Operator")
-        self.status_mode.setStyleSheet("color: #b45309; font-weight: bold;" if on else "")
+        self.status_mode.setStyleSheet(f"color: {ENGINEER_COLOR}; font-weight: bold;" if on else "")
+        self.engineer_band.setVisible(on)
+        self._update_title()
+        if self.cards:
+            self._layout_cards()  # the band takes room from the cards
         self.mode_changed.emit(on)
 
     def toggle_mode(self) -> None:
@@ -1256,35 +1383,33 @@ class MainWindow(QMainWindow):
                 return
             again = self.ask_pin("Type the new PIN again:")
             if pin != again:
-                self.show_scan_result(False, "The PINs differ; nothing changed")
+                self.refuse("✘ The PINs differ; nothing changed")
                 return
             try:  # too short, or a machine-wide PIN file this account cannot write
                 self.settings.set_pin(pin)
             except ValueError as err:
-                self.show_scan_result(False, str(err))
+                self.refuse(f"✘ {err}")
                 return
         else:
             if self.settings.pin_wait() > 0:  # wrong tries: each one waits longer
                 wait = math.ceil(self.settings.pin_wait())
-                self.show_scan_result(False, f"Too many wrong PINs: try again in {wait} s")
+                self.refuse(f"✘ Too many wrong PINs: try again in {wait} s")
                 return
             pin = self.ask_pin("Engineer PIN:")
             if pin is None:
                 return
             if not self.settings.check_pin(pin):
                 wait = math.ceil(self.settings.pin_wait())
-                self.show_scan_result(
-                    False, "Wrong PIN" + (f"; the next try in {wait} s" if wait else "")
-                )
-                self.log("warning", "wrong engineer PIN")
+                self.refuse("✘ Wrong PIN" + (f"; the next try in {wait} s" if wait else ""))
                 return
         self.set_engineer(True)
         self.log("info", "engineer mode")
+        self.show_hint("Engineer mode (F2: back to operator mode)")  # replaces "Wrong PIN"
 
     def _engineer_only(self, what: str) -> bool:
         if self.engineer:
             return True
-        self.show_scan_result(False, f"Engineer mode needed to {what} (F2)")
+        self.refuse(f"✘ Engineer mode needed to {what} (F2)")
         return False
 
     def open_settings(self) -> None:
@@ -1293,7 +1418,7 @@ class MainWindow(QMainWindow):
         from station.gui.dialogs import SettingsDialog
 
         dialog = SettingsDialog(self.settings, self)
-        if dialog.exec():
+        if dialog.exec() and dialog.changed:
             self.apply_settings()
 
     def apply_settings(self) -> None:
@@ -1416,6 +1541,32 @@ class MainWindow(QMainWindow):
 
 class _CardsScroll(QScrollArea):
     """The scroll area around the port cards; tells the window when its room changes."""
+
+    def __init__(self, resized: Any) -> None:
+        super().__init__()
+        self._resized = resized
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._resized()
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:
+        handled = super().eventFilter(watched, event)
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the cards' height changed: so does this area's size hint
+        return handled
+
+    def sizeHint(self) -> QSize:
+        """As tall as the cards (the scan panel below takes the rest of the room)."""
+        hint = super().sizeHint()
+        widget = self.widget()
+        if widget is None:
+            return hint
+        return QSize(hint.width(), widget.sizeHint().height() + 2 * self.frameWidth())
+
+
+class _Central(QWidget):
+    """The central area; tells the window when its room changes (the cards' layout follows)."""
 
     def __init__(self, resized: Any) -> None:
         super().__init__()

@@ -29,6 +29,14 @@ def lot_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def _without_label(lot_dir: Path) -> Path:
+    """The sample lot without its [label] table (a test that sets its own, or none)."""
+    lot_file = lot_dir / "lot.toml"
+    text = lot_file.read_text()
+    lot_file.write_text(text[: text.index("[label]")])
+    return lot_file
+
+
 @pytest.fixture
 def window(qtbot: QtBot, settings: StationSettings) -> Iterator[MainWindow]:
     settings.ports = DEAD_PORTS
@@ -129,7 +137,9 @@ def test_scan_assigns_the_row_to_a_free_port_and_twice_is_refused(
     window.handle_scan("SN26110005")
     assert theme.SCAN_OK in window.scan_result.styleSheet()
     assert window.sounds.played[-1] == "ok"
-    assert window.selected_row_index() == 4
+    # the scanned row is shown (current), not selected: a selection would steer F6
+    assert window.selected_row_index() is None
+    assert window.row_view.currentIndex().row() == 4
     port = DEAD_PORTS[0]
     qtbot.waitUntil(lambda: window.cards[port].view.row_index == 4)
     assert window.cards[port].fields["Unit"].text() == "SN26110005"
@@ -282,7 +292,7 @@ def test_new_lot_dialog_saves_a_lot_file_the_window_opens(
 def test_reprint_shows_what_would_be_printed(
     qtbot: QtBot, window: MainWindow, lot_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lot_file = lot_dir / "lot.toml"
+    lot_file = _without_label(lot_dir)
     lot_file.write_text(
         lot_file.read_text()
         + 'label = { width_mm = 50, height_mm = 25, lines = ["{serial_no}", "key {device_key}"],'
@@ -305,7 +315,7 @@ def test_reprint_shows_what_would_be_printed(
 def test_reprint_without_a_label_layout_lists_the_fields(
     qtbot: QtBot, window: MainWindow, lot_dir: Path
 ) -> None:
-    window.open_lot(str(lot_dir / "lot.toml"))
+    window.open_lot(str(_without_label(lot_dir)))
     dialog = LabelDialog(window, window.lot, window.lot.ledger.row(0))
     qtbot.addWidget(dialog)
     assert dialog.image is None and not dialog.print_button.isEnabled()
@@ -332,9 +342,12 @@ def test_keyboard_only_operation(
     qtbot.keyClick(window.row_view, Qt.Key.Key_Down)
     qtbot.keyClick(window.row_view, Qt.Key.Key_2, ctrl)  # Ctrl+2: the second port
     assert window.chosen_port == DEAD_PORTS[1]
+    selected = window.selected_row_index()
+    assert selected is not None
     qtbot.keyClick(window.row_view, Qt.Key.Key_F6)  # F6: the selected row to that port
     qtbot.waitUntil(lambda: window.cards[DEAD_PORTS[1]].view.row_index is not None)
-    assert window.cards[DEAD_PORTS[1]].view.row_index == window.selected_row_index()
+    assert window.cards[DEAD_PORTS[1]].view.row_index == selected
+    assert window.selected_row_index() is None  # used up: the next F6 takes the next row
     monkeypatch.setattr(window, "ask_pin", lambda prompt: "246800")
     window.settings.set_pin("246800")
     qtbot.keyClick(window.row_view, Qt.Key.Key_F2)  # F2: engineer mode
@@ -353,7 +366,7 @@ def test_settings_dialog_saves_and_the_window_follows(
     dialog.accept()
     assert "not a number" in dialog.error.text() and dialog.result() == 0
     dialog.baud.setCurrentText("921600")
-    dialog.ports.setPlainText(f"{DEAD_PORTS[1]}\nsocket://127.0.0.1:5\n\n")
+    dialog.ports.setText(f"{DEAD_PORTS[1]}, socket://127.0.0.1:5 ,")
     dialog.continuous.setChecked(True)
     dialog.accept()
     assert window.settings.baud == 921600
@@ -469,3 +482,23 @@ def test_a_short_first_pin_is_refused(window: MainWindow, monkeypatch: pytest.Mo
     window.toggle_mode()
     assert not window.engineer and not window.settings.has_pin
     assert "at least 6 digits" in window.scan_result.text()
+
+
+def test_the_lots_warnings_are_listed_in_problems_without_values(
+    window: MainWindow, lot_dir: Path
+) -> None:
+    """Two units sharing a device key opens (a warning, not a refusal), and the window says so
+    where the engineer looks: the Problems tab and the Log, naming lines, never the key."""
+    lot_file = _without_label(lot_dir)
+    values = lot_dir / "values.csv"
+    lines = values.read_text().splitlines()
+    key = lines[1].split(",")[1]
+    lines[2] = ",".join([lines[2].split(",")[0], key, *lines[2].split(",")[2:]])
+    values.write_text("\n".join(lines) + "\n")
+    assert window.open_lot(str(lot_file))
+    shown = [window.problem_model.problem(r) for r in range(window.problem_model.rowCount())]
+    assert any("same value as line 2" in p.message and p.line == 3 for p in shown), shown
+    assert "(1)" in window.tabs.tabText(window.problems_tab)
+    assert all(key not in str(p) for p in shown)
+    logged = [window.log_model.index(r, 3).data() for r in range(window.log_model.rowCount())]
+    assert any("1 warning(s): see Problems" in str(text) for text in logged), logged
