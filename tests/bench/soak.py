@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -385,8 +386,10 @@ class Operator:
 class Sampler:
     """Takes a sample every ``every`` finished units."""
 
-    def __init__(self, record: Record, every: int) -> None:
+    def __init__(self, record: Record, every: int, warmup: int = 0) -> None:
         self.record = record
+        self.warmup = warmup
+        self.baseline: tracemalloc.Snapshot | None = None  # with --trace: at warm-up
         self.every = every
         self.next_at = every
         self.last_t = time.monotonic()
@@ -440,6 +443,14 @@ class Sampler:
         if extra:
             sample.update(extra)
         sample["top_types"] = dict(kinds.most_common(6))
+        if tracemalloc.is_tracing():
+            sample["py_heap_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 2)
+            snap = tracemalloc.take_snapshot()
+            if self.baseline is None and units >= self.warmup:
+                self.baseline = snap
+            elif self.baseline is not None:
+                top = snap.compare_to(self.baseline, "lineno")[:8]
+                sample["heap_growth"] = [str(stat) for stat in top]
         self.record.samples.append(sample)
         self.last_t, self.last_units = now, units
         while self.next_at <= units:
@@ -611,7 +622,7 @@ def run_headless(folder: Path, opts: Options) -> dict[str, Any]:
         faults=opts.faults,
     )
     box["operator"] = operator
-    sampler = Sampler(record, opts.every)
+    sampler = Sampler(record, opts.every, opts.warmup)
     started = time.monotonic()
     try:
         plugged = operator.start([f"Slot {i + 1}" for i in range(opts.ports)])
@@ -785,7 +796,7 @@ def run_window(folder: Path, opts: Options) -> dict[str, Any]:
         faults=opts.faults,
     )
     box["operator"] = operator
-    sampler = Sampler(record, opts.every)
+    sampler = Sampler(record, opts.every, opts.warmup)
     gaps = Gaps()
     loop = QEventLoop()
     started = time.monotonic()
@@ -797,7 +808,13 @@ def run_window(folder: Path, opts: Options) -> dict[str, Any]:
         return count
 
     def sample(units: int) -> dict[str, Any]:
-        extra = {"qobjects": qobjects(), "widgets": len(app.allWidgets()), **gaps.take()}
+        extra = {
+            "qobjects": qobjects(),
+            "widgets": len(app.allWidgets()),
+            "cards": len(window.cards),
+            "port_views": len(window.bridge._views),  # the bridge's state per port
+            **gaps.take(),
+        }
         return sampler.take(
             units,
             host_pid=host_pid(),
@@ -893,6 +910,11 @@ def main() -> None:
     parser.add_argument("--no-faults", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no PASS/FAIL line per unit")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="trace Python allocations (slower): the Python heap and where it grew",
+    )
     args = parser.parse_args()
     opts = Options(
         rows=args.rows,
@@ -905,6 +927,8 @@ def main() -> None:
         limit=args.minutes * 60.0,
         quiet=args.quiet,
     )
+    if args.trace:
+        tracemalloc.start(4)
     modes = ("headless", "window") if args.mode == "both" else (args.mode,)
     results = []
     for mode in modes:
@@ -912,6 +936,8 @@ def main() -> None:
             run = run_headless if mode == "headless" else run_window
             result = run(Path(tmp), opts)
         print(report(result), flush=True)
+        for line in result["samples"][-1].get("heap_growth", []):
+            print(f"  heap growth since warm-up: {line}", flush=True)
         results.append(result)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
