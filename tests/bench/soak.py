@@ -656,6 +656,7 @@ def run_headless(folder: Path, opts: Options) -> dict[str, Any]:
         operator.stop()
         host.close()
     result = _result(record, opts, time.monotonic() - started)
+    _wind_down(orch, result)
     result["ledger"] = account(lot.ledger, record)
     lot.close()
     return result
@@ -664,6 +665,19 @@ def run_headless(folder: Path, opts: Options) -> dict[str, Any]:
 class _Discard(io.TextIOBase):
     def write(self, s: str) -> int:
         return len(s)
+
+
+def _wind_down(orch: Any, result: dict[str, Any] | None) -> None:
+    """After the station closed: wait for port threads that were still ending (close() waits
+    5 s; a loaded machine can take longer) and record any that never end."""
+    threads = [p.thread for p in orch._ports.values() if p.thread is not None]
+    threads += getattr(orch, "_stray", [])
+    late = [t for t in threads if t.is_alive()]
+    for t in late:
+        t.join(60.0)
+    if result is not None:
+        result["threads_ending_late"] = len(late)
+        result["threads_never_ended"] = [t.name for t in late if t.is_alive()]
 
 
 def _finished(ledger: Any, operator: Operator) -> bool:
@@ -866,6 +880,7 @@ def run_window(folder: Path, opts: Options) -> dict[str, Any]:
             app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 100)
             stopper.join(0.05)
         window.shutdown()
+        _wind_down(orch, result if "result" in locals() else None)
         window.deleteLater()
         app.processEvents()
     return result

@@ -43,6 +43,8 @@ def leaks(short: dict[str, Any], long: dict[str, Any]) -> list[str]:
         for key, slack in SLACK.items()
         if a.get(key) is not None and b.get(key) is not None and b[key] > a[key] + slack
     ]
+    if long.get("threads_never_ended"):
+        found.append(f"port threads that never ended: {long['threads_never_ended']}")
     if b["children"] != 1:
         found.append(f"the station has {b['children']} child processes; only the device host")
     return found
