@@ -481,14 +481,16 @@ SLOPE_KEYS = (
 
 def summarise(record: Record, warmup: int) -> dict[str, Any]:
     """Slopes per 1,000 units after warm-up, and throughput first vs last 1,000 units."""
-    late = [s for s in record.samples if s["units"] >= warmup] or record.samples
+    # under load only: the final sample (taken once every port is idle) would tilt the slopes
+    loaded = [s for s in record.samples if not s.get("final")]
+    late = [s for s in loaded if s["units"] >= warmup] or loaded
     slopes = {}
     for key in SLOPE_KEYS:
         pts = [(s["units"], s[key]) for s in late if s.get(key) is not None]
         if pts:
             slopes[key] = round(slope(pts), 3)
     out: dict[str, Any] = {"slopes_per_1000": slopes}
-    samples = record.samples
+    samples = loaded
     if len(samples) >= 2:
         window = min(1000, samples[-1]["units"] // 2)
         first = [s for s in samples if s["units"] <= window]
