@@ -189,6 +189,8 @@ class Orchestrator:
         self._closing = threading.Event()
         self._claim_lock = threading.Lock()
         self._claimed: set[str] = set()  # ports with a unit claimed and not finished
+        # threads of removed ports that had not ended when remove_port() returned
+        self._stray: list[threading.Thread] = []
         self.units_done = 0  # verified in this run
         self.units_failed = 0
         self.run_id = self.ledger.start_run()
@@ -253,8 +255,9 @@ class Orchestrator:
         if self.auto_start:
             self.start(port)
 
-    def remove_port(self, port: str) -> None:
-        """Cancel whatever the port is doing and forget it."""
+    def remove_port(self, port: str, timeout: float = 5.0) -> None:
+        """Cancel whatever the port is doing and forget it (waits up to ``timeout`` seconds for
+        its thread; one still winding down after that is joined by :meth:`close`)."""
         with self._lock:
             p = self._ports.get(port)
             if p is None:
@@ -264,10 +267,13 @@ class Orchestrator:
             p.decision.set()
             thread = p.thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
+            thread.join(timeout)
         with self._lock:
             if self._ports.get(port) is p:
                 del self._ports[port]
+            if thread is not None and thread.is_alive():
+                self._stray.append(thread)
+            self._stray = [t for t in self._stray if t.is_alive()]
 
     def ports(self) -> list[str]:
         with self._lock:
@@ -516,6 +522,7 @@ class Orchestrator:
         deadline = time.monotonic() + timeout
         with self._lock:
             threads = [p.thread for p in self._ports.values() if p.thread is not None]
+            threads += self._stray
         for t in threads:
             if t is not threading.current_thread():
                 t.join(max(0.0, deadline - time.monotonic()))
