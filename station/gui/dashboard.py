@@ -66,20 +66,6 @@ LOW_YIELD = 0.9  # yield bars below this are drawn red
 TWO_COLUMNS = 1000  # from this width on, the charts stand two abreast
 
 
-def ago(now: float, t: float | None) -> str:
-    """How long ago ``t`` was, in the words a supervisor reads at a glance."""
-    if t is None:
-        return "never"
-    s = max(0.0, now - t)
-    if s < 90:
-        return f"{s:.0f} s ago"
-    if s < 5400:
-        return f"{s / 60:.0f} min ago"
-    if s < 172800:
-        return f"{s / 3600:.1f} h ago"
-    return f"{s / 86400:.0f} days ago"
-
-
 class StationModel(QAbstractTableModel):
     """The stations on the line: state, last activity, passed/failed/in progress."""
 
@@ -123,7 +109,7 @@ class StationModel(QAbstractTableModel):
                 st.station_id or "(unnamed)",
                 ", ".join(st.hosts),
                 st.state(self._now),
-                ago(self._now, st.last_activity),
+                stats.ago(self._now, st.last_activity),
                 str(st.passed),
                 str(st.failed),
                 str(st.in_progress),

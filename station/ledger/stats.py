@@ -467,3 +467,17 @@ def line_stats(ledger: Ledger, *, now: float | None = None) -> LineStats:
         stations=stations(ledger, grouped),
         units_per_hour=ledger.counters(now=at).units_per_hour,
     )
+
+
+def ago(now: float, t: float | None) -> str:
+    """How long ago ``t`` was, in the words a supervisor reads at a glance."""
+    if t is None:
+        return "never"
+    s = max(0.0, now - t)
+    if s < 90:
+        return f"{s:.0f} s ago"
+    if s < 5400:
+        return f"{s / 60:.0f} min ago"
+    if s < 172800:
+        return f"{s / 3600:.1f} h ago"
+    return f"{s / 86400:.0f} days ago"

@@ -55,19 +55,6 @@ def _iso(t: float | None) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _ago(now: float, t: float | None) -> str:
-    if t is None:
-        return "never"
-    s = max(0.0, now - t)
-    if s < 90:
-        return f"{s:.0f} s ago"
-    if s < 5400:
-        return f"{s / 60:.0f} min ago"
-    if s < 172800:
-        return f"{s / 3600:.1f} h ago"
-    return f"{s / 86400:.0f} days ago"
-
-
 def _pct(rate: float | None) -> str:
     return "–" if rate is None else f"{rate:.1%}"
 
@@ -293,7 +280,7 @@ def stations_table(s: LineStats) -> str:
                 e(", ".join(st.hosts)),
                 st.state(s.at),
                 e(_iso(st.last_activity)),
-                e(_ago(s.at, st.last_activity)),
+                e(stats.ago(s.at, st.last_activity)),
                 str(st.passed),
                 f'<span class="fail">{st.failed}</span>' if st.failed else "0",
                 str(st.in_progress),
