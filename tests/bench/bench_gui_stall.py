@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -48,23 +47,10 @@ NICE_DEVICES = False
 
 
 def make_lot(folder: Path, rows: int) -> Path:
-    """A lot like the sample one with ``rows`` rows (serial, 16-byte key, revision)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(SAMPLE / "partitions.csv", folder / "partitions.csv")
-    (folder / "config.csv").write_text(
-        "factory,namespace,\nserial_no,data,string\ndevice_key,data,hex2bin\nhw_rev,data,u32\n"
-    )
-    with (folder / "values.csv").open("w") as f:
-        f.write("serial_no,device_key,hw_rev\n")
-        for i in range(rows):
-            f.write(f"SN{i:08d},{os.urandom(16).hex()},3\n")
-    lot = folder / "lot.toml"
-    lot.write_text(
-        'name = "BENCH"\nconfig = "config.csv"\nvalues = "values.csv"\n'
-        'partition_table = "partitions.csv"\npartition = "fctry"\nchip = "esp32"\n'
-        'fileid = "serial_no"\nscan_column = "serial_no"\n'
-    )
-    return lot
+    """A lot like the sample one with ``rows`` rows (the soak driver's, named BENCH)."""
+    from soak import make_lot as soak_lot  # tests/bench/ is this script's folder: on the path
+
+    return soak_lot(folder, rows, name="BENCH")
 
 
 class StallMeter(QObject):

@@ -61,7 +61,7 @@ SIMULATED_NICE = 10  # as the demo: real chips bring their own CPU
 
 
 # -- the lot --------------------------------------------------------------------------------------
-def make_lot(folder: Path, rows: int) -> Path:
+def make_lot(folder: Path, rows: int, name: str = "SOAK") -> Path:
     """A lot like the sample one with ``rows`` rows (serial, 16-byte key, revision)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(SAMPLE / "partitions.csv", folder / "partitions.csv")
@@ -74,7 +74,7 @@ def make_lot(folder: Path, rows: int) -> Path:
             f.write(f"SN{i:08d},{os.urandom(16).hex()},3\n")
     lot = folder / "lot.toml"
     lot.write_text(
-        'name = "SOAK"\nconfig = "config.csv"\nvalues = "values.csv"\n'
+        f'name = "{name}"\nconfig = "config.csv"\nvalues = "values.csv"\n'
         'partition_table = "partitions.csv"\npartition = "fctry"\nchip = "esp32"\n'
         'fileid = "serial_no"\nscan_column = "serial_no"\n'
     )

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from station.production import Orchestrator, open_lot
+from tests.production.fakes import FakeBench, FakeDevice
+
 SAMPLE = Path(__file__).resolve().parents[2] / "resources" / "sample_lot"
 
 
@@ -93,3 +96,21 @@ def make_build(lot: Path, *, chip: str = "esp32", app_size: int = 0x2000) -> Pat
     with lot.open("a", encoding="utf-8") as f:
         f.write('firmware = "build"\n')
     return root
+
+
+@pytest.fixture
+def worked_lot(tmp_path: Path) -> Path:
+    """A 6-row lot where 3 units passed and one failed while writing."""
+    path = make_small_lot(tmp_path / "lot", 6)
+    bench = FakeBench()
+    with (
+        open_lot(path) as lot,
+        Orchestrator(lot, on_event=lambda e: None, opener=bench.opener) as orch,
+    ):
+        for i, port in enumerate(["sim://a", "sim://b", "sim://c", "sim://d"]):
+            faults = {"writing": 1} if i == 3 else {}
+            bench.put(port, FakeDevice(f"24:0a:c4:00:00:{i:02x}", faults=faults))
+            orch.add_port(port)
+        orch.start_all()
+        assert orch.wait_idle(30)
+    return path

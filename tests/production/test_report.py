@@ -9,27 +9,8 @@ from pathlib import Path
 import pytest
 
 from station.cli import main
-from station.production import Orchestrator, open_lot
+from station.production import open_lot
 from tests.production.conftest import make_small_lot
-from tests.production.fakes import FakeBench, FakeDevice
-
-
-@pytest.fixture
-def worked_lot(tmp_path: Path) -> Path:
-    """A 6-row lot where 3 units passed and one failed after writing."""
-    path = make_small_lot(tmp_path / "lot", 6)
-    bench = FakeBench()
-    with (
-        open_lot(path) as lot,
-        Orchestrator(lot, on_event=lambda e: None, opener=bench.opener) as orch,
-    ):
-        for i, port in enumerate(["sim://a", "sim://b", "sim://c", "sim://d"]):
-            faults = {"writing": 1} if i == 3 else {}
-            bench.put(port, FakeDevice(f"24:0a:c4:00:00:{i:02x}", faults=faults))
-            orch.add_port(port)
-        orch.start_all()
-        assert orch.wait_idle(30)
-    return path
 
 
 def test_report_json(worked_lot: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,11 +14,8 @@ import pytest
 
 from station.cli import main
 from station.ledger import Ledger, LedgerRow
-from station.production import Orchestrator, open_lot
 from station.production.report_html import write_report
 from tests.ledger.line import T0, Clock, busy_line
-from tests.production.conftest import make_small_lot
-from tests.production.fakes import FakeBench, FakeDevice
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -106,24 +103,6 @@ def test_text_from_the_ledger_is_escaped(tmp_path: Path) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert_self_contained(text.replace("http://evil.example", ""))  # escaped, as text only
     assert not [a for a in parse(text).attrs if a[1].startswith("on")]
-
-
-@pytest.fixture
-def worked_lot(tmp_path: Path) -> Path:
-    """A 6-row lot where 3 units passed and one failed while writing."""
-    path = make_small_lot(tmp_path / "lot", 6)
-    bench = FakeBench()
-    with (
-        open_lot(path) as lot,
-        Orchestrator(lot, on_event=lambda e: None, opener=bench.opener) as orch,
-    ):
-        for i, port in enumerate(["sim://a", "sim://b", "sim://c", "sim://d"]):
-            faults = {"writing": 1} if i == 3 else {}
-            bench.put(port, FakeDevice(f"24:0a:c4:00:00:{i:02x}", faults=faults))
-            orch.add_port(port)
-        orch.start_all()
-        assert orch.wait_idle(30)
-    return path
 
 
 def test_report_html_command(
