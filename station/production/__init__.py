@@ -10,6 +10,7 @@ from station.production.orchestrator import (
     Decision,
     LogEvent,
     Orchestrator,
+    PortRemoved,
     PortUpdate,
     RowUpdate,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "Lot",
     "LotSettings",
     "Orchestrator",
+    "PortRemoved",
     "PortUpdate",
     "RowUpdate",
     "open_lot",

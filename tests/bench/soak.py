@@ -584,7 +584,7 @@ class Options:
 def run_headless(folder: Path, opts: Options) -> dict[str, Any]:
     """``station run``'s path: an Orchestrator in auto mode, events through its printer."""
     from station.flashing.host import DeviceHost
-    from station.production import Orchestrator, open_lot
+    from station.production import Orchestrator, PortRemoved, open_lot
     from station.production.commands import _RunPrinter
 
     lot_path = make_lot(folder / "lot", opts.rows)
@@ -594,8 +594,14 @@ def run_headless(folder: Path, opts: Options) -> dict[str, Any]:
     sink = io.StringIO() if opts.quiet else sys.stdout
     printer = _RunPrinter(_Discard() if opts.quiet else sink, _Discard())
     box: dict[str, Any] = {}
+    let_go = threading.Condition()
+    removed: set[str] = set()
 
     def on_event(event: object) -> None:
+        if isinstance(event, PortRemoved):
+            with let_go:
+                removed.add(event.port)
+                let_go.notify_all()
         printer(event)
         box["operator"].events.put(event)
 
@@ -610,8 +616,11 @@ def run_headless(folder: Path, opts: Options) -> dict[str, Any]:
     printer.orch = orch
 
     def plug(old: str, new: str, slot: str) -> None:
-        orch.remove_port(old)
+        orch.remove_port(old)  # returns at once; PortRemoved says when the device is free
         orch.add_port(new, slot)
+        with let_go:
+            let_go.wait_for(lambda: old in removed, timeout=60.0)
+            removed.discard(old)
 
     operator = Operator(
         factory=lot.factory,
@@ -789,7 +798,14 @@ def run_window(folder: Path, opts: Options) -> dict[str, Any]:
     box: dict[str, Any] = {}
     raw = orch._emit_raw
 
+    let_go = threading.Condition()
+    removed: set[str] = set()
+
     def tee(event: object) -> None:
+        if type(event).__name__ == "PortRemoved":
+            with let_go:
+                removed.add(event.port)  # type: ignore[attr-defined]
+                let_go.notify_all()
         raw(event)
         box["operator"].events.put(event)
 
@@ -797,6 +813,9 @@ def run_window(folder: Path, opts: Options) -> dict[str, Any]:
 
     def plug(old: str, new: str, slot: str) -> None:
         hands.call(lambda: window.replace_port(old, new))
+        with let_go:  # the window does not wait for the port to let go of the device
+            let_go.wait_for(lambda: old in removed, timeout=60.0)
+            removed.discard(old)
 
     def host_pid() -> int | None:
         return window.device_host.pid if window.device_host is not None else None

@@ -30,7 +30,7 @@ class ZplPrinter:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.labels: list[str] = []
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.thread = threading.Thread(target=self._serve, name="zpl printer", daemon=True)
         self.thread.start()
 
@@ -46,6 +46,14 @@ class ZplPrinter:
                     data += chunk
             with self.lock:
                 self.labels.append(data.decode())
+                self.lock.notify_all()
+
+    def wait_for(self, count: int) -> list[str]:
+        """The labels once ``count`` have arrived (a label is handed over when the station's
+        connection closes; this thread may take it in a moment later)."""
+        with self.lock:
+            self.lock.wait_for(lambda: len(self.labels) >= count, timeout=30.0)
+            return list(self.labels)
 
     def close(self) -> None:
         self.server.close()
@@ -80,8 +88,7 @@ def test_each_passed_unit_gets_its_label_on_the_zpl_printer_and_in_the_audit(
         f"label {unit} -> zpl tcp://127.0.0.1:{printer.port} (1 copy)" for unit in passed
     )
     # every label was handed over before the run ended: one label per unit, each its own
-    with printer.lock:
-        labels = list(printer.labels)
+    labels = printer.wait_for(6)
     assert len(labels) == 6
     for unit in passed:
         (label,) = [z for z in labels if unit in z]

@@ -47,3 +47,99 @@ def test_close_joins_the_thread_of_a_port_removed_while_stuck(tmp_path: Path) ->
         release.set()
         closed.set()
         lot.close()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.items: list[object] = []
+        self.lock = threading.Condition()
+
+    def __call__(self, event: object) -> None:
+        with self.lock:
+            self.items.append(event)
+            self.lock.notify_all()
+
+    def wait_for(self, what: type, port: str) -> bool:
+        with self.lock:
+            return self.lock.wait_for(
+                lambda: any(isinstance(e, what) and e.port == port for e in self.items),  # type: ignore[attr-defined]
+                timeout=30.0,
+            )
+
+
+def test_remove_port_does_not_wait_for_the_port_and_says_when_it_let_go(tmp_path: Path) -> None:
+    """The window's GUI thread calls remove_port (hot-plug, the demo's swaps): it returns while
+    the port's thread still winds down; PortRemoved says when the device is free, no update of
+    the port follows, and the port added again under that name waits for the old thread."""
+    from station.production import PortRemoved, PortUpdate
+
+    release = threading.Event()
+    opened: list[str] = []
+    lock = threading.Lock()
+
+    def opener(port: str, **_: Any) -> Any:
+        with lock:
+            opened.append(port)
+            first = len(opened) == 1
+        if first:
+            entered.set()
+            release.wait()  # deaf to the cancel until released
+        raise FlashError("no answer", port=port)
+
+    entered = threading.Event()
+    events = _Recorder()
+    lot = open_lot(make_small_lot(tmp_path / "lot", 2))
+    try:
+        with Orchestrator(
+            lot, on_event=events, auto_start=True, opener=opener, poll_interval=0.01
+        ) as orch:
+            orch.add_port("p")
+            assert entered.wait(30.0)
+            thread = next(t for t in threading.enumerate() if t.name == "port p")
+            orch.remove_port("p")  # returns at once: the opener has not let go
+            assert thread.is_alive() and orch.ports() == []
+            with events.lock:
+                seen = len(events.items)
+                assert not any(isinstance(e, PortRemoved) for e in events.items)
+            orch.add_port("p")  # the same port again: its worker waits for the old one
+            with lock:
+                assert opened == ["p"]
+            release.set()
+            assert events.wait_for(PortRemoved, "p")
+            thread.join(30.0)
+            assert not thread.is_alive()
+            with events.lock:
+                after = events.items[seen:]
+            first_new = next(
+                i for i, e in enumerate(after) if isinstance(e, PortUpdate) and e.port == "p"
+            )
+            removed = next(i for i, e in enumerate(after) if isinstance(e, PortRemoved))
+            # the added port's first update ("idle") may come before the old thread ended;
+            # the old thread's own updates ("cancelled", "waiting") never come
+            assert all(
+                e.state == "idle" and not e.message
+                for e in after[:removed]
+                if isinstance(e, PortUpdate)
+            ), after[:removed]
+            assert first_new < removed
+            orch.remove_port("p")
+            assert events.wait_for(PortRemoved, "p")
+    finally:
+        release.set()
+        lot.close()
+
+
+def test_remove_port_of_an_idle_port_says_so_at_once(tmp_path: Path) -> None:
+    from station.production import PortRemoved
+
+    events = _Recorder()
+    lot = open_lot(make_small_lot(tmp_path / "lot", 2))
+    try:
+        with Orchestrator(lot, on_event=events) as orch:
+            orch.add_port("idle")
+            orch.remove_port("idle")
+            assert [e for e in events.items if isinstance(e, PortRemoved)] == [PortRemoved("idle")]
+            orch.remove_port("idle")  # twice: nothing more
+            assert len([e for e in events.items if isinstance(e, PortRemoved)]) == 1
+    finally:
+        lot.close()
