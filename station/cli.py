@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from station import __version__
 from station.errors import StationError
+from station.native import limit_malloc_arenas
 
 if TYPE_CHECKING:
     from station.labels import Renderer
@@ -335,6 +336,8 @@ def _qt_label_renderer() -> Renderer:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # before any thread starts (a port's, Qt's): arenas made already stay (station.native)
+    limit_malloc_arenas()
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "labels", None):  # the labels layer never imports the GUI: give it Qt

@@ -275,6 +275,13 @@ _PHASE_WORDS = {
 }
 
 
+def _is_mismatch(err: BaseException) -> bool:
+    """esptool's write check (its MD5 after a write) found other data on the device: the one
+    place where esptool's text is read; everything above decides on :class:`FaultKind`."""
+    low = str(err).lower()
+    return "md5 of file does not match" in low or "written flash region is empty" in low
+
+
 def _reason(err: BaseException, port: str, phase: str) -> str:
     """Translate an esptool/pyserial exception into one operator sentence."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -282,7 +289,7 @@ def _reason(err: BaseException, port: str, phase: str) -> str:
     doing = _PHASE_WORDS.get(phase, phase)
     if isinstance(err, Cancelled):
         return "cancelled"
-    if "md5 of file does not match" in low or "written flash region is empty" in low:
+    if _is_mismatch(err):
         return f"write check failed while {doing}: the device holds different data (MD5)"
     if "invalid head of packet" in low or "noise or corruption" in low or "corrupt" in low:
         return f"garbled data from {port} while {doing} — check the cable, or use a lower --baud"
@@ -376,7 +383,8 @@ class DeviceSession:
                 "check the cable, or use a lower --baud"
             )
             return FlashError(reason, phase=phase, port=self.port)
-        return FlashError(_reason(err, self.port, phase), phase=phase, port=self.port)
+        kind = FaultKind.MISMATCH if _is_mismatch(err) else FaultKind.DEVICE
+        return FlashError(_reason(err, self.port, phase), phase=phase, port=self.port, kind=kind)
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -687,13 +695,14 @@ class DeviceSession:
                     flash_size="keep",
                 )
             except FlashError as err:
-                if err.reason.startswith("write check failed"):
+                if err.kind is FaultKind.MISMATCH:
                     where = region.name or "region"
                     raise FlashError(
                         f"write check failed at 0x{region.offset:x} ({where}): the device "
                         "holds different data (MD5)",
                         phase="writing",
                         port=self.port,
+                        kind=FaultKind.MISMATCH,
                     ) from err
                 raise
             finally:

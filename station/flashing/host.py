@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from station.flashing.types import DeviceInfo, FaultKind, FlashError, Progress, WriteRegion
+from station.native import child_environment
 
 MODULE = "station.flashing.host"
 _HEADER = struct.Struct("<I")
@@ -339,6 +340,17 @@ class DeviceHost:
         except (OSError, ValueError) as err:
             raise FlashError(f"the device host stopped ({err})", kind=FaultKind.HOST) from err
 
+    def _post_session(self, sid: int, message: tuple[Any, ...]) -> None:
+        """Post a message of session ``sid``; a FlashError when its host is gone. A session
+        outlives its host only as a name: a new host does not know it and would never answer,
+        and its caller would wait forever (a port thread that never ended)."""
+        with self._lock:
+            if sid not in self._waiting:
+                raise FlashError(
+                    self._dead or "the device host stopped; connect again", kind=FaultKind.HOST
+                )
+        self._post(message)
+
     def _wait(
         self,
         sid: int,
@@ -456,7 +468,7 @@ class RemoteSession:
     def _call(self, name: str, *args: Any) -> Any:
         if self._closed:
             raise FlashError("the connection is closed", port=self.port)
-        self._host._post(("call", self._sid, name, args))
+        self._host._post_session(self._sid, ("call", self._sid, name, args))
         return self._host._wait(self._sid, self._inbox, self._on_progress, self.cancel, self.port)
 
     def read(self, offset: int, size: int) -> bytes:
@@ -489,7 +501,7 @@ class RemoteSession:
         self._closed = True
         try:
             try:
-                self._host._post(("close", self._sid))
+                self._host._post_session(self._sid, ("close", self._sid))
             except FlashError:
                 return  # a host that is gone closed everything already
             self._host._wait(self._sid, self._inbox, None, None, self.port, dead_ok=True)
@@ -509,10 +521,11 @@ def _command() -> list[str]:
 
 
 def _environment() -> dict[str, str]:
-    """The station's environment; run from a source checkout, the checkout goes first on the
-    module path so the host finds the same ``station`` (an installed station finds itself, and
-    site-packages must not go ahead of the standard library)."""
-    env = dict(os.environ)
+    """The station's environment, with glibc's malloc arenas capped; run from a source
+    checkout, the checkout goes first on the module path so the host finds the same
+    ``station`` (an installed station finds itself, and site-packages must not go ahead of the
+    standard library)."""
+    env = child_environment(dict(os.environ))  # glibc: two malloc arenas (station.native)
     root = Path(__file__).resolve().parents[2]
     if not getattr(sys, "frozen", False) and (root / "pyproject.toml").is_file():
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)

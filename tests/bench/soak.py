@@ -934,6 +934,9 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    from station.native import limit_malloc_arenas
+
+    limit_malloc_arenas()  # as station's own main() does, before any thread starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("headless", "window", "both"), default="both")
     parser.add_argument("--rows", type=int, default=10_000)

@@ -188,3 +188,26 @@ def test_verify_reports_the_first_differing_address(sim) -> None:
         with pytest.raises(Exception) as info:
             s.verify([WriteRegion(FACTORY_OFFSET, bytes(wrong))])
     assert getattr(info.value, "reason", "") == f"verify failed at 0x{FACTORY_OFFSET + 0x2005:x}"
+
+
+def test_an_md5_mismatch_is_a_mismatch_by_kind_and_a_dead_link_is_not() -> None:
+    """The orchestrator decides on FlashError.kind; the text is for the operator."""
+    from esptool.util import FatalError
+
+    from station.flashing import FaultKind
+    from station.flashing.device import DeviceSession
+
+    s = DeviceSession(
+        "socket://127.0.0.1:9",
+        chip="auto",
+        baud=115200,
+        no_stub=True,
+        on_progress=None,
+        cancel=None,
+        timeout=1.0,
+    )
+    s.phase = "writing"
+    md5 = s._error(FatalError("MD5 of file does not match data in flash!"))
+    assert md5.kind is FaultKind.MISMATCH and md5.reason.startswith("write check failed")
+    lost = s._error(OSError("connection reset"))
+    assert lost.kind is FaultKind.DEVICE

@@ -133,6 +133,40 @@ def test_a_host_that_dies_fails_its_sessions_and_is_restarted(sim, host: DeviceH
     assert host.starts == first + 1
 
 
+def test_a_session_of_a_dead_host_fails_at_once_after_the_host_restarted(
+    sim, host: DeviceHost
+) -> None:
+    """A session opened on a host that died, used or closed after another port restarted the
+    host, fails (closes) at once: its messages must not go to the new host, which does not
+    know it and would never answer (a port thread that never ended, issue 18)."""
+    from station.flashing import FaultKind
+
+    a_dev, b_dev = sim(2)
+    a = host.open_device(a_dev.port)
+    os.kill(host.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    with pytest.raises(FlashError) as first:
+        a.read(0, 0x1000)
+    assert first.value.kind is FaultKind.HOST
+    with host.open_device(b_dev.port) as b:  # another port starts a new host
+        assert b.info.mac == b_dev.mac
+        outcome: list[object] = []
+
+        def use_then_close() -> None:
+            try:
+                a.read(0, 0x1000)
+            except FlashError as err:
+                outcome.append(err.kind)
+            a.close()
+            outcome.append("closed")
+
+        t = threading.Thread(target=use_then_close, name="old session")
+        t.start()
+        t.join(60.0)
+        assert not t.is_alive(), "a session of the dead host waits for the new one"
+        assert outcome == [FaultKind.HOST, "closed"]
+        assert b.read(0, 16)  # the new host's session is unharmed
+
+
 def test_closing_the_host_ends_its_process_and_threads(sim) -> None:
     (dev,) = sim(1)
     before = host_threads()
