@@ -15,6 +15,7 @@ from typing import Any
 
 from station.flashing.device import TABLE_OFFSET, open_device
 from station.flashing.types import FlashError, Progress, WriteRegion
+from station.partitions.sizes import size_text
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _check_fits(flash_size: int | None, job: FlashJob) -> None:
         if end > flash_size:
             raise FlashError(
                 f"{r.name or 'the region'} at 0x{r.offset:x} ends at 0x{end:x}, beyond the "
-                f"device's {flash_size / 0x100000:g} MB flash — wrong device or "
+                f"device's {size_text(flash_size)} flash — wrong device or "
                 "wrong build",
                 phase="identifying",
                 port=job.port,

@@ -23,10 +23,11 @@ from PySide6.QtGui import QBrush, QColor
 
 from station.gui import theme
 from station.gui.wording import for_operator, port_label
+from station.mfg import MASK
+from station.partitions.sizes import human_size
 
 Index = QModelIndex | QPersistentModelIndex
 ROOT = QModelIndex()
-MASK = "••••••"
 
 # filter name shown to the operator -> ledger state (None: all rows)
 ROW_FILTERS: dict[str, str | None] = {
@@ -595,12 +596,3 @@ class PartitionModel(_FixedColumns):
         if role == Qt.ItemDataRole.BackgroundRole and p.name == self._factory:
             return QBrush(QColor(theme.FACTORY))
         return None
-
-
-def human_size(size: int) -> str:
-    """4096 -> "4 KiB", 1048576 -> "1 MiB" (what an engineer reads in a partition table)."""
-    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale and size % (scale // 4) == 0:
-            value = size / scale
-            return f"{value:g} {unit}"
-    return f"{size} B"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from station.errors import Problem, ProblemList, StationError
 from station.labels import code128
+from station.mfg.secrets import MASK
 
 DEVICE_FACTS = (
     "mac",
@@ -29,7 +30,6 @@ DEVICE_FACTS = (
     "matter_qr",  # a Matter lot's QR payload (MT:...) and manual pairing code
     "matter_manual_code",
 )
-MASK = "••••••"
 _KEYS = ("width_mm", "height_mm", "dpi", "lines", "qr", "code128", "show_secrets", "font_size")
 
 

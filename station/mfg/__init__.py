@@ -6,6 +6,7 @@ every device's files the way ESP-IDF's ``mfg_gen.py`` names them.
 """
 
 from station.mfg.lot import (
+    MASK,
     ConfigLine,
     MfgLot,
     Row,
@@ -19,6 +20,7 @@ from station.mfg.lot import (
 )
 
 __all__ = [
+    "MASK",
     "ConfigLine",
     "MfgLot",
     "Row",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +20,23 @@ from typing import TYPE_CHECKING
 
 from station.errors import Problem, ProblemList, cap_identical
 from station.mfg import values as V
-from station.mfg.csvfile import read_text, records
+from station.mfg.csvfile import read_text
+
+# "X as X": names that moved to station.mfg.parse / station.mfg.secrets, importable from here
+from station.mfg.parse import TYPES as TYPES
+from station.mfg.parse import (
+    ConfigLine,
+    Values,
+    columns_of,
+    fill_repeat,
+    parse_config,
+    parse_values,
+)
+from station.mfg.secrets import MASK as MASK
+from station.mfg.secrets import SECRET_ENCODINGS, UNIQUE_SECRET_RE
+from station.mfg.secrets import SECRET_NAME_RE as SECRET_NAME_RE
+from station.mfg.secrets import mask as mask
+from station.mfg.secrets import secret_columns as secret_columns
 
 if TYPE_CHECKING:
     from station.nvs import NvsEntry, XtsKeys
@@ -29,35 +45,11 @@ if TYPE_CHECKING:
     # a lot's row encoder, the values columns of its data lines, (line, encoding) of file lines
     _Compiled = tuple[RowEncoder | None, tuple[int, ...], tuple[tuple[int, str], ...]]
 
-TYPES = ("data", "file", "namespace")
-MAX_KEY_BYTES = 15
 MAX_PROBLEMS = 500  # beyond this a lot is plainly wrong; the rest would only bury the first ones
-# column names that hold secrets: long words anywhere (wifiPassword), short ones as a word (dev_key)
-SECRET_NAME_RE = re.compile(
-    r"password|passwd|passphrase|secret|token|setup_?code|priv_?key|private"
-    r"|(?:^|[^a-z])(?:key|keys|pin|pass|pswd|psk)(?:$|[^a-z])"
-)
-# secrets that are one device's own (a Wi-Fi password is often shared on purpose)
-_UNIQUE_SECRET_RE = re.compile(
-    r"secret|token|setup_?code|priv_?key|private|(?:^|[^a-z])(?:key|keys|pin)(?:$|[^a-z])"
-)
-SECRET_ENCODINGS = ("hex2bin", "base64", "binary")
-MASK = "••••••"
 _BAD_NAME_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
 _FILE_CACHE_BYTES = 64 * 1024 * 1024
 _AP_KEYS = ("ap.ssid", "ap.passwd", "ap.authmode")
 _NO_LIMIT = 1 << 30  # a partition size for checks that are not about the size
-
-
-@dataclass(frozen=True)
-class ConfigLine:
-    """One line of the config CSV: a namespace (encoding "") or a key with its type and encoding."""
-
-    key: str
-    type: str
-    encoding: str
-    repeat: bool
-    line: int
 
 
 class RowValues(Mapping[str, str]):
@@ -225,264 +217,8 @@ class MfgLot:
         return value if os.path.isabs(value) else os.path.join(self.base_dir, value)
 
 
-# --------------------------------------------------------------------------- config
-
-
-def _check_name(
-    problems: ProblemList, file: str, line: int, column: int, name: str, what: str
-) -> bool:
-    if name == "":
-        problems.add(file, line, column, "-", f"empty {what}")
-        return False
-    if "\0" in name:
-        problems.add(file, line, column, name, f"{what} contains a NUL character")
-        return False
-    size = len(name.encode("utf-8"))
-    if size > MAX_KEY_BYTES:
-        problems.add(
-            file,
-            line,
-            column,
-            name,
-            f"{what} is {size} bytes long; NVS allows at most {MAX_KEY_BYTES}",
-        )
-        return False
-    return True
-
-
-def _parse_config(path: Path, text: str, problems: ProblemList) -> tuple[list[ConfigLine], bool]:
-    """The config lines and whether all of them were good."""
-    file = str(path)
-    lines: list[ConfigLine] = []
-    ok = True
-    first = True
-    seen: dict[tuple[str, str], int] = {}
-    namespace = ""
-    for number, fields in records(text, path, problems):
-        before = len(problems)
-        key = fields[0]
-        kind = fields[1].strip().lower() if len(fields) > 1 else ""
-        if len(fields) < 2:
-            problems.add(
-                file,
-                number,
-                2,
-                key or "-",
-                "missing fields: a config line is key,type,encoding[,REPEAT]",
-            )
-        elif kind == "namespace":
-            if _check_name(problems, file, number, 1, key, "namespace name"):
-                namespace = key
-            if len(fields) > 2 and fields[2] != "":
-                problems.add(
-                    file,
-                    number,
-                    3,
-                    key,
-                    f"a namespace line has no encoding: write {key},namespace,",
-                )
-            if len(fields) > 3:
-                problems.add(file, number, 4, key, "extra fields after a namespace line")
-            if not problems.items[before:]:
-                lines.append(ConfigLine(key, "namespace", "", False, number))
-        else:
-            if first:
-                problems.add(
-                    file,
-                    number,
-                    2,
-                    key or "-",
-                    "the first config line must be a "
-                    "namespace (name,namespace,), so that keys have a namespace",
-                )
-            if kind not in TYPES:
-                problems.add(
-                    file,
-                    number,
-                    2,
-                    key or "-",
-                    f"unknown type {kind!r}: use data, file or namespace",
-                )
-            _check_name(problems, file, number, 1, key, "key")
-            encoding = V.normal_encoding(fields[2]) if len(fields) > 2 else ""
-            if len(fields) < 3:
-                problems.add(
-                    file,
-                    number,
-                    3,
-                    key or "-",
-                    "missing encoding: a config line is key,type,encoding[,REPEAT]",
-                )
-            else:
-                message = V.encoding_problem(encoding)
-                if message:
-                    problems.add(file, number, 3, key or "-", message)
-            repeat = False
-            if len(fields) > 3:
-                if fields[3] == "REPEAT":
-                    repeat = True
-                else:
-                    problems.add(
-                        file,
-                        number,
-                        4,
-                        key or "-",
-                        f"unknown field {fields[3]!r}: only REPEAT may follow the encoding",
-                    )
-            if len(fields) > 4:
-                problems.add(
-                    file,
-                    number,
-                    5,
-                    key or "-",
-                    "extra fields: a config line is key,type,encoding[,REPEAT]",
-                )
-            if namespace and key:
-                other = seen.get((namespace, key))
-                if other is not None:
-                    problems.add(
-                        file,
-                        number,
-                        1,
-                        key,
-                        f"key appears twice in namespace {namespace!r} (also line {other})",
-                    )
-                seen[(namespace, key)] = number
-            if not problems.items[before:]:
-                lines.append(ConfigLine(key, kind, encoding, repeat, number))
-        if problems.items[before:]:
-            ok = False
-        first = False
-    if first:
-        problems.add(
-            file,
-            0,
-            0,
-            "-",
-            "the config file is empty: it needs a namespace line and at least one key",
-        )
-        ok = False
-    return lines, ok
-
-
-# --------------------------------------------------------------------------- values
-
-
-@dataclass
-class _Values:
-    header: tuple[str, ...]
-    header_line: int
-    columns: dict[str, int]
-    rows: list[tuple[int, list[str]]]  # (line, fields), short rows padded with ""
-    incomplete: set[int]  # indexes of rows with missing or extra fields (already reported)
-
-
-def _parse_values(path: Path, text: str, problems: ProblemList) -> _Values | None:
-    file = str(path)
-    it = iter(records(text, path, problems))
-    try:
-        header_line, header_fields = next(it)
-    except StopIteration:
-        problems.add(
-            file,
-            0,
-            0,
-            "-",
-            "the values file is empty: it needs a header row of keys and one row per device",
-        )
-        return None
-    header = tuple(header_fields)
-    columns: dict[str, int] = {}
-    for i, name in enumerate(header):
-        columns.setdefault(name, i)
-    width = len(header)
-    rows: list[tuple[int, list[str]]] = []
-    incomplete: set[int] = set()
-    for number, fields in it:
-        n = len(fields)
-        if n == width:
-            rows.append((number, fields))
-            continue
-        incomplete.add(len(rows))
-        if n < width:
-            message = f"missing fields: {n} values for {width} columns of the header"
-            problems.add(file, number, n + 1, header[n] or "-", message)
-        else:
-            message = f"extra fields: {n} values for {width} columns of the header"
-            problems.add(file, number, width + 1, "-", message)
-        rows.append((number, (fields + [""] * width)[:width]))
-    return _Values(header, header_line, columns, rows, incomplete)
-
-
-# --------------------------------------------------------------------------- lot
-
-
-def _columns_of(
-    config: list[ConfigLine],
-    vals: _Values,
-    config_path: Path,
-    values_path: Path,
-    problems: ProblemList,
-) -> dict[int, int]:
-    """Config line number -> values column index; reports keys without a column."""
-    found: dict[int, int] = {}
-    for c in config:
-        if c.type == "namespace":
-            continue
-        index = vals.columns.get(c.key)
-        if index is None:
-            problems.add(
-                str(config_path),
-                c.line,
-                1,
-                c.key,
-                f"no column {c.key!r} in the values file {values_path.name} "
-                f"(header line {vals.header_line})",
-            )
-            continue
-        if vals.header.count(c.key) > 1:
-            second = vals.header.index(c.key, index + 1)
-            problems.add(
-                str(values_path),
-                vals.header_line,
-                second + 1,
-                c.key,
-                "column appears twice in the header: which one is the value?",
-            )
-        found[c.line] = index
-    return found
-
-
-def _fill_repeat(
-    config: list[ConfigLine],
-    col_of: dict[int, int],
-    vals: _Values,
-    values_path: Path,
-    problems: ProblemList,
-) -> None:
-    """REPEAT keys take the first row's value for every device, as mfg_gen does."""
-    repeat = [col_of[c.line] for c in config if c.repeat and c.line in col_of]
-    if not repeat or not vals.rows:
-        return
-    first_line, first = vals.rows[0]
-    for number, fields in vals.rows[1:]:
-        for i in repeat:
-            value = fields[i]
-            if value != first[i]:
-                if value != "":
-                    problems.add(
-                        str(values_path),
-                        number,
-                        i + 1,
-                        vals.header[i],
-                        f"REPEAT key: the value differs from the first row's (line "
-                        f"{first_line}), which every device gets; leave it empty",
-                    )
-                fields[i] = first[i]
-
-
 def _check_file_id(
-    fileid: str | None, vals: _Values, values_path: Path, problems: ProblemList
+    fileid: str | None, vals: Values, values_path: Path, problems: ProblemList
 ) -> None:
     file = str(values_path)
     if fileid is None:
@@ -568,8 +304,8 @@ def load_mfg(
     config: list[ConfigLine] = []
     config_ok = False
     if ctext is not None:
-        config, config_ok = _parse_config(cpath, ctext, problems)
-    vals = _parse_values(vpath, vtext, problems) if vtext is not None else None
+        config, config_ok = parse_config(cpath, ctext, problems)
+    vals = parse_values(vpath, vtext, problems) if vtext is not None else None
     if vals is None:
         problems.raise_if_any()
         raise AssertionError("unreachable")
@@ -581,8 +317,8 @@ def load_mfg(
             "-",
             "no devices: the values file has a header but no rows",
         )
-    col_of = _columns_of(config, vals, cpath, vpath, problems)
-    _fill_repeat(config, col_of, vals, vpath, problems)
+    col_of = columns_of(config, vals, cpath, vpath, problems)
+    fill_repeat(config, col_of, vals, vpath, problems)
     _check_file_id(fileid, vals, vpath, problems)
 
     columns_map = vals.columns
@@ -609,7 +345,7 @@ def load_mfg(
 MAX_WARNINGS = 20
 
 
-def _warnings(config: list[ConfigLine], vals: _Values, values_path: Path) -> tuple[Problem, ...]:
+def _warnings(config: list[ConfigLine], vals: Values, values_path: Path) -> tuple[Problem, ...]:
     """What is allowed but looks like a mistake: a NUL in a string (the device reads the string
     only up to it), a column without a name, two devices sharing a value of a key or secret
     column, two identical rows. Never shows a value."""
@@ -631,7 +367,7 @@ def _warnings(config: list[ConfigLine], vals: _Values, values_path: Path) -> tup
         and not (n in by_key and (by_key[n].type == "file" or by_key[n].repeat))
         and (
             (n in by_key and by_key[n].encoding in SECRET_ENCODINGS)
-            or _UNIQUE_SECRET_RE.search(n.lower())
+            or UNIQUE_SECRET_RE.search(n.lower())
         )
     ]
     seen: dict[int, dict[str, int]] = {i: {} for i in secret}
@@ -921,24 +657,3 @@ def unit_id(lot: MfgLot, row: Row) -> str:
     if lot.fileid is not None:
         return row.values[lot.fileid]
     return str(row.index + 1)
-
-
-def secret_columns(lot: MfgLot, extra: Iterable[str] = ()) -> frozenset[str]:
-    """Columns that logs, the UI and exports must mask (see :func:`mask`).
-
-    Keys with binary-like encodings or type file, columns named like a key, secret, password,
-    token, PIN or setup code, and ``extra``.
-    """
-    found = set(extra)
-    for c in lot.config:
-        if c.type == "file" or c.encoding in SECRET_ENCODINGS:
-            found.add(c.key)
-    for name in lot.columns:
-        if SECRET_NAME_RE.search(name.lower()):
-            found.add(name)
-    return frozenset(found)
-
-
-def mask(value: str) -> str:
-    """What logs, the UI and exports show instead of a secret value."""
-    return MASK if value else ""

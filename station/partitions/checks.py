@@ -30,18 +30,11 @@ from station.partitions.model import (
     Partition,
     PartitionTable,
 )
+from station.partitions.sizes import size_text
 
 ENCRYPTION_SCHEMES = ("flash_enc", "hmac")
 HOMEKIT_PARTITION = "factory_nvs"
 NVS_KEYS_SIZE = 0x1000
-
-
-def _size_text(n: int) -> str:
-    if n and n % 0x100000 == 0:
-        return f"{n // 0x100000} MB"
-    if n and n % 0x400 == 0:
-        return f"{n // 0x400} KB"
-    return f"{n} bytes"
 
 
 def _at(
@@ -293,7 +286,7 @@ def validate(table: PartitionTable, flash_size: int | None = None) -> list[Probl
                         table,
                         p,
                         f"ends at 0x{p.end:x}, beyond the "
-                        f"{_size_text(flash_size)} flash (0x{flash_size:x})",
+                        f"{size_text(flash_size)} flash (0x{flash_size:x})",
                         column="size",
                     )
                 )

@@ -19,18 +19,11 @@ from station.partitions.checks import (
 )
 from station.partitions.loader import flash_size_of, load_table, parse_flash_size
 from station.partitions.model import BOOTLOADER_OFFSETS, MapRegion, Partition, PartitionTable
+from station.partitions.sizes import size_text
 
 
 def _hex(n: int) -> str:
     return f"0x{n:x}"
-
-
-def _human(n: int) -> str:
-    if n and n % 0x100000 == 0:
-        return f"{n // 0x100000} MB"
-    if n and n % 0x400 == 0:
-        return f"{n // 0x400} KB"
-    return f"{n} B"
 
 
 def _part_json(p: Partition) -> dict[str, Any]:
@@ -67,7 +60,7 @@ def _verdict(factory: Partition | None, problems: list[Problem]) -> str:
         return f"NOT OK: {n} problem{'s' if n > 1 else ''} (listed on stderr)"
     assert factory is not None
     return (
-        f"OK: the station writes {_hex(factory.size)} bytes ({_human(factory.size)}) at "
+        f"OK: the station writes {_hex(factory.size)} bytes ({size_text(factory.size)}) at "
         f"{_hex(factory.offset)}, partition {factory.name!r}"
     )
 
@@ -83,7 +76,7 @@ def _print_text(
     kind = "binary table" if table.format == "binary" else "CSV"
     print(
         f"{table.source} ({kind}, table at {_hex(table.table_offset)}"
-        + (f", {_human(flash_size)} flash" if flash_size else "")
+        + (f", {size_text(flash_size)} flash" if flash_size else "")
         + ")",
         file=out,
     )
@@ -108,7 +101,7 @@ def _print_text(
     if factory is not None:
         print(
             f"factory partition: {factory.name}  offset {_hex(factory.offset)}  size "
-            f"{_hex(factory.size)} ({_human(factory.size)})  end {_hex(factory.end)}",
+            f"{_hex(factory.size)} ({size_text(factory.size)})  end {_hex(factory.end)}",
             file=out,
         )
     else:
@@ -120,7 +113,7 @@ def _print_text(
         mark = "  <- the station writes here" if r.written else ""
         print(
             f"  {r.offset:#010x}-{r.end - 1:#010x}  {r.kind:<10}  {r.name}  "
-            f"({_human(r.size)}){mark}",
+            f"({size_text(r.size)}){mark}",
             file=out,
         )
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from station.flashing.types import FaultKind, FlashError, Session, WriteRegion
 from station.nvs import decode_image
 from station.partitions import compare_tables
+from station.partitions.sizes import size_text
 from station.production.events import DeviceRefused
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def check_fits(lot: Lot, mac: str, session: Session) -> None:
     if end > size:
         raise DeviceRefused(
             f"{mac}: {name} ends at 0x{end:x}, beyond the device's "
-            f"{size / 0x100000:g} MB flash — wrong device for this lot; it was left untouched"
+            f"{size_text(size)} flash — wrong device for this lot; it was left untouched"
         )
 
 

@@ -16,17 +16,9 @@ from soak_check import leaks, load, unaccounted
 # units in the long run (a loaded machine may ask for fewer: STATION_SOAK_UNITS=100)
 UNITS = int(os.environ.get("STATION_SOAK_UNITS", "200"))
 
-pytestmark = [
-    pytest.mark.skipif(
-        not Path("/proc/self/fd").is_dir(), reason="counts descriptors and children from /proc"
-    ),
-    # Off unless asked for: on a loaded 2-core machine a 40-unit run left two port threads
-    # that never ended (docs/soak.md, "not fixed"); it runs once that is found and fixed.
-    pytest.mark.skipif(
-        os.environ.get("STATION_SOAK_WINDOW") != "1",
-        reason="window soak: set STATION_SOAK_WINDOW=1 (port threads that never end, open)",
-    ),
-]
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="counts descriptors and children from /proc"
+)
 
 
 @pytest.mark.slow

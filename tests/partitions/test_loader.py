@@ -333,3 +333,16 @@ def test_build_folder_with_a_missing_app_still_shows_its_table(build: Path) -> N
     assert t.flasher_args is not None and t.bootloader_offset == 0x1000
     with pytest.raises(StationError, match=r"mfg\.bin: file not found"):
         read_flasher_args(build / "flasher_args.json")
+
+
+def test_sizes_in_words_have_one_source() -> None:
+    from station.partitions.sizes import human_size, size_text
+
+    assert [size_text(n) for n in (0x6000, 0x400000, 0x180000, 100, 0)] == [
+        "24 KB",
+        "4 MB",
+        "1536 KB",
+        "100 bytes",
+        "0 bytes",
+    ]
+    assert [human_size(n) for n in (0x6000, 0x180000, 100)] == ["24 KiB", "1.5 MiB", "100 B"]

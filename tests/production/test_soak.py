@@ -32,7 +32,4 @@ def test_soak_headless_holds_nothing_per_unit(tmp_path: Path) -> None:
     assert unaccounted(short) == []
     assert unaccounted(long) == []
     assert len(long["faults"]) == 4, long["faults"]
-    # A port thread that outlives close() by a few seconds (stuck in a device's timeout after a
-    # fault) is an open bug (issue 18); the counts at idle below show whether anything stays.
-    slow_to_end = "port threads that never ended"
-    assert [found for found in leaks(short, long) if not found.startswith(slow_to_end)] == []
+    assert leaks(short, long) == []
