@@ -276,9 +276,10 @@ class Operator:
     def _swap(self, old_port: str, p: Plugged) -> None:
         try:
             new = self._new_device(p.slot)
+            with self.lock:  # before the station sees it: its first unit may pass at once
+                self.slots[new.device.port] = new
             self.plug(old_port, new.device.port, p.slot)
             with self.lock:
-                self.slots[new.device.port] = new
                 self.slots.pop(old_port, None)
                 self.record.swaps += 1
             if p.fault in ("hang", "unplug") and p.faulted:
@@ -537,7 +538,11 @@ def account(ledger: Any, record: Record) -> dict[str, Any]:
             rb = record.readbacks.get(row.mac or "")
             if rb is None:
                 if record.readbacks:  # read back was on: a done device we never read
-                    problems.append(f"{row.unit_id}: its device {row.mac} was not read back")
+                    why = [u for u in record.unread if u.startswith(f"{row.mac}:")]
+                    problems.append(
+                        f"{row.unit_id}: its device {row.mac} was not read back"
+                        + (f" ({why[0]})" if why else "")
+                    )
                 continue
             if rb.sha256 != images.get(row.index):
                 problems.append(f"{row.unit_id}: {row.mac} holds other data than the ledger says")
