@@ -13,11 +13,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from station.errors import Problem, ProblemList, StationError
 from station.files import MAX_FLASH_FILE, InputFileError, read_input
 from station.flashing.types import WriteRegion
+
+if TYPE_CHECKING:
+    from station.partitions import FlasherArgs
 
 FLASHER_ARGS = "flasher_args.json"
 
@@ -40,7 +43,7 @@ def find_flasher_args(path: str | Path) -> Path:
     return p
 
 
-def _region_name(args: Any, offset: int, path: Path) -> str:
+def _region_name(args: FlasherArgs, offset: int, path: Path) -> str:
     known = {
         args.bootloader_offset: "bootloader",
         args.table_offset: "partition table",
@@ -49,7 +52,7 @@ def _region_name(args: Any, offset: int, path: Path) -> str:
     return known.get(offset) or path.name
 
 
-def firmware_regions(flasher_args: Any) -> tuple[WriteRegion, ...]:
+def firmware_regions(flasher_args: FlasherArgs) -> tuple[WriteRegion, ...]:
     """The files of a :class:`station.partitions.FlasherArgs` as write regions, by offset,
     MD5-verified (``readback=False``). StationError with every unreadable, empty or
     overlapping file."""
@@ -73,7 +76,7 @@ def firmware_regions(flasher_args: Any) -> tuple[WriteRegion, ...]:
     return tuple(sorted(regions, key=lambda r: r.offset))
 
 
-def load_firmware(path: str | Path) -> tuple[Any, tuple[WriteRegion, ...]]:
+def load_firmware(path: str | Path) -> tuple[FlasherArgs, tuple[WriteRegion, ...]]:
     """Read a build folder or its ``flasher_args.json``: ``(FlasherArgs, regions)``."""
     from station.partitions import read_flasher_args
 

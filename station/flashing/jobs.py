@@ -11,11 +11,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from station.flashing.device import TABLE_OFFSET, open_device
 from station.flashing.types import FlashError, Progress, WriteRegion
 from station.partitions.sizes import size_text
+
+if TYPE_CHECKING:
+    from station.nvs import XtsKeys
+    from station.partitions import PartitionTable
 
 
 @dataclass(frozen=True)
@@ -29,12 +33,12 @@ class FlashJob:
     baud: int = 460800
     verify: bool = True
     no_stub: bool = False
-    expected_table: Any = None  # station.partitions.PartitionTable | None
+    expected_table: PartitionTable | None = None
     factory_offset: int | None = None
     factory_size: int | None = None
     allow_overwrite: bool = False
     timeout: float = 10.0  # seconds to wait for the device to answer
-    nvs_keys: Any = None  # station.nvs.XtsKeys of an encrypted lot, to decode what is read back
+    nvs_keys: XtsKeys | None = None  # an encrypted lot's keys, to decode what is read back
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ def describe_existing(existing: Mapping[str, Mapping[str, object]]) -> str:
     return f"{head}{len(keys)} keys"
 
 
-def _decode(data: bytes, keys: Any = None) -> dict[str, dict[str, object]]:
+def _decode(data: bytes, keys: XtsKeys | None = None) -> dict[str, dict[str, object]]:
     """Decode an NVS region for the report; foreign bytes become ``{"": {"raw": ...}}``."""
     try:
         from station.nvs import decode_image
@@ -96,7 +100,7 @@ def _check_fits(flash_size: int | None, job: FlashJob) -> None:
             )
 
 
-def _written_table(job: FlashJob) -> Any:
+def _written_table(job: FlashJob) -> PartitionTable | None:
     """The partition table this job writes (a region at the table's offset), parsed; None
     when the job writes none. An unreadable one is a FlashError before anything is written."""
     offset = getattr(job.expected_table, "table_offset", None) or TABLE_OFFSET
@@ -117,7 +121,10 @@ def _written_table(job: FlashJob) -> Any:
 
 
 def _check_placement(
-    device_table: Any, job: FlashJob, port: str, source: str = "the device's partition table"
+    device_table: PartitionTable | None,
+    job: FlashJob,
+    port: str,
+    source: str = "the device's partition table",
 ) -> None:
     """Refuse when the device's own partition table (or the one being written) puts the
     factory partition elsewhere."""

@@ -14,7 +14,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from station.partitions import PartitionTable
 
 PHASES = ("connecting", "identifying", "checking", "writing", "verifying", "resetting")
 
@@ -104,7 +107,7 @@ class Session(Protocol):
 
     def is_blank(self, offset: int, size: int) -> bool: ...
 
-    def read_partition_table(self) -> Any: ...
+    def read_partition_table(self) -> PartitionTable | None: ...
 
     def write(self, regions: Sequence[WriteRegion]) -> None: ...
 

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from station.errors import ProblemList, StationError
 from station.matter import certs
@@ -38,6 +38,12 @@ from station.matter.payload import (
     passcode_problem,
 )
 from station.nvs import NvsEntry
+
+if TYPE_CHECKING:
+    from station.errors import Problem
+    from station.mfg import MfgLot, Row
+    from station.nvs import XtsKeys
+    from station.partitions import Partition, PartitionTable
 
 KEYS = (
     "vendor_id",
@@ -432,7 +438,7 @@ def lot_image(
     size: int,
     *,
     version: int = 2,
-    keys: Any = None,
+    keys: XtsKeys | None = None,
     base_dir: Path | None = None,
     stand_in: bool = False,
     on_create: Callable[[MatterDevice, bytes], None] | None = None,
@@ -510,8 +516,8 @@ class MatterUnits:
         self,
         table: Mapping[str, Any],
         lot_file: Path,
-        mfg: Any,
-        partition_table: Any,
+        mfg: MfgLot,
+        partition_table: PartitionTable,
         factory_size: int,
         nvs_version: int,
         audit: Callable[[str, str], None],
@@ -527,12 +533,12 @@ class MatterUnits:
         self.audit_log = audit_log
         self._hashes: dict[str, str] | None = None
 
-    def _unit(self, row: Any) -> str:
+    def _unit(self, row: Row) -> str:
         from station.mfg import unit_id
 
         return str(unit_id(self.mfg, row))
 
-    def image(self, row: Any, keys: Any) -> bytes:
+    def image(self, row: Row, keys: XtsKeys | None) -> bytes:
         """The unit's factory image: the row's entries plus its chip-factory namespace."""
         from station.mfg import row_entries
 
@@ -572,7 +578,7 @@ class MatterUnits:
                 key="matter",
             )
 
-    def regions(self, row: Any) -> list[tuple[int, bytes, str]]:
+    def regions(self, row: Row) -> list[tuple[int, bytes, str]]:
         """(offset, data, name) of the unit's other regions: its esp_secure_cert, if asked."""
         if not self.settings.config.secure_cert:
             return []
@@ -583,7 +589,7 @@ class MatterUnits:
         )
         return [(part.offset, data, part.name)]
 
-    def label_facts(self, row: Any) -> dict[str, str]:
+    def label_facts(self, row: Row) -> dict[str, str]:
         """``matter_qr`` and ``matter_manual_code``; empty before the unit's data is made."""
         unit = self._unit(row)
         if not store_path(self.lot_file, unit).exists():
@@ -598,11 +604,11 @@ def check_matter_lot(
     lot_file: Path,
     values_file: Path,
     homekit: bool,
-    mfg: Any,
-    factory: Any,
-    partition_table: Any,
+    mfg: MfgLot,
+    factory: Partition | None,
+    partition_table: PartitionTable | None,
     nvs_version: int,
-) -> list[Any]:
+) -> list[Problem]:
     """The [matter] table, the rows' Matter columns, a stand-in unit fitting the partition."""
     from station.mfg import row_entries
     from station.partitions import check_image_fits

@@ -4,7 +4,10 @@
 :class:`~station.errors.StationError` with every problem, located in the file the user edits:
 config problems at the config line, value problems at the values line and that key's column.
 :func:`row_entries` gives one device's key,type,encoding,value entries (the intermediate CSV that
-mfg_gen writes) and :func:`build_row_image` its NVS image, in memory.
+mfg_gen writes) and :func:`build_row_image` its NVS image, in memory. Parsing the two CSV files
+is :mod:`station.mfg.parse`; what counts as a secret, :mod:`station.mfg.secrets`.
+
+May import station.errors, station.nvs and the modules of station.mfg.
 """
 
 from __future__ import annotations

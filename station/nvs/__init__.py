@@ -1,6 +1,9 @@
 """NVS partition images: encode (byte-identical to Espressif's generator), decode, encrypt.
 
-The public API of the layer; see docs/nvs.md.
+The public API of the layer; see docs/nvs.md. Modules: ``model`` (records and constants),
+``encoder``, ``decoder``, ``crypto`` (XTS, key partition, HMAC), ``csvfile``, ``commands``.
+
+May import station.errors and station.files only (a bottom layer: everything above uses it).
 """
 
 from station.nvs.crypto import (

@@ -1,6 +1,10 @@
 """Partition tables: CSV and binary, validation, the factory-data partition, the flash map.
 
-No Qt here. Every user-caused problem is a located :class:`~station.errors.Problem`.
+No Qt here. Every user-caused problem is a located :class:`~station.errors.Problem`. Modules:
+``model`` (records), ``csvtable`` and ``binary`` (the two formats), ``loader`` (a file or a build
+folder), ``checks`` (validation, the factory partition, the flash map), ``sizes``, ``commands``.
+
+May import station.errors and station.files only (a bottom layer beside station.nvs).
 """
 
 from station.partitions.binary import parse_binary, to_binary

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from station.errors import Problem, ProblemList, StationError
 from station.ledger import ImportSummary, Ledger, LedgerRow
@@ -30,6 +30,7 @@ from station.production.lotfile import write_lot_file as write_lot_file
 if TYPE_CHECKING:
     from station.flashing import WriteRegion
     from station.homekit import HomeKitSettings
+    from station.matter.unit import MatterUnits
     from station.mfg import MfgLot, Row
     from station.nvs import XtsKeys
     from station.partitions import FlasherArgs, Partition, PartitionTable
@@ -107,16 +108,17 @@ class Lot:
             self.mfg, row, self.homekit, self.factory.size, self.settings, keys, salt
         )
 
-    def _matter_units(self) -> Any:
+    def _matter_units(self) -> MatterUnits:
         """The lot's Matter side (station/matter/unit.py), made on first use."""
         from station.matter.unit import MatterUnits
 
         if getattr(self, "_matter", None) is None:
-            self._matter = MatterUnits(
+            self._matter: MatterUnits | None = MatterUnits(
                 self.settings.matter, self.settings.path, self.mfg, self.table,
                 self.factory.size, self.settings.nvs_version, self.ledger.audit,
                 self.ledger.audit_log,
             )  # fmt: skip
+        assert self._matter is not None
         return self._matter
 
     def matter_label_facts(self, row: Row) -> dict[str, str]:
