@@ -199,3 +199,25 @@ class Assignments:
             replaced = self.take_port(p, row_index, replace)
         self.replaced(p, replaced, row_index, " (retry)")
         return port
+
+    def refused(self, p: Port, assigned: int | None, err: ClaimRefused) -> str:
+        """The ledger refused a unit's claim (e.g. another station took the row assigned to the
+        port, ``assigned`` when the unit was planned): that assignment is dropped, so the
+        operator scans again; returns the message to show."""
+        msg = "; ".join(
+            (
+                f"unit {self.label(int(pr.key[4:]) - 1)}: "
+                if pr.key.startswith("row ") and pr.key[4:].isdigit()
+                else ""
+            )
+            + pr.message
+            for pr in err.problems
+        )
+        with self.table.lock:
+            dropped = assigned is not None and p.assigned == assigned
+            if dropped:
+                p.assigned = None
+        if dropped:
+            assert assigned is not None
+            msg += f" — unit {self.label(assigned)} is no longer assigned to {p.slot}: scan again"
+        return msg

@@ -47,7 +47,6 @@ from station.production.planner import ClaimPlanner
 from station.production.ports import Port, PortTable, Unit
 
 if TYPE_CHECKING:
-    from station.mfg import Row
     from station.production.lot import Lot
 
 __all__ = [
@@ -234,15 +233,12 @@ class Orchestrator:
     def ports(self) -> list[str]:
         return list(self._table.live())
 
-    def _port(self, port: str) -> Port:
-        return self._table.get(port)
-
     def assigned_rows(self) -> dict[str, int]:
         """The units waiting for a port's next device, by port (a copy)."""
         return self._assignments.assigned_rows()
 
     def busy(self, port: str) -> bool:
-        return self._port(port).working
+        return self._table.get(port).working
 
     # --- assignment (station.production.assignments) ------------------------------------------
     def assign(
@@ -272,7 +268,7 @@ class Orchestrator:
         with self._lock:
             if self._closing.is_set():
                 raise StationError.at(port, "the station is closing", key="port")
-            p = self._port(port)
+            p = self._table.get(port)
             if p.working:
                 return
             p.cancel = threading.Event()
@@ -313,7 +309,7 @@ class Orchestrator:
 
     def answer(self, port: str, overwrite: bool) -> None:
         """Reply to a Decision: overwrite the foreign data on this port's device, or not."""
-        p = self._port(port)
+        p = self._table.get(port)
         with self._lock:
             p.overwrite = overwrite
             p.decision.set()
@@ -364,17 +360,6 @@ class Orchestrator:
         self.close()
 
     # --- workers -----------------------------------------------------------------------------
-    def _wait_for_previous(self, p: Port) -> bool:
-        """A removed port of the same name may still hold the device: wait until it let go
-        (False: cancelled meanwhile)."""
-        before = p.after
-        while before is not None and before.is_alive():
-            if p.cancel.is_set() or self._closing.is_set():
-                return False
-            before.join(self.poll_interval)
-        p.after = None
-        return True
-
     def _finished_thread(self, p: Port) -> None:
         self.ledger.release_thread()  # one connection per worker thread, closed with it
         with self._idle:
@@ -388,23 +373,21 @@ class Orchestrator:
 
     def _one_unit(self, p: Port) -> None:
         try:
-            if self._wait_for_previous(p):
+            if p.wait_for_previous(self._closing, self.poll_interval):
                 self._unit(p, auto=False)
         finally:
             self._finished_thread(p)
 
-    def _limit_reached(self) -> bool:
-        with self._lock:
-            return self.max_units is not None and self.units_done >= self.max_units
-
     def _auto_loop(self, p: Port) -> None:
         """Flash device after device on this port until cancelled, out of rows or at the limit."""
         try:
-            if not self._wait_for_previous(p):
+            if not p.wait_for_previous(self._closing, self.poll_interval):
                 return
             retries = 0
             while not p.cancel.is_set() and not self._closing.is_set():
-                if self._limit_reached():
+                with self._lock:
+                    limit = self.max_units is not None and self.units_done >= self.max_units
+                if limit:
                     self._emit_port(
                         p,
                         PortUpdate(
@@ -531,16 +514,13 @@ class Orchestrator:
             return Outcome.FAILED
         try:
             with session:
-                return self._with_device(p, u, session, auto)
+                try:
+                    return self._device_unit(p, u, session, auto)
+                finally:
+                    self._planner.finished(p.name)
         except FlashError as err:  # from closing the session
             self._emit(LogEvent(p.name, "warning", f"closing the device: {err.reason}"))
             return Outcome.FAILED if u.claim else Outcome.SKIPPED
-
-    def _with_device(self, p: Port, u: Unit, session: Session, auto: bool) -> Outcome:
-        try:
-            return self._device_unit(p, u, session, auto)
-        finally:
-            self._planner.finished(p.name)
 
     def _device_unit(self, p: Port, u: Unit, session: Session, auto: bool) -> Outcome:
         """The unit pipeline: check the device, plan its row, build the image, write,
@@ -560,7 +540,7 @@ class Orchestrator:
             if warning is not None:
                 self._emit(LogEvent(p.name, "warning", warning))
             current = session.read(factory.offset, factory.size)
-            self._check_cancel(p)
+            _check_cancel(p)
             # 2. plan: which row the device gets (claimed in the ledger)
             plan = self._plan(p, u, current)
             if isinstance(plan, Outcome):
@@ -579,11 +559,14 @@ class Orchestrator:
             if current == image:
                 # the device verifiably holds this row already (read back above): the rest is
                 # checked by MD5 / read-back and written only if it differs
-                regions = self._differing(p, u, session, regions[:-1])
+                extras = regions[:-1]  # firmware, key partition: the same for every unit
+                if extras:
+                    self._phase(p, u, "verifying")
+                regions = checks.differing(session, extras)
             # 4. write and verify
             how = self._write_and_verify(p, u, session, claim, row, regions)
             # 5. record
-            self._check_decodes(p, mfg_row, image)
+            checks.check_decodes(self.lot, mfg_row, image, p.name)
             self._phase(p, u, "resetting")
             self.ledger.complete(claim, u.timings, chip=u.chip)
             self._passed(p, u, session, row, how)
@@ -596,7 +579,7 @@ class Orchestrator:
             if isinstance(err, DeviceRefused):
                 msg = str(err)  # wrong device: the unit assigned stays for the right one
             else:
-                msg = self._refused(p, u, err)
+                msg = self._assignments.refused(p, u.assigned, err)
             self._port_update(p, u, PortState.ATTENTION, msg)
             self._emit(LogEvent(p.name, "error", self._mask(msg, None)))
             with self._lock:
@@ -621,7 +604,7 @@ class Orchestrator:
             return "already held it (verified by read-back)"
         self._phase(p, u, "writing")
         session.write(regions)
-        self._check_cancel(p)
+        _check_cancel(p)
         self._phase(p, u, "verifying")
         self.ledger.mark_written(claim, u.timings)
         self._emit(RowUpdate(row.index, "written"))
@@ -655,47 +638,6 @@ class Orchestrator:
             )
         )
         self._counters()
-
-    def _refused(self, p: Port, u: Unit, err: ClaimRefused) -> str:
-        """The ledger refused the claim (e.g. another station took the assigned row): the
-        assignment is dropped so that the operator scans again; returns the message to show."""
-        msg = "; ".join(
-            (
-                f"unit {self._unit_label(int(pr.key[4:]) - 1)}: "
-                if pr.key.startswith("row ") and pr.key[4:].isdigit()
-                else ""
-            )
-            + pr.message
-            for pr in err.problems
-        )
-        with self._lock:
-            dropped = u.assigned is not None and p.assigned == u.assigned
-            if dropped:
-                p.assigned = None
-        if dropped:
-            assert u.assigned is not None
-            msg += (
-                f" — unit {self._unit_label(u.assigned)} is no longer assigned to "
-                f"{p.slot}: scan again"
-            )
-        return msg
-
-    # --- device checks (station.production.checks) ---------------------------------------------
-    def _check_decodes(self, p: Port, row: Row, image: bytes) -> None:
-        checks.check_decodes(self.lot, row, image, p.name)
-
-    def _differing(
-        self, p: Port, u: Unit, session: Session, regions: list[WriteRegion]
-    ) -> list[WriteRegion]:
-        """The regions the device does not hold already (all of them if one differs)."""
-        if not regions:
-            return []
-        self._phase(p, u, "verifying")
-        return checks.differing(session, regions)
-
-    def _check_cancel(self, p: Port) -> None:
-        if p.cancel.is_set():
-            raise Cancelled()
 
     def _bad_row(self, p: Port, u: Unit, reason: str) -> Outcome:
         """The row's image cannot be built: the row fails on no device; the port is free."""
@@ -810,3 +752,8 @@ class Orchestrator:
 
 def _thread_name(port: str) -> str:
     return f"port {port}"
+
+
+def _check_cancel(p: Port) -> None:
+    if p.cancel.is_set():
+        raise Cancelled()

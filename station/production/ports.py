@@ -39,6 +39,17 @@ class Port:
         """A job runs on this port right now."""
         return self.thread is not None and self.thread.is_alive()
 
+    def wait_for_previous(self, closing: threading.Event, poll: float) -> bool:
+        """A removed port of the same name may still hold the device: wait (in this port's
+        own thread) until it let go; False when cancelled or closing meanwhile."""
+        before = self.after
+        while before is not None and before.is_alive():
+            if self.cancel.is_set() or closing.is_set():
+                return False
+            before.join(poll)
+        self.after = None
+        return True
+
 
 @dataclass
 class Unit:

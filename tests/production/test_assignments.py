@@ -114,3 +114,19 @@ def test_retry_goes_to_the_port_of_the_failed_device(lot: Lot) -> None:
     del b.table.ports["p1"], b.table.ports["p2"]
     with pytest.raises(ClaimRefused, match="is on no port of this station"):
         b.a.retry(1)
+
+
+def test_a_refused_claim_drops_the_assignment_it_was_planned_with(lot: Lot) -> None:
+    b = Bench(lot)
+    b.a.assign("p1", 2)
+    p = b.table.ports["p1"]
+    err = ClaimRefused("db", 2, "is claimed by another station")
+    msg = b.a.refused(p, 2, err)
+    assert msg == (
+        "unit SN0003: is claimed by another station — unit SN0003 is no longer assigned to P1: "
+        "scan again"
+    )
+    assert p.assigned is None
+    b.a.assign("p1", 3)  # a newer scan since the unit was planned stays
+    assert b.a.refused(p, 2, err) == "unit SN0003: is claimed by another station"
+    assert p.assigned == 3
