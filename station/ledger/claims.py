@@ -11,22 +11,53 @@ May import: station.errors, station.ledger.connection/records/sql.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
 
 from station.ledger import sql
-from station.ledger.connection import LedgerConnection, wall_time
+from station.ledger.connection import wall_time
 from station.ledger.records import (
     Claim,
+    ClaimLost,
     ClaimRefused,
     ClaimTarget,
+    LedgerOffline,
     attempt_record,
     row_record,
     state_after,
 )
+from station.ledger.recovery import Recovery
 
 
-class Claims(LedgerConnection):
-    """Claim, record and finish attempts."""
+class Claims(Recovery):
+    """Claim, record and finish attempts (each claim held under its run's lease)."""
+
+    def _gone(self, claim: Claim) -> ClaimLost:
+        return ClaimLost(
+            str(self.path),
+            claim.row_index,
+            "this attempt is no longer active (recovered or cancelled: its station's lease ran "
+            "out, or the database was out of reach); nothing more is recorded for it",
+        )
+
+    @contextmanager
+    def _step(self, claim: Claim, *, last: bool = False) -> Iterator[None]:
+        """One step of a claim; the claim is let go after its ``last`` step, or when a step
+        loses the connection (then it is recovered by the normal rules if still active)."""
+        try:
+            yield
+        except ClaimLost:
+            self._unhold(claim.attempt_id)
+            raise
+        except LedgerOffline:
+            self._unhold(claim.attempt_id, lost=True)
+            raise
+        except ClaimRefused:
+            self._unhold(claim.attempt_id)
+            raise
+        if last:
+            self._unhold(claim.attempt_id)
 
     # --- claims ------------------------------------------------------------------------------
     def claim_next(
@@ -40,9 +71,13 @@ class Claims(LedgerConnection):
         run_id: str = "",
     ) -> Claim | None:
         """Claim the next pending row for device ``mac``; None when no pending row is left."""
-        return self._claim(
+        kw: dict[str, Any] = dict(
             mac=mac, port=port, slot=slot, chip=chip, operator=operator, run_id=run_id
         )
+        claim = self._claim(**kw)
+        if claim is None and self.recover_expired():  # the line's leftovers, once expired
+            claim = self._claim(**kw)
+        return claim
 
     def claim_row(
         self,
@@ -90,6 +125,7 @@ class Claims(LedgerConnection):
             self._binder = None
         now = wall_time()
         d = self.dialect
+        attempt_id: int | None = None
         try:
             with self._write() as c:
                 if row_index is None:
@@ -128,6 +164,9 @@ class Claims(LedgerConnection):
                         now,
                     ),
                 ).fetchone()[0]
+                self._hold(attempt_id, run_id)  # before the commit: never taken for an orphan
+                if run_id:
+                    c.execute(d.sql(sql.RUN_RENEW), (run_id,))
                 n = c.execute(
                     d.sql(sql.CLAIM_ROW_UPDATE), (mac, port, attempt_id, now, self._lot, index, mac)
                 ).rowcount
@@ -146,7 +185,15 @@ class Claims(LedgerConnection):
                     run=run_id,
                     operator=operator,
                 )
-        except self._integrity as err:
+        except LedgerOffline:
+            if attempt_id is not None:
+                self._unhold(attempt_id, lost=True)
+            raise
+        except BaseException as err:
+            if attempt_id is not None:
+                self._unhold(attempt_id)
+            if not isinstance(err, self._integrity):
+                raise
             raise ClaimRefused(
                 str(self.path),
                 row_index,
@@ -181,8 +228,13 @@ class Claims(LedgerConnection):
     def set_image(self, claim: Claim, image_sha256: str) -> None:
         """Record the image hash before the first byte is written (durably, in the ledger and
         the journal)."""
-        with self._write() as c:
-            c.execute(self.dialect.sql(sql.ATTEMPT_SET_IMAGE), (image_sha256, claim.attempt_id))
+        with self._step(claim), self._write() as c:
+            d = self.dialect
+            if (
+                c.execute(d.sql(sql.ATTEMPT_SET_IMAGE), (image_sha256, claim.attempt_id)).rowcount
+                != 1
+            ):
+                raise self._gone(claim)
             c.execute(
                 self.dialect.sql(sql.ROW_SET_IMAGE),
                 (image_sha256, self._lot, claim.row_index, claim.attempt_id),
@@ -202,12 +254,18 @@ class Claims(LedgerConnection):
     ) -> None:
         """The image is on the device (MD5 checked); verification comes next. ``wrote``: False
         when the device held it already and nothing was written (the attempt says so)."""
-        with self._write() as c:
+        with self._step(claim), self._write() as c:
             if wrote:
-                c.execute(
+                n = c.execute(
                     self.dialect.sql(sql.ATTEMPT_SET_WROTE),
                     (json.dumps(dict(timings)), claim.attempt_id),
-                )
+                ).rowcount
+            else:
+                n = c.execute(
+                    self.dialect.sql(sql.ATTEMPT_STILL_ACTIVE), (claim.attempt_id,)
+                ).rowcount
+            if n != 1:
+                raise self._gone(claim)
             c.execute(
                 self.dialect.sql(sql.ROW_WRITTEN),
                 (wall_time(), self._lot, claim.row_index, claim.attempt_id),
@@ -225,7 +283,7 @@ class Claims(LedgerConnection):
         """The device verifiably holds the row: bind the MAC to it for good."""
         now = wall_time()
         d = self.dialect
-        with self._write() as c:
+        with self._step(claim, last=True), self._write() as c:
             t = c.execute(d.sql(sql.ATTEMPT_GET + " WHERE id = ?"), (claim.attempt_id,)).fetchone()
             a = attempt_record(t) if t is not None else None
             merged = {**a.timings, **timings} if a is not None else dict(timings)
@@ -234,7 +292,7 @@ class Claims(LedgerConnection):
                 ("done", "", json.dumps(merged), now, claim.attempt_id),
             ).rowcount
             if n != 1:
-                raise ClaimRefused(
+                raise ClaimLost(
                     str(self.path),
                     claim.row_index,
                     "this attempt is no longer active (recovered or cancelled)",
@@ -280,7 +338,7 @@ class Claims(LedgerConnection):
         """
         now = wall_time()
         d = self.dialect
-        with self._write() as c:
+        with self._step(claim, last=True), self._write() as c:
             t = c.execute(d.sql(sql.ATTEMPT_GET + " WHERE id = ?"), (claim.attempt_id,)).fetchone()
             a = attempt_record(t) if t is not None else None
             if a is None or a.result is not None:

@@ -24,10 +24,13 @@ from typing import Any, TypeVar
 from station.errors import StationError
 from station.ledger import sql
 from station.ledger.lotfiles import Journal, JournalEntry
+from station.ledger.records import LedgerOffline
 from station.ledger.sql import Dialect
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 LOCK_NOTICE_AFTER = 2.0  # seconds: a ledger locked longer than this gets a message, once
+DEFAULT_LEASE = 30.0  # seconds a run's claims stay its own without a renewal (every third of it)
+RECONNECT_BACKOFF = (0.25, 0.5, 1.0, 2.0, 4.0)  # seconds between tries; the last one repeats
 _L = TypeVar("_L", bound="LedgerConnection")
 
 
@@ -113,8 +116,11 @@ class LedgerConnection:
     ``psycopg`` package; several stations can then share one lot). ``create``: make the tables
     in an empty database (False: an empty or missing one is an error, nothing is written).
     ``notify``: told once when the ledger is locked by another program and the station waits
-    (up to ``lock_wait`` seconds, then a clear error).
+    (up to ``lock_wait`` seconds, then a clear error). ``lease``: seconds a run's claims stay
+    its own without a renewal (renewed every third of it while claims are held).
     """
+
+    lost_is_offline = True  # a lost connection raises LedgerOffline (else the driver's error)
 
     def __init__(
         self,
@@ -124,6 +130,7 @@ class LedgerConnection:
         create: bool = True,
         notify: Callable[[str], None] | None = None,
         lock_wait: float = 60.0,
+        lease: float = DEFAULT_LEASE,
     ) -> None:
         text = os.fspath(url)
         self.url = text
@@ -142,6 +149,17 @@ class LedgerConnection:
         self._binder: Callable[[], None] | None = None
         self._lock_wait = lock_wait
         self._notify = notify
+        self.lease = lease
+        self._opened = False  # once open, a connection that fails means "offline"
+        self._offline = threading.Event()  # set while the database cannot be reached
+        # claims handed out by this ledger and not finished: attempt id -> run id (recovery.py)
+        self._held: dict[int, str] = {}
+        self._held_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+        self._renew_stop = threading.Event()
+        self._renew_wake = threading.Event()  # no claim held any more: the renewer may end
+        self._my_runs: set[str] = set()
+        self._orphans = False  # a claim's fate was lost with the connection: look for orphans
         if is_postgresql(text):
             try:
                 import psycopg
@@ -172,6 +190,7 @@ class LedgerConnection:
         except BaseException:
             self.close()
             raise
+        self._opened = True
 
     def _check_file(self, create: bool) -> None:
         """Refuse a ledger file the station cannot use, before SQLite touches it."""
@@ -260,11 +279,23 @@ class LedgerConnection:
             if d.schema_lock:
                 c.execute(d.schema_lock)
             found = c.execute(d.sql(sql.META_GET), ("schema",)).fetchone()
-            if found is not None and self._scalar(found) == "1":
-                for statement in sql.MIGRATE_2:
-                    c.execute(statement.format(real=d.real_column))
-                c.execute(d.sql(sql.META_SET), ("schema", sql.SCHEMA_VERSION, sql.SCHEMA_VERSION))
+            version = str(self._scalar(found)) if found is not None else sql.SCHEMA_VERSION
+            versions = list(sql.MIGRATIONS)
+            if version in versions or version == "1":
+                for v in versions[versions.index(version) + 1 if version in versions else 0 :]:
+                    for statement in sql.MIGRATIONS[v]:
+                        added = sql.ADDED_COLUMN.match(statement)
+                        if added and self._has_column(c, *added.groups()):
+                            continue  # already there (a ledger made between two versions)
+                        c.execute(statement.format(real=d.real_column, id=d.id_column))
+                    c.execute(d.sql(sql.META_SET), ("schema", v, v))
             c.execute(d.sql(sql.META_PUT_ONCE), ("ledger_id", uuid.uuid4().hex))
+
+    def _has_column(self, c: Any, table: str, column: str) -> bool:
+        if self.dialect is sql.SQLITE:
+            return any(info[1] == column for info in c.execute(f"PRAGMA table_info({table})"))
+        found = c.execute(self.dialect.sql(sql.PG_HAS_COLUMN), (table, column)).fetchone()
+        return found is not None
 
     @property
     def ledger_id(self) -> str:
@@ -277,8 +308,11 @@ class LedgerConnection:
             import psycopg
 
             try:
-                return psycopg.connect(self.url, autocommit=True)
+                return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             except psycopg.Error as err:
+                if self._opened:
+                    self._offline.set()
+                    raise LedgerOffline(display_url(self.url), f"ledger offline: {err}") from None
                 raise StationError.at(
                     display_url(self.url),
                     f"cannot connect to the PostgreSQL ledger database: {err}",
@@ -345,17 +379,19 @@ class LedgerConnection:
         """One write transaction holding the database's write lock from its first statement.
 
         Journal lines noted in it (:meth:`_note`) are appended and fsynced once it committed:
-        the journal never holds a change the ledger does not."""
-        con = self._con()
-        con.execute(self.dialect.begin_write)
-        self._local.pending = []
-        try:
-            yield con
-        except BaseException:
+        the journal never holds a change the ledger does not. A connection lost on the way
+        raises :class:`LedgerOffline` (then whether the transaction committed is not known)."""
+        with self._guard() as con:
+            con.execute(self.dialect.begin_write)
             self._local.pending = []
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+            try:
+                yield con
+            except BaseException:
+                self._local.pending = []
+                if not self._lost(con):
+                    con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
         pending, self._local.pending = self._local.pending, []
         if pending and self.journal is not None:
             self.journal.append(pending)
@@ -405,7 +441,53 @@ class LedgerConnection:
             con.executemany(statement, rows)
 
     def _q(self, statement: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        return self._con().execute(self.dialect.sql(statement), tuple(args)).fetchall()
+        with self._guard() as con:
+            return list(con.execute(self.dialect.sql(statement), tuple(args)).fetchall())
+
+    @staticmethod
+    def _lost(con: Any) -> bool:
+        """Whether a connection is gone (PostgreSQL: the server or the network dropped it)."""
+        return bool(getattr(con, "broken", False) or getattr(con, "closed", False))
+
+    @contextmanager
+    def _guard(self) -> Iterator[Any]:
+        """The thread's connection; a database error that lost it is raised as LedgerOffline
+        and the connection dropped, so that the next call connects again."""
+        con = self._con()
+        try:
+            yield con
+        except self._db_error as err:
+            if not self._lost(con):
+                raise
+            self.release_thread()
+            self._offline.set()
+            if not self.lost_is_offline:
+                raise
+            raise LedgerOffline(
+                display_url(self.url), f"ledger offline: {str(err).strip() or type(err).__name__}"
+            ) from None
+        self._offline.clear()
+
+    @property
+    def offline(self) -> bool:
+        """Whether the last call found the database unreachable."""
+        return self._offline.is_set()
+
+    def wait_online(self, cancel: threading.Event | None = None) -> bool:
+        """Wait until the database answers again, trying with a growing pause (backoff);
+        False if ``cancel`` was set first."""
+        cancel = cancel or threading.Event()
+        tries = 0
+        while not cancel.is_set():
+            try:
+                self._q("SELECT 1")
+                return True
+            except LedgerOffline:
+                pause = RECONNECT_BACKOFF[min(tries, len(RECONNECT_BACKOFF) - 1)]
+                tries += 1
+                if cancel.wait(pause):
+                    break
+        return False
 
     @staticmethod
     def _scalar(found: Sequence[Any]) -> Any:
@@ -432,8 +514,16 @@ class LedgerConnection:
                 self._connections.remove(con)
         con.close()
 
+    def _stop_renewer(self) -> None:
+        self._renew_stop.set()
+        self._renew_wake.set()
+        renewer = self._renewer
+        if renewer is not None and renewer is not threading.current_thread():
+            renewer.join()
+
     def close(self) -> None:
         """Close every connection this ledger opened (from any thread)."""
+        self._stop_renewer()
         with self._lock:
             self._closed = True
             for con in self._connections:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from station.ledger.claims import Claims
 from station.ledger.connection import (
+    DEFAULT_LEASE,
     LOCK_NOTICE_AFTER,
     SQLITE_HEADER,
     LedgerConnection,
@@ -31,6 +32,7 @@ from station.ledger.records import (
     AttemptRecord,
     AuditRecord,
     Claim,
+    ClaimLost,
     ClaimOfAnotherStation,
     ClaimRefused,
     Counters,
@@ -40,11 +42,12 @@ from station.ledger.records import (
     Recovered,
     RowRecord,
 )
-from station.ledger.recovery import Recovery, process_started, run_alive
+from station.ledger.recovery import process_started, run_alive
 from station.ledger.reports import UPH_WINDOW, Reports
 
 __all__ = [
     "BULK_ROWS",
+    "DEFAULT_LEASE",
     "LOCK_NOTICE_AFTER",
     "MAX_LISTED_PROBLEMS",
     "SQLITE_HEADER",
@@ -52,6 +55,7 @@ __all__ = [
     "AttemptRecord",
     "AuditRecord",
     "Claim",
+    "ClaimLost",
     "ClaimOfAnotherStation",
     "ClaimRefused",
     "Counters",
@@ -72,7 +76,7 @@ __all__ = [
 ]
 
 
-class Ledger(Claims, Recovery, Reports, LotImport):
+class Ledger(Claims, Reports, LotImport):
     """The ledger of one lot: a SQLite file (WAL, synchronous commits) or PostgreSQL.
 
     ``url``: a file path, ``sqlite:///path``, or ``postgresql://user@host/db`` (needs the

@@ -138,6 +138,16 @@ class LedgerOffline(StationError):
         super().__init__(Problem(where, 0, 0, "db", message), exit_code=1)
 
 
+class ClaimLost(LedgerOffline, ClaimRefused):
+    """A step of a claim that is no longer active: its lease ran out while its station was
+    cut off (or busy), and the line recovered it meanwhile. Like a lost connection, the unit
+    stops and is never marked done; the device is looked at again (a row kept on its MAC is
+    retried on it)."""
+
+    def __init__(self, where: str, row_index: int, message: str) -> None:
+        StationError.__init__(self, Problem(where, 0, 0, f"row {row_index + 1}", message))
+
+
 # --- named rows of the ledger's queries (columns in the statements' order, see sql.py) -------
 class LotRow(NamedTuple):
     id: int

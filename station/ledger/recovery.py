@@ -19,10 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 from station.ledger import sql
-from station.ledger.connection import LedgerConnection, wall_time
+from station.ledger.connection import RECONNECT_BACKOFF, LedgerConnection, wall_time
 from station.ledger.records import (
     ClaimOfAnotherStation,
     ClaimRefused,
+    LedgerOffline,
     Recovered,
     RunRow,
     attempt_record,
@@ -81,15 +82,111 @@ class Recovery(LedgerConnection):
                     os.getpid(),
                     wall_time(),
                     process_started(),
+                    self.lease,
+                    self.lease,
                 ),
             )
+        self._my_runs.add(run_id)
         return run_id
 
     def end_run(self, run_id: str) -> None:
-        with self._write() as c:
-            c.execute(self.dialect.sql(sql.RUN_END), (wall_time(), run_id))
+        """End a run. With the database offline the run stays open in it: its lease runs
+        out, and its claims (if any) are recovered by whichever station looks first."""
+        self._my_runs.discard(run_id)
         with _LIVE_RUNS_LOCK:
             _LIVE_RUNS.discard(run_id)
+        try:
+            with self._write() as c:
+                c.execute(self.dialect.sql(sql.RUN_END), (wall_time(), run_id))
+        except LedgerOffline:
+            pass
+
+    # --- leases ------------------------------------------------------------------------------
+    def _hold(self, attempt_id: int, run_id: str) -> None:
+        """A claim of this ledger (before its commit): its run's lease is renewed while held."""
+        with self._held_lock:
+            self._held[attempt_id] = run_id
+            if self._renewer is None and run_id and not self._closed:
+                self._renew_stop.clear()
+                self._renew_wake.clear()
+                self._renewer = threading.Thread(
+                    target=self._renew_loop, name="ledger lease", daemon=True
+                )
+                self._renewer.start()
+
+    def _unhold(self, attempt_id: int, *, lost: bool = False) -> None:
+        """A claim that ended; ``lost``: its last step's fate is not known (the connection
+        went): if it is still active, it is recovered as an orphan once the database is back."""
+        with self._held_lock:
+            self._held.pop(attempt_id, None)
+            if lost:
+                self._orphans = True
+            if not self._held and not self._orphans:
+                self._renew_wake.set()  # nothing left to renew: let the renewer end now
+
+    def _renew_loop(self) -> None:
+        """Renew the leases of the runs whose claims this ledger holds, every third of the
+        lease, and recover expired claims of the line meanwhile; back off while offline."""
+        pause = self.lease / 3
+        tries = 0
+        try:
+            while True:
+                self._renew_wake.wait(pause)
+                with self._held_lock:
+                    self._renew_wake.clear()
+                    runs = set(self._held.values()) - {""}
+                    if self._renew_stop.is_set() or (not runs and not self._orphans):
+                        self._renewer = None
+                        return
+                try:
+                    if runs:
+                        with self._write() as c:
+                            for run in sorted(runs):
+                                c.execute(self.dialect.sql(sql.RUN_RENEW), (run,))
+                    self.recover_expired(look_closer=False)
+                    pause, tries = self.lease / 3, 0
+                except LedgerOffline:
+                    pause = RECONNECT_BACKOFF[min(tries, len(RECONNECT_BACKOFF) - 1)]
+                    tries += 1
+                except Exception:
+                    pause = self.lease / 3
+        finally:
+            with self._held_lock:
+                if self._renewer is threading.current_thread():
+                    self._renewer = None
+            self.release_thread()
+
+    def wait_online(self, cancel: threading.Event | None = None) -> bool:
+        """Wait until the database answers again (backoff); then recover this ledger's claims
+        whose last step was lost with the connection. False if ``cancel`` was set first."""
+        if not super().wait_online(cancel):
+            return False
+        try:
+            self.recover_expired(look_closer=False)
+        except LedgerOffline:
+            return self.wait_online(cancel)
+        return True
+
+    def recover_expired(self, *, look_closer: bool = True) -> list[Recovered]:
+        """Recover the claims the line left behind, if there are any: those of runs whose
+        lease ran out or that ended, this ledger's own orphans, and (``look_closer``) those of
+        dead processes of this host."""
+        if self.lot_id is None:
+            return []
+        with self._held_lock:
+            orphans = self._orphans
+        expired = int(self._one(sql.CLAIMS_EXPIRED, (self._lot,)))
+        if not expired and not orphans and not look_closer:
+            return []
+        if not expired:
+            active = self._q(sql.ATTEMPTS_ACTIVE, (self._lot,))
+            with self._held_lock:
+                ours = set(self._held)
+            if all(attempt_record(t).id in ours for t in active):
+                return []
+        with self._held_lock:
+            self._orphans = False
+        return self.recover(self._lapsed)
 
     def _run_dead(self, c: Any, run_id: str) -> bool:
         return self._run_state(c, run_id) == "dead"
@@ -100,12 +197,20 @@ class Recovery(LedgerConnection):
         A run is its host, PID and the start time of its process: a PID reused by another
         process (e.g. after a reboot) is not the run."""
         found = c.execute(self.dialect.sql(sql.RUN_GET), (run_id,)).fetchone()
-        if found is None:
-            return "dead"
-        run = RunRow(*found)
+        return "dead" if found is None else self._judge(run_id, RunRow(*found))
+
+    def _lapsed(self, run_id: str) -> bool:
+        """Whether a run that the ledger knows is over: its claims are anyone's to recover (a
+        claim of no known run is left alone here; an explicit recover() takes it)."""
+        found = self._q(sql.RUN_GET, (run_id,))
+        return bool(found) and self._judge(run_id, RunRow(*found[0])) == "dead"
+
+    def _judge(self, run_id: str, run: RunRow) -> str:
         host, pid, ended_at, proc_started = run.host, run.pid, run.ended_at, run.proc_started
         if ended_at is not None:
             return "dead"
+        if run.lease_until is not None and run.lease_until < run.db_now:
+            return "dead"  # its lease ran out: whatever its station does, the claims are free
         if host != socket.gethostname():
             return "elsewhere"
         if pid == os.getpid():
@@ -137,8 +242,11 @@ class Recovery(LedgerConnection):
                 attempt_record(t)
                 for t in c.execute(self.dialect.sql(sql.ATTEMPTS_ACTIVE), (self._lot,)).fetchall()
             ]
+            with self._held_lock:
+                ours = set(self._held)
             for a in active:
-                dead = is_dead(a.run_id) if is_dead else self._run_dead(c, a.run_id)
+                orphan = a.run_id in self._my_runs and a.id not in ours
+                dead = orphan or (is_dead(a.run_id) if is_dead else self._run_dead(c, a.run_id))
                 if not dead:
                     continue
                 reason = (

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from station.errors import StationError
-from station.ledger import Claim, ClaimRefused, RowRecord
+from station.ledger import Claim, ClaimRefused, LedgerOffline, RowRecord
 
 if TYPE_CHECKING:
     from station.flashing import Opener, Progress, WriteRegion
@@ -567,7 +567,10 @@ class Orchestrator:
         with self._lock:
             if self._claimed:
                 return False
-        return self.ledger.count("pending") == 0
+        try:
+            return self.ledger.count("pending") == 0
+        except LedgerOffline:
+            return False
 
     def _limit_reached(self) -> bool:
         with self._lock:
@@ -704,6 +707,8 @@ class Orchestrator:
         try:
             with session:
                 return self._with_device(p, u, session, auto)
+        except LedgerOffline as err:
+            return self._ledger_offline(p, err)
         except FlashError as err:  # from closing the session
             self._emit(LogEvent(p.name, "warning", f"closing the device: {err.reason}"))
             return "failed" if u.claim else "skipped"
@@ -802,6 +807,8 @@ class Orchestrator:
             )
             self._counters()
             return "passed"
+        except LedgerOffline:
+            raise  # nothing more is recorded for this unit (or a lost claim): _ledger_offline
         except (FlashError, Cancelled) as err:
             cancelled = isinstance(err, Cancelled) or p.cancel.is_set()
             reason = "cancelled" if cancelled else err.reason  # type: ignore[union-attr]
@@ -818,6 +825,25 @@ class Orchestrator:
             return "refused"
         except Exception as err:  # an internal error must not leave a claim behind
             return self._failed(p, u, f"internal error: {err!r}", False)
+
+    def _ledger_offline(self, p: _Port, err: LedgerOffline) -> str:
+        """The database went away: the unit stopped where it was (never marked done; its claim
+        is recovered by the ledger's rules); wait until the ledger is back, then go on."""
+        offline = self.ledger.offline  # else the claim was taken back (its lease ran out)
+        what = "ledger offline: reconnecting…" if offline else err.problems[0].message
+        self._port_update(p, None, "attention", what)
+        self._emit(
+            LogEvent(
+                p.name,
+                "error",
+                f"{err.problems[0].message}; the unit in progress stopped and is not recorded "
+                "as done",
+            )
+        )
+        if offline and self.ledger.wait_online(p.cancel):
+            self._port_update(p, None, "waiting", "ledger back online")
+            self._emit(LogEvent(p.name, "info", "ledger back online"))
+        return "offline"
 
     def _refused(self, p: _Port, u: _Unit, err: ClaimRefused) -> str:
         """The ledger refused the claim (e.g. another station took the assigned row): the
