@@ -86,13 +86,17 @@ class Recovery(LedgerConnection):
                     self.lease,
                 ),
             )
-        self._my_runs.add(run_id)
+        with self._held_lock:
+            self._my_runs.add(run_id)
+        self._hold(None, run_id)  # its lease is renewed, and the line watched, while it runs
         return run_id
 
     def end_run(self, run_id: str) -> None:
         """End a run. With the database offline the run stays open in it: its lease runs
         out, and its claims (if any) are recovered by whichever station looks first."""
-        self._my_runs.discard(run_id)
+        with self._held_lock:
+            self._my_runs.discard(run_id)
+            self._renew_wake.set()
         with _LIVE_RUNS_LOCK:
             _LIVE_RUNS.discard(run_id)
         try:
@@ -102,10 +106,12 @@ class Recovery(LedgerConnection):
             pass
 
     # --- leases ------------------------------------------------------------------------------
-    def _hold(self, attempt_id: int, run_id: str) -> None:
-        """A claim of this ledger (before its commit): its run's lease is renewed while held."""
+    def _hold(self, attempt_id: int | None, run_id: str) -> None:
+        """A claim of this ledger (before its commit): its run's lease is renewed while held
+        (None: a run started; renewed while it runs)."""
         with self._held_lock:
-            self._held[attempt_id] = run_id
+            if attempt_id is not None:
+                self._held[attempt_id] = run_id
             if self._renewer is None and run_id and not self._closed:
                 self._renew_stop.clear()
                 self._renew_wake.clear()
@@ -121,12 +127,14 @@ class Recovery(LedgerConnection):
             self._held.pop(attempt_id, None)
             if lost:
                 self._orphans = True
-            if not self._held and not self._orphans:
+            if not self._held and not self._orphans and not self._my_runs:
                 self._renew_wake.set()  # nothing left to renew: let the renewer end now
 
     def _renew_loop(self) -> None:
-        """Renew the leases of the runs whose claims this ledger holds, every third of the
-        lease, and recover expired claims of the line meanwhile; back off while offline."""
+        """Renew the leases of this ledger's runs and of the runs whose claims it holds, every
+        third of the lease, and recover the line's expired claims meanwhile (so that a
+        station waiting for its next board still takes back a dead station's claims); back
+        off while offline."""
         pause = self.lease / 3
         tries = 0
         try:
@@ -134,7 +142,7 @@ class Recovery(LedgerConnection):
                 self._renew_wake.wait(pause)
                 with self._held_lock:
                     self._renew_wake.clear()
-                    runs = set(self._held.values()) - {""}
+                    runs = (set(self._held.values()) | self._my_runs) - {""}
                     if self._renew_stop.is_set() or (not runs and not self._orphans):
                         self._renewer = None
                         return

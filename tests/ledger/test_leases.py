@@ -126,7 +126,9 @@ def test_a_working_station_renews_its_lease_and_keeps_its_claims(url: str) -> No
     a.set_image(c, "ab" * 32)
     a.complete(c, {})
     assert b.row(c.row_index).state == "done"
-    renewer.join(10.0)  # no claim held: nothing to renew, the renewer ends at once
+    assert renewer.is_alive()  # the run goes on: it still watches the line
+    a.end_run(run)
+    renewer.join(10.0)  # no run, no claim held: nothing to renew, the renewer ends at once
     assert not renewer.is_alive()
     a.close()
     b.close()
