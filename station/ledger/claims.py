@@ -165,8 +165,6 @@ class Claims(Recovery):
                     ),
                 ).fetchone()[0]
                 self._hold(attempt_id, run_id)  # before the commit: never taken for an orphan
-                if run_id:
-                    c.execute(d.sql(sql.RUN_RENEW), (run_id,))
                 n = c.execute(
                     d.sql(sql.CLAIM_ROW_UPDATE), (mac, port, attempt_id, now, self._lot, index, mac)
                 ).rowcount
