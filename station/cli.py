@@ -225,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--operator", default="", help="operator name for the ledger")
     p.add_argument("--db", help="ledger database URL (default: beside the lot)")
     p.add_argument(
+        "--lease",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds this station's claims stay its own without a renewal; once run out, any "
+        "station of the line recovers them (default 30, renewed every third of it)",
+    )
+    p.add_argument(
         "--no-stub",
         action="store_true",
         dest="no_stub",

@@ -24,6 +24,8 @@ from station.ledger.ledger import Ledger, display_url
 class ReadOnlyLedger(Ledger):
     """:class:`Ledger` whose connections cannot write; attach it to a lot with :meth:`attach`."""
 
+    lost_is_offline = False  # a watcher shows the driver's own words, and reads again later
+
     def __init__(self, url: str | os.PathLike[str], *, station_id: str | None = None) -> None:
         try:
             super().__init__(url, station_id=station_id or "watch")

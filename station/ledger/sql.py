@@ -14,6 +14,7 @@ a bug in Python, or a second station on the same database, cannot break them:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 ROW_STATES = ("pending", "claimed", "written", "done", "failed")
@@ -113,7 +114,9 @@ SCHEMA = [
         pid INTEGER NOT NULL,
         started_at {real} NOT NULL,
         ended_at {real},
-        proc_started {real}
+        proc_started {real},
+        lease_s {real},
+        lease_until {real}
     )""",
     """CREATE TABLE IF NOT EXISTS audit (
         id {id},
@@ -132,10 +135,27 @@ BULK_INDEXES = ("rows_state", "rows_scan", "rows_unit")
 
 META_GET = "SELECT value FROM meta WHERE key = ?"
 META_PUT_ONCE = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
-SCHEMA_VERSION = "2"  # 2: runs.proc_started (a run is host + PID + process start time)
-META_INIT = "INSERT INTO meta (key, value) VALUES ('schema', '2') ON CONFLICT (key) DO NOTHING"
+# Each schema version and the statements that bring the one before it up to it, in order: a new
+# version appends an entry (its statements may use {real}/{id}/{blob}); a new ledger is created
+# with SCHEMA (which has it all) and marked with the last version.
+MIGRATIONS: dict[str, list[str]] = {
+    "2": ["ALTER TABLE runs ADD COLUMN proc_started {real}"],  # a run: host + PID + start time
+    "3": [  # leases: a run's claims are its own until lease_until (the database's clock)
+        "ALTER TABLE runs ADD COLUMN lease_s {real}",
+        "ALTER TABLE runs ADD COLUMN lease_until {real}",
+    ],
+}
+SCHEMA_VERSION = list(MIGRATIONS)[-1]
+ADDED_COLUMN = re.compile(r"ALTER TABLE (\w+) ADD COLUMN (\w+) ")  # skipped if it is there
+PG_HAS_COLUMN = (
+    "SELECT 1 FROM information_schema.columns"
+    " WHERE table_schema = current_schema() AND table_name = ? AND column_name = ?"
+)
+META_INIT = (  # S608: a module constant
+    f"INSERT INTO meta (key, value) VALUES ('schema', '{SCHEMA_VERSION}')"  # noqa: S608
+    " ON CONFLICT (key) DO NOTHING"
+)
 META_SET = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = ?"
-MIGRATE_2 = ["ALTER TABLE runs ADD COLUMN proc_started {real}"]
 # the journal's sequence: one counter per lot, bumped in the transaction of each state change
 SEQ_INIT = "INSERT INTO meta (key, value) VALUES (?, '0') ON CONFLICT (key) DO NOTHING"
 SEQ_BUMP = (
@@ -210,6 +230,7 @@ ATTEMPT_INSERT = (
 ATTEMPT_SET_IMAGE = "UPDATE attempts SET image_sha256 = ? WHERE id = ? AND result IS NULL"
 ROW_SET_IMAGE = "UPDATE rows SET image_sha256 = ? WHERE lot_id = ? AND idx = ? AND attempt_id = ?"
 ATTEMPT_SET_WROTE = "UPDATE attempts SET wrote = 1, timings = ? WHERE id = ? AND result IS NULL"
+ATTEMPT_STILL_ACTIVE = "UPDATE attempts SET wrote = wrote WHERE id = ? AND result IS NULL"
 ROW_WRITTEN = (
     "UPDATE rows SET state = 'written', updated_at = ?"
     " WHERE lot_id = ? AND idx = ? AND attempt_id = ? AND state = 'claimed'"
@@ -265,12 +286,24 @@ DONE_SINCE = (
 FIRST_START_SINCE = "SELECT MIN(started_at) FROM attempts WHERE lot_id = ? AND started_at >= ?"
 
 # --- runs and audit -----------------------------------------------------------------------
+# DB_NOW is the database's clock in seconds since the epoch (Dialect.sql fills it in): leases
+# are measured with it, so the stations' own clocks may disagree
 RUN_INSERT = (
-    "INSERT INTO runs (id, lot_id, station_id, host, pid, started_at, proc_started)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO runs (id, lot_id, station_id, host, pid, started_at, proc_started, lease_s,"
+    " lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, DB_NOW + ?)"
 )
 RUN_END = "UPDATE runs SET ended_at = ? WHERE id = ?"
-RUN_GET = "SELECT station_id, host, pid, ended_at, proc_started FROM runs WHERE id = ?"
+RUN_GET = (
+    "SELECT station_id, host, pid, ended_at, proc_started, lease_until, DB_NOW"
+    " FROM runs WHERE id = ?"
+)
+RUN_RENEW = "UPDATE runs SET lease_until = DB_NOW + lease_s WHERE id = ? AND ended_at IS NULL"
+# active claims of this lot whose run's lease ran out (or whose run ended): to be recovered
+CLAIMS_EXPIRED = (
+    "SELECT COUNT(*) FROM attempts a JOIN runs r ON r.id = a.run_id"
+    " WHERE a.lot_id = ? AND a.result IS NULL"
+    " AND (r.ended_at IS NOT NULL OR r.lease_until < DB_NOW)"
+)
 ATTEMPT_OF_ROW_ACTIVE = ATTEMPT_GET + " WHERE lot_id = ? AND row_idx = ? AND result IS NULL"
 
 # --- rebuild from the journal ---------------------------------------------------------------
@@ -303,9 +336,11 @@ class Dialect:
     claim_suffix: str  # appended to the claim SELECT
     schema_exists: str  # one row when the ledger's tables are there already
     schema_lock: str  # serialises schema creation between stations ("" when BEGIN does it)
+    now: str  # the database's clock, seconds since the epoch (what DB_NOW stands for)
 
     def sql(self, statement: str) -> str:
-        """The statement in this driver's placeholder style."""
+        """The statement in this driver's placeholder style, DB_NOW filled in."""
+        statement = statement.replace("DB_NOW", self.now)
         if self.paramstyle == "format":
             return statement.replace("%", "%%").replace("?", "%s")
         return statement
@@ -329,6 +364,7 @@ SQLITE = Dialect(
     claim_suffix="",
     schema_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'",
     schema_lock="",
+    now="((julianday('now') - 2440587.5) * 86400.0)",
 )
 
 POSTGRESQL = Dialect(
@@ -340,4 +376,5 @@ POSTGRESQL = Dialect(
     claim_suffix=" FOR UPDATE SKIP LOCKED",
     schema_exists="SELECT 1 WHERE to_regclass('audit') IS NOT NULL",
     schema_lock="SELECT pg_advisory_xact_lock(7306255)",  # any constant: "station schema"
+    now="EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION",
 )

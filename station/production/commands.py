@@ -151,7 +151,11 @@ def run(args: argparse.Namespace) -> int:
     """Headless production: flash device after device on the given ports, one line per unit."""
     if args.count is not None and args.count < 1:
         raise StationError.at("--count", "must be 1 or more", key="count")
+    lease = getattr(args, "lease", 30.0)
+    if not 1.0 <= lease <= 3600.0:
+        raise StationError.at("--lease", "must be 1 to 3600 seconds", key="lease")
     lot = open_lot(args.lot, db_url=args.db, notify=_note)
+    lot.ledger.lease = lease
     for warning in lot.mfg.warnings:  # allowed, but look like mistakes (never show a value)
         print(warning, file=sys.stderr)
     printer = _RunPrinter(sys.stdout, sys.stderr)

@@ -39,6 +39,7 @@ class Outcome(enum.Enum):
     NO_ROWS = "no-rows"  # the lot has no pending row left
     LIMIT = "limit"  # ``max_units`` reached (unless a unit in progress fails)
     BAD_ROW = "bad-row"  # the row's image cannot be built; it failed on no device
+    OFFLINE = "offline"  # the ledger's database went away; the unit was not recorded as done
 
 
 # --- events (frozen: they cross threads) ----------------------------------------------------

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from station.errors import StationError
 from station.flashing.types import FlashError, Opener, Progress, Session, WriteRegion
-from station.ledger import Claim, ClaimRefused, RowRecord
+from station.ledger import Claim, ClaimRefused, LedgerOffline, RowRecord
 from station.production import checks
 from station.production.assignments import Assignments
 from station.production.events import (
@@ -518,6 +518,8 @@ class Orchestrator:
                     return self._device_unit(p, u, session, auto)
                 finally:
                     self._planner.finished(p.name)
+        except LedgerOffline as err:
+            return self._ledger_offline(p, err)
         except FlashError as err:  # from closing the session
             self._emit(LogEvent(p.name, "warning", f"closing the device: {err.reason}"))
             return Outcome.FAILED if u.claim else Outcome.SKIPPED
@@ -571,6 +573,8 @@ class Orchestrator:
             self.ledger.complete(claim, u.timings, chip=u.chip)
             self._passed(p, u, session, row, how)
             return Outcome.PASSED
+        except LedgerOffline:
+            raise  # nothing more is recorded for this unit (or a lost claim): _ledger_offline
         except (FlashError, Cancelled) as err:
             if isinstance(err, Cancelled) or p.cancel.is_set():
                 return self._failed(p, u, "cancelled", True)
@@ -587,6 +591,25 @@ class Orchestrator:
             return Outcome.REFUSED
         except Exception as err:  # an internal error must not leave a claim behind
             return self._failed(p, u, f"internal error: {err!r}", False)
+
+    def _ledger_offline(self, p: Port, err: LedgerOffline) -> Outcome:
+        """The database went away: the unit stopped where it was (never marked done; its claim
+        is recovered by the ledger's rules); wait until the ledger is back, then go on."""
+        offline = self.ledger.offline  # else the claim was taken back (its lease ran out)
+        what = "ledger offline: reconnecting…" if offline else err.problems[0].message
+        self._port_update(p, None, PortState.ATTENTION, what)
+        self._emit(
+            LogEvent(
+                p.name,
+                "error",
+                f"{err.problems[0].message}; the unit in progress stopped and is not recorded "
+                "as done",
+            )
+        )
+        if offline and self.ledger.wait_online(p.cancel):
+            self._port_update(p, None, PortState.WAITING, "ledger back online")
+            self._emit(LogEvent(p.name, "info", "ledger back online"))
+        return Outcome.OFFLINE
 
     def _write_and_verify(
         self,

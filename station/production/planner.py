@@ -18,7 +18,7 @@ import hashlib
 import threading
 from collections.abc import Callable
 
-from station.ledger import Claim, ClaimRefused, Ledger, RowRecord
+from station.ledger import Claim, ClaimRefused, Ledger, LedgerOffline, RowRecord
 from station.production.events import LogEvent, Outcome
 from station.production.ports import Port, PortTable, Unit
 
@@ -141,4 +141,7 @@ class ClaimPlanner:
         with self.table.lock:
             if self.claimed:
                 return False
-        return self.ledger.count("pending") == 0
+        try:
+            return self.ledger.count("pending") == 0
+        except LedgerOffline:
+            return False

@@ -25,7 +25,7 @@ def line_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     start = time.time() - 6 * 3600 + 120  # six hours up to a minute ago, as on a live line
     clock = Clock(start)
     with monkeypatch.context() as m:
-        m.setattr("station.ledger.ledger.time", clock)
+        m.setattr("station.ledger.connection.time", clock)
         busy_line(str(tmp_path / "line.db"), clock, start=start)
     return tmp_path / "line.db"
 

@@ -48,7 +48,7 @@ def watch(qtbot: Any, qtmodeltester: Any, ledger: Any) -> WatchWindow:
 def line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     clock = Clock()
     with monkeypatch.context() as m:
-        m.setattr("station.ledger.ledger.time", clock)
+        m.setattr("station.ledger.connection.time", clock)
         busy_line(str(tmp_path / "line.db"), clock, hours=1, lot_rows=300)
     return tmp_path / "line.db"
 
@@ -113,7 +113,7 @@ def test_watching_a_postgresql_line_writes_nothing(
     url, tables = pg_url
     clock = Clock()
     with monkeypatch.context() as m:
-        m.setattr("station.ledger.ledger.time", clock)
+        m.setattr("station.ledger.connection.time", clock)
         busy_line(url, clock, hours=1, lot_rows=300)
     before = tables()
     w = watch(qtbot, qtmodeltester, watched_ledger("LINE-1", url))

@@ -12,7 +12,7 @@ T0 = 1_764_000_000.0  # 2025-11-24 16:00 UTC: a whole hour, so buckets start at 
 
 
 class Clock:
-    """Stands in for the ledger's ``time`` module (monkeypatch ``station.ledger.ledger.time``)."""
+    """Stands in for the ledger's ``time`` module (patch ``station.ledger.connection.time``)."""
 
     def __init__(self, now: float = T0) -> None:
         self.now = now

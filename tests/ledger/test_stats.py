@@ -22,7 +22,7 @@ PG_URL = os.environ.get("STATION_TEST_POSTGRES", "")
 
 def fill(url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     """A lot of 40 rows worked by two stations over three hours."""
-    monkeypatch.setattr("station.ledger.ledger.time", clock)
+    monkeypatch.setattr("station.ledger.connection.time", clock)
     a = Ledger(url, station_id="line-a")
     a.import_lot("L1", "r", rows(40))
     b = Ledger(url, station_id="line-b")
@@ -241,7 +241,7 @@ def test_a_busy_line_has_the_same_figures_on_both_engines(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = Clock()
-    monkeypatch.setattr("station.ledger.ledger.time", clock)
+    monkeypatch.setattr("station.ledger.connection.time", clock)
     figures = []
     for url in (str(tmp_path / "l.db"), pg_url):
         clock.now = T0

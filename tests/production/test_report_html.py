@@ -55,7 +55,7 @@ def assert_self_contained(text: str) -> None:
 @pytest.fixture
 def busy_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     clock = Clock()
-    monkeypatch.setattr("station.ledger.ledger.time", clock)
+    monkeypatch.setattr("station.ledger.connection.time", clock)
     busy_line(str(tmp_path / "line.db"), clock)
     out = tmp_path / "report.html"
     with Ledger(tmp_path / "line.db") as led:
