@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
-PHASES = ("connecting", "identifying", "checking", "writing", "verifying", "resetting")
+# "burning eFuses": a lot with a [security] recipe, after verifying (station.security)
+PHASES = (
+    "connecting",
+    "identifying",
+    "checking",
+    "writing",
+    "verifying",
+    "burning eFuses",
+    "resetting",
+)
 
 # The chips a lot may name (esptool's chip arguments), "auto" for whatever answers. The lot
 # file, the New-lot dialog and the command line take them from here.
@@ -99,6 +108,11 @@ class Session(Protocol):
     port: str
     info: DeviceInfo
     cancel: threading.Event
+
+    @property
+    def loader(self) -> Any:
+        """The connected esptool loader (station.security burns eFuses through it)."""
+        ...
 
     def read(self, offset: int, size: int) -> bytes: ...
 

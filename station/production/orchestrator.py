@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from station.errors import StationError
 from station.ledger import Claim, ClaimRefused, RowRecord
+from station.production.security_step import PHASE as PHASE_EFUSES
+from station.production.security_step import BoardNotForLot, SecurityFailed
 
 if TYPE_CHECKING:
     from station.flashing import Opener, Progress, WriteRegion
@@ -195,6 +197,13 @@ class Orchestrator:
         self.units_failed = 0
         self.run_id = self.ledger.start_run()
         self._closed = False
+        from station.production import security_step
+
+        self._security = security_step.for_lot(lot)  # the lot's [security] recipe, or None
+        if self._security is not None:
+            self._emit(LogEvent("", "info", self._security.describe()))
+        if getattr(lot, "security_warning", None):
+            self._emit(LogEvent("", "warning", str(lot.security_warning)))
         for rec in self.ledger.recover():
             a = rec.attempt
             self._emit(
@@ -732,6 +741,8 @@ class Orchestrator:
             self._phase(p, u, "checking")
             self._check_fits(u, session)
             self._check_table(p, u, session)
+            if self._security is not None:  # a board with foreign eFuses stays untouched
+                self._security.check_board(session.loader, u.mac)
             current = session.read(factory.offset, factory.size)
             self._check_cancel(p)
             plan = self._plan(p, u, current)
@@ -754,6 +765,8 @@ class Orchestrator:
                 return self._bad_row(p, u, "; ".join(str(pr) for pr in err.problems))
             sha = hashlib.sha256(image).hexdigest()
             regions = list(self.lot.regions_for(mfg_row, image))
+            if self._security is not None:  # keys escrowed, regions encrypted on the host
+                regions = self._security.regions(self.lot.unit_id(mfg_row), u.mac, regions)
             extras = regions[:-1]  # firmware, key partition: the same for every unit
             if current == image:
                 # the device verifiably holds this row already (read back above): the rest is
@@ -778,6 +791,8 @@ class Orchestrator:
                     what = ", ".join(r.name or f"0x{r.offset:x}" for r in regions) + f" {what}"
                 how = what if claim.kind == "new" else f"{claim.kind}: {what}"
             self._check_decodes(p, mfg_row, image)
+            if self._security is not None:  # after the read-back verification, never before
+                self._burn_efuses(p, u, session, self.lot.unit_id(mfg_row))
             self._phase(p, u, "resetting")
             self.ledger.complete(claim, u.timings, chip=u.chip)
             with self._lock:
@@ -806,8 +821,10 @@ class Orchestrator:
             cancelled = isinstance(err, Cancelled) or p.cancel.is_set()
             reason = "cancelled" if cancelled else err.reason  # type: ignore[union-attr]
             return self._failed(p, u, reason, cancelled)
-        except (ClaimRefused, DeviceRefused) as err:
-            if isinstance(err, DeviceRefused):
+        except SecurityFailed as err:
+            return self._failed(p, u, err.reason, False)
+        except (ClaimRefused, DeviceRefused, BoardNotForLot) as err:
+            if isinstance(err, (DeviceRefused, BoardNotForLot)):
                 msg = str(err)  # wrong device: the unit assigned stays for the right one
             else:
                 msg = self._refused(p, u, err)
@@ -818,6 +835,27 @@ class Orchestrator:
             return "refused"
         except Exception as err:  # an internal error must not leave a claim behind
             return self._failed(p, u, f"internal error: {err!r}", False)
+
+    def _burn_efuses(self, p: _Port, u: _Unit, session: DeviceSession, unit: str) -> None:
+        """The lot's eFuse recipe on this unit (station/production/security_step.py)."""
+        assert self._security is not None
+        self._phase(p, u, PHASE_EFUSES)
+        total = len(self._security.plan.steps)
+
+        def on_step(step: Any) -> None:
+            self._check_cancel(p)  # between steps only: a burn is never cut short by us
+            done = 1 + self._security.plan.steps.index(step) if self._security else 0
+            self._port_update(p, u, "busy", step.id, done=done, total=total)
+
+        burned, found = self._security.burn(session.loader, unit, u.mac, on_step)
+        self._emit(
+            LogEvent(
+                p.name,
+                "info",
+                f"unit {unit} on {u.mac}: {burned} eFuse step(s) burned"
+                + (f", {found} found done already" if found else ""),
+            )
+        )
 
     def _refused(self, p: _Port, u: _Unit, err: ClaimRefused) -> str:
         """The ledger refused the claim (e.g. another station took the assigned row): the
