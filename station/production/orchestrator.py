@@ -947,6 +947,8 @@ class Orchestrator:
         writing there would overwrite its firmware's data. A blank table is fine (new board)."""
         from station.partitions import compare_tables
 
+        if self._security is not None and self._security.table_unreadable():
+            return  # encrypted on the device, written by the lot's firmware for each unit
         table = session.read_partition_table()
         if table is None:
             return

@@ -93,6 +93,15 @@ class SecurityStep:
         row = self.lot.ledger.row_of_mac(mac)
         return row.unit_id if row is not None else None
 
+    def table_unreadable(self) -> bool:
+        """The device's partition table is flash-encrypted once a unit of this lot was written
+        (read back raw, it is noise): the lot's firmware writes the table to every unit, so
+        the orchestrator does not compare it."""
+        fw = self.lot.firmware
+        return self.provisioner.settings.has("flash_encryption") and (
+            fw is not None and fw.writes_table
+        )
+
     # -- 2. the unit's keys and regions --------------------------------------------------------
     def regions(self, unit: str, mac: str, regions: list[WriteRegion]) -> list[WriteRegion]:
         """The unit's keys escrowed (hash in the ledger), its regions encrypted on the host
