@@ -71,21 +71,25 @@ class LedgerJournal:
     ledger gives each thread its own connection; every record is its own committed
     transaction, synchronous on SQLite)."""
 
-    def __init__(self, ledger: Any) -> None:
+    def __init__(self, ledger: Any, *, create: bool = True) -> None:
         self.ledger = ledger
-        self._ensure_tables()
+        self._empty = not self._ensure_tables(create)
 
-    def _ensure_tables(self) -> None:
+    def _ensure_tables(self, create: bool) -> bool:
+        """Make the tables once (False: they are not there, and ``create`` is off)."""
         led = self.ledger
         d = led.dialect
         if led._q(EXISTS[d.name]):
-            return
+            return True
+        if not create:  # a read-only ledger that never burned a unit
+            return False
         with led._write() as c:
             if d.schema_lock:
                 c.execute(d.schema_lock)
             if c.execute(EXISTS[d.name]).fetchone() is None:
                 for statement in TABLES:
                     c.execute(statement.format(real=d.real_column))
+        return True
 
     @property
     def _lot(self) -> int:
@@ -117,17 +121,25 @@ class LedgerJournal:
         self._write(STEP_DONE, (self._lot, device, step, unit, now, now, self.ledger.station_id))
 
     def steps(self, device: str) -> Mapping[str, str]:
+        if self._empty:
+            return {}
         return {str(s): str(st) for s, st in self.ledger._q(STEPS_OF, (self._lot, device))}
 
     # -- for the escrow manifest and reports ---------------------------------------------------
     def keys(self) -> dict[tuple[str, str], str]:
         """Every recorded key hash: (unit, name) -> SHA-256."""
+        if self._empty:
+            return {}
         return {(str(u), str(n)): str(h) for u, n, h in self.ledger._q(KEYS_ALL, (self._lot,))}
 
     def devices(self) -> dict[str, str]:
         """device (MAC) -> unit, for every device a step was recorded on."""
+        if self._empty:
+            return {}
         return {str(m): str(u) for m, u in self.ledger._q(DEVICES, (self._lot,))}
 
     def history(self) -> list[tuple[str, str, str, str, float, float | None]]:
         """Every step record: (mac, unit, step, state, begun_at, done_at), oldest first."""
+        if self._empty:
+            return []
         return [tuple(r) for r in self.ledger._q(ALL_STEPS, (self._lot,))]  # type: ignore[misc]

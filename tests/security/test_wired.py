@@ -4,6 +4,7 @@ device; espefuse's own ``summary`` and espsecure's decryption check the result."
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -147,6 +148,13 @@ def test_a_unit_of_every_chip_gets_its_recipe(
         import hashlib
 
         assert journal.keys()[(unit, "xts")] == hashlib.sha256(key_file.read_bytes()).hexdigest()
+
+    # the escrow handed over with the ledger's records: hash and device per key
+    assert main(["security", "export", str(lot_path), "--out", str(tmp_path / "handover")]) == 0
+    manifest = json.loads((tmp_path / "handover" / "manifest.json").read_text())
+    xts_entry = next(e for e in manifest["keys"] if e["key"] == "xts")
+    assert xts_entry["recorded_sha256"] == xts_entry["sha256"]
+    assert xts_entry["device"] == row.mac
 
     # what the flash holds decrypts (XTS-AES, espsecure's own code) to the plain images
     build = lot_path.parent / "build"
