@@ -598,6 +598,11 @@ class MainWindow(QMainWindow):
             self.log("error", f"Lot {path} has {len(err.problems)} problem(s); see Problems.")
             self.show_scan_result(False, f"Lot not opened: {_first_message(err)}")
             return False
+        from station.gui import efuse_panel
+
+        if not efuse_panel.allow(self, lot):  # a lot that burns eFuses: engineer-enabled
+            lot.close()
+            return False
         self.set_lot(lot)
         self.settings.last_lot = str(path)
         return True
@@ -682,6 +687,9 @@ class MainWindow(QMainWindow):
         header.resizeSection(5, fm.horizontalAdvance("COM10") + 12)  # port (tooltip: full)
         self._check_label_template(lot)
         self._show_partitions(lot)
+        from station.gui import efuse_panel
+
+        efuse_panel.show(self, lot)  # the lot's eFuse recipe, if it has one
         self.add_ports([(port, None) for port in self.settings.ports])
         self._start_port_watcher()
         self._refresh_failed()

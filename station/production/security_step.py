@@ -169,3 +169,61 @@ class SecurityStep:
             f"security: {', '.join(s.recipes)} ({s.mode} mode) on {s.chip}: {n} eFuse steps "
             f"per unit, {irreversible} irreversible"
         )
+
+
+# --- enabling a security lot (the window: engineer only, once per recipe, audited) ----------
+ENABLE_ACTION = "security-enable"
+
+
+def recipe_id(lot: Lot) -> str:
+    """A short hash of the lot's plan (chip, mode, every step and digest): enabling is for
+    this exact recipe; a changed key or recipe needs enabling again."""
+    import hashlib
+
+    from station.security import build_plan, chip_caps
+
+    settings = lot.security
+    assert settings is not None
+    caps = chip_caps(settings.chip)
+    assert caps is not None
+    return hashlib.sha256(build_plan(settings, caps).text().encode()).hexdigest()[:16]
+
+
+def recipe_text(lot: Lot) -> str:
+    """The lot's recipe as the engineer reads it: every step, irreversible ones marked."""
+    from station.security import build_plan, chip_caps
+
+    settings = lot.security
+    assert settings is not None
+    caps = chip_caps(settings.chip)
+    assert caps is not None
+    plan = build_plan(settings, caps)
+    irreversible = sum(1 for s in plan.steps if s.irreversible)
+    return (
+        f"recipes: {', '.join(settings.recipes)}\n{plan.text()}\n"
+        f"{irreversible} of {len(plan.steps)} steps cannot be undone. Keys: "
+        f"{settings.key_folder}"
+        + (" (host copies deleted once a unit is verified)" if settings.delete_keys_after_verify
+           else "")
+    )  # fmt: skip
+
+
+def enabled(lot: Lot) -> bool:
+    """An engineer enabled this lot's exact recipe on this ledger (see :func:`enable`)."""
+    rid = recipe_id(lot)
+    return any(
+        a.action == ENABLE_ACTION and a.detail.startswith(f"recipe {rid}")
+        for a in lot.ledger.audit_log()
+    )
+
+
+def enable(lot: Lot, operator: str) -> None:
+    """Record that ``operator`` (an engineer) enabled the lot's eFuse recipe (audit log)."""
+    settings = lot.security
+    assert settings is not None
+    lot.ledger.audit(
+        ENABLE_ACTION,
+        f"recipe {recipe_id(lot)}: {', '.join(settings.recipes)} ({settings.mode} mode, "
+        f"{settings.chip})",
+        operator,
+    )
