@@ -354,3 +354,31 @@ def test_wrongly_signed_firmware_at_lot_open(
     ), err
     assert "Traceback" not in err
     assert not list(folder.glob("*.station.db"))
+
+
+def test_a_key_block_conflict_with_the_firmware_at_lot_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The firmware reads its NVS HMAC key from another key block than the lot burns."""
+    folder = tmp_path / "lot"
+    folder.mkdir()
+    (folder / "hmac.key").write_bytes(os.urandom(32))
+    lot_path = make_lot(
+        folder,
+        chip="esp32c3",
+        security='recipes = ["nvs_hmac"]\nhmac_key_id = 0\nhmac_keyfile = "hmac.key"\n',
+    )
+    config = folder / "build" / "config"
+    config.mkdir()
+    (config / "sdkconfig.json").write_text(json.dumps({"NVS_SEC_HMAC_EFUSE_KEY_ID": 3}))
+    assert main(["run", str(lot_path), "--port", "socket://127.0.0.1:9", "--count", "1"]) == 2
+    err = capsys.readouterr().err
+    line = lot_path.read_text().splitlines().index("hmac_key_id = 0") + 1
+    assert (
+        f"{lot_path}:{line}:1: security.hmac_key_id: key block conflict: the lot burns the HMAC "
+        "key into BLOCK_KEY0, the firmware reads it from BLOCK_KEY3" in err
+    ), err
+    assert not list(folder.glob("*.station.db"))
+    (config / "sdkconfig.json").write_text(json.dumps({"NVS_SEC_HMAC_EFUSE_KEY_ID": 0}))
+    with open_lot(lot_path) as lot:
+        assert lot.security is not None
