@@ -655,6 +655,7 @@ class MainWindow(QMainWindow):
         import station.flashing
         import station.nvs  # noqa: F401
         from station.flashing.host import DeviceHost
+        from station.gui import efuse_panel
         from station.production import Orchestrator
 
         self.close_lot()
@@ -669,7 +670,7 @@ class MainWindow(QMainWindow):
             baud=self.settings.baud,
             operator=self.settings.operator,
             auto_start=self.settings.continuous,
-            opener=self.device_host.open_device if self.device_host is not None else None,
+            opener=efuse_panel.opener(lot, self.device_host),
         )
         mfg = lot.mfg
         self.row_model.set_source(
@@ -687,8 +688,6 @@ class MainWindow(QMainWindow):
         header.resizeSection(5, fm.horizontalAdvance("COM10") + 12)  # port (tooltip: full)
         self._check_label_template(lot)
         self._show_partitions(lot)
-        from station.gui import efuse_panel
-
         efuse_panel.show(self, lot)  # the lot's eFuse recipe, if it has one
         self.add_ports([(port, None) for port in self.settings.ports])
         self._start_port_watcher()

@@ -742,7 +742,7 @@ class Orchestrator:
             self._check_fits(u, session)
             self._check_table(p, u, session)
             if self._security is not None:  # a board with foreign eFuses stays untouched
-                self._security.check_board(session.loader, u.mac)
+                self._security.check_board(getattr(session, "loader", None), u.mac)
             current = session.read(factory.offset, factory.size)
             self._check_cancel(p)
             plan = self._plan(p, u, current)

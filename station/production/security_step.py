@@ -73,6 +73,11 @@ class SecurityStep:
         """Read the board's eFuses; BoardNotForLot (with every reason) if they are foreign."""
         from station.security import BoardRefused
 
+        if esp is None:  # e.g. a session in another process (the window's device host)
+            raise BoardNotForLot(
+                f"{mac}: this connection cannot burn eFuses (no esptool loader in this "
+                "process); the device was left untouched"
+            )
         unit = self._unit_of(mac)
         try:
             self.provisioner.check_board(esp, mac, unit)

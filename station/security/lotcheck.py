@@ -114,9 +114,7 @@ def check_build_config(settings: SecuritySettings, build_dir: Path) -> list[Prob
     out = []
     theirs = config.get("NVS_SEC_HMAC_EFUSE_KEY_ID") if isinstance(config, dict) else None
     if settings.has("nvs_hmac") and isinstance(theirs, int) and theirs != settings.hmac_key_id:
-        line, col = TableLocator(settings.lot_file.read_text(encoding="utf-8")).find(
-            "hmac_key_id"
-        )
+        line, col = TableLocator(settings.lot_file.read_text(encoding="utf-8")).find("hmac_key_id")
         out.append(
             Problem(
                 str(settings.lot_file),
