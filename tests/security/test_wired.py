@@ -382,3 +382,80 @@ def test_a_key_block_conflict_with_the_firmware_at_lot_open(
     (config / "sdkconfig.json").write_text(json.dumps({"NVS_SEC_HMAC_EFUSE_KEY_ID": 0}))
     with open_lot(lot_path) as lot:
         assert lot.security is not None
+
+
+def test_station_run_killed_with_sigkill_while_burning_resumes(
+    tmp_path: Path,
+    rsa_keys: list[bytes],
+    ecdsa_keys: list[bytes],
+    devices: list[SimulatedDevice],
+) -> None:
+    """``station run`` SIGKILLed each time the ledger shows two more step records than when the
+    run began (so mostly in the middle of a burn), restarted until it completes: every step
+    burned, none twice (espefuse refuses to burn a key block twice, and the run would fail)."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    from tests.production.jig import Jig
+
+    lot_path = security_lot(tmp_path / "lot", "esp32c3", rsa_keys, ecdsa_keys, rows=1)
+    dev = simulated(devices, "esp32c3", tmp_path / "unit.efuse")
+    db = lot_path.parent / "SEC.station.db"
+
+    def records() -> int:
+        if not db.exists():
+            return 0
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return int(
+                con.execute("SELECT COUNT(*) + SUM(state = 'done') FROM security_steps").fetchone()[
+                    0
+                ]
+                or 0
+            )
+        except sqlite3.OperationalError:  # no table yet
+            return 0
+        finally:
+            con.close()
+
+    jig = Jig()
+    try:
+        jig.insert(dev.port)
+        kills = 0
+        for _ in range(30):
+            start = records()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "station", "run", str(lot_path), "--no-stub",
+                 "--poll", "0.05", "--port", jig.port],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            killed = threading.Event()
+
+            def watch(_j: Jig, proc: Any = proc, start: int = start, killed: Any = killed) -> None:
+                if not killed.is_set() and records() >= start + 2:
+                    killed.set()
+                    proc.send_signal(signal.SIGKILL)
+
+            jig.on_bytes = watch
+            code = proc.wait(300)
+            jig.on_bytes = None
+            if not killed.is_set():
+                assert code == 0, code  # a double burn would fail the unit (exit code 1)
+                break
+            assert code == -signal.SIGKILL
+            kills += 1
+        else:
+            pytest.fail("the run never completed")
+    finally:
+        jig.close()
+    assert kills >= 5, kills
+    summary = espefuse_summary("esp32c3", tmp_path / "unit.efuse")
+    assert summary["KEY_PURPOSE_1"]["value"] == "XTS_AES_128_KEY"
+    assert summary["SECURE_BOOT_EN"]["value"] is True
+    assert summary["ENABLE_SECURITY_DOWNLOAD"]["value"] is True
+    with open_lot(lot_path) as lot:
+        assert lot.ledger.row(0).state == "done"
+        steps = LedgerJournal(lot.ledger).steps(dev.mac)
+        assert set(steps.values()) == {"done"} and len(steps) == 11
