@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 READY_PREFIX = "STATION-SIM-READY "
 
@@ -62,6 +63,26 @@ def _pair_efuses(chip: str, efuse_file: str) -> None:
 
     server.handle_read_reg = handle_read_reg  # type: ignore[assignment]
     server.handle_write_reg = handle_write_reg  # type: ignore[assignment]
+    if chip == "esp32s2":
+        _s2_security_info(server, protocol)
+
+
+def _s2_security_info(server: Any, protocol: Any) -> None:
+    """The ESP32-S2 ROM answers GET_SECURITY_INFO with 12 bytes (no chip id; esptool then
+    detects the chip by its magic register): the mock refuses the command for magic-detected
+    chips, and espefuse needs it (to see secure download mode) before it reads an S2's eFuses."""
+    import struct
+
+    original = server.handle_get_security_info
+
+    def handle_get_security_info(session: Any) -> bytes:
+        if server._active_chip(session) != "esp32s2":
+            return original(session)  # type: ignore[no-any-return]
+        payload = struct.pack("<IBBBBBBBB", 0, *([0] * 8)) + b"\x00\x00"
+        header = struct.pack("<BBHI", 0x01, protocol.CMD_GET_SECURITY_INFO, len(payload), 0)
+        return server.slip_encode(header + payload)  # type: ignore[no-any-return]
+
+    server.handle_get_security_info = handle_get_security_info
 
 
 def _serve(chip: str, mac: str, transport: str, efuse_file: str | None = None) -> None:

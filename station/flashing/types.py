@@ -14,12 +14,21 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from station.partitions import PartitionTable
 
-PHASES = ("connecting", "identifying", "checking", "writing", "verifying", "resetting")
+# "burning eFuses": a lot with a [security] recipe, after verifying (station.security)
+PHASES = (
+    "connecting",
+    "identifying",
+    "checking",
+    "writing",
+    "verifying",
+    "burning eFuses",
+    "resetting",
+)
 
 # The chips a lot may name (esptool's chip arguments), "auto" for whatever answers. The lot
 # file, the New-lot dialog and the command line take them from here.
@@ -102,6 +111,11 @@ class Session(Protocol):
     port: str
     info: DeviceInfo
     cancel: threading.Event
+
+    @property
+    def loader(self) -> Any:
+        """The connected esptool loader (station.security burns eFuses through it)."""
+        ...
 
     def read(self, offset: int, size: int) -> bytes: ...
 

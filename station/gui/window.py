@@ -598,6 +598,11 @@ class MainWindow(QMainWindow):
             self.log("error", f"Lot {path} has {len(err.problems)} problem(s); see Problems.")
             self.show_scan_result(False, f"Lot not opened: {_first_message(err)}")
             return False
+        from station.gui import efuse_panel
+
+        if not efuse_panel.allow(self, lot):  # a lot that burns eFuses: engineer-enabled
+            lot.close()
+            return False
         self.set_lot(lot)
         self.settings.last_lot = str(path)
         return True
@@ -650,6 +655,7 @@ class MainWindow(QMainWindow):
         import station.flashing
         import station.nvs  # noqa: F401
         from station.flashing.host import DeviceHost
+        from station.gui import efuse_panel
         from station.production import Orchestrator
 
         self.close_lot()
@@ -664,7 +670,7 @@ class MainWindow(QMainWindow):
             baud=self.settings.baud,
             operator=self.settings.operator,
             auto_start=self.settings.continuous,
-            opener=self.device_host.open_device if self.device_host is not None else None,
+            opener=efuse_panel.opener(lot, self.device_host),
         )
         mfg = lot.mfg
         self.row_model.set_source(
@@ -682,6 +688,7 @@ class MainWindow(QMainWindow):
         header.resizeSection(5, fm.horizontalAdvance("COM10") + 12)  # port (tooltip: full)
         self._check_label_template(lot)
         self._show_partitions(lot)
+        efuse_panel.show(self, lot)  # the lot's eFuse recipe, if it has one
         self.add_ports([(port, None) for port in self.settings.ports])
         self._start_port_watcher()
         self._refresh_failed()

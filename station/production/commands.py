@@ -238,6 +238,12 @@ def _what_each_unit_gets(lot: Lot) -> list[str]:
         )
     elif lot.keys is not None:
         out.append("NVS encryption: HMAC scheme (keys derived from the eFuse key; nothing extra)")
+    sec = getattr(lot, "security", None)
+    if sec is not None:  # station/production/security_step.py burns it
+        out.append(
+            f"security: {', '.join(sec.recipes)} ({sec.mode} mode, {sec.chip}): eFuses burned "
+            "after each unit's verification, irreversibly ('station security plan' lists them)"
+        )
     return out
 
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from station.nvs import XtsKeys
     from station.partitions import FlasherArgs, Partition, PartitionTable
     from station.production.ledgerlink import LotLink
+    from station.security.lotcheck import LotSecurity
+    from station.security.settings import SecuritySettings
 
 KEYS_FOLDER = "keys"  # per-device key files, beside the lot file
 
@@ -71,6 +73,9 @@ class Lot:
         self.keys = keys
         self.imported = imported
         self.link: LotLink | None = None  # the lot's marker, journal and backups
+        # the [security] recipe (station.security), None without one; its open-time warning
+        self.security: SecuritySettings | None = None
+        self.security_warning: str | None = None
 
     @property
     def name(self) -> str:
@@ -736,7 +741,7 @@ def open_lot(
 
                 check_keys = generate_keys()
             problems.extend(_check_first_image(settings, mfg, factory, hk, check_keys))
-    problems.extend(_security_not_wired(settings))
+    security = _check_security(settings, firmware, table, problems)
     problems.raise_if_any()
     assert mfg is not None and factory is not None and table is not None
     if hk is not None and hk.generate and _needs_codes(hk, mfg) and mode != "report":
@@ -790,29 +795,38 @@ def open_lot(
         settings, mfg, table, factory, secrets_, ledger, keys, summary, hk, firmware, keys_part
     )
     lot.link = link
+    lot.security, lot.security_warning = security.settings, security.warning
     return lot
 
 
-def _security_not_wired(settings: LotSettings) -> list[Problem]:
-    """A lot with a ``[security]`` table is refused until production burns its recipes
-    (station.security is not wired into the orchestrator yet): running it would program units
-    without the keys the lot asks for."""
-    from station.security.settings import TableLocator
+def _check_security(
+    settings: LotSettings,
+    firmware: Firmware | None,
+    table: PartitionTable | None,
+    problems: ProblemList,
+) -> LotSecurity:
+    """The ``[security]`` table checked against the lot's chip, keys and firmware (signatures):
+    its problems join the lot's (exit code 2, nothing burned)."""
+    from station.security.lotcheck import check_lot
 
-    text = settings.path.read_text(encoding="utf-8")
-    if not re.search(r"^\s*(\[\s*security\s*\]|security\s*=)", text, re.MULTILINE):
-        return []
-    line, col = TableLocator(text).find()
-    return [
-        Problem(
-            str(settings.path),
-            line,
-            col,
-            "security",
-            "station run and the window do not burn eFuses yet: check the recipe with "
-            "'station security plan', or remove the [security] table to program without it",
-        )
-    ]
+    bootloader = table.bootloader_offset if table is not None else None
+    if firmware is not None and firmware.args.bootloader_offset is not None:
+        bootloader = firmware.args.bootloader_offset
+    checked = check_lot(
+        settings.path,
+        encryption=settings.encryption,
+        firmware=firmware.regions if firmware is not None else None,
+        firmware_source=str(firmware.path) if firmware is not None else "",
+        partitions=tuple(table.partitions) if table is not None else (),
+        bootloader=bootloader,
+        chip=(
+            firmware.args.chip.replace("-", "").lower()
+            if settings.chip == "auto" and firmware is not None and firmware.args.chip
+            else None
+        ),
+    )
+    problems.extend(checked.problems)
+    return checked
 
 
 def _audit_firmware(ledger: Ledger, fw: Firmware) -> None:

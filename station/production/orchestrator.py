@@ -45,6 +45,8 @@ from station.production.events import (
 )
 from station.production.planner import ClaimPlanner
 from station.production.ports import Port, PortTable, Unit
+from station.production.security_step import PHASE as PHASE_EFUSES
+from station.production.security_step import BoardNotForLot, SecurityFailed
 
 if TYPE_CHECKING:
     from station.production.lot import Lot
@@ -136,6 +138,13 @@ class Orchestrator:
             lot_name=lot.name,
             scan_column=lot.settings.scan_column,
         )
+        from station.production import security_step
+
+        self._security = security_step.for_lot(lot)  # the lot's [security] recipe, or None
+        if self._security is not None:
+            self._emit(LogEvent("", "info", self._security.describe()))
+        if getattr(lot, "security_warning", None):
+            self._emit(LogEvent("", "warning", str(lot.security_warning)))
         for rec in self.ledger.recover():
             a = rec.attempt
             self._emit(
@@ -538,9 +547,13 @@ class Orchestrator:
             # 1. check: the device fits the lot, its table agrees, what its region holds
             self._phase(p, u, "checking")
             checks.check_fits(self.lot, u.mac, session)
-            warning = checks.check_table(self.lot, u.mac, session)
-            if warning is not None:
-                self._emit(LogEvent(p.name, "warning", warning))
+            # (a flash-encrypted table is noise on the device: the lot's firmware writes it)
+            if self._security is None or not self._security.table_unreadable():
+                warning = checks.check_table(self.lot, u.mac, session)
+                if warning is not None:
+                    self._emit(LogEvent(p.name, "warning", warning))
+            if self._security is not None:  # a board with foreign eFuses stays untouched
+                self._security.check_board(getattr(session, "loader", None), u.mac)
             current = session.read(factory.offset, factory.size)
             _check_cancel(p)
             # 2. plan: which row the device gets (claimed in the ledger)
@@ -557,6 +570,8 @@ class Orchestrator:
             except StationError as err:  # e.g. a file value deleted since the lot was opened
                 return self._bad_row(p, u, "; ".join(str(pr) for pr in err.problems))
             regions = list(self.lot.regions_for(mfg_row, image))
+            if self._security is not None:  # keys escrowed, regions encrypted on the host
+                regions = self._security.regions(self.lot.unit_id(mfg_row), u.mac, regions)
             self.ledger.set_image(claim, hashlib.sha256(image).hexdigest())
             if current == image:
                 # the device verifiably holds this row already (read back above): the rest is
@@ -569,6 +584,18 @@ class Orchestrator:
             how = self._write_and_verify(p, u, session, claim, row, regions)
             # 5. record
             checks.check_decodes(self.lot, mfg_row, image, p.name)
+            if self._security is not None:  # eFuses: after the read-back verification, never before
+                self._phase(p, u, PHASE_EFUSES)
+                done_line = self._security.burn_on_port(
+                    session.loader,
+                    self.lot.unit_id(mfg_row),
+                    u.mac,
+                    check_cancel=lambda: _check_cancel(p),  # between steps: a burn is never cut
+                    progress=lambda step, n, total: self._port_update(
+                        p, u, PortState.BUSY, step, done=n, total=total
+                    ),
+                )
+                self._emit(LogEvent(p.name, "info", done_line))
             self._phase(p, u, "resetting")
             self.ledger.complete(claim, u.timings, chip=u.chip)
             self._passed(p, u, session, row, how)
@@ -579,8 +606,10 @@ class Orchestrator:
             if isinstance(err, Cancelled) or p.cancel.is_set():
                 return self._failed(p, u, "cancelled", True)
             return self._failed(p, u, err.reason, False)
-        except (ClaimRefused, DeviceRefused) as err:
-            if isinstance(err, DeviceRefused):
+        except SecurityFailed as err:
+            return self._failed(p, u, err.reason, False)
+        except (ClaimRefused, DeviceRefused, BoardNotForLot) as err:
+            if isinstance(err, (DeviceRefused, BoardNotForLot)):
                 msg = str(err)  # wrong device: the unit assigned stays for the right one
             else:
                 msg = self._assignments.refused(p, u.assigned, err)

@@ -148,12 +148,36 @@ def export(args: argparse.Namespace) -> int:
         raise StationError.at(
             args.lot, "the lot has no [security] table: no keys to export", key="security"
         )
-    journal = JsonlJournal(journal_path(s.lot_file, _lot_name(s.lot_file)))
+    name = _lot_name(s.lot_file)
+    journal = JsonlJournal(journal_path(s.lot_file, name))  # before the ledger kept them
+    recorded, devices = journal.keys(), journal.devices()
+    ledger_keys, ledger_devices = _ledger_records(args, name, s.lot_file.parent)
+    recorded.update(ledger_keys)
+    devices.update(ledger_devices)
     escrow = KeyEscrow(s.key_folder, journal)
     entries = escrow.entries()
-    dest = escrow.export(args.out, devices=journal.devices())
+    dest = escrow.export(args.out, devices=devices, recorded=recorded)
     print(f"exported {len(entries)} key file(s) and manifest.json to {dest}")
     return 0
+
+
+def _ledger_records(
+    args: argparse.Namespace, name: str, folder: Path
+) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
+    """The key hashes and devices the lot's ledger recorded (read only; none without one)."""
+    from station.ledger.readonly import ReadOnlyLedger
+    from station.ledger.security_steps import LedgerJournal
+
+    url = str(getattr(args, "db", None) or folder / f"{name}.station.db")
+    if "://" not in url and not Path(url).is_file():
+        return {}, {}
+    ledger = ReadOnlyLedger(url)
+    try:
+        ledger.attach(name)
+        journal = LedgerJournal(ledger, create=False)
+        return journal.keys(), journal.devices()
+    finally:
+        ledger.close()
 
 
 def _lot_name(lot_file: Path) -> str:

@@ -135,15 +135,23 @@ class KeyEscrow:
             _fsync_dir(self.folder)
         return gone
 
-    def export(self, dest: str | Path, *, devices: dict[str, str] | None = None) -> Path:
+    def export(
+        self,
+        dest: str | Path,
+        *,
+        devices: dict[str, str] | None = None,
+        recorded: dict[tuple[str, str], str] | None = None,
+    ) -> Path:
         """Copy every escrowed key and a ``manifest.json`` (unit, key, file, SHA-256, device)
-        to ``dest``: a new folder (0700), or a ``.tar.gz`` archive (0600). Never overwrites."""
+        to ``dest``: a new folder (0700), or a ``.tar.gz`` archive (0600). Never overwrites.
+        ``recorded``: the key hashes on record (the journal's by default)."""
         dest = Path(dest)
         entries = self.entries()
-        recorded = {}
-        keys_of = getattr(self.journal, "keys", None)
-        if callable(keys_of):
-            recorded = keys_of()
+        if recorded is None:
+            recorded = {}
+            keys_of = getattr(self.journal, "keys", None)
+            if callable(keys_of):
+                recorded = keys_of()
         by_unit = {u: d for d, u in (devices or {}).items()}
         manifest = {
             "keys": [

@@ -90,6 +90,40 @@ def check_lot(
         problems.extend(
             Problem(firmware_source or p.file, p.line, p.column, p.key, p.message) for p in found
         )
+    if firmware_source:
+        problems.extend(check_build_config(settings, Path(firmware_source).parent))
     if problems:
         return LotSecurity(None, problems, warning)
     return LotSecurity(settings, [], warning)
+
+
+def check_build_config(settings: SecuritySettings, build_dir: Path) -> list[Problem]:
+    """The firmware's own configuration (ESP-IDF writes ``config/sdkconfig.json`` into its
+    build folder) against the recipe: the key block its NVS reads the HMAC key from must be the
+    one the lot burns (else the firmware finds an empty block at first boot, and burns a key of
+    its own there). Nothing to check without the file."""
+    import json
+
+    from station.security.settings import TableLocator
+
+    path = build_dir / "config" / "sdkconfig.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    out = []
+    theirs = config.get("NVS_SEC_HMAC_EFUSE_KEY_ID") if isinstance(config, dict) else None
+    if settings.has("nvs_hmac") and isinstance(theirs, int) and theirs != settings.hmac_key_id:
+        line, col = TableLocator(settings.lot_file.read_text(encoding="utf-8")).find("hmac_key_id")
+        out.append(
+            Problem(
+                str(settings.lot_file),
+                line,
+                col,
+                "security.hmac_key_id",
+                f"key block conflict: the lot burns the HMAC key into BLOCK_KEY"
+                f"{settings.hmac_key_id}, the firmware reads it from BLOCK_KEY{theirs} "
+                f"(CONFIG_NVS_SEC_HMAC_EFUSE_KEY_ID in {path}): make them the same",
+            )
+        )
+    return out

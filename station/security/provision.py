@@ -151,6 +151,14 @@ class Provisioner:
             commands = _commands(esp)
         return self._classify(commands, unit, device)
 
+    def check_board(self, esp: Any, device: str, unit: str | None = None) -> None:
+        """Refuse a board whose eFuses do not fit the lot (BoardRefused) before a unit is
+        chosen for it: ``unit`` is the unit the device is known to hold, if any (without it,
+        only what the journal recorded for ``device`` counts as this station's)."""
+        with _quiet():
+            commands = _commands(esp)
+        self._classify(commands, unit, device)
+
     def burn(
         self,
         esp: Any,
@@ -232,7 +240,7 @@ class Provisioner:
             return out
 
     def _classify(
-        self, commands: Any, unit: str, device: str | None
+        self, commands: Any, unit: str | None, device: str | None
     ) -> tuple[str, list[tuple[Step, State]]]:
         efuses = commands.efuses
         device = device or str(efuses["MAC"].get()).split(" ")[0]
@@ -242,7 +250,12 @@ class Provisioner:
         need_keys = any(
             s.kind is Kind.KEY and s.source is not KeySource.SB_DIGEST for s in self.plan.steps
         )
-        keys = self._known_keys(unit) if need_keys else UnitKeys(unit)
+        if unit is None:  # no unit yet: only the lot's own HMAC key is known
+            keys = UnitKeys(
+                "", None, self._lot_hmac if self.settings.hmac_key_source == "lot" else None
+            )
+        else:
+            keys = self._known_keys(unit) if need_keys else UnitKeys(unit)
         for step in self.plan.steps:
             try:
                 state = self._state(efuses, step, keys, device, recorded=step.id in recorded)

@@ -206,8 +206,8 @@ def test_plan_prints_every_write_and_touches_nothing(
     assert "no HMAC peripheral" in err and "verifies ECDSA signatures only" in err
 
 
-def test_production_refuses_a_security_lot_until_wired(tmp_path: Path) -> None:
-    """station run / the window would program units without the keys the lot asks for."""
+def test_production_checks_the_security_table_at_lot_open(tmp_path: Path) -> None:
+    """station run / the window open a security lot only when its table is good."""
     from station.production.lot import open_lot
 
     lot = make_lot(
@@ -215,9 +215,9 @@ def test_production_refuses_a_security_lot_until_wired(tmp_path: Path) -> None:
     )
     with pytest.raises(StationError) as err:
         open_lot(lot)
-    line = lot.read_text().splitlines().index("[security]") + 1
     assert any(
-        str(p).startswith(f"{lot}:{line}:2: security: station run and the window do not burn")
+        str(p).startswith(f"{lot}:0:0: firmware: flash_encryption and secure_boot need")
+        or "flash_encryption need the lot's firmware" in str(p)
         for p in err.value.problems
     ), err.value.problems
     assert not list(tmp_path.glob("*.station.db"))
