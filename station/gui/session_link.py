@@ -28,6 +28,7 @@ class SessionLink(QObject):
     """Session events to the bridge (port threads) or the GUI thread; calls to the worker."""
 
     posted = Signal(object)  # a session event for the GUI thread (new ports, label outcomes)
+    _arrived = Signal(object)  # (queued to the GUI thread)
     _finished = Signal(object, object)  # future, callback: run the callback on the GUI thread
 
     def __init__(self, session: StationSession, bridge: Any, parent: QObject | None = None):
@@ -35,12 +36,15 @@ class SessionLink(QObject):
         self.session = session
         self.bridge = bridge
         self._finished.connect(self._run_callback, Qt.ConnectionType.QueuedConnection)
+        self._arrived.connect(self._arrive, Qt.ConnectionType.QueuedConnection)
+        self._waiting = 0  # calls waiting for the worker (nested)
+        self._held: list[object] = []  # events that came while a call waited
         session.subscribe(self.on_event)
 
     def on_event(self, event: object) -> None:
         """Any thread: progress is folded by the bridge; what needs the GUI thread is posted."""
         if isinstance(event, PortsPlugged | LabelOutcome):
-            self.posted.emit(event)
+            self._arrived.emit(event)
         elif isinstance(event, PortOffline):
             self.bridge.set_offline(event.port, event.offline)
         else:
@@ -49,14 +53,30 @@ class SessionLink(QObject):
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` on the session's worker; the GUI thread keeps painting until it returns."""
         future = self.session.submit(fn, *args, **kwargs)
-        if not future.done():
-            loop = QEventLoop()
-            waker = _Waker()
-            waker.done.connect(loop.quit, Qt.ConnectionType.QueuedConnection)
-            future.add_done_callback(lambda _f: waker.done.emit())
+        self._waiting += 1
+        try:
             if not future.done():
-                loop.exec(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
+                loop = QEventLoop()
+                waker = _Waker()
+                waker.done.connect(loop.quit, Qt.ConnectionType.QueuedConnection)
+                future.add_done_callback(lambda _f: waker.done.emit())
+                if not future.done():
+                    loop.exec(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
+        finally:
+            self._waiting -= 1
+        if not self._waiting and self._held:
+            held, self._held = self._held, []
+            for event in held:
+                self._arrived.emit(event)  # after the caller has shown its own answer
         return future.result()
+
+    def _arrive(self, event: object) -> None:
+        """A session event on the GUI thread; one that comes while a call waits is held until
+        the call returns (its answer is shown first: "label sent", then "label failed")."""
+        if self._waiting:
+            self._held.append(event)
+        else:
+            self.posted.emit(event)
 
     def later(self, fn: Callable[..., T], *args: Any, then: Callable[[T], None]) -> None:
         """Run ``fn`` on the session's worker; ``then(result)`` on the GUI thread (not on an

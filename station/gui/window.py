@@ -11,23 +11,19 @@ May import: PySide6, station.gui, station.production (the session and its events
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QApplication,
     QDockWidget,
     QFileDialog,
     QInputDialog,
-    QLabel,
     QLineEdit,
     QMainWindow,
     QMessageBox,
     QTabWidget,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -36,12 +32,14 @@ from station.errors import Problem, StationError
 from station.gui.bridge import EventBridge
 from station.gui.labels import use_qt_renderer
 from station.gui.models import LogBuffer
-from station.gui.panels.engineer import ENGINEER_COLOR, EngineerBand, unlock
+from station.gui.panels.actions import build_actions, install_shortcuts
+from station.gui.panels.engineer import EngineerBand, EngineerMode
 from station.gui.panels.log import LogPanel
 from station.gui.panels.lot import PartitionsPage, ProblemsPage
-from station.gui.panels.ports import PortsPanel
+from station.gui.panels.ports import PortsPanel, StationPorts
 from station.gui.panels.rows import FailedPage, RowsPage
 from station.gui.panels.scanbar import ScanBar
+from station.gui.panels.status import Repaint, build_status
 from station.gui.resources import Sounds
 from station.gui.scanner import ScanEventFilter, SerialScanner
 from station.gui.session_link import SessionLink
@@ -74,7 +72,6 @@ class MainWindow(QMainWindow):
         use_qt_renderer()  # PDF files and system printers are drawn by Qt
         self.session = StationSession(settings.session_config())
         settings.on_change(lambda: self.session.configure(settings.session_config()))
-        self.chosen_port: str | None = None
         # port -> slot name, for every port this window has shown (kept after a port goes, so
         # older log lines and rows still name their slot)
         self.slot_names: dict[str, str] = {}
@@ -85,18 +82,36 @@ class MainWindow(QMainWindow):
         self.link.posted.connect(self._session_event)
         self.serial_scanner: SerialScanner | None = None
         self._closing = False
-        self._counters: Any | None = None
-        self._counting = False
         self._db_url: str | None = None
-        self._filtered_dirty = False
-        self._filtered_at = 0.0
         self.reprint_armed = False  # F8: the next scan reprints a label instead of assigning
 
-        self._build_actions()
+        build_actions(
+            self,
+            {
+                "start_all": lambda: self._answer(self.session.start_all()),
+                "stop_all": lambda: self.session.cancel(None),
+                "toggle_reprint": lambda: self.arm_reprint(not self.reprint_armed),
+            },
+        )
         self._build_central()
         self._build_docks()
-        self._build_status()
-        self._build_shortcuts()
+        build_status(self)
+        install_shortcuts(self)
+        self.ports = StationPorts(self, self.cards_scroll)
+        self.add_port, self.add_ports = self.ports.add_port, self.ports.add_ports
+        self.replace_port, self.remove_port = self.ports.replace_port, self.ports.remove_port
+        self.choose_port, self._choose_port_number = (
+            self.ports.choose_port,
+            self.ports.choose_port_number,
+        )
+        self.mode = EngineerMode(self)
+        self.set_engineer, self.toggle_mode = self.mode.set, self.mode.toggle
+        self.open_settings, self.apply_settings = self.mode.open_settings, self.mode.apply_settings
+        self.repaint_state = Repaint(self)
+        self.refresh, self._refresh_failed = (
+            self.repaint_state.tick,
+            self.repaint_state.refresh_failed,
+        )
         for model in (self.row_model, self.failed_model, self.log_model):
             model.slots = self.slot_names
 
@@ -108,7 +123,7 @@ class MainWindow(QMainWindow):
         self.bridge.port_finished.connect(self._port_finished)
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(self.refresh)
+        self.timer.timeout.connect(lambda: self.refresh())
         self.timer.start()
 
         geometry, state = settings.window_layout()
@@ -123,56 +138,6 @@ class MainWindow(QMainWindow):
         self.log("info", "Station ready. Scan a unit's code to assign it to a port.")
 
     # ==== construction ====
-    def _build_actions(self) -> None:
-        tb = QToolBar("Main")
-        tb.setObjectName("mainToolBar")
-        tb.setMovable(False)
-        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        self.addToolBar(tb)
-
-        def action(text: str, shortcut: str | None, slot: Any, tip: str) -> QAction:
-            a = QAction(text, self)
-            if shortcut is not None:
-                a.setShortcut(QKeySequence(shortcut))
-                a.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
-            a.setToolTip(f"{tip} ({a.shortcut().toString()})" if shortcut else tip)
-            a.triggered.connect(slot)
-            tb.addAction(a)
-            self.addAction(a)
-            return a
-
-        self.act_open = action("Open lot…", "Ctrl+O", self.choose_lot, "Open a lot file")
-        self.act_new = action("New lot…", "Ctrl+N", self.new_lot, "Build a lot from CSV files")
-        tb.addSeparator()
-        self.act_start = action("Start all", "F5", self.start_all, "Flash every ready port")
-        self.act_stop = action("Stop all", "Shift+F5", self.stop_all, "Cancel every job")
-        self.act_next = action(
-            "Next", "F6", self.assign_selected,
-            "Send the selected (or next pending) row to the next free port",
-        )  # fmt: skip
-        tb.addSeparator()
-        self.act_retry = action("Retry", "Ctrl+R", self.retry_selected, "Retry the failed unit")
-        self.act_reprint = action(
-            "Reprint label", "Ctrl+P", self.reprint_selected,
-            "Show / print the label of the selected unit",
-        )  # fmt: skip
-        self.act_reprint_scan = action(
-            "Reprint by scan", "F8", lambda: self.arm_reprint(not self.reprint_armed),
-            "The next scan prints that unit's label again instead of assigning it",
-        )  # fmt: skip
-        self.act_reprint_scan.setCheckable(True)
-        self.act_release = action(
-            "Release row…", "Ctrl+Shift+R", self.release_selected,
-            "Supervisor: give a failed row back to production",
-        )  # fmt: skip
-        tb.addSeparator()
-        self.act_mode = action(
-            "Engineer mode", "F2", self.toggle_mode, "Unlock settings and lot changes (PIN)"
-        )
-        self.act_settings = action(
-            "Settings…", "Ctrl+,", self.open_settings, "Ports, baud, auto-start, PIN"
-        )
-
     def _build_central(self) -> None:
         central = _Central(lambda: self.cards_scroll.room_changed())
         layout = QVBoxLayout(central)
@@ -185,7 +150,9 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.cards_scroll, 0)
         self.scan_panel = ScanBar()
         self.scan_field = self.scan_panel.field
-        self.scan_field.returnPressed.connect(self._scan_field_entered)
+        self.scan_field.returnPressed.connect(
+            lambda: (code := self.scan_panel.take_code()) and self.handle_scan(code)
+        )
         self.port_choice = self.scan_panel.port_choice
         self.scan_result = self.scan_panel.result
         layout.addWidget(self.scan_panel)  # no stretch factor: the scan result is Expanding
@@ -209,78 +176,28 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.partitions, "P&artitions")
         self.problems = ProblemsPage()
         self.problem_model, self.problem_source = self.problems.model, self.problems.source
+        self.show_problem = self.problems.show_problem
         self.problems_tab = self.tabs.addTab(self.problems, "Pro&blems")
         from station.gui.dashboard import DashboardPanel  # the line's figures (QtCharts)
 
         self.dashboard = DashboardPanel()
         self.tabs.addTab(self.dashboard, "&Dashboard")
-        self.lot_dock = self._dock(
-            "Lot", "lotDock", self.tabs, Qt.DockWidgetArea.RightDockWidgetArea
-        )
         self.log_view = LogPanel(self.log_buffer)
         self.log_model = self.log_view.model_
-        self.log_dock = self._dock(
-            "Log", "logDock", self.log_view, Qt.DockWidgetArea.BottomDockWidgetArea
-        )
+        docks = []
+        for title, name, widget, area in (
+            ("Lot", "lotDock", self.tabs, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("Log", "logDock", self.log_view, Qt.DockWidgetArea.BottomDockWidgetArea),
+        ):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(name)
+            dock.setWidget(widget)
+            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+            self.addDockWidget(area, dock)
+            docks.append(dock)
+        self.lot_dock, self.log_dock = docks
         self.resizeDocks([self.lot_dock], [560], Qt.Orientation.Horizontal)
         self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
-
-    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(name)
-        dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
-        self.addDockWidget(area, dock)
-        return dock
-
-    def _build_status(self) -> None:
-        sb = self.statusBar()
-        self.status_counts = QLabel("no lot")
-        self.status_rate = QLabel("")
-        self.status_lot = QLabel("")
-        self.status_mode = QLabel("")
-        for w in (self.status_counts, self.status_rate, self.status_lot, self.status_mode):
-            w.setContentsMargins(8, 0, 8, 0)
-            sb.addPermanentWidget(w)
-
-    def _build_shortcuts(self) -> None:
-        def sc(key: str, slot: Any) -> None:
-            s = QShortcut(QKeySequence(key), self)
-            s.setContext(Qt.ShortcutContext.WindowShortcut)
-            s.activated.connect(slot)
-
-        def focus_search() -> None:
-            self._show_tab(0)
-            self.search_field.setFocus()
-            self.search_field.selectAll()
-
-        sc("Ctrl+F", focus_search)
-        sc("Ctrl+L", lambda: self.scan_field.setFocus())
-        sc("Ctrl+0", lambda: self.choose_port(None))
-        for i in range(1, 10):
-            sc(f"Ctrl+{i}", lambda i=i: self._choose_port_number(i))
-        for i in range(4):
-            sc(f"Alt+{i + 1}", lambda i=i: self._show_tab(i))
-        sc("Alt+5", lambda: self.log_view.setFocus())
-        sc("Escape", self._escape)
-
-    def _show_tab(self, i: int) -> None:
-        self.tabs.setCurrentIndex(i)
-        page = self.tabs.currentWidget()
-        view = page.findChild(QAbstractItemView) if page is not None else None
-        if view is not None:
-            view.setFocus()
-
-    def _escape(self) -> None:
-        """Esc: back to the plain state: no selection, no chosen port, no reprint, scan field."""
-        self.scan_field.clear()
-        self.scan_field.setFocus()
-        self.row_view.clearSelection()
-        self.failed_view.clearSelection()
-        if self.chosen_port is not None:
-            self.choose_port(None)
-        if self.reprint_armed:
-            self.arm_reprint(False)
 
     # ==== the session's state, as the tests and the demo see it ====
     lot = property(lambda self: self.session.lot)
@@ -288,6 +205,11 @@ class MainWindow(QMainWindow):
     device_host = property(lambda self: self.session.device_host)
     engineer = property(lambda self: self.session.engineer)
     image_used = property(lambda self: self.partitions.used)
+    chosen_port = property(lambda self: self.ports.chosen)
+    _counters = property(
+        lambda self: self.repaint_state.counters,
+        lambda self, value: setattr(self.repaint_state, "counters", value),
+    )
 
     # ==== logging and messages ====
     def log(self, level: str, text: str, port: str = "") -> None:
@@ -377,9 +299,6 @@ class MainWindow(QMainWindow):
         self.tabs.setTabText(self.problems_tab, f"Pro&blems ({len(problems)})")
         self.tabs.setCurrentIndex(self.problems_tab)
 
-    def show_problem(self, index: QModelIndex) -> None:
-        self.problems.show_problem(index)
-
     def _show_lot(self) -> None:
         """The session opened a lot: show it and put the station's ports on it."""
         lot = self.session.lot
@@ -409,7 +328,7 @@ class MainWindow(QMainWindow):
         if self.settings.hot_plug:
             self.session.start_hot_plug(self.HOT_PLUG_POLL)
         self._refresh_failed()
-        self._set_counters(self.link.call(self.session.counters))
+        self.repaint_state.show_counters(self.link.call(self.session.counters))
         name = getattr(lot.settings, "name", "") or "lot"
         self._update_title()
         self.status_lot.setText(f"Lot: {name}")
@@ -432,69 +351,10 @@ class MainWindow(QMainWindow):
         self.dashboard.stop()  # its reader thread uses the ledger too
         if self.session.lot is not None:
             self.link.call(self.session.close_lot)  # queued labels are printed first
-        for port in list(self.cards):
-            self._remove_card(port)
+        self.ports.remove_all()
         self.failed_page.set_rows([])
 
     # ==== ports ====
-    def add_port(self, port: str, slot: str | None = None) -> None:
-        """Put ``port`` on the station (a card, then the session)."""
-        self.add_ports([(port, slot)])
-
-    def add_ports(self, ports: list[tuple[str, str | None]]) -> None:
-        """Put several ports on the station: every card is built and laid out first, then the
-        session gets the ports (in continuous mode each starts working at once, and building
-        widgets while flashing threads compete for the GIL would freeze the window)."""
-        if self.session.lot is None:
-            return
-        added = []
-        for port, slot in ports:
-            if port in self.cards:
-                continue
-            name = slot or f"Slot {len(self.cards) + 1}"
-            self.slot_names[port] = name
-            self.bridge.add_port(port, name)
-            self.cards_scroll.add_card(port, name, self.bridge.view(port), self)
-            added.append((port, name))
-        if not added:
-            return
-        self.session.start_device_host()
-        self.cards_scroll.relayout()
-        self.cards_host.repaint()  # paint the new cards now, before any port works
-        for port, name in added:
-            if not self.session.add_port(port, name):
-                self._remove_card(port)
-
-    def replace_port(self, old: str, new: str) -> None:
-        """A slot's device now answers on another port (e.g. a new simulated device): keep the
-        slot's name, place and counters."""
-        card = self.cards.get(old)
-        if card is None or self.session.lot is None:
-            return
-        view = self.bridge.view(old) or card.view
-        order = list(self.cards)
-        ports = self.settings.ports
-        if old in ports:  # the station's port list follows (Settings shows the ports as they are)
-            ports[ports.index(old)] = new
-            self.settings.ports = ports
-        self.session.remove_port(old)
-        self._remove_card(old)
-        self.bridge.add_port(new, view.slot, passed=view.passed_count, failed=view.failed_count)
-        self.add_port(new, view.slot)
-        order[order.index(old)] = new
-        self.cards_scroll.reorder(order)
-
-    def remove_port(self, port: str) -> None:
-        if port in self.cards:
-            self.session.remove_port(port)
-        self._remove_card(port)
-
-    def _remove_card(self, port: str) -> None:
-        self.bridge.remove_port(port)
-        self.cards_scroll.remove_card(port)
-        if self.chosen_port == port:
-            self.choose_port(None)
-
     def _cards_room(self) -> tuple[int, int]:
         """The width and height the cards may take: the central area less the engineer band
         and the scan panel at its smallest (the scan field and two lines of feedback)."""
@@ -506,18 +366,6 @@ class MainWindow(QMainWindow):
         if self.engineer_band.isVisible():
             height -= self.engineer_band.heightForWidth(width) + spacing
         return width, height
-
-    def choose_port(self, port: str | None) -> None:
-        """The port the next scan goes to (None: the next free one)."""
-        self.chosen_port = port if port in self.cards else None
-        self.cards_scroll.select(self.chosen_port)
-        chosen = self.cards[self.chosen_port].view.slot if self.chosen_port else None
-        self.scan_panel.set_port_choice(chosen)
-
-    def _choose_port_number(self, n: int) -> None:
-        ports = list(self.cards)
-        if 0 < n <= len(ports):
-            self.choose_port(ports[n - 1])
 
     def _session_event(self, event: object) -> None:
         """A session event on the GUI thread: new devices plugged in, a label's fate."""
@@ -532,11 +380,6 @@ class MainWindow(QMainWindow):
             self.show_scan_result(False, f"✘ label {event.unit_id} not printed: {event.text}")
 
     # ==== scanning ====
-    def _scan_field_entered(self) -> None:
-        code = self.scan_panel.take_code()
-        if code:
-            self.handle_scan(code)
-
     def _start_serial_scanner(self) -> None:
         port = self.settings.scanner_port
         if self.serial_scanner is not None:
@@ -586,16 +429,6 @@ class MainWindow(QMainWindow):
     def start_port(self, port: str) -> None:
         if self.session.lot is not None:
             self._answer(self.session.start(port))
-
-    def cancel_port(self, port: str) -> None:
-        """Stop: cancel the job on the port, and drop the unit waiting there."""
-        self.session.cancel(port)
-
-    def start_all(self) -> None:
-        self._answer(self.session.start_all())
-
-    def stop_all(self) -> None:
-        self.session.cancel(None)
 
     def _selected_failed(self) -> int | None:
         """The unit Retry and Release act on: the Failed list's selection, else the row
@@ -682,105 +515,7 @@ class MainWindow(QMainWindow):
     def _port_finished(self, port: str, state: str) -> None:
         self.sounds.play("ok" if state == "passed" else "error")
         if state == "failed":
-            self.link.later(self.session.failed, then=self._show_failed)
-
-    # ==== modes and settings ====
-    def set_engineer(self, on: bool) -> None:
-        self.session.engineer = on
-        for a in (self.act_open, self.act_new, self.act_settings):
-            a.setEnabled(on)
-        self.release_button.setEnabled(on)
-        self.act_mode.setText("Operator mode" if on else "Engineer mode")
-        self.status_mode.setText("ENGINEER" if on else "Operator")
-        self.status_mode.setStyleSheet(f"color: {ENGINEER_COLOR}; font-weight: bold;" if on else "")
-        self.engineer_band.setVisible(on)
-        self._update_title()
-        if self.cards:
-            self.cards_scroll.relayout()  # the band takes room from the cards
-        self.mode_changed.emit(on)
-
-    def toggle_mode(self) -> None:
-        if self.engineer:
-            self.set_engineer(False)
-            self.log("info", "operator mode")
-        elif unlock(self):
-            self.set_engineer(True)
-            self.log("info", "engineer mode")
-            self.show_hint("Engineer mode (F2: back to operator mode)")  # replaces "Wrong PIN"
-
-    def open_settings(self) -> None:
-        if not self._answer(self.session.may("change settings")):
-            return
-        from station.gui.dialogs import SettingsDialog
-
-        dialog = SettingsDialog(self.settings, self)
-        if dialog.exec() and dialog.changed:
-            self.apply_settings()
-
-    def apply_settings(self) -> None:
-        """Settings changed: the session's, the ports, scanner and sounds follow."""
-        self.sounds.enabled = self.settings.sound
-        self.session.configure(self.settings.session_config())
-        lot = self.session.lot
-        if lot is not None and self.session.needs_restart:
-            # baud, continuous mode and operator are the orchestrator's: start a new one
-            if self.session.busy_ports():
-                self.log("warning", "new port settings apply when the running jobs are done")
-            else:
-                self.open_lot(str(lot.settings.path), db_url=self._db_url)
-        if self.session.lot is not None:
-            wanted = self.settings.ports
-            for port in list(self.cards):
-                if port not in wanted and not self.session.present(port):
-                    self.remove_port(port)
-            self.add_ports([(port, None) for port in wanted])
-        self._start_serial_scanner()
-
-    # ==== the 4 Hz repaint =====================================================================
-    def refresh(self) -> None:
-        """Repaint from model state (never called per progress event); what the ledger says is
-        read on the session's worker and shown when it arrives."""
-        snap = self.bridge.take()
-        self.cards_scroll.show_views(snap.ports, time.monotonic())
-        if snap.rows and self.session.lot is not None:
-            rows = dict(snap.rows)
-            self.link.later(self.session.records, list(rows), then=self._rows_read)
-        if self._filtered_dirty and time.monotonic() - self._filtered_at >= 1.0:
-            # a filter is on: membership may have changed; recount at most once a second
-            self._filtered_dirty = False
-            self._filtered_at = time.monotonic()
-            self.row_model.refresh()
-        if snap.counters is not None:
-            self._set_counters(snap.counters)
-        elif self.session.lot is not None and self._counters is None and not self._counting:
-            self._counting = True  # asked; the answer comes with a later tick
-            self.link.later(self.session.counters, then=self._set_counters)
-
-    def _rows_read(self, records: dict[int, Any]) -> None:
-        if not records or self.session.lot is None:
-            return
-        if not self.row_model.update_rows(list(records), records.__getitem__):
-            self._filtered_dirty = True
-        failed = self.failed_page.indexes
-        if any(r is not None and (r.state == "failed" or i in failed) for i, r in records.items()):
-            self.link.later(self.session.failed, then=self._show_failed)
-
-    def _set_counters(self, counters: Any) -> None:
-        self._counting = False
-        if counters is None:
-            return
-        self._counters = counters
-        self.status_counts.setText(
-            f"Done {counters.done}   Failed {counters.failed}   Remaining {counters.remaining}"
-        )
-        self.status_rate.setText(f"{counters.units_per_hour:.0f} units/h")
-
-    def _refresh_failed(self) -> None:
-        self._show_failed(self.link.call(self.session.failed))
-
-    def _show_failed(self, failed: list[Any]) -> None:
-        self.failed_page.set_rows(failed)
-        self.tabs.setTabText(self.failed_tab, f"&Failed ({len(failed)})" if failed else "&Failed")
+            self.link.later(self.session.failed, then=self.repaint_state.show_failed)
 
     # ==== closing ====
     def closeEvent(self, event: QCloseEvent) -> None:

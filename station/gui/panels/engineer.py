@@ -58,3 +58,66 @@ def unlock(window: Any) -> bool:
         window.refuse("✘ Wrong PIN" + (f"; the next try in {wait} s" if wait else ""))
         return False
     return True
+
+
+class EngineerMode:
+    """Engineer mode and the settings it unlocks, as the window shows them."""
+
+    def __init__(self, window: Any) -> None:
+        self.window = window
+
+    def set(self, on: bool) -> None:
+        w = self.window
+        w.session.engineer = on
+        for a in (w.act_open, w.act_new, w.act_settings):
+            a.setEnabled(on)
+        w.release_button.setEnabled(on)
+        w.act_mode.setText("Operator mode" if on else "Engineer mode")
+        w.status_mode.setText("ENGINEER" if on else "Operator")
+        w.status_mode.setStyleSheet(f"color: {ENGINEER_COLOR}; font-weight: bold;" if on else "")
+        w.engineer_band.setVisible(on)
+        w._update_title()
+        if w.cards:
+            w.cards_scroll.relayout()  # the band takes room from the cards
+        w.mode_changed.emit(on)
+
+    def toggle(self) -> None:
+        w = self.window
+        if w.session.engineer:
+            self.set(False)
+            w.log("info", "operator mode")
+        elif unlock(w):
+            self.set(True)
+            w.log("info", "engineer mode")
+            w.show_hint("Engineer mode (F2: back to operator mode)")  # replaces "Wrong PIN"
+
+    def open_settings(self) -> None:
+        w = self.window
+        if not w._answer(w.session.may("change settings")):
+            return
+        from station.gui.dialogs import SettingsDialog
+
+        dialog = SettingsDialog(w.settings, w)
+        if dialog.exec() and dialog.changed:
+            self.apply_settings()
+
+    def apply_settings(self) -> None:
+        """Settings changed: the session's, the ports, scanner and sounds follow."""
+        w = self.window
+        session = w.session
+        w.sounds.enabled = w.settings.sound
+        session.configure(w.settings.session_config())
+        lot = session.lot
+        if lot is not None and session.needs_restart:
+            # baud, continuous mode and operator are the orchestrator's: start a new one
+            if session.busy_ports():
+                w.log("warning", "new port settings apply when the running jobs are done")
+            else:
+                w.open_lot(str(lot.settings.path), db_url=w._db_url)
+        if session.lot is not None:
+            wanted = w.settings.ports
+            for port in list(w.cards):
+                if port not in wanted and not session.present(port):
+                    w.remove_port(port)
+            w.add_ports([(port, None) for port in wanted])
+        w._start_serial_scanner()

@@ -43,7 +43,7 @@ class PortsPanel(QScrollArea):
         if view is not None:
             card.set_view(view)
         card.start_requested.connect(window.start_port)
-        card.cancel_requested.connect(window.cancel_port)
+        card.cancel_requested.connect(window.session.cancel)  # and drops the unit waiting
         card.chosen.connect(window.choose_port)
         self.cards[port] = card
         return card
@@ -142,3 +142,92 @@ class PortsPanel(QScrollArea):
         if widget is None:
             return hint
         return QSize(hint.width(), widget.sizeHint().height() + 2 * self.frameWidth())
+
+
+class StationPorts:
+    """The station's ports as the window shows them: a card per slot in ``panel``, the
+    bridge's folded state behind each, the session told of every port that comes or goes."""
+
+    def __init__(self, window: Any, panel: PortsPanel) -> None:
+        self.window = window
+        self.panel = panel
+        self.session = window.session
+        self.bridge = window.bridge
+        self.chosen: str | None = None
+
+    def add_port(self, port: str, slot: str | None = None) -> None:
+        """Put ``port`` on the station (a card, then the session)."""
+        self.add_ports([(port, slot)])
+
+    def add_ports(self, ports: list[tuple[str, str | None]]) -> None:
+        """Put several ports on the station: every card is built and laid out first, then the
+        session gets the ports (in continuous mode each starts working at once, and building
+        widgets while flashing threads compete for the GIL would freeze the window)."""
+        if self.session.lot is None:
+            return
+        added = []
+        for port, slot in ports:
+            if port in self.panel.cards:
+                continue
+            name = slot or f"Slot {len(self.panel.cards) + 1}"
+            self.window.slot_names[port] = name
+            self.bridge.add_port(port, name)
+            self.panel.add_card(port, name, self.bridge.view(port), self.window)
+            added.append((port, name))
+        if not added:
+            return
+        self.session.start_device_host()
+        self.panel.relayout()
+        self.panel.host.repaint()  # paint the new cards now, before any port works
+        for port, name in added:
+            if not self.session.add_port(port, name):
+                self.remove_card(port)
+
+    def replace_port(self, old: str, new: str) -> None:
+        """A slot's device now answers on another port (e.g. a new simulated device): keep the
+        slot's name, place and counters."""
+        card = self.panel.cards.get(old)
+        if card is None or self.session.lot is None:
+            return
+        view = self.bridge.view(old) or card.view
+        order = list(self.panel.cards)
+        settings = self.window.settings
+        ports = settings.ports
+        if old in ports:  # the station's port list follows (Settings shows the ports as they are)
+            ports[ports.index(old)] = new
+            settings.ports = ports
+        self.session.remove_port(old)
+        self.remove_card(old)
+        self.bridge.add_port(new, view.slot, passed=view.passed_count, failed=view.failed_count)
+        self.add_port(new, view.slot)
+        order[order.index(old)] = new
+        self.panel.reorder(order)
+
+    def remove_port(self, port: str) -> None:
+        if port in self.panel.cards:
+            self.session.remove_port(port)
+        self.remove_card(port)
+
+    def remove_card(self, port: str) -> None:
+        self.bridge.remove_port(port)
+        self.panel.remove_card(port)
+        if self.chosen == port:
+            self.choose_port(None)
+
+    def remove_all(self) -> None:
+        for port in list(self.panel.cards):
+            self.remove_card(port)
+
+    def choose_port(self, port: str | None) -> None:
+        """The port the next scan goes to (None: the next free one)."""
+        cards = self.panel.cards
+        self.chosen = port if port in cards else None
+        self.panel.select(self.chosen)
+        self.window.scan_panel.set_port_choice(
+            cards[self.chosen].view.slot if self.chosen else None
+        )
+
+    def choose_port_number(self, n: int) -> None:
+        ports = list(self.panel.cards)
+        if 0 < n <= len(ports):
+            self.choose_port(ports[n - 1])
