@@ -13,6 +13,7 @@ May import: PySide6, station.production (the session and its events), station.la
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -90,6 +91,27 @@ class SessionLink(QObject):
 
     def stop(self) -> None:
         self.session.unsubscribe(self.on_event)
+
+
+class SessionRows:
+    """The row table's source: the session's rows, counted on its worker when asked from the
+    GUI thread (pages are read on the row model's own reader thread)."""
+
+    def __init__(self, link: SessionLink) -> None:
+        self.link = link
+        self.session = link.session
+
+    def count(self, state: str | None = None, search: str = "") -> int:
+        if threading.current_thread() is threading.main_thread():
+            return self.link.call(self.session.count, state, search)
+        return self.session.count(state, search)
+
+    def rows(
+        self, offset: int, limit: int, state: str | None = None, search: str = ""
+    ) -> list[Any]:
+        if threading.current_thread() is threading.main_thread():
+            return self.link.call(self.session.rows, offset, limit, state, search)
+        return self.session.rows(offset, limit, state, search)
 
 
 class _Waker(QObject):

@@ -42,7 +42,7 @@ from station.gui.panels.scanbar import ScanBar
 from station.gui.panels.status import Repaint, build_status
 from station.gui.resources import Sounds
 from station.gui.scanner import ScanEventFilter, SerialScanner
-from station.gui.session_link import SessionLink
+from station.gui.session_link import SessionLink, SessionRows
 from station.gui.settings import StationSettings
 from station.labels import LabelOutcome
 from station.production.session import Outcome, PortsPlugged, StationSession, first_message
@@ -82,7 +82,6 @@ class MainWindow(QMainWindow):
         self.link.posted.connect(self._session_event)
         self.serial_scanner: SerialScanner | None = None
         self._closing = False
-        self._db_url: str | None = None
         self.reprint_armed = False  # F8: the next scan reprints a label instead of assigning
 
         build_actions(
@@ -280,7 +279,6 @@ class MainWindow(QMainWindow):
         import station.flashing
         import station.nvs  # noqa: F401
 
-        self._db_url = db_url
         self.close_lot()
         self.session.use_device_host = self.use_device_host
         try:
@@ -304,7 +302,7 @@ class MainWindow(QMainWindow):
         lot = self.session.lot
         assert lot is not None
         self._counters = None
-        self.rows_page.show_lot(lot)
+        self.rows_page.show_lot(lot, SessionRows(self.link))
         self.dashboard.set_ledger(lot.ledger)
         # the label template's problems and the lot's warnings (allowed, but they look like
         # mistakes: two rows sharing a key …) are listed with the problems, never a value

@@ -692,6 +692,10 @@ class StationSession:
         opened = self._open
         return list(opened.lot.ledger.rows(offset, limit, state, search)) if opened else []
 
+    def count(self, state: str | None = None, search: str = "") -> int:
+        opened = self._open
+        return opened.lot.ledger.count(state, search) if opened is not None else 0
+
     def records(self, indexes: Sequence[int]) -> dict[int, Any]:
         """The ledger records of these rows (a repaint of the rows that changed)."""
         opened = self._open

@@ -107,13 +107,9 @@ class EngineerMode:
         session = w.session
         w.sounds.enabled = w.settings.sound
         session.configure(w.settings.session_config())
-        lot = session.lot
-        if lot is not None and session.needs_restart:
-            # baud, continuous mode and operator are the orchestrator's: start a new one
-            if session.busy_ports():
-                w.log("warning", "new port settings apply when the running jobs are done")
-            else:
-                w.open_lot(str(lot.settings.path), db_url=w._db_url)
+        # baud, continuous mode and operator are the orchestrator's: a new one on the same lot
+        if session.needs_restart and not w.link.call(session.restart):
+            w.log("warning", "new port settings apply when the running jobs are done")
         if session.lot is not None:
             wanted = w.settings.ports
             for port in list(w.cards):

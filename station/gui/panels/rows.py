@@ -65,11 +65,12 @@ class RowsPage(QWidget):
         self.search_field.textChanged.connect(lambda _t: self.search_timer.start())
         layout.addWidget(self.view, 1)
 
-    def show_lot(self, lot: Any) -> None:
-        """The lot's rows (its ledger is the row model's source, read on the model's thread)."""
+    def show_lot(self, lot: Any, source: Any) -> None:
+        """The lot's rows; ``source`` reads them (on the session's worker, or on the model's
+        own page reader thread), never the ledger on the GUI thread."""
         mfg = lot.mfg
         self.model.set_source(
-            lot.ledger,
+            source,
             value_columns=mfg.columns,
             values=lambda i: mfg.rows[i].values,
             secret_columns=frozenset(lot.secret_columns),
