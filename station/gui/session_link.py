@@ -103,8 +103,8 @@ class SessionRows:
 
     def count(self, state: str | None = None, search: str = "") -> int:
         if threading.current_thread() is threading.main_thread():
-            return self.link.call(self.session.count, state, search)
-        return self.session.count(state, search)
+            return self.link.call(self.session.reads.count, state, search)
+        return self.session.reads.count(state, search)
 
     def rows(
         self, offset: int, limit: int, state: str | None = None, search: str = ""

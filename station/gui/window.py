@@ -306,7 +306,7 @@ class MainWindow(QMainWindow):
         self.dashboard.set_ledger(lot.ledger)
         # the label template's problems and the lot's warnings (allowed, but they look like
         # mistakes: two rows sharing a key …) are listed with the problems, never a value
-        label_problems = self.session.label_problems
+        label_problems = self.session.label_policy.problems
         warnings = list(getattr(lot.mfg, "warnings", ()))
         self.problems.set_problems([*label_problems, *warnings])
         listed = len(label_problems) + len(warnings)
@@ -321,7 +321,7 @@ class MainWindow(QMainWindow):
             self.log("warning", f"the lot has {len(warnings)} warning(s): see Problems")
         self.partitions.show_lot(lot)
         # how full the partition is: row 1's image is built on the session's worker
-        self.link.later(self.session.image_usage, then=self.partitions.show_usage)
+        self.link.later(self.session.reads.image_usage, then=self.partitions.show_usage)
         self.add_ports([(port, None) for port in self.settings.ports])
         if self.settings.hot_plug:
             self.session.start_hot_plug(self.HOT_PLUG_POLL)
@@ -458,12 +458,12 @@ class MainWindow(QMainWindow):
         if index is None or lot is None:
             self.refuse("✘ No unit selected")
             return
-        if self.session.label_goes_to_printer():
+        if self.session.label_policy.goes_to_printer():
             self._answer(self.link.call(self.session.reprint, index))
             return
         from station.gui.dialogs import LabelDialog
 
-        rec = self.link.call(self.session.row, index)
+        rec = self.link.call(self.session.reads.row, index)
         LabelDialog(self, lot, rec, on_print=self._print_from_dialog).exec()
 
     def _print_from_dialog(self, rec: Any) -> tuple[bool, str]:
@@ -491,7 +491,7 @@ class MainWindow(QMainWindow):
             return
         if not self._answer(self.session.may("release a row")):
             return
-        rec = self.link.call(self.session.row, index)
+        rec = self.link.call(self.session.reads.row, index)
         unit = rec.unit_id if rec is not None else index + 1
         reason = self.ask_text("Release row", f"Why release unit {unit}? (audited)")
         if not reason:

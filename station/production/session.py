@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from station.errors import Problem, StationError
-from station.labels import PRINTABLE_STATES, LabelJob, LabelOutcome, LabelService, lot_template
+from station.errors import StationError
 from station.production.lot import Lot, open_lot
 from station.production.orchestrator import (
     CountersUpdate,
@@ -34,6 +33,9 @@ from station.production.orchestrator import (
     Orchestrator,
     PortUpdate,
 )
+from station.production.session_hotplug import HotPlug
+from station.production.session_labels import LabelPolicy
+from station.production.session_reads import LotReads
 
 T = TypeVar("T")
 Listener = Callable[[object], None]
@@ -101,15 +103,6 @@ class PortOffline:
     offline: bool
 
 
-@dataclass(frozen=True)
-class LotImage:
-    """Row 1's NVS image in the factory partition: bytes used, or why it cannot be built."""
-
-    lot: Any
-    used: int
-    error: str = ""
-
-
 @dataclass
 class _PortState:
     slot: str
@@ -125,8 +118,6 @@ class _Lot:
     lot: Lot
     orchestrator: Orchestrator
     key: tuple[Any, ...]
-    label_template: Any | None
-    label_problems: list[Problem] = field(default_factory=list)
 
 
 class StationSession:
@@ -151,12 +142,13 @@ class StationSession:
         self._lock = threading.RLock()
         self._ports: dict[str, _PortState] = {}  # port -> what its last event said
         self._open: _Lot | None = None
-        self._present: set[str] = set()  # ports the hot-plug watcher saw last
-        self._watcher: Any | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         if label_renderer is not None:
             label_renderer()
-        self.labels = LabelService(on_done=self._label_done)
+        self.label_policy = LabelPolicy(self)
+        self.labels = self.label_policy.service
+        self.hot_plug = HotPlug(self)  # start_hot_plug(): the serial ports watched
+        self.reads = LotReads(self)  # counts, records, row 1's image usage
 
     # --- events --------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
@@ -195,7 +187,7 @@ class StationSession:
                     st.slot = event.slot
         self.emit(event)
         if passed is not None:
-            self._print_on_pass(passed)
+            self.label_policy.on_pass(passed)
 
     # --- the worker thread ---------------------------------------------------------------------
     def submit(
@@ -208,12 +200,6 @@ class StationSession:
                     max_workers=1, thread_name_prefix="session"
                 )
             return self._executor.submit(fn, *args, **kwargs)
-
-    def _stop_worker(self) -> None:
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True)
 
     # --- configuration -------------------------------------------------------------------------
     def configure(self, config: SessionConfig) -> None:
@@ -235,14 +221,6 @@ class StationSession:
     def orchestrator(self) -> Orchestrator | None:
         return self._open.orchestrator if self._open is not None else None
 
-    @property
-    def label_problems(self) -> list[Problem]:
-        return list(self._open.label_problems) if self._open is not None else []
-
-    @property
-    def label_template(self) -> Any | None:
-        return self._open.label_template if self._open is not None else None
-
     def open(self, path: str, *, db_url: str | None = None, **kwargs: Any) -> Lot:
         """Open and validate a lot, then start an orchestrator on it (the current lot is closed
         first). Problems raise StationError and leave no lot open."""
@@ -255,17 +233,13 @@ class StationSession:
     def set_lot(self, lot: Lot) -> None:
         """Use an opened lot (replaces the current one)."""
         self.close_lot()
-        try:
-            template, problems = lot_template(lot)
-        except ImportError:  # an installation without the label renderer
-            template, problems = None, []
-        self.labels.set_template(lot, template)
+        self.label_policy.set_lot(lot)
         if self.device_host is None and self.use_device_host and self._opener is None:
             from station.flashing.host import DeviceHost
 
             self.device_host = DeviceHost()
         orchestrator = self._orchestrator(lot)
-        self._open = _Lot(lot, orchestrator, self.config.orchestrator_key, template, problems)
+        self._open = _Lot(lot, orchestrator, self.config.orchestrator_key)
 
     def _orchestrator(self, lot: Lot) -> Orchestrator:
         c = self.config
@@ -309,12 +283,11 @@ class StationSession:
         """Stop production on the lot (cancels and joins the ports), print the queued labels,
         close the ledger."""
         opened, self._open = self._open, None
-        self.stop_hot_plug()
+        self.hot_plug.stop()
         if opened is None:
             return
         opened.orchestrator.close()
-        self.labels.stop()  # queued labels are printed (and audited) before the ledger closes
-        self.labels.set_template(None, None)
+        self.label_policy.stop()  # queued labels are printed (and audited) before the ledger closes
         opened.lot.close()  # (closes the worker thread's connection too)
         with self._lock:
             self._ports.clear()
@@ -322,7 +295,10 @@ class StationSession:
     def shutdown(self) -> None:
         """Close the lot, stop the worker thread and the device host (not from the worker)."""
         self.close_lot()
-        self._stop_worker()
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
         if self.device_host is not None:
             self.device_host.close()
             self.device_host = None
@@ -388,6 +364,18 @@ class StationSession:
                     return port
         return None
 
+    def mark_offline(self, port: str, offline: bool) -> bool:
+        """A known port's device went (or came back); False for a port the session lacks."""
+        with self._lock:
+            st = self._ports.get(port)
+            if st is not None:
+                st.offline = offline
+        return st is not None
+
+    def start_hot_plug(self, poll_interval: float = 1.0) -> None:
+        """Watch the serial ports (:class:`PortsPlugged`, :class:`PortOffline` events)."""
+        self.hot_plug.start(poll_interval)
+
     def start(self, port: str) -> Outcome:
         orch = self.orchestrator
         if orch is None:
@@ -432,54 +420,6 @@ class StationSession:
         except StationError as err:
             self.log("warning", first_message(err), port)
 
-    # --- hot-plug ------------------------------------------------------------------------------
-    def start_hot_plug(self, poll_interval: float = 1.0) -> None:
-        """Watch the serial ports: new devices become :class:`PortsPlugged`, unplugged ones
-        :class:`PortOffline` (and back)."""
-        if self._watcher is not None:
-            return
-        try:
-            from station.flashing import PortWatcher
-        except ImportError:
-            return
-        self._watcher = PortWatcher(poll_interval=poll_interval, on_change=self.ports_changed)
-
-    def stop_hot_plug(self) -> None:
-        watcher, self._watcher = self._watcher, None
-        stop = getattr(watcher, "stop", None)
-        if stop is not None:
-            stop()
-        self._present = set()
-
-    def ports_changed(self, ports: Sequence[Any]) -> None:
-        """The serial port list as it is now (PortInfo records or names; any thread)."""
-        slots = {getattr(p, "device", p): getattr(p, "slot", "") or None for p in ports}
-        names = set(slots)
-        new: list[tuple[str, str | None]] = []
-        for name in sorted(names - self._present):
-            self.log("info", "device plugged in", name)
-            with self._lock:
-                known = name in self._ports
-                if known:
-                    self._ports[name].offline = False
-            if known:
-                self.emit(PortOffline(name, False))
-            else:
-                new.append((name, slots[name]))
-        for name in sorted(self._present - names):
-            self.log("warning", "device unplugged", name)
-            with self._lock:
-                if name in self._ports:
-                    self._ports[name].offline = True
-            self.emit(PortOffline(name, True))
-        self._present = names
-        if new:
-            self.emit(PortsPlugged(tuple(new)))
-
-    def present(self, port: str) -> bool:
-        """Whether the hot-plug watcher sees a device on ``port``."""
-        return port in self._present
-
     # --- what the operator asks ----------------------------------------------------------------
     def scan(self, code: str, port: str | None = None, *, reprint: bool = False) -> Outcome:
         """A scanned code: assign its row to ``port`` (else a READY port, else any free one);
@@ -491,7 +431,7 @@ class StationSession:
             return Outcome(False, f"✘ {code}: no lot is open")
         known = opened.lot.ledger.find_scan(code)
         if reprint:
-            return self._reprint(known, what=code)
+            return self.label_policy.reprint(known, what=code)
         if known is not None and known.state == "done":
             # a finished unit scanned again: never re-flash it from a scan (Release is for that)
             return Outcome(False, f"✘ {code}: already done, put it aside", row_index=known.index)
@@ -509,7 +449,12 @@ class StationSession:
         opened = self._open
         if opened is None:
             return Outcome(False, "✘ No lot is open")
-        row_index = self._sendable(selected)
+        row_index = selected
+        if row_index is not None:  # only a pending row no port waits for (once)
+            rec = opened.lot.ledger.row(row_index)
+            waiting = opened.orchestrator.assigned_rows().values()
+            if rec is None or rec.state != "pending" or row_index in waiting:
+                row_index = None
         if row_index is None:
             row_index = self._next_unassigned_row()
             if row_index is None:
@@ -522,17 +467,6 @@ class StationSession:
         unit = (rec.unit_id if rec is not None else "") or f"row {row_index + 1}"
         self._after_assign(port)
         return Outcome(True, f"✔ {unit} → {self.slot(port)}", port, row_index)
-
-    def _sendable(self, row_index: int | None) -> int | None:
-        opened = self._open
-        if row_index is None or opened is None:
-            return None
-        rec = opened.lot.ledger.row(row_index)
-        if rec is None or rec.state != "pending":
-            return None
-        if row_index in opened.orchestrator.assigned_rows().values():
-            return None
-        return row_index
 
     def _next_unassigned_row(self) -> int | None:
         """The first pending row no port is waiting for or working on."""
@@ -613,66 +547,13 @@ class StationSession:
             return False  # the port went meanwhile
         return overwrite
 
-    # --- labels --------------------------------------------------------------------------------
-    def label_goes_to_printer(self) -> bool:
-        """Reprint prints (a template and an output, or template problems to report); else a
-        front end shows the label instead (what would be printed)."""
-        opened = self._open
-        if opened is None:
-            return False
-        return bool(opened.label_problems) or bool(
-            self.config.label_output and opened.label_template is not None
-        )
-
     def reprint(self, row_index: int | None, *, output: str | None = None) -> Outcome:
         """Print a flashed unit's label again (audited as a reprint)."""
         opened = self._open
-        rec = (
-            opened.lot.ledger.row(row_index)
-            if opened is not None and row_index is not None
-            else None
-        )
-        return self._reprint(rec, output=output)
-
-    def _reprint(self, rec: Any | None, *, what: str = "", output: str | None = None) -> Outcome:
-        name = what or (rec.unit_id if rec is not None else "") or "unit"
-        output = self.config.label_output if output is None else output
-        opened = self._open
-        why = ""
-        if opened is None:
-            why = "no lot is open"
-        elif rec is None:
-            why = "not in this lot"
-        elif rec.state not in PRINTABLE_STATES:
-            why = f"not flashed yet ({rec.state}): no label to reprint"
-        elif opened.label_template is None:
-            why = (
-                "the lot's label template has problems (see Problems)"
-                if opened.label_problems
-                else "this lot has no label ([label] in lot.toml)"
-            )
-        elif not output:
-            why = "no label output is set (Settings, engineer mode)"
-        if why or rec is None or opened is None:
-            return Outcome(False, f"✘ {name}: {why}")
-        self.labels.submit(LabelJob(opened.lot, rec.index, output, True, self.config.operator))
-        return Outcome(
-            True, f"✔ {rec.unit_id or name}: label reprint sent to the printer", row_index=rec.index
-        )
-
-    def _print_on_pass(self, event: PortUpdate) -> None:
-        """The label policy: a unit that passes gets its label when the station prints on pass."""
-        c = self.config
-        opened = self._open
-        if not (c.print_on_pass and c.label_output) or opened is None:
-            return
-        if opened.label_template is None:
-            return  # the problems were reported when the lot opened
-        row = event.row_index if event.row_index is not None else 0
-        self.labels.submit(LabelJob(opened.lot, row, c.label_output, False, c.operator, event.port))
-
-    def _label_done(self, outcome: LabelOutcome) -> None:
-        self.emit(outcome)
+        rec = None
+        if opened is not None and row_index is not None:
+            rec = opened.lot.ledger.row(row_index)
+        return self.label_policy.reprint(rec, output=output)
 
     # --- what the ledger says (a front end calls these through submit) --------------------------
     def failed(self) -> list[Any]:
@@ -691,34 +572,3 @@ class StationSession:
     ) -> list[Any]:
         opened = self._open
         return list(opened.lot.ledger.rows(offset, limit, state, search)) if opened else []
-
-    def count(self, state: str | None = None, search: str = "") -> int:
-        opened = self._open
-        return opened.lot.ledger.count(state, search) if opened is not None else 0
-
-    def records(self, indexes: Sequence[int]) -> dict[int, Any]:
-        """The ledger records of these rows (a repaint of the rows that changed)."""
-        opened = self._open
-        if opened is None:
-            return {}
-        return {i: opened.lot.ledger.row(i) for i in indexes}
-
-    def row(self, row_index: int) -> Any | None:
-        opened = self._open
-        return opened.lot.ledger.row(row_index) if opened is not None else None
-
-    def image_usage(self) -> LotImage:
-        """How much of the factory partition row 1's NVS image fills (builds the image)."""
-        from station.nvs.usage import nvs_bytes_used
-
-        opened = self._open
-        if opened is None:
-            return LotImage(None, 0, "no lot is open")
-        lot = opened.lot
-        try:
-            image = lot.image_for(lot.row(0))
-        except StationError as err:
-            return LotImage(lot, 0, first_message(err))
-        except Exception as err:  # a broken row must not kill the worker silently
-            return LotImage(lot, 0, f"cannot build its image ({err})")
-        return LotImage(lot, nvs_bytes_used(image))

@@ -112,7 +112,7 @@ def test_a_done_unit_scanned_again_is_put_aside(
     assert session.scan("SN0001").ok
     session.start(PORTS[0])
     assert session.orchestrator.wait_idle(20)  # type: ignore[union-attr]
-    assert session.row(0).state == "done"
+    assert session.reads.row(0).state == "done"
     again = session.scan("SN0001")
     assert not again.ok and again.message == "✘ SN0001: already done, put it aside"
     assert session.counters().done == 1  # type: ignore[union-attr]
@@ -145,14 +145,14 @@ def test_retry_and_release_of_a_failed_unit(
     retried = session.retry(1)
     assert retried.ok and retried.message == "↻ SN0002 → retry on fake://1"
     assert session.orchestrator.wait_idle(20)  # type: ignore[union-attr]
-    assert session.row(1).state == "done" and session.failed() == []
+    assert session.reads.row(1).state == "done" and session.failed() == []
     # release: engineer mode only, audited
     refused = session.release(1, "label damaged", "eve")
     assert not refused.ok and "Engineer mode needed" in refused.message
     session.engineer = True
     released = session.release(1, "label damaged", "eve")
     assert released.ok and released.message == "Row 2 released"
-    assert session.row(1).state == "pending"
+    assert session.reads.row(1).state == "pending"
     assert any(e.row_index == 1 and e.state == "pending" for e in events.of(RowUpdate))
     assert any("label damaged" in a.detail for a in session.lot.ledger.audit_log())  # type: ignore[union-attr]
 
@@ -194,19 +194,19 @@ def test_reprint_says_why_it_cannot_print(session: StationSession) -> None:
     claim = lot.ledger.claim_row(0, mac="24:0a:c4:00:00:09", port=PORTS[0], chip="ESP32")  # type: ignore[union-attr]
     lot.ledger.complete(claim, {})  # type: ignore[union-attr]
     assert "this lot has no label" in session.reprint(0).message
-    assert not session.label_goes_to_printer()
+    assert not session.label_policy.goes_to_printer()
 
 
 def test_hot_plug_adds_new_ports_and_marks_unplugged_ones(
     session: StationSession, events: Events
 ) -> None:
-    session.ports_changed(["fake://9", PORTS[0]])
+    session.hot_plug.changed(["fake://9", PORTS[0]])
     plugged = events.of(PortsPlugged)
     assert plugged == [PortsPlugged((("fake://9", None),))]  # a known port needs no new slot
-    session.ports_changed(["fake://9"])
+    session.hot_plug.changed(["fake://9"])
     assert events.of(PortOffline)[-1] == PortOffline(PORTS[0], True)
     assert session.ready_port() == PORTS[1]  # an unplugged port gets no scan
-    session.ports_changed(["fake://9", PORTS[0]])
+    session.hot_plug.changed(["fake://9", PORTS[0]])
     assert events.of(PortOffline)[-1] == PortOffline(PORTS[0], False)
 
 
@@ -236,7 +236,7 @@ def test_the_worker_runs_ledger_calls_in_order_off_the_calling_thread(
     assert first.result(10).ok
     assert second.result(10).remaining == 10  # type: ignore[union-attr]
     assert names and names[0].startswith("session")
-    assert session.image_usage().used > 0
+    assert session.reads.image_usage().used > 0
 
 
 def test_settings_that_need_a_new_orchestrator(session: StationSession) -> None:

@@ -113,7 +113,7 @@ class EngineerMode:
         if session.lot is not None:
             wanted = w.settings.ports
             for port in list(w.cards):
-                if port not in wanted and not session.present(port):
+                if port not in wanted and not session.hot_plug.present(port):
                     w.remove_port(port)
             w.add_ports([(port, None) for port in wanted])
         w._start_serial_scanner()

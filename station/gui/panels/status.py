@@ -38,7 +38,7 @@ class Repaint:
         snap = w.bridge.take()
         w.cards_scroll.show_views(snap.ports, time.monotonic())
         if snap.rows and session.lot is not None:
-            w.link.later(session.records, list(snap.rows), then=self.rows_read)
+            w.link.later(session.reads.records, list(snap.rows), then=self.rows_read)
         if self._filtered_dirty and time.monotonic() - self._filtered_at >= 1.0:
             # a filter is on: membership may have changed; recount at most once a second
             self._filtered_dirty = False
