@@ -32,6 +32,7 @@ from station.errors import StationError
 from station.flashing.types import CHIPS
 from station.gui.security import MIN_PIN_DIGITS, PinError, pin_problem
 from station.gui.settings import StationSettings
+from station.labels.service import preview_fields
 
 BAUD_RATES = ("115200", "230400", "460800", "921600", "1500000", "2000000")
 
@@ -348,7 +349,7 @@ class LabelDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle(f"Label of {record.unit_id}")
         layout = QVBoxLayout(self)
-        self.fields = label_fields_for(lot, record)
+        self.fields = preview_fields(lot, record)
         self.image: QLabel | None = None
         png, problem = render_label(lot, self.fields)
         if png is not None:
@@ -386,34 +387,6 @@ class LabelDialog(QDialog):
             self.accept()
         else:
             QMessageBox.warning(self, "Label not printed", message)
-
-
-def label_fields_for(lot: Any, record: Any) -> dict[str, str]:
-    """The values a unit's label shows: its row (secrets masked) plus device facts."""
-    if getattr(lot.settings, "label", None):
-        from station.gui.labels import unit_fields
-        from station.labels import template_from_dict
-
-        try:
-            template = template_from_dict(lot.settings.label, str(lot.settings.path))
-            return unit_fields(lot, template, record)
-        except StationError:
-            pass
-    row = lot.mfg.rows[record.index]
-    device = {
-        "mac": record.mac or "",
-        "chip": getattr(lot.settings, "chip", ""),
-        "unit_id": record.unit_id or "",
-    }
-    try:
-        from station.labels import label_fields, template_from_dict
-
-        template = template_from_dict(lot.settings.label)
-        return dict(label_fields(template, row.values, device, lot.secret_columns))
-    except (ImportError, StationError, AttributeError, TypeError):
-        fields = dict(lot.masked_values(row)) if hasattr(lot, "masked_values") else {}
-        fields.update(device)
-        return fields
 
 
 def render_label(lot: Any, fields: dict[str, str]) -> tuple[bytes | None, str]:

@@ -11,15 +11,6 @@ from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
 
-def opener(lot: Any, device_host: Any) -> Any:
-    """How the window's orchestrator opens devices: through the device host process, except
-    for a lot that burns eFuses — espefuse needs the unit's esptool connection in the process
-    that runs the recipe, so such a lot's sessions are opened in the window's process."""
-    if device_host is None or getattr(lot, "security", None) is not None:
-        return None
-    return device_host.open_device
-
-
 def allow(window: Any, lot: Any) -> bool:
     """May ``lot`` be opened for production in ``window``? A lot without a recipe, or whose
     recipe an engineer enabled already, yes; else only an engineer, after confirming it."""

@@ -90,23 +90,27 @@ class RowTableModel(QAbstractTableModel):
         values: Callable[[int], Mapping[str, str]] | None = None,
         secret_columns: frozenset[str] = frozenset(),
     ) -> None:
+        # counted before the reset: a source may answer through another thread (the window's
+        # waits in an event loop), and a view must not paint a model in the middle of a reset
+        count = source.count(self._state, self._search) if source is not None else 0
         self.beginResetModel()
         self._source = source
         self._value_columns = tuple(value_columns)
         self._values = values
         self._secret = secret_columns
         self._invalidate()
-        self._count = self._recount()
+        self._count = count
         self.endResetModel()
 
     def set_filter(self, state: str | None, search: str | None = None) -> None:
         """Show only rows in ``state`` (None: all) matching ``search``."""
-        if search is not None:
-            self._search = search.strip()
+        search = self._search if search is None else search.strip()
+        count = self._source.count(state, search) if self._source is not None else 0
+        self._search = search
         self._state = state
         self.beginResetModel()
         self._invalidate()
-        self._count = self._recount()
+        self._count = count
         self.endResetModel()
 
     def _invalidate(self) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QByteArray, QSettings
 
 from station.gui.security import PinStore
+from station.production.session import SessionConfig
 
 DEFAULT_BAUD = 460800
 DEMO_PIN = "123456"  # the engineer PIN of `station --demo` (documented in docs/operator.md)
@@ -27,6 +30,27 @@ class StationSettings:
     def __init__(self, qsettings: QSettings | None = None, pins: PinStore | None = None) -> None:
         self.qs = qsettings if qsettings is not None else QSettings("station", "station")
         self.pins = pins if pins is not None else PinStore()
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after each setting is written (the window tells the session)."""
+        self._listeners.append(listener)
+
+    def _set(self, key: str, value: object) -> None:
+        self.qs.setValue(key, value)
+        for listener in self._listeners:
+            listener()
+
+    def session_config(self) -> SessionConfig:
+        """The settings the station session runs with (ports, labels, operator)."""
+        return SessionConfig(
+            baud=self.baud,
+            operator=self.operator,
+            continuous=self.continuous,
+            auto_start=self.auto_start,
+            label_output=self.label_output,
+            print_on_pass=self.print_on_pass,
+        )
 
     # --- ports -------------------------------------------------------------------------------
     @property
@@ -38,7 +62,7 @@ class StationSettings:
 
     @ports.setter
     def ports(self, ports: list[str]) -> None:
-        self.qs.setValue("ports/list", list(ports))
+        self._set("ports/list", list(ports))
 
     @property
     def baud(self) -> int:
@@ -49,7 +73,7 @@ class StationSettings:
 
     @baud.setter
     def baud(self, baud: int) -> None:
-        self.qs.setValue("ports/baud", int(baud))
+        self._set("ports/baud", int(baud))
 
     @property
     def auto_start(self) -> bool:
@@ -57,7 +81,7 @@ class StationSettings:
 
     @auto_start.setter
     def auto_start(self, on: bool) -> None:
-        self.qs.setValue("ports/auto_start", bool(on))
+        self._set("ports/auto_start", bool(on))
 
     @property
     def continuous(self) -> bool:
@@ -67,7 +91,7 @@ class StationSettings:
 
     @continuous.setter
     def continuous(self, on: bool) -> None:
-        self.qs.setValue("ports/continuous", bool(on))
+        self._set("ports/continuous", bool(on))
 
     @property
     def hot_plug(self) -> bool:
@@ -76,7 +100,7 @@ class StationSettings:
 
     @hot_plug.setter
     def hot_plug(self, on: bool) -> None:
-        self.qs.setValue("ports/hot_plug", bool(on))
+        self._set("ports/hot_plug", bool(on))
 
     @property
     def scanner_port(self) -> str:
@@ -85,7 +109,7 @@ class StationSettings:
 
     @scanner_port.setter
     def scanner_port(self, port: str) -> None:
-        self.qs.setValue("scanner/port", port)
+        self._set("scanner/port", port)
 
     @property
     def sound(self) -> bool:
@@ -93,7 +117,7 @@ class StationSettings:
 
     @sound.setter
     def sound(self, on: bool) -> None:
-        self.qs.setValue("ui/sound", bool(on))
+        self._set("ui/sound", bool(on))
 
     @property
     def operator(self) -> str:
@@ -101,7 +125,7 @@ class StationSettings:
 
     @operator.setter
     def operator(self, name: str) -> None:
-        self.qs.setValue("ui/operator", name)
+        self._set("ui/operator", name)
 
     # --- labels --------------------------------------------------------------------------------
     @property
@@ -112,7 +136,7 @@ class StationSettings:
 
     @label_output.setter
     def label_output(self, output: str) -> None:
-        self.qs.setValue("labels/output", output)
+        self._set("labels/output", output)
 
     @property
     def print_on_pass(self) -> bool:
@@ -121,7 +145,7 @@ class StationSettings:
 
     @print_on_pass.setter
     def print_on_pass(self, on: bool) -> None:
-        self.qs.setValue("labels/print_on_pass", bool(on))
+        self._set("labels/print_on_pass", bool(on))
 
     @property
     def last_lot(self) -> str:
@@ -129,7 +153,7 @@ class StationSettings:
 
     @last_lot.setter
     def last_lot(self, path: str) -> None:
-        self.qs.setValue("lot/last", path)
+        self._set("lot/last", path)
 
     # --- engineer PIN --------------------------------------------------------------------------
     @property
@@ -159,8 +183,8 @@ class StationSettings:
         )
 
     def save_window_layout(self, geometry: QByteArray, state: QByteArray) -> None:
-        self.qs.setValue("window/geometry", geometry)
-        self.qs.setValue("window/state", state)
+        self._set("window/geometry", geometry)
+        self._set("window/state", state)
 
     def sync(self) -> None:
         self.qs.sync()

@@ -86,6 +86,30 @@ def unit_fields(lot: Any, template: LabelTemplate, record: Any, port: str = "") 
     return label_fields(template, row.values, device, lot.secret_columns)
 
 
+def preview_fields(lot: Any, record: Any) -> dict[str, str]:
+    """The values a unit's label shows (the label preview): its row, secrets masked, plus the
+    device facts; with no usable template, the row's values and the device facts."""
+    if getattr(lot.settings, "label", None):
+        try:
+            template = template_from_dict(lot.settings.label, str(lot.settings.path))
+            return unit_fields(lot, template, record)
+        except StationError:
+            pass
+    row = lot.mfg.rows[record.index]
+    device = {
+        "mac": record.mac or "",
+        "chip": getattr(lot.settings, "chip", ""),
+        "unit_id": record.unit_id or "",
+    }
+    try:
+        template = template_from_dict(lot.settings.label)
+        return dict(label_fields(template, row.values, device, lot.secret_columns))
+    except (StationError, AttributeError, TypeError):
+        fields = dict(lot.masked_values(row)) if hasattr(lot, "masked_values") else {}
+        fields.update(device)
+        return fields
+
+
 class LabelService:
     """Prints labels on one worker thread, in order; each outcome goes to ``on_done`` (called on
     the printer thread)."""

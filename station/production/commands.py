@@ -15,22 +15,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from station.errors import StationError
-from station.labels import (
-    LabelJob,
-    LabelOutcome,
-    LabelService,
-    lot_template,
-    parse_output,
-    renderer,
-)
+from station.labels import LabelOutcome, lot_template, parse_output, renderer
 from station.ledger import Ledger
 from station.production.lot import Lot, open_lot, read_lot_file
-from station.production.orchestrator import (
-    Decision,
-    LogEvent,
-    Orchestrator,
-    PortUpdate,
-)
+from station.production.orchestrator import Decision, LogEvent, PortUpdate
+from station.production.session import SessionConfig, StationSession
 
 
 def _iso(t: float | None) -> str:
@@ -40,15 +29,13 @@ def _iso(t: float | None) -> str:
 
 
 class _RunPrinter:
-    """Turns orchestrator events into one line per unit (stdout) and problems (stderr)."""
+    """Turns session events into one line per unit (stdout) and problems (stderr)."""
 
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self.out, self.err = out, err
         self.lock = threading.Lock()
-        self.orch: Orchestrator | None = None
-        self.states: dict[str, str] = {}
+        self.session: StationSession | None = None
         self.waiting: dict[str, str] = {}  # per port, what it last said it waits for
-        self.on_pass: Callable[[PortUpdate], None] | None = None  # labels, when asked for
         self.labels_failed = 0
 
     def label_done(self, outcome: LabelOutcome) -> None:
@@ -63,17 +50,11 @@ class _RunPrinter:
                 self.err.flush()
 
     def __call__(self, event: object) -> None:
-        if (
-            self.on_pass is not None
-            and isinstance(event, PortUpdate)
-            and event.state == "passed"
-            and event.row_index is not None
-            and self.states.get(event.port) != "passed"
-        ):
-            self.on_pass(event)
+        if isinstance(event, LabelOutcome):
+            self.label_done(event)
+            return
         with self.lock:
             if isinstance(event, PortUpdate):
-                self.states[event.port] = event.state
                 # a port looks for a device every --poll seconds (connecting, then waiting
                 # again): say what it waits for once, until that changes or a unit ends
                 if event.state == "waiting" and event.message:
@@ -106,8 +87,8 @@ class _RunPrinter:
                     "use the window or erase the region)\n"
                 )
                 self.err.flush()
-        if isinstance(event, Decision) and self.orch is not None:
-            self.orch.answer(event.port, False)
+        if isinstance(event, Decision) and self.session is not None:
+            self.session.decide(event, None)  # headless: never overwritten
 
 
 def _slot_names(slots_file: str | None, ports: list[str]) -> dict[str, str]:
@@ -121,10 +102,9 @@ def _slot_names(slots_file: str | None, ports: list[str]) -> dict[str, str]:
     return {port: listed[port] for port in ports if listed.get(port)}
 
 
-def _label_service(lot: Lot, output: str, printer: _RunPrinter, operator: str) -> LabelService:
-    """The label service of a run with ``--labels OUTPUT``: a label for each passed unit.
-
-    The output and the lot's label template are checked before any device is touched."""
+def _check_labels(lot: Lot, output: str) -> None:
+    """``--labels OUTPUT``: the output and the lot's label template are checked before any
+    device is touched (the session then prints a label for each passed unit)."""
     kind, _target = parse_output(output, "--labels", "labels")
     if kind != "zpl":
         renderer(kind)  # made here, on the main thread, where Qt wants its application
@@ -135,12 +115,6 @@ def _label_service(lot: Lot, output: str, printer: _RunPrinter, operator: str) -
         raise StationError.at(
             str(lot.settings.path), "the lot has no [label] table; --labels needs one", key="label"
         )
-    service = LabelService(on_done=printer.label_done)
-    service.set_template(lot, template)
-    printer.on_pass = lambda event: service.submit(
-        LabelJob(lot, event.row_index or 0, output, False, operator, event.port)
-    )
-    return service
 
 
 def _note(text: str) -> None:
@@ -159,13 +133,28 @@ def run(args: argparse.Namespace) -> int:
     for warning in lot.mfg.warnings:  # allowed, but look like mistakes (never show a value)
         print(warning, file=sys.stderr)
     printer = _RunPrinter(sys.stdout, sys.stderr)
-    labels: LabelService | None = None
-    if getattr(args, "labels", None):
+    labels = getattr(args, "labels", None) or ""
+    if labels:
         try:
-            labels = _label_service(lot, args.labels, printer, args.operator)
+            _check_labels(lot, labels)
         except BaseException:
             lot.close()
             raise
+    session = StationSession(
+        SessionConfig(
+            baud=args.baud,
+            operator=args.operator,
+            continuous=True,
+            no_stub=args.no_stub,
+            max_units=args.count,
+            auto_retry=args.retries,
+            poll_interval=args.poll,
+            label_output=labels,
+            print_on_pass=bool(labels),
+        )
+    )
+    session.subscribe(printer)
+    printer.session = session
     stop = threading.Event()
 
     def on_term(signum: int, frame: Any) -> None:
@@ -174,18 +163,9 @@ def run(args: argparse.Namespace) -> int:
     old = signal.signal(signal.SIGTERM, on_term)
     interrupted = False
     try:
-        orch = Orchestrator(
-            lot,
-            on_event=printer,
-            baud=args.baud,
-            operator=args.operator,
-            auto_start=True,
-            no_stub=args.no_stub,
-            max_units=args.count,
-            auto_retry=args.retries,
-            poll_interval=args.poll,
-        )
-        printer.orch = orch
+        session.set_lot(lot)
+        orch = session.orchestrator
+        assert orch is not None
         try:
             print(
                 f"lot {lot.name}: {lot.ledger.count('pending')} pending of "
@@ -204,8 +184,7 @@ def run(args: argparse.Namespace) -> int:
                 interrupted = True
         finally:
             orch.close()
-            if labels is not None:
-                labels.stop()  # the labels of every passed unit are printed before the end
+            session.labels.stop()  # the labels of every passed unit are printed before the end
         c = lot.ledger.counters()
         print(
             f"run: {orch.units_done} done, {orch.units_failed} failed; lot: {c.done} done, "
@@ -221,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if c.remaining == 0 and c.failed == 0 else 1
     finally:
         signal.signal(signal.SIGTERM, old)
+        session.shutdown()
         lot.close()
 
 

@@ -99,15 +99,3 @@ def test_the_card_shows_the_burning_efuses_phase(qtbot: QtBot) -> None:
     )
     assert card.fields["Phase"].text() == "burning eFuses"
     assert "burning eFuses" in card.progress.format()
-
-
-def test_a_security_lot_opens_devices_in_the_window_process() -> None:
-    """espefuse needs the unit's esptool loader where the recipe runs: not the device host."""
-    from types import SimpleNamespace
-
-    from station.gui import efuse_panel
-
-    host = SimpleNamespace(open_device=object())
-    assert efuse_panel.opener(SimpleNamespace(security=object()), host) is None
-    assert efuse_panel.opener(SimpleNamespace(security=None), host) is host.open_device
-    assert efuse_panel.opener(SimpleNamespace(security=None), None) is None

@@ -255,13 +255,14 @@ def test_a_unit_that_passes_gets_its_label_when_the_setting_is_on(
     port = DEAD_PORTS[0]
     finish(window, 5, ok=True)
     settings.print_on_pass = False
-    window.bridge.on_event(PortUpdate(port, "Slot 1", "passed", row_index=5))
-    window.bridge.on_event(PortUpdate(port, "Slot 1", "idle"))
+    # the label policy is the session's: it sees the orchestrator's events first
+    window.session.deliver(PortUpdate(port, "Slot 1", "passed", row_index=5))
+    window.session.deliver(PortUpdate(port, "Slot 1", "idle"))
     settings.print_on_pass = True
     finish(window, 6, ok=True)
     # the orchestrator's event, as it arrives from a worker thread
     worker = threading.Thread(
-        target=window.bridge.on_event, args=(PortUpdate(port, "Slot 1", "passed", row_index=6),)
+        target=window.session.deliver, args=(PortUpdate(port, "Slot 1", "passed", row_index=6),)
     )
     worker.start()
     worker.join()

@@ -1,0 +1,233 @@
+"""The port cards: one per slot, laid out so that every slot is in view (compact cards when
+full ones do not fit), refreshed from the bridge's folded state.
+
+May import: PySide6, station.gui (widgets)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QEvent, QSize, Qt
+from PySide6.QtWidgets import QGridLayout, QLabel, QScrollArea, QSizePolicy, QWidget
+
+from station.gui.widgets import PortCard, PortView
+
+
+class PortsPanel(QScrollArea):
+    """The cards in a grid; ``room()`` says how much of the window they may take."""
+
+    def __init__(self, room: Callable[[], tuple[int, int]]) -> None:
+        super().__init__()
+        self._room = room
+        self.cards: dict[str, PortCard] = {}
+        self.host = QWidget()
+        self.grid = QGridLayout(self.host)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(8)
+        self.no_ports = QLabel(
+            "No ports yet. Plug in a device, or add ports in Settings (engineer mode)."
+        )
+        self.no_ports.setWordWrap(True)
+        self.no_ports.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.grid.addWidget(self.no_ports, 0, 0)
+        self.setWidgetResizable(True)
+        self.setWidget(self.host)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self._mode: tuple[int, bool] | None = None
+
+    # --- cards ---------------------------------------------------------------------------------
+    def add_card(self, port: str, slot: str, view: PortView | None, window: Any) -> PortCard:
+        card = PortCard(port, slot)
+        if view is not None:
+            card.set_view(view)
+        card.start_requested.connect(window.start_port)
+        card.cancel_requested.connect(window.session.cancel)  # and drops the unit waiting
+        card.chosen.connect(window.choose_port)
+        self.cards[port] = card
+        return card
+
+    def remove_card(self, port: str) -> None:
+        card = self.cards.pop(port, None)
+        if card is not None:
+            self.grid.removeWidget(card)
+            card.deleteLater()
+        self.relayout()
+
+    def reorder(self, order: list[str]) -> None:
+        cards = {p: self.cards[p] for p in order if p in self.cards}
+        self.cards.clear()
+        self.cards.update(cards)  # the same dict: the window shares it
+        self.relayout()
+
+    def show_views(self, views: dict[str, PortView] | None, now: float) -> None:
+        if views is not None:
+            for port, view in views.items():
+                card = self.cards.get(port)
+                if card is not None:
+                    card.set_view(view)
+        for card in self.cards.values():
+            card.tick(now)  # a working port's clock runs between its events
+
+    def select(self, port: str | None) -> None:
+        for p, card in self.cards.items():
+            card.set_selected(p == port)
+
+    # --- layout --------------------------------------------------------------------------------
+    def card_layout(self) -> tuple[int, bool]:
+        """Columns, and whether the cards are compact: full cards when they all fit in view,
+        else compact ones (an operator must see every slot without scrolling: eight ports on a
+        1366x768 line PC)."""
+        if not self.cards:
+            return 1, False
+        n = len(self.cards)
+        card = next(iter(self.cards.values()))
+        room_width, room_height = self._room()
+        spacing = self.grid.spacing()
+
+        def columns(compact: bool) -> int:
+            width = card.width_for(compact=compact) + spacing
+            return max(1, min(n, (room_width + spacing) // width))
+
+        def fits(cols: int, height: int) -> bool:
+            return -(-n // cols) * (height + spacing) <= room_height + spacing
+
+        cols = columns(False)
+        if n == 1 or fits(cols, card.full_height):
+            return cols, False
+        widest = columns(True)
+        # the fewest columns that fit: the widest cards, the state word at its largest
+        return next((c for c in range(1, widest + 1) if fits(c, card.compact_height)), widest), True
+
+    def relayout(self) -> None:
+        for card in self.cards.values():
+            self.grid.removeWidget(card)
+        self.grid.removeWidget(self.no_ports)
+        self.no_ports.setVisible(not self.cards)
+        if not self.cards:
+            self.grid.addWidget(self.no_ports, 0, 0)
+            self.updateGeometry()
+            return
+        cols, compact = self.card_layout()
+        for i, card in enumerate(self.cards.values()):
+            card.set_compact(compact)
+            self.grid.addWidget(card, i // cols, i % cols)
+        for c in range(self.grid.columnCount()):
+            self.grid.setColumnStretch(c, 1 if c < cols else 0)
+        self.grid.setRowStretch(self.grid.rowCount(), 1)
+        self._mode = (cols, compact)
+        self.updateGeometry()  # the size hint is the cards' height
+
+    def room_changed(self) -> None:
+        """The cards' room changed (window, dock or log resized): relayout if the mode does."""
+        if self.cards and self.card_layout() != self._mode:
+            self.relayout()
+
+    # --- QScrollArea ---------------------------------------------------------------------------
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self.room_changed()
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:
+        handled = super().eventFilter(watched, event)
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the cards' height changed: so does this area's size hint
+        return handled
+
+    def sizeHint(self) -> QSize:
+        """As tall as the cards (the scan panel below takes the rest of the room)."""
+        hint = super().sizeHint()
+        widget = self.widget()
+        if widget is None:
+            return hint
+        return QSize(hint.width(), widget.sizeHint().height() + 2 * self.frameWidth())
+
+
+class StationPorts:
+    """The station's ports as the window shows them: a card per slot in ``panel``, the
+    bridge's folded state behind each, the session told of every port that comes or goes."""
+
+    def __init__(self, window: Any, panel: PortsPanel) -> None:
+        self.window = window
+        self.panel = panel
+        self.session = window.session
+        self.bridge = window.bridge
+        self.chosen: str | None = None
+
+    def add_port(self, port: str, slot: str | None = None) -> None:
+        """Put ``port`` on the station (a card, then the session)."""
+        self.add_ports([(port, slot)])
+
+    def add_ports(self, ports: list[tuple[str, str | None]]) -> None:
+        """Put several ports on the station: every card is built and laid out first, then the
+        session gets the ports (in continuous mode each starts working at once, and building
+        widgets while flashing threads compete for the GIL would freeze the window)."""
+        if self.session.lot is None:
+            return
+        added = []
+        for port, slot in ports:
+            if port in self.panel.cards:
+                continue
+            name = slot or f"Slot {len(self.panel.cards) + 1}"
+            self.window.slot_names[port] = name
+            self.bridge.add_port(port, name)
+            self.panel.add_card(port, name, self.bridge.view(port), self.window)
+            added.append((port, name))
+        if not added:
+            return
+        self.session.start_device_host()
+        self.panel.relayout()
+        self.panel.host.repaint()  # paint the new cards now, before any port works
+        for port, name in added:
+            if not self.session.add_port(port, name):
+                self.remove_card(port)
+
+    def replace_port(self, old: str, new: str) -> None:
+        """A slot's device now answers on another port (e.g. a new simulated device): keep the
+        slot's name, place and counters."""
+        card = self.panel.cards.get(old)
+        if card is None or self.session.lot is None:
+            return
+        view = self.bridge.view(old) or card.view
+        order = list(self.panel.cards)
+        settings = self.window.settings
+        ports = settings.ports
+        if old in ports:  # the station's port list follows (Settings shows the ports as they are)
+            ports[ports.index(old)] = new
+            settings.ports = ports
+        self.session.remove_port(old)
+        self.remove_card(old)
+        self.bridge.add_port(new, view.slot, passed=view.passed_count, failed=view.failed_count)
+        self.add_port(new, view.slot)
+        order[order.index(old)] = new
+        self.panel.reorder(order)
+
+    def remove_port(self, port: str) -> None:
+        if port in self.panel.cards:
+            self.session.remove_port(port)
+        self.remove_card(port)
+
+    def remove_card(self, port: str) -> None:
+        self.bridge.remove_port(port)
+        self.panel.remove_card(port)
+        if self.chosen == port:
+            self.choose_port(None)
+
+    def remove_all(self) -> None:
+        for port in list(self.panel.cards):
+            self.remove_card(port)
+
+    def choose_port(self, port: str | None) -> None:
+        """The port the next scan goes to (None: the next free one)."""
+        cards = self.panel.cards
+        self.chosen = port if port in cards else None
+        self.panel.select(self.chosen)
+        self.window.scan_panel.set_port_choice(
+            cards[self.chosen].view.slot if self.chosen else None
+        )
+
+    def choose_port_number(self, n: int) -> None:
+        ports = list(self.panel.cards)
+        if 0 < n <= len(ports):
+            self.choose_port(ports[n - 1])
