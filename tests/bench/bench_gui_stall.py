@@ -17,12 +17,17 @@ process, same lot size:
             at once (what connecting a signal per event gives)
 
 Figures are printed, never asserted (tests/gui/test_flow.py checks a generous bound).
+
+``--split`` pins the simulated chips to their own core(s) and the station (window and device
+host) to the others, so the window's figures are the station's own; each run then also prints
+the CPU every process used per unit (window, device host, chips). See tests/bench/cpusplit.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -38,12 +43,16 @@ from PySide6.QtWidgets import QApplication
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import cpusplit  # noqa: E402  (tests/bench/, this script's folder)
+
 from station.gui.app import SIMULATED_NICE  # noqa: E402
 from station.gui.settings import StationSettings  # noqa: E402
 from station.gui.window import MainWindow  # noqa: E402
 
 SAMPLE = ROOT / "resources" / "sample_lot"
 NICE_DEVICES = False
+UNITS = 1  # units per port before a run ends
+SPLIT: cpusplit.Split | None = None
 
 
 def make_lot(folder: Path, rows: int) -> Path:
@@ -134,6 +143,8 @@ def run(
     # Lowering their priority (as the demo does) shows the window's own cost, not the chips'.
     nice = SIMULATED_NICE if NICE_DEVICES else 0
     devices = list(start_simulated_devices(ports, nice=nice)) if mode != "idle" else []
+    cpusplit.pin_chips(SPLIT, (d.pid for d in devices))
+    cpu = cpusplit.CpuMeter()
     try:
         settings.ports = []  # the devices are plugged in once the window is up (below)
         window = MainWindow(settings)
@@ -143,6 +154,8 @@ def run(
         t0 = time.perf_counter()
         window.open_lot(str(lot), db_url=str(db))
         opened = time.perf_counter() - t0
+        if window.device_host is not None:
+            window.device_host.wait_ready()  # its start-up is not per-unit work
         settle = time.monotonic() + 1.0  # the first paint of the lot, before any port works
         while time.monotonic() < settle:
             app.processEvents()
@@ -168,6 +181,15 @@ def run(
             scroll.start()
         # eight devices plugged in (a hub): in continuous mode each port starts at once
         window.add_ports([(d.port, None) for d in devices])
+        # CPU from here: plugging in the ports (32 cards built) is not per-unit work
+        host_pid = window.device_host.pid if window.device_host is not None else None
+        cpu.start(
+            {
+                "window": [os.getpid()],
+                "host": [host_pid] if host_pid else [],
+                "chips": [d.pid for d in devices if d.pid],
+            }
+        )
         # the real event loop (a busy processEvents() loop would compete for the GIL itself)
         loop = QEventLoop()
         done = [0]
@@ -175,7 +197,7 @@ def run(
         def check() -> None:
             c = window._counters
             done[0] = (c.done + c.failed) if c is not None else 0
-            if mode != "idle" and done[0] >= ports:
+            if mode != "idle" and done[0] >= ports * UNITS:
                 loop.quit()
 
         checker = QTimer()
@@ -186,12 +208,15 @@ def run(
         checker.stop()
         done = done[0]
         meter.stop()
+        cpu.stop()
         scroll.stop()
         window.shutdown()
         window.deleteLater()
         app.processEvents()
         if os.environ.get("BENCH_WORST"):
             print(f"  worst gaps ({mode}): {meter.worst()}")
+        if mode != "idle":
+            print(f"  {mode}: {cpu.report(done)}")
         return f"{mode:7s} {meter.summary()}  (lot opened in {opened:.1f} s)", done, rows
     finally:
         for d in devices:
@@ -205,19 +230,22 @@ def run_bare(lot: Path, ports: int, seconds: float, db: Path) -> tuple[str, int,
     from station.production import Orchestrator, open_lot
 
     devices = list(start_simulated_devices(ports, nice=SIMULATED_NICE if NICE_DEVICES else 0))
+    cpusplit.pin_chips(SPLIT, (d.pid for d in devices))
+    cpu = cpusplit.CpuMeter()
     try:
         t0 = time.perf_counter()
         opened_lot = open_lot(lot, db_url=str(db))
         opened = time.perf_counter() - t0
         orch = Orchestrator(opened_lot, on_event=lambda ev: None, auto_start=True)
         meter = StallMeter()
+        cpu.start({"engine": [os.getpid()], "chips": [d.pid for d in devices if d.pid]})
         meter.start()
         for d in devices:
             orch.add_port(d.port)
         loop = QEventLoop()
 
         def check() -> None:
-            if orch.units_done + orch.units_failed >= ports:
+            if orch.units_done + orch.units_failed >= ports * UNITS:
                 loop.quit()
 
         checker = QTimer()
@@ -227,12 +255,14 @@ def run_bare(lot: Path, ports: int, seconds: float, db: Path) -> tuple[str, int,
         loop.exec()
         checker.stop()
         meter.stop()
+        cpu.stop()
         done = orch.units_done + orch.units_failed
         orch.close()
         rows = opened_lot.ledger.count()
         opened_lot.close()
         if os.environ.get("BENCH_WORST"):
             print(f"  worst gaps (bare): {meter.worst()}")
+        print(f"  bare: {cpu.report(done)}")
         return f"bare    {meter.summary()}  (lot opened in {opened:.1f} s)", done, rows
     finally:
         for d in devices:
@@ -260,9 +290,26 @@ def main() -> None:
         dest="nice",
         help="run the simulated chips at a low CPU priority, as station --demo does",
     )
+    parser.add_argument(
+        "--units", type=int, default=1, help="units per port (more: steadier CPU per unit)"
+    )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="simulated chips on their own core(s), the station on the others",
+    )
+    parser.add_argument(
+        "--chip-cpus", type=int, default=None, help="with --split: cores for the chips (half)"
+    )
     args = parser.parse_args()
-    global NICE_DEVICES
+    global NICE_DEVICES, SPLIT, UNITS
     NICE_DEVICES = args.nice
+    UNITS = args.units
+    if args.split:
+        SPLIT = cpusplit.plan(args.chip_cpus)
+        cpusplit.pin_station(SPLIT)
+        print(SPLIT.describe())
+    print(cpusplit.load())
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory(prefix="bench-gui-") as tmp:
         t0 = time.perf_counter()
@@ -272,15 +319,18 @@ def main() -> None:
             sys.setswitchinterval(args.switch)
         print(f"GIL switch interval {sys.getswitchinterval() * 1000:g} ms")
         for n, mode in enumerate(args.modes.split(",")):
+            # each run its own copy: a lot that has produced units is bound to its ledger
+            run_lot = Path(shutil.copytree(lot.parent, Path(tmp) / f"{mode}-{n}")) / lot.name
             db = Path(tmp) / f"{mode}-{n}.station.db"
             if mode == "bare":
-                line, done, rows = run_bare(lot, args.ports, args.seconds, db)
+                line, done, rows = run_bare(run_lot, args.ports, args.seconds, db)
             else:
                 seconds = 5.0 if mode == "idle" else args.seconds
-                line, done, rows = run(app, lot, mode, args.ports, seconds, db)
+                line, done, rows = run(app, run_lot, mode, args.ports, seconds, db)
             print(
                 f"{line}  units finished {done}/{args.ports if mode != 'idle' else 0}, rows {rows}"
             )
+        print(cpusplit.load())
 
 
 if __name__ == "__main__":
