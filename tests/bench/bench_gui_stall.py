@@ -21,6 +21,7 @@ Figures are printed, never asserted (tests/gui/test_flow.py checks a generous bo
 ``--split`` pins the simulated chips to their own core(s) and the station (window and device
 host) to the others, so the window's figures are the station's own; each run then also prints
 the CPU every process used per unit (window, device host, chips). See tests/bench/cpusplit.py.
+For CPU figures set BENCH_NOSCROLL=1: the scrolling alone costs the window ~0.3-0.5 s per second.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ from station.gui.window import MainWindow  # noqa: E402
 
 SAMPLE = ROOT / "resources" / "sample_lot"
 NICE_DEVICES = False
-UNITS = 1  # units per port before a run ends
 SPLIT: cpusplit.Split | None = None
 
 
@@ -132,7 +132,6 @@ class NaiveRelay(QObject):
 def run(
     app: QApplication, lot: Path, mode: str, ports: int, seconds: float, db: Path
 ) -> tuple[str, int, int]:
-    from station.flashing import start_simulated_devices
 
     qs = QSettings(str(db.with_suffix(".ini")), QSettings.Format.IniFormat)
     settings = StationSettings(qs)
@@ -142,7 +141,7 @@ def run(
     # the simulated chips are Python processes on the same CPU cores; real devices are not.
     # Lowering their priority (as the demo does) shows the window's own cost, not the chips'.
     nice = SIMULATED_NICE if NICE_DEVICES else 0
-    devices = list(start_simulated_devices(ports, nice=nice)) if mode != "idle" else []
+    devices = cpusplit.start_chips(ports, nice=nice) if mode != "idle" else []
     cpusplit.pin_chips(SPLIT, (d.pid for d in devices))
     cpu = cpusplit.CpuMeter()
     try:
@@ -182,6 +181,7 @@ def run(
         # eight devices plugged in (a hub): in continuous mode each port starts at once
         window.add_ports([(d.port, None) for d in devices])
         # CPU from here: plugging in the ports (32 cards built) is not per-unit work
+        cpu_t0 = time.perf_counter()
         host_pid = window.device_host.pid if window.device_host is not None else None
         cpu.start(
             {
@@ -197,7 +197,7 @@ def run(
         def check() -> None:
             c = window._counters
             done[0] = (c.done + c.failed) if c is not None else 0
-            if mode != "idle" and done[0] >= ports * UNITS:
+            if mode != "idle" and done[0] >= ports:
                 loop.quit()
 
         checker = QTimer()
@@ -209,6 +209,7 @@ def run(
         done = done[0]
         meter.stop()
         cpu.stop()
+        cpu_wall = time.perf_counter() - cpu_t0
         scroll.stop()
         window.shutdown()
         window.deleteLater()
@@ -216,7 +217,7 @@ def run(
         if os.environ.get("BENCH_WORST"):
             print(f"  worst gaps ({mode}): {meter.worst()}")
         if mode != "idle":
-            print(f"  {mode}: {cpu.report(done)}")
+            print(f"  {mode}: {cpu.report(done)} in {cpu_wall:.1f} s")
         return f"{mode:7s} {meter.summary()}  (lot opened in {opened:.1f} s)", done, rows
     finally:
         for d in devices:
@@ -226,10 +227,9 @@ def run(
 def run_bare(lot: Path, ports: int, seconds: float, db: Path) -> tuple[str, int, int]:
     """The floor under load: the same flashing with no window at all (events dropped), only
     the stall meter on the main thread."""
-    from station.flashing import start_simulated_devices
     from station.production import Orchestrator, open_lot
 
-    devices = list(start_simulated_devices(ports, nice=SIMULATED_NICE if NICE_DEVICES else 0))
+    devices = cpusplit.start_chips(ports, nice=SIMULATED_NICE if NICE_DEVICES else 0)
     cpusplit.pin_chips(SPLIT, (d.pid for d in devices))
     cpu = cpusplit.CpuMeter()
     try:
@@ -245,7 +245,7 @@ def run_bare(lot: Path, ports: int, seconds: float, db: Path) -> tuple[str, int,
         loop = QEventLoop()
 
         def check() -> None:
-            if orch.units_done + orch.units_failed >= ports * UNITS:
+            if orch.units_done + orch.units_failed >= ports:
                 loop.quit()
 
         checker = QTimer()
@@ -291,9 +291,6 @@ def main() -> None:
         help="run the simulated chips at a low CPU priority, as station --demo does",
     )
     parser.add_argument(
-        "--units", type=int, default=1, help="units per port (more: steadier CPU per unit)"
-    )
-    parser.add_argument(
         "--split",
         action="store_true",
         help="simulated chips on their own core(s), the station on the others",
@@ -302,9 +299,8 @@ def main() -> None:
         "--chip-cpus", type=int, default=None, help="with --split: cores for the chips (half)"
     )
     args = parser.parse_args()
-    global NICE_DEVICES, SPLIT, UNITS
+    global NICE_DEVICES, SPLIT
     NICE_DEVICES = args.nice
-    UNITS = args.units
     if args.split:
         SPLIT = cpusplit.plan(args.chip_cpus)
         cpusplit.pin_station(SPLIT)

@@ -14,8 +14,10 @@ busy machine where wall time does not.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
@@ -138,3 +140,42 @@ class CpuMeter:
 def load() -> str:
     one, five, fifteen = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def start_chips(n: int, *, nice: int = 0, batch: int = 8, timeout: float = 120.0) -> list[Any]:
+    """``n`` simulated chips, started ``batch`` at a time with a patient timeout: 32 Python
+    processes starting at once on a loaded 2-core machine take longer than the 20 s default."""
+    from station.flashing import start_simulated_devices
+    from station.flashing.simulated import SimulatedDevice
+
+    devices: list[Any] = []
+    try:
+        while len(devices) < n:
+            k = min(batch, n - len(devices))
+            if timeout <= 20.0:
+                devices += start_simulated_devices(k, nice=nice)
+                continue
+            started: list[Any] = [None] * k
+            errors: list[BaseException] = []
+
+            def one(
+                i: int, started: list[Any] = started, errors: list[BaseException] = errors
+            ) -> None:
+                try:
+                    started[i] = SimulatedDevice(start_timeout=timeout, nice=nice)
+                except BaseException as err:
+                    errors.append(err)
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(k)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            devices += [d for d in started if d is not None]
+            if errors:
+                raise errors[0]
+    except BaseException:
+        for d in devices:
+            d.stop()
+        raise
+    return devices
