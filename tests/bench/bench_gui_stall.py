@@ -53,6 +53,7 @@ from station.gui.window import MainWindow  # noqa: E402
 SAMPLE = ROOT / "resources" / "sample_lot"
 NICE_DEVICES = False
 SPLIT: cpusplit.Split | None = None
+POLL: float | None = None  # the orchestrator's poll interval (None: the station's own)
 
 
 def make_lot(folder: Path, rows: int) -> Path:
@@ -153,6 +154,8 @@ def run(
         t0 = time.perf_counter()
         window.open_lot(str(lot), db_url=str(db))
         opened = time.perf_counter() - t0
+        if POLL is not None and window.orchestrator is not None:
+            window.orchestrator.poll_interval = POLL
         if window.device_host is not None:
             window.device_host.wait_ready()  # its start-up is not per-unit work
         settle = time.monotonic() + 1.0  # the first paint of the lot, before any port works
@@ -237,6 +240,8 @@ def run_bare(lot: Path, ports: int, seconds: float, db: Path) -> tuple[str, int,
         opened_lot = open_lot(lot, db_url=str(db))
         opened = time.perf_counter() - t0
         orch = Orchestrator(opened_lot, on_event=lambda ev: None, auto_start=True)
+        if POLL is not None:
+            orch.poll_interval = POLL
         meter = StallMeter()
         cpu.start({"engine": [os.getpid()], "chips": [d.pid for d in devices if d.pid]})
         meter.start()
@@ -291,6 +296,14 @@ def main() -> None:
         help="run the simulated chips at a low CPU priority, as station --demo does",
     )
     parser.add_argument(
+        "--poll",
+        type=float,
+        default=None,
+        help="seconds between a finished port's looks for its next device (station: 1 s; each "
+        "look at a device still plugged in is a connect, which --poll 60 keeps out of the CPU "
+        "per unit)",
+    )
+    parser.add_argument(
         "--split",
         action="store_true",
         help="simulated chips on their own core(s), the station on the others",
@@ -299,8 +312,9 @@ def main() -> None:
         "--chip-cpus", type=int, default=None, help="with --split: cores for the chips (half)"
     )
     args = parser.parse_args()
-    global NICE_DEVICES, SPLIT
+    global NICE_DEVICES, SPLIT, POLL
     NICE_DEVICES = args.nice
+    POLL = args.poll
     if args.split:
         SPLIT = cpusplit.plan(args.chip_cpus)
         cpusplit.pin_station(SPLIT)
