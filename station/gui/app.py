@@ -8,6 +8,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,56 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+class _FirstFrame(QObject):
+    """Calls ``then`` once the window has painted its first frame: the lot opens after the
+    window is on screen, not before (the operator sees the station start at once).
+
+    ``STATION_FIRST_FRAME=1`` (tests/bench/bench_start.py, the frozen bundle's measure): print
+    the seconds from process start to the first frame and to the lot shown, then quit."""
+
+    def __init__(self, app: QApplication, window: Any, then: Any) -> None:
+        super().__init__(app)
+        self.app, self.window, self.then, self.seen = app, window, then, False
+        self.measure = bool(os.environ.get("STATION_FIRST_FRAME"))
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:
+        from PySide6.QtCore import QEvent
+        from PySide6.QtWidgets import QWidget
+
+        if (
+            not self.seen
+            and event.type() == QEvent.Type.Paint
+            and isinstance(obj, QWidget)
+            and obj.window() is self.window
+        ):
+            self.seen = True
+            self.app.removeEventFilter(self)
+            QTimer.singleShot(0, self._painted)  # after this paint pass
+        return False
+
+    def _painted(self) -> None:
+        if self.measure:
+            print(
+                f"station: first frame {_since_start():.3f} s after the process started "
+                f"(CPU {time.process_time():.3f} s)"
+            )
+        self.then()
+        if self.measure:
+            self.app.processEvents()
+            print(
+                f"station: lot shown {_since_start():.3f} s after the process started "
+                f"(CPU {time.process_time():.3f} s)"
+            )
+            sys.stdout.flush()
+            self.app.quit()
+
+
+def _since_start() -> float:
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
 def run(args: argparse.Namespace) -> int:
     """Show the station window; with ``args.demo`` on simulated devices and the sample lot."""
     from station.gui.window import MainWindow
@@ -220,16 +271,26 @@ def run(args: argparse.Namespace) -> int:
             window = MainWindow(demo.settings, title_suffix=f" (demo — engineer PIN {DEMO_PIN})")
             swapper = DemoSwapper(window, demo)
             window.closing.connect(swapper.stop)
-            if window.open_lot(str(demo.lot_path)):
-                first = window.lot.ledger.rows(0, 1, "pending") if window.lot else []
-                code = first[0].scan_value if first else ""
-                window.show_hint(demo_hint(code))
+            lot_path: str | None = str(demo.lot_path)
         else:
             settings = StationSettings()
             window = MainWindow(settings)
             lot = getattr(args, "lot", None) or settings.last_lot
-            if lot and (getattr(args, "lot", None) or Path(lot).is_file()):
-                window.open_lot(str(lot), db_url=getattr(args, "db", None))
+            given = lot and (getattr(args, "lot", None) or Path(lot).is_file())
+            lot_path = str(lot) if given else None
+
+        def open_lot() -> None:
+            if lot_path is None:
+                return
+            if demo is not None:
+                if window.open_lot(lot_path):
+                    first = window.lot.ledger.rows(0, 1, "pending") if window.lot else []
+                    code = first[0].scan_value if first else ""
+                    window.show_hint(demo_hint(code))
+            else:
+                window.open_lot(lot_path, db_url=getattr(args, "db", None))
+
+        app.installEventFilter(_FirstFrame(app, window, open_lot))
         window.show()
         code = app.exec()
         window.shutdown()

@@ -23,7 +23,7 @@ from station.gui.widgets import PortView
 class Snapshot:
     """What changed since the last :meth:`EventBridge.take` (None / False: nothing)."""
 
-    ports: dict[str, PortView] | None
+    ports: dict[str, PortView] | None  # the ports whose view changed, with their views
     counters: Any | None
     rows: dict[int, str]  # row index -> its new state, for rows that changed
 
@@ -45,7 +45,7 @@ class EventBridge(QObject):
         self.log = log
         self._lock = threading.Lock()
         self._views: dict[str, PortView] = {}
-        self._ports_dirty = True
+        self._dirty: set[str] = set()  # ports whose view changed since the last take
         self._counters: Any | None = None
         self._counters_seq = 0  # the newest CountersUpdate.seq seen
         self._rows: dict[int, str] = {}
@@ -59,12 +59,12 @@ class EventBridge(QObject):
                 self._views[port] = PortView(
                     port=port, slot=slot, passed_count=passed, failed_count=failed
                 )
-            self._ports_dirty = True
+                self._dirty.add(port)
 
     def remove_port(self, port: str) -> None:
         with self._lock:
             self._views.pop(port, None)
-            self._ports_dirty = True
+            self._dirty.discard(port)
 
     def set_offline(self, port: str, offline: bool) -> None:
         with self._lock:
@@ -75,7 +75,7 @@ class EventBridge(QObject):
                     state="offline" if offline else "idle",
                     message="Device unplugged" if offline else "",
                 )
-                self._ports_dirty = True
+                self._dirty.add(port)
 
     def view(self, port: str) -> PortView | None:
         with self._lock:
@@ -103,7 +103,7 @@ class EventBridge(QObject):
                     if ev.state == "passed" and ev.row_index is not None:
                         passed_row = int(ev.row_index)
                 self._views[ev.port] = new
-                self._ports_dirty = True
+                self._dirty.add(ev.port)
             elif kind == "RowUpdate":
                 self._rows[ev_row(event)] = event.state  # type: ignore[attr-defined]
                 signal_rows = not self._rows_signalled
@@ -127,12 +127,14 @@ class EventBridge(QObject):
 
     # --- GUI thread ----------------------------------------------------------------------------
     def take(self) -> Snapshot:
-        """What changed since the last call (the window's 4 Hz timer)."""
+        """What changed since the last call (the window's 4 Hz timer): only the ports that had
+        an event, so 32 cards are not all compared and updated on every tick."""
         with self._lock:
-            ports = dict(self._views) if self._ports_dirty else None
+            ports = {p: self._views[p] for p in self._dirty} if self._dirty else None
+            self._dirty = set()
             counters, self._counters = self._counters, None
             rows, self._rows = self._rows, {}
-            self._ports_dirty = self._rows_signalled = False
+            self._rows_signalled = False
         return Snapshot(ports, counters, rows)
 
     def mark_rows_changed(self, row_index: int, state: str = "") -> None:

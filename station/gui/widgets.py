@@ -259,17 +259,25 @@ class PortCard(QFrame):
         return self._view
 
     def set_view(self, view: PortView) -> None:
-        """Show ``view`` (called from the window's 4 Hz repaint timer; cheap when unchanged)."""
-        if view != self._view:
-            # QProgressBar.setValue() repaints at once (synchronously, with everything else
-            # that is dirty in the window): 10-16 ms per card while 8 ports flash, 130 ms for a
-            # row of cards. With updates off, the card is only marked dirty and the next paint
-            # event draws it together with everything else.
-            self.setUpdatesEnabled(False)
-            try:
-                self._apply(view)
-            finally:
-                self.setUpdatesEnabled(True)
+        """Show ``view`` (called from the window's 4 Hz repaint timer; cheap when unchanged).
+
+        A view that differs only in when it arrived (a progress event that changed nothing the
+        card shows) touches no widget: only the running clock is updated."""
+        if view == self._view:
+            return
+        if replace(view, received=0.0) == replace(self._view, received=0.0):
+            self._view = view
+            self.tick(time.monotonic())
+            return
+        # QProgressBar.setValue() repaints at once (synchronously, with everything else that
+        # is dirty in the window): 10-16 ms per card while 8 ports flash, 130 ms for a row of
+        # cards. With updates off, the card is only marked dirty and the next paint event
+        # draws it together with everything else.
+        self.setUpdatesEnabled(False)
+        try:
+            self._apply(view)
+        finally:
+            self.setUpdatesEnabled(True)
 
     def tick(self, now: float) -> None:
         """Show the elapsed time as of ``now``: it keeps counting while the port works, so a
@@ -367,8 +375,10 @@ class PortCard(QFrame):
         self._shown_elapsed = ""
         self.tick(time.monotonic())
         self.counters.setText(f"✔ {v.passed_count}   ✘ {v.failed_count}")
-        self._summary_text = f"{unit} → {v.next_text}" if v.next_text else unit
-        self._show_message()
+        summary = f"{unit} → {v.next_text}" if v.next_text else unit
+        if force or summary != self._summary_text or (v.message, v.slot) != (old.message, old.slot):
+            self._summary_text = summary
+            self._show_message()  # word wrap and elision in Python: only for new text
         self.summary_counts.setText(f"✔ {v.passed_count}  ✘ {v.failed_count}")
         self.summary.setToolTip(f"{v.chip or '–'}  {v.mac or '–'}  {v.phase or ''}".strip())
         busy = v.state == "busy"

@@ -17,12 +17,18 @@ process, same lot size:
             at once (what connecting a signal per event gives)
 
 Figures are printed, never asserted (tests/gui/test_flow.py checks a generous bound).
+
+``--split`` pins the simulated chips to their own core(s) and the station (window and device
+host) to the others, so the window's figures are the station's own; each run then also prints
+the CPU every process used per unit (window, device host, chips). See tests/bench/cpusplit.py.
+For CPU figures set BENCH_NOSCROLL=1: the scrolling alone costs the window ~0.3-0.5 s per second.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -38,12 +44,16 @@ from PySide6.QtWidgets import QApplication
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import cpusplit  # noqa: E402  (tests/bench/, this script's folder)
+
 from station.gui.app import SIMULATED_NICE  # noqa: E402
 from station.gui.settings import StationSettings  # noqa: E402
 from station.gui.window import MainWindow  # noqa: E402
 
 SAMPLE = ROOT / "resources" / "sample_lot"
 NICE_DEVICES = False
+SPLIT: cpusplit.Split | None = None
+POLL: float | None = None  # the orchestrator's poll interval (None: the station's own)
 
 
 def make_lot(folder: Path, rows: int) -> Path:
@@ -123,7 +133,6 @@ class NaiveRelay(QObject):
 def run(
     app: QApplication, lot: Path, mode: str, ports: int, seconds: float, db: Path
 ) -> tuple[str, int, int]:
-    from station.flashing import start_simulated_devices
 
     qs = QSettings(str(db.with_suffix(".ini")), QSettings.Format.IniFormat)
     settings = StationSettings(qs)
@@ -133,7 +142,9 @@ def run(
     # the simulated chips are Python processes on the same CPU cores; real devices are not.
     # Lowering their priority (as the demo does) shows the window's own cost, not the chips'.
     nice = SIMULATED_NICE if NICE_DEVICES else 0
-    devices = list(start_simulated_devices(ports, nice=nice)) if mode != "idle" else []
+    devices = cpusplit.start_chips(ports, nice=nice) if mode != "idle" else []
+    cpusplit.pin_chips(SPLIT, (d.pid for d in devices))
+    cpu = cpusplit.CpuMeter()
     try:
         settings.ports = []  # the devices are plugged in once the window is up (below)
         window = MainWindow(settings)
@@ -143,6 +154,10 @@ def run(
         t0 = time.perf_counter()
         window.open_lot(str(lot), db_url=str(db))
         opened = time.perf_counter() - t0
+        if POLL is not None and window.orchestrator is not None:
+            window.orchestrator.poll_interval = POLL
+        if window.device_host is not None:
+            window.device_host.wait_ready()  # its start-up is not per-unit work
         settle = time.monotonic() + 1.0  # the first paint of the lot, before any port works
         while time.monotonic() < settle:
             app.processEvents()
@@ -168,6 +183,16 @@ def run(
             scroll.start()
         # eight devices plugged in (a hub): in continuous mode each port starts at once
         window.add_ports([(d.port, None) for d in devices])
+        # CPU from here: plugging in the ports (32 cards built) is not per-unit work
+        cpu_t0 = time.perf_counter()
+        host_pid = window.device_host.pid if window.device_host is not None else None
+        cpu.start(
+            {
+                "window": [os.getpid()],
+                "host": [host_pid] if host_pid else [],
+                "chips": [d.pid for d in devices if d.pid],
+            }
+        )
         # the real event loop (a busy processEvents() loop would compete for the GIL itself)
         loop = QEventLoop()
         done = [0]
@@ -186,12 +211,16 @@ def run(
         checker.stop()
         done = done[0]
         meter.stop()
+        cpu.stop()
+        cpu_wall = time.perf_counter() - cpu_t0
         scroll.stop()
         window.shutdown()
         window.deleteLater()
         app.processEvents()
         if os.environ.get("BENCH_WORST"):
             print(f"  worst gaps ({mode}): {meter.worst()}")
+        if mode != "idle":
+            print(f"  {mode}: {cpu.report(done)} in {cpu_wall:.1f} s")
         return f"{mode:7s} {meter.summary()}  (lot opened in {opened:.1f} s)", done, rows
     finally:
         for d in devices:
@@ -201,16 +230,20 @@ def run(
 def run_bare(lot: Path, ports: int, seconds: float, db: Path) -> tuple[str, int, int]:
     """The floor under load: the same flashing with no window at all (events dropped), only
     the stall meter on the main thread."""
-    from station.flashing import start_simulated_devices
     from station.production import Orchestrator, open_lot
 
-    devices = list(start_simulated_devices(ports, nice=SIMULATED_NICE if NICE_DEVICES else 0))
+    devices = cpusplit.start_chips(ports, nice=SIMULATED_NICE if NICE_DEVICES else 0)
+    cpusplit.pin_chips(SPLIT, (d.pid for d in devices))
+    cpu = cpusplit.CpuMeter()
     try:
         t0 = time.perf_counter()
         opened_lot = open_lot(lot, db_url=str(db))
         opened = time.perf_counter() - t0
         orch = Orchestrator(opened_lot, on_event=lambda ev: None, auto_start=True)
+        if POLL is not None:
+            orch.poll_interval = POLL
         meter = StallMeter()
+        cpu.start({"engine": [os.getpid()], "chips": [d.pid for d in devices if d.pid]})
         meter.start()
         for d in devices:
             orch.add_port(d.port)
@@ -227,12 +260,14 @@ def run_bare(lot: Path, ports: int, seconds: float, db: Path) -> tuple[str, int,
         loop.exec()
         checker.stop()
         meter.stop()
+        cpu.stop()
         done = orch.units_done + orch.units_failed
         orch.close()
         rows = opened_lot.ledger.count()
         opened_lot.close()
         if os.environ.get("BENCH_WORST"):
             print(f"  worst gaps (bare): {meter.worst()}")
+        print(f"  bare: {cpu.report(done)}")
         return f"bare    {meter.summary()}  (lot opened in {opened:.1f} s)", done, rows
     finally:
         for d in devices:
@@ -260,9 +295,31 @@ def main() -> None:
         dest="nice",
         help="run the simulated chips at a low CPU priority, as station --demo does",
     )
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=None,
+        help="seconds between a finished port's looks for its next device (station: 1 s; each "
+        "look at a device still plugged in is a connect, which --poll 60 keeps out of the CPU "
+        "per unit)",
+    )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="simulated chips on their own core(s), the station on the others",
+    )
+    parser.add_argument(
+        "--chip-cpus", type=int, default=None, help="with --split: cores for the chips (half)"
+    )
     args = parser.parse_args()
-    global NICE_DEVICES
+    global NICE_DEVICES, SPLIT, POLL
     NICE_DEVICES = args.nice
+    POLL = args.poll
+    if args.split:
+        SPLIT = cpusplit.plan(args.chip_cpus)
+        cpusplit.pin_station(SPLIT)
+        print(SPLIT.describe())
+    print(cpusplit.load())
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory(prefix="bench-gui-") as tmp:
         t0 = time.perf_counter()
@@ -272,15 +329,18 @@ def main() -> None:
             sys.setswitchinterval(args.switch)
         print(f"GIL switch interval {sys.getswitchinterval() * 1000:g} ms")
         for n, mode in enumerate(args.modes.split(",")):
+            # each run its own copy: a lot that has produced units is bound to its ledger
+            run_lot = Path(shutil.copytree(lot.parent, Path(tmp) / f"{mode}-{n}")) / lot.name
             db = Path(tmp) / f"{mode}-{n}.station.db"
             if mode == "bare":
-                line, done, rows = run_bare(lot, args.ports, args.seconds, db)
+                line, done, rows = run_bare(run_lot, args.ports, args.seconds, db)
             else:
                 seconds = 5.0 if mode == "idle" else args.seconds
-                line, done, rows = run(app, lot, mode, args.ports, seconds, db)
+                line, done, rows = run(app, run_lot, mode, args.ports, seconds, db)
             print(
                 f"{line}  units finished {done}/{args.ports if mode != 'idle' else 0}, rows {rows}"
             )
+        print(cpusplit.load())
 
 
 if __name__ == "__main__":

@@ -72,3 +72,20 @@ def test_unordered_counters_are_always_taken() -> None:
     assert bridge.take().counters.done == 6  # type: ignore[union-attr]
     bridge.on_event(CountersUpdate(4, 0, 2, 0.0, seq=9))  # older than what was shown
     assert bridge.take().counters is None
+
+
+def test_take_gives_only_the_ports_that_changed() -> None:
+    from station.production import PortUpdate
+
+    bridge = EventBridge(LogBuffer())
+    for port in ("A", "B", "C"):
+        bridge.add_port(port)
+    assert set(bridge.take().ports or {}) == {"A", "B", "C"}
+    assert bridge.take().ports is None  # nothing happened since
+    bridge.on_event(PortUpdate("B", state="busy", phase="writing", done=1, total=4))
+    bridge.on_event(PortUpdate("B", state="busy", phase="writing", done=2, total=4))
+    ports = bridge.take().ports
+    assert ports is not None and set(ports) == {"B"}
+    assert ports["B"].done == 2  # the newest view of the port
+    bridge.set_offline("C", True)
+    assert set(bridge.take().ports or {}) == {"C"}

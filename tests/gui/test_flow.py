@@ -255,6 +255,7 @@ def test_demo_opens_the_sample_lot_on_four_simulated_devices(
     def fake_exec(self: QApplication) -> int:  # instead of the event loop: look, then quit
         w = next(x for x in QApplication.topLevelWidgets() if isinstance(x, MainWindow))
         qtbot.addWidget(w)
+        qtbot.waitUntil(lambda: w.lot is not None)  # the lot opens after the first frame
         seen["title"] = w.windowTitle()
         seen["cards"] = len(w.cards)
         seen["rows"] = w.row_model.rowCount()

@@ -116,3 +116,24 @@ def test_a_working_port_s_clock_runs_between_events(qtbot: QtBot) -> None:
     card.set_view(PortView(port="COM7", state="passed", elapsed=7.0, received=106.0))
     card.tick(200.0)  # a finished unit's time stands still
     assert card.fields["Elapsed"].text() == "7.0 s"
+
+
+def test_a_card_whose_view_did_not_change_is_not_updated(qtbot: QtBot, monkeypatch) -> None:
+    card = PortCard("COM7", "Slot 3")
+    qtbot.addWidget(card)
+    view = PortView(port="COM7", slot="Slot 3", state="busy", phase="writing", done=1, total=4)
+    card.set_view(replace(view, received=1.0))
+    applied: list[PortView] = []
+    shown: list[str] = []
+    real_apply, real_show = card._apply, card._show_message
+    monkeypatch.setattr(card, "_apply", lambda v, force=False: (applied.append(v), real_apply(v)))
+    monkeypatch.setattr(card, "_show_message", lambda: (shown.append(""), real_show()))
+    card.set_view(replace(view, received=1.0))  # the same view
+    card.set_view(replace(view, received=2.0))  # an event that changed nothing shown
+    assert applied == [] and shown == []
+    assert card.view.received == 2.0  # the clock runs from the newest event
+    card.set_view(replace(view, done=2, received=3.0))  # progress: applied, message untouched
+    assert len(applied) == 1 and shown == []
+    assert card.progress.value() == 500
+    card.set_view(replace(view, done=2, message="the device stopped answering"))
+    assert len(shown) == 1
