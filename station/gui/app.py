@@ -283,10 +283,16 @@ def run(args: argparse.Namespace) -> int:
             if lot_path is None:
                 return
             if demo is not None:
-                if window.open_lot(lot_path):
-                    first = window.lot.ledger.rows(0, 1, "pending") if window.lot else []
-                    code = first[0].scan_value if first else ""
-                    window.show_hint(demo_hint(code))
+                if window.open_lot(lot_path):  # the first pending row, read off the GUI thread
+                    window.link.later(
+                        window.session.rows,
+                        0,
+                        1,
+                        "pending",
+                        then=lambda first: window.show_hint(
+                            demo_hint(first[0].scan_value if first else "")
+                        ),
+                    )
             else:
                 window.open_lot(lot_path, db_url=getattr(args, "db", None))
 

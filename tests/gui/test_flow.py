@@ -260,6 +260,8 @@ def test_demo_opens_the_sample_lot_on_four_simulated_devices(
         seen["cards"] = len(w.cards)
         seen["rows"] = w.row_model.rowCount()
         seen["engineer"] = w.engineer
+        # the hint names the first pending row, read on the session's worker
+        qtbot.waitUntil(lambda: "SN2611" in w.scan_result.text())
         seen["hint"] = w.scan_result.text()
         seen["lot"] = Path(w.lot.settings.path)
         swapper = w.findChild(app_module.DemoSwapper)
