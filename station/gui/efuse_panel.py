@@ -16,7 +16,7 @@ def allow(window: Any, lot: Any) -> bool:
     recipe an engineer enabled already, yes; else only an engineer, after confirming it."""
     from station.production import security_step
 
-    if getattr(lot, "security", None) is None or security_step.enabled(lot):
+    if getattr(lot, "security", None) is None or window.link.call(security_step.enabled, lot):
         return True
     name = getattr(lot.settings, "name", "") or "lot"
     if not window.engineer:
@@ -36,7 +36,7 @@ def allow(window: Any, lot: Any) -> bool:
     if not window.ask_yes_no("Enable eFuse burning", question):
         window.log("warning", f"Lot {name} not opened: eFuse burning not enabled")
         return False
-    security_step.enable(lot, window.settings.operator or "engineer")
+    window.link.call(security_step.enable, lot, window.settings.operator or "engineer")
     window.log("warning", f"Lot {name}: eFuse burning enabled (audited)")
     return True
 
