@@ -395,6 +395,9 @@ class Sampler:
         self.next_at = every
         self.last_t = time.monotonic()
         self.last_units = 0
+        # children the process had before the run (inside pytest: multiprocessing's forkserver
+        # and resource tracker left by earlier tests) are not the station's
+        self.before = set(children_of(os.getpid()))
 
     def due(self, units: int) -> bool:
         return units >= self.next_at
@@ -414,7 +417,7 @@ class Sampler:
         assert own is not None
         kids = set(children_of(me))
         chip_set = set(chips)
-        station_children = sorted(kids - chip_set - {reader_pid})
+        station_children = sorted(kids - chip_set - {reader_pid} - self.before)
         host = proc_stats(host_pid) if host_pid else None
         chip_stats = [s for s in (proc_stats(pid) for pid in chips) if s is not None]
         objects = gc.get_objects()

@@ -168,11 +168,28 @@ def test_timestamped_key_files_of_one_minute_never_collide(
     assert len({p.read_bytes() for p in (lotdir / "keys").iterdir()}) == 3
 
 
-needs_fork = pytest.mark.skipif(
-    "fork" not in __import__("multiprocessing").get_all_start_methods()
-    or __import__("threading").active_count() > 1,
-    reason="the test patches the parent process, which only forked workers inherit",
-)
+@pytest.fixture
+def forked_workers() -> None:
+    """The test patches the parent process, which only forked workers inherit; the generator
+    forks only while the process has one thread. Checked when the test runs, not when it is
+    collected: a thread an earlier test left behind gets a few seconds to end."""
+    import multiprocessing
+    import threading
+    import time
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    deadline = time.monotonic() + 10
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        other = next((t for t in threading.enumerate() if t is not threading.main_thread()), None)
+        if other is not None:
+            other.join(0.1)
+    if threading.active_count() > 1:
+        names = ", ".join(t.name for t in threading.enumerate())
+        pytest.skip(f"other threads run in this process ({names}): workers would not fork")
+
+
+needs_fork = pytest.mark.usefixtures("forked_workers")
 
 
 @pytest.mark.slow
