@@ -227,10 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lease",
         type=float,
-        default=30.0,
         metavar="S",
         help="seconds this station's claims stay its own without a renewal; once run out, any "
-        "station of the line recovers them (default 30, renewed every third of it)",
+        "station of the line recovers them (default: the lot file's lease, else 30; renewed "
+        "every third of it)",
     )
     p.add_argument(
         "--no-stub",

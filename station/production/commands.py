@@ -125,11 +125,12 @@ def run(args: argparse.Namespace) -> int:
     """Headless production: flash device after device on the given ports, one line per unit."""
     if args.count is not None and args.count < 1:
         raise StationError.at("--count", "must be 1 or more", key="count")
-    lease = getattr(args, "lease", 30.0)
-    if not 1.0 <= lease <= 3600.0:
+    lease = getattr(args, "lease", None)
+    if lease is not None and not 1.0 <= lease <= 3600.0:
         raise StationError.at("--lease", "must be 1 to 3600 seconds", key="lease")
     lot = open_lot(args.lot, db_url=args.db, notify=_note)
-    lot.ledger.lease = lease
+    if lease is not None:  # else the lot file's ``lease`` (30 s when it has none)
+        lot.ledger.lease = lease
     for warning in lot.mfg.warnings:  # allowed, but look like mistakes (never show a value)
         print(warning, file=sys.stderr)
     printer = _RunPrinter(sys.stdout, sys.stderr)

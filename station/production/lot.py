@@ -771,6 +771,7 @@ def open_lot(
         read_only=mode == "report",
         rebuild=mode == "rebuild",
     )
+    ledger.lease = settings.lease  # a run's claims are held under it (``--lease`` overrides)
     try:
         if mode == "run":
             ledgerlink.health_check(ledger, settings)

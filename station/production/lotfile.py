@@ -16,6 +16,7 @@ from typing import Any
 
 from station.errors import ProblemList, StationError
 from station.flashing.types import CHIPS
+from station.ledger.connection import DEFAULT_LEASE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +41,7 @@ KNOWN_KEYS = (
     "label",
     "security",  # checked by station.security (eFuse recipes)
     "matter",
+    "lease",  # seconds a station's claims stay its own without a renewal (a line of stations)
 )
 
 
@@ -69,6 +71,7 @@ class LotSettings:
     homekit: Mapping[str, Any] = field(default_factory=dict)
     label: Mapping[str, Any] = field(default_factory=dict)
     matter: Mapping[str, Any] = field(default_factory=dict)  # docs/matter.md
+    lease: float = DEFAULT_LEASE  # docs/line.md; ``station run --lease`` overrides it
 
     @property
     def folder(self) -> Path:
@@ -228,6 +231,10 @@ def parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
     if not isinstance(secret, list) or not all(isinstance(s, str) and s for s in secret):
         bad("secret_columns", 'must be a list of column names, e.g. ["pin", "token"]')
         secret = []
+    lease = data.get("lease", DEFAULT_LEASE)
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 1 <= lease <= 3600:
+        bad("lease", "must be a number of seconds from 1 to 3600, e.g. lease = 30")
+        lease = DEFAULT_LEASE
     tables: dict[str, dict[str, Any]] = {}
     for key in ("encryption", "homekit", "label", "matter"):
         value = data.get(key, {})
@@ -279,6 +286,7 @@ def parse_lot_file(path: str | Path) -> tuple[LotSettings | None, ProblemList]:
         homekit=tables["homekit"],
         label=tables["label"],
         matter=tables["matter"],
+        lease=float(lease),
     ), problems
 
 
@@ -330,6 +338,7 @@ def write_lot_file(settings: LotSettings, path: str | Path) -> None:
         ("homekit", dict(settings.homekit) or None),
         ("label", dict(settings.label) or None),
         ("matter", dict(settings.matter) or None),
+        ("lease", settings.lease if settings.lease != DEFAULT_LEASE else None),
     ]
     lines = [f"{k} = {_toml_value(v)}" for k, v in items if v is not None]
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -305,3 +305,28 @@ def test_lot_file_inputs_and_table_problems_come_together(tmp_path: Path) -> Non
     assert f"{values}:3:" in got
     assert f"{lot.parent / 'partitions.csv'}:2:" in got and "duplicate name" in got
     assert err.value.exit_code == 2 and no_ledger(lot)
+
+
+@pytest.mark.parametrize("value", ["0", "7200", '"30"', "true", "[30]"])
+def test_a_bad_lease_is_located(tmp_path: Path, value: str) -> None:
+    lot = make_small_lot(tmp_path / "l", 2, extra=f"lease = {value}\n")
+    with pytest.raises(StationError) as err:
+        read_lot_file(lot)
+    (p,) = problems(err)
+    assert p.startswith(f"{lot}:8:1: lease: must be a number of seconds from 1 to 3600"), p
+
+
+def test_the_lots_lease_holds_its_runs_claims(tmp_path: Path) -> None:
+    lot = make_small_lot(tmp_path / "l", 2, extra="lease = 45\n")
+    settings = read_lot_file(lot)
+    assert settings.lease == 45.0
+    again = lot.parent / "again.toml"
+    write_lot_file(settings, again)
+    assert read_lot_file(again).lease == 45.0
+    with open_lot(lot) as opened:
+        run = opened.ledger.start_run()
+        (lease_s,) = opened.ledger._q("SELECT lease_s FROM runs WHERE id = ?", (run,))[0]
+        assert lease_s == 45.0
+        opened.ledger.end_run(run)
+    default = make_small_lot(tmp_path / "d", 2)
+    assert read_lot_file(default).lease == 30.0

@@ -146,3 +146,19 @@ def test_a_port_waiting_for_a_device_says_so_once(
     waiting = [line for line in err.splitlines() if line.startswith("waiting:")]
     assert waiting == ["waiting: sim://late: waiting for a device (no device answers on this port)"]
     assert out.count("PASS ") == 1
+
+
+@pytest.mark.parametrize(
+    ("lot_lease", "flag", "held"),
+    [("", [], 30.0), ("lease = 12\n", [], 12.0), ("lease = 12\n", ["--lease", "5"], 5.0)],
+)
+def test_a_run_holds_its_claims_under_the_lots_lease_unless_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lot_lease: str, flag: list[str], held: float
+) -> None:
+    lot = make_small_lot(tmp_path / "lot", 2, name="RUN", extra=lot_lease)
+    bench = Conveyor(lot.parent / "RUN.station.db", "RUN")
+    bench.load("sim://1", boards(1, 2))
+    assert run(lot, bench, monkeypatch, "--count", "1", *flag) == 0
+    led = Ledger(lot.parent / "RUN.station.db")
+    assert [r[0] for r in led._q("SELECT lease_s FROM runs")] == [held]
+    led.close()
