@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,3 +17,23 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def _own_engineer_pin_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads or writes this machine's engineer PIN (/etc/station, ProgramData)."""
     monkeypatch.setenv("STATION_PIN_FILE", str(tmp_path / "machine-engineer-pin"))
+
+
+PG_URL = os.environ.get("STATION_TEST_POSTGRES", "")
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL ledger URL in a schema of its own (dropped after the test); skips where no
+    server is given (``STATION_TEST_POSTGRES``, started by ``.ci/postgres.sh`` in CI)."""
+    if not PG_URL:
+        pytest.skip("STATION_TEST_POSTGRES is not set")
+    psycopg = pytest.importorskip("psycopg")
+    schema = f"station_test_{secrets.token_hex(4)}"
+    admin = psycopg.connect(PG_URL, autocommit=True)
+    admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()

@@ -51,13 +51,18 @@ class EventBridge(QObject):
         self._rows: dict[int, str] = {}
         self._rows_signalled = False
         self.events = 0  # events received (for the benchmark)
+        self._ledger_offline = False  # shown on every card while the ledger's database is away
 
     # --- ports known to the window -------------------------------------------------------------
     def add_port(self, port: str, slot: str = "", *, passed: int = 0, failed: int = 0) -> None:
         with self._lock:
             if port not in self._views:
                 self._views[port] = PortView(
-                    port=port, slot=slot, passed_count=passed, failed_count=failed
+                    port=port,
+                    slot=slot,
+                    passed_count=passed,
+                    failed_count=failed,
+                    ledger_offline=self._ledger_offline,
                 )
                 self._dirty.add(port)
 
@@ -92,7 +97,9 @@ class EventBridge(QObject):
             self.events += 1
             if kind == "PortUpdate":
                 ev: Any = event
-                old = self._views.get(ev.port) or PortView(port=ev.port, slot=ev.slot or "")
+                old = self._views.get(ev.port) or PortView(
+                    port=ev.port, slot=ev.slot or "", ledger_offline=self._ledger_offline
+                )
                 new = replace(old.with_update(ev), received=time.monotonic())
                 if ev.state != old.state and ev.state in ("passed", "failed"):
                     if ev.state == "passed":
@@ -104,6 +111,11 @@ class EventBridge(QObject):
                         passed_row = int(ev.row_index)
                 self._views[ev.port] = new
                 self._dirty.add(ev.port)
+            elif kind == "LedgerStatus":
+                self._ledger_offline = bool(event.offline)  # type: ignore[attr-defined]
+                for port, view in self._views.items():
+                    self._views[port] = replace(view, ledger_offline=self._ledger_offline)
+                self._dirty.update(self._views)
             elif kind == "RowUpdate":
                 self._rows[ev_row(event)] = event.state  # type: ignore[attr-defined]
                 signal_rows = not self._rows_signalled

@@ -12,6 +12,7 @@ CARD = {
     "failed": ("#cf222e", "#ffffff"),
     "attention": ("#f0a500", "#1d1d1d"),
     "offline": ("#8c959f", "#ffffff"),
+    "ledger": ("#424a53", "#ffffff"),  # the ledger's database is away: every card
 }
 CARD_WORD = {
     "idle": "READY",
@@ -21,7 +22,12 @@ CARD_WORD = {
     "failed": "FAIL",
     "attention": "CHECK",
     "offline": "UNPLUGGED",
+    "ledger": "LEDGER OFFLINE",
 }
+LEDGER_OFFLINE_MESSAGE = (
+    "The ledger cannot be reached: reconnecting. Units stop before they are recorded; "
+    "nothing is lost."
+)
 
 ROW_BACKGROUND = {
     "pending": "#ffffff",

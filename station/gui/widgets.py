@@ -50,6 +50,16 @@ class PortView:
     next_row_index: int | None = None
     passed_count: int = 0
     failed_count: int = 0
+    ledger_offline: bool = False  # the ledger's database is away (shown on every card)
+
+    @property
+    def shown_state(self) -> str:
+        """The state the card's colour and word show: the ledger's outage over the port's."""
+        return "ledger" if self.ledger_offline else self.state
+
+    @property
+    def shown_message(self) -> str:
+        return theme.LEDGER_OFFLINE_MESSAGE if self.ledger_offline else self.message
 
     @property
     def connecting_next(self) -> bool:
@@ -299,14 +309,14 @@ class PortCard(QFrame):
     def _show_message(self) -> None:
         """The message in the operator's words: two lines on a full card, one on a compact one,
         ending in "…" if it goes on (the tooltip and the failed list have all of it)."""
-        full = for_operator(self._view.message, {self.port: self._view.slot})
+        full = for_operator(self._view.shown_message, {self.port: self._view.slot})
         width = self.message.width()
         text = full
         if width > 0:
             metrics = self.message.fontMetrics()
             text = elide_lines(full, width - 2, 1 if self.compact else 2, metrics.horizontalAdvance)
         self.message.setText(text)
-        raw = self._view.message
+        raw = self._view.shown_message
         self.message.setToolTip(full if full == raw else f"{full}\n\n{raw}")
         summary = self._summary_text
         width = self.summary_unit.width()
@@ -342,22 +352,23 @@ class PortCard(QFrame):
         old = self._view
         self._view = v
         self.title.setText(v.slot or v.port)
-        if force or (v.state, v.phase, v.done, v.total) != (
-            old.state,
+        state, old_state = v.shown_state, old.shown_state
+        if force or (state, v.phase, v.done, v.total) != (
+            old_state,
             old.phase,
             old.done,
             old.total,
         ):
-            if force or v.state != old.state:  # style sheets are costly: only on a new state
-                bg, fg = theme.CARD.get(v.state, theme.CARD["idle"])
+            if force or state != old_state:  # style sheets are costly: only on a new state
+                bg, fg = theme.CARD.get(state, theme.CARD["idle"])
                 self.big.setStyleSheet(
                     f"background-color: {bg}; color: {fg}; border-radius: 6px; padding: 4px;"
                 )
                 chunk = {"passed": theme.CARD["passed"][0], "failed": theme.CARD["failed"][0]}
                 color = chunk.get(v.state, theme.CARD["busy"][0])
                 self.progress.setStyleSheet(f"QProgressBar::chunk {{ background-color: {color}; }}")
-            word = theme.CARD_WORD.get(v.state, v.state.upper())
-            if v.state == "busy" and v.total:
+            word = theme.CARD_WORD.get(state, state.upper())
+            if state == "busy" and v.total:
                 word = f"{word} {100 * v.done // v.total}%"
             self.big.setText(word)
             if v.total:
@@ -376,15 +387,23 @@ class PortCard(QFrame):
         self.tick(time.monotonic())
         self.counters.setText(f"✔ {v.passed_count}   ✘ {v.failed_count}")
         summary = f"{unit} → {v.next_text}" if v.next_text else unit
-        if force or summary != self._summary_text or (v.message, v.slot) != (old.message, old.slot):
+        if (
+            force
+            or summary != self._summary_text
+            or (v.shown_message, v.slot)
+            != (
+                old.shown_message,
+                old.slot,
+            )
+        ):
             self._summary_text = summary
             self._show_message()  # word wrap and elision in Python: only for new text
         self.summary_counts.setText(f"✔ {v.passed_count}  ✘ {v.failed_count}")
         self.summary.setToolTip(f"{v.chip or '–'}  {v.mac or '–'}  {v.phase or ''}".strip())
         busy = v.state == "busy"
-        self.start_button.setEnabled(not busy and v.state != "offline")
+        self.start_button.setEnabled(not busy and state not in {"offline", "ledger"})
         self.cancel_button.setEnabled(busy or v.state in {"waiting", "attention"})
-        self.setAccessibleName(f"{v.slot or v.port}: {theme.CARD_WORD.get(v.state, v.state)}")
+        self.setAccessibleName(f"{v.slot or v.port}: {theme.CARD_WORD.get(state, state)}")
 
 
 class FeedbackLabel(QLabel):

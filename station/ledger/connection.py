@@ -10,6 +10,7 @@ May import: station.errors, station.ledger.sql/records/lotfiles.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sqlite3
@@ -152,6 +153,9 @@ class LedgerConnection:
         self.lease = lease
         self._opened = False  # once open, a connection that fails means "offline"
         self._offline = threading.Event()  # set while the database cannot be reached
+        # told of each change of ``offline`` (in order: the change and its telling are one step)
+        self._status_lock = threading.RLock()
+        self._status_listeners: list[Callable[[bool], None]] = []
         # claims handed out by this ledger and not finished: attempt id -> run id (recovery.py)
         self._held: dict[int, str] = {}
         self._held_lock = threading.Lock()
@@ -311,7 +315,7 @@ class LedgerConnection:
                 return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             except psycopg.Error as err:
                 if self._opened:
-                    self._offline.set()
+                    self._set_offline(True)
                     raise LedgerOffline(display_url(self.url), f"ledger offline: {err}") from None
                 raise StationError.at(
                     display_url(self.url),
@@ -460,18 +464,46 @@ class LedgerConnection:
             if not self._lost(con):
                 raise
             self.release_thread()
-            self._offline.set()
+            self._set_offline(True)
             if not self.lost_is_offline:
                 raise
             raise LedgerOffline(
                 display_url(self.url), f"ledger offline: {str(err).strip() or type(err).__name__}"
             ) from None
-        self._offline.clear()
+        if self._offline.is_set():
+            self._set_offline(False)
 
     @property
     def offline(self) -> bool:
         """Whether the last call found the database unreachable."""
         return self._offline.is_set()
+
+    def on_status(self, listener: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``listener(offline)`` on each change of :attr:`offline`, from the thread whose
+        call found it (it must not block); returns the function that stops it."""
+        with self._status_lock:
+            self._status_listeners.append(listener)
+
+        def stop() -> None:
+            with self._status_lock:
+                if listener in self._status_listeners:
+                    self._status_listeners.remove(listener)
+
+        return stop
+
+    def _set_offline(self, offline: bool) -> None:
+        with self._status_lock:
+            if offline == self._offline.is_set():
+                return
+            if offline:
+                self._offline.set()
+            else:
+                self._offline.clear()
+            for listener in list(self._status_listeners):
+                try:
+                    listener(offline)
+                except Exception:  # a broken listener must not hide the database's state
+                    logging.getLogger(__name__).exception("ledger status listener failed")
 
     def wait_online(self, cancel: threading.Event | None = None) -> bool:
         """Wait until the database answers again, trying with a growing pause (backoff);

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from station.errors import StationError
 from station.labels import LabelOutcome, lot_template, parse_output, renderer
 from station.ledger import Ledger
+from station.production.events import LedgerStatus
 from station.production.lot import Lot, open_lot, read_lot_file
 from station.production.orchestrator import Decision, LogEvent, PortUpdate
 from station.production.session import SessionConfig, StationSession
@@ -80,6 +81,9 @@ class _RunPrinter:
                 self.err.write(
                     f"{event.level}: {event.port + ': ' if event.port else ''}{event.text}\n"
                 )
+                self.err.flush()
+            elif isinstance(event, LedgerStatus) and not event.offline:
+                self.err.write("ledger back online\n")  # (its going away is an error line)
                 self.err.flush()
             elif isinstance(event, Decision):
                 self.err.write(

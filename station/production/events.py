@@ -112,7 +112,15 @@ class PortRemoved:
     port: str
 
 
-Event = PortUpdate | RowUpdate | CountersUpdate | LogEvent | Decision | PortRemoved
+@dataclass(frozen=True)
+class LedgerStatus:
+    """The ledger's database went away (``offline``) or answers again. Every port is told at
+    once: a unit in progress stops at its next ledger step, and no port starts one meanwhile."""
+
+    offline: bool
+
+
+Event = PortUpdate | RowUpdate | CountersUpdate | LogEvent | Decision | PortRemoved | LedgerStatus
 
 
 class DeviceRefused(Exception):

@@ -35,6 +35,7 @@ from station.production.events import (
     Decision,
     DeviceRefused,
     Event,
+    LedgerStatus,
     LogEvent,
     Outcome,
     PortRemoved,
@@ -120,6 +121,7 @@ class Orchestrator:
         self.units_failed = 0
         self.run_id = self.ledger.start_run()
         self._closed = False
+        self._unwatch_ledger = self.ledger.on_status(self._ledger_status)
         self._planner = ClaimPlanner(
             self.ledger,
             self._table,
@@ -345,6 +347,7 @@ class Orchestrator:
             if t is not threading.current_thread():
                 t.join(max(0.0, deadline - time.monotonic()))
         self._closed = True
+        self._unwatch_ledger()
         self.ledger.end_run(self.run_id)
         try:
             self.lot.backup()  # a rolling backup at the end of each run
@@ -620,6 +623,23 @@ class Orchestrator:
             return Outcome.REFUSED
         except Exception as err:  # an internal error must not leave a claim behind
             return self._failed(p, u, f"internal error: {err!r}", False)
+
+    def _ledger_status(self, offline: bool) -> None:
+        """The ledger's database went away or came back (from the thread that found it)."""
+        self._emit(LedgerStatus(offline))
+        if not offline:
+            self._emit(LogEvent("", "info", "ledger back online"))
+            return
+        text = "ledger offline: reconnecting; units in progress stop before they are recorded"
+        self._emit(LogEvent("", "error", text))
+        # reconnect even while no port touches the ledger, so every card learns it is back
+        watcher = threading.Thread(
+            target=self.ledger.wait_online, args=(self._closing,), name="ledger-online", daemon=True
+        )
+        with self._lock:
+            self._stray = [t for t in self._stray if t.is_alive()]
+            self._stray.append(watcher)  # joined by close()
+        watcher.start()
 
     def _ledger_offline(self, p: Port, err: LedgerOffline) -> Outcome:
         """The database went away: the unit stopped where it was (never marked done; its claim

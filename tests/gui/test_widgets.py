@@ -137,3 +137,41 @@ def test_a_card_whose_view_did_not_change_is_not_updated(qtbot: QtBot, monkeypat
     assert card.progress.value() == 500
     card.set_view(replace(view, done=2, message="the device stopped answering"))
     assert len(shown) == 1
+
+
+def test_every_card_says_ledger_offline_until_it_is_back(qtbot: QtBot) -> None:
+    """The bridge hears LedgerStatus once and shows it on every card, cards added meanwhile
+    included; when the ledger is back each card shows its own state and message again."""
+    from station.gui.bridge import EventBridge
+    from station.gui.models import LogBuffer
+    from station.production import PortUpdate
+    from station.production.events import LedgerStatus
+
+    bridge = EventBridge(LogBuffer())
+    cards = {p: PortCard(p, f"Slot {p[-1]}") for p in ("COM1", "COM2", "COM3")}
+    for p, card in cards.items():
+        qtbot.addWidget(card)
+        bridge.add_port(p, f"Slot {p[-1]}")
+    bridge.on_event(PortUpdate("COM1", state="busy", phase="writing", done=1, total=4))
+    bridge.on_event(PortUpdate("COM2", state="failed", message="verify failed at 0x10000"))
+
+    def show() -> None:
+        for port, view in (bridge.take().ports or {}).items():
+            cards[port].set_view(view)
+
+    show()
+    bridge.on_event(LedgerStatus(True))
+    bridge.add_port("COM4", "Slot 4")  # plugged in while the ledger is away
+    cards["COM4"] = PortCard("COM4", "Slot 4")
+    qtbot.addWidget(cards["COM4"])
+    show()
+    for card in cards.values():
+        assert card.big.text() == "LEDGER OFFLINE"
+        assert theme.CARD["ledger"][0] in card.big.styleSheet()
+        assert card.message.toolTip().startswith("The ledger cannot be reached")
+        assert not card.start_button.isEnabled()
+    bridge.on_event(LedgerStatus(False))
+    show()
+    assert cards["COM1"].big.text() == "WORKING 25%"
+    assert cards["COM2"].big.text() == "FAIL" and "verify failed" in cards["COM2"].message.toolTip()
+    assert cards["COM3"].big.text() == "READY" and cards["COM3"].start_button.isEnabled()

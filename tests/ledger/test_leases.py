@@ -6,38 +6,25 @@ given (``STATION_TEST_POSTGRES``), on PostgreSQL.
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from station.ledger import ClaimOfAnotherStation, ClaimRefused, Ledger, LedgerRow
 from station.ledger.ledger import LedgerOffline
+from tests.conftest import PG_URL
 
-PG_URL = os.environ.get("STATION_TEST_POSTGRES", "")
 ROWS = [LedgerRow(i, i + 2, f"SN{i}", f"SN{i}", [f"SN{i}", "v"]) for i in range(6)]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        yield str(tmp_path / "lot.station.db")
-        return
-    if not PG_URL:
-        pytest.skip("STATION_TEST_POSTGRES is not set")
-    psycopg = pytest.importorskip("psycopg")
-    schema = f"station_test_{secrets.token_hex(4)}"
-    admin = psycopg.connect(PG_URL, autocommit=True)
-    admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+        return str(tmp_path / "lot.station.db")
+    return str(request.getfixturevalue("pg_schema_url"))
 
 
 def ledger(url: str, station: str, lease: float = 30.0) -> Ledger:
@@ -193,14 +180,22 @@ def terminate(led: Ledger) -> None:
 def test_a_lost_connection_is_offline_then_connects_again(pg: str) -> None:
     a = ledger(pg, "line-a")
     run = a.start_run()
+    told: list[bool] = []
+    stop = a.on_status(told.append)
     terminate(a)
     with pytest.raises(LedgerOffline, match="ledger offline"):
         a.claim_next(mac="aa:00", port="p", run_id=run)
     assert a.offline
+    assert told == [True]
     assert a.wait_online()
-    assert not a.offline
+    assert not a.offline and told == [True, False]
     c = a.claim_next(mac="aa:00", port="p", run_id=run)
     assert c is not None and c.row_index == 0
+    stop()
+    terminate(a)
+    with pytest.raises(LedgerOffline):
+        a.claim_next(mac="aa:01", port="p", run_id=run)
+    assert told == [True, False]  # a stopped listener hears nothing more
     a.close()
 
 

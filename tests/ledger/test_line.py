@@ -332,6 +332,7 @@ def test_a_line_survives_a_dead_station_a_server_restart_and_a_network_cut(
         for s in stations:
             s.wait(120)
         assert any(s.said("ledger offline") for s in stations[1:])
+        assert stations[2].said("ledger back online")  # C said when it could go on
         for name, s in zip("ABC", stations, strict=True):
             offline = sum("ledger offline" in line for line in s.lines)
             print(f"station {name}: {offline} 'ledger offline' lines")
