@@ -22,11 +22,10 @@ CARD_WORD = {
     "failed": "FAIL",
     "attention": "CHECK",
     "offline": "UNPLUGGED",
-    "ledger": "LEDGER OFFLINE",
+    "ledger": "NO LEDGER",  # short enough for the big word of a card
 }
 LEDGER_OFFLINE_MESSAGE = (
-    "The ledger cannot be reached: reconnecting. Units stop before they are recorded; "
-    "nothing is lost."
+    "Ledger offline: reconnecting… Nothing is lost: units stop before they are recorded."
 )
 
 ROW_BACKGROUND = {

@@ -166,9 +166,9 @@ def test_every_card_says_ledger_offline_until_it_is_back(qtbot: QtBot) -> None:
     qtbot.addWidget(cards["COM4"])
     show()
     for card in cards.values():
-        assert card.big.text() == "LEDGER OFFLINE"
+        assert card.big.text() == "NO LEDGER"
         assert theme.CARD["ledger"][0] in card.big.styleSheet()
-        assert card.message.toolTip().startswith("The ledger cannot be reached")
+        assert card.message.toolTip().startswith("Ledger offline: reconnecting")
         assert not card.start_button.isEnabled()
     bridge.on_event(LedgerStatus(False))
     show()
