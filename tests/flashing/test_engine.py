@@ -166,6 +166,28 @@ def test_session_reads_and_partition_table(sim) -> None:
         assert not s.is_blank(FACTORY_OFFSET, FACTORY_SIZE)
 
 
+def test_a_blank_region_is_known_by_its_md5_without_reading_it(sim, monkeypatch) -> None:
+    """A new board's factory partition costs one MD5 command, not 384 slow reads; a region
+    with one written byte is read in full (and equals what esptool itself reads)."""
+    (dev,) = sim(1)
+    with open_device(dev.port) as s:
+        reads: list[tuple[int, int]] = []
+        real_read = s._read
+
+        def counted(offset: int, size: int, base: int, total: int) -> bytes:
+            reads.append((offset, size))
+            return real_read(offset, size, base, total)
+
+        monkeypatch.setattr(s, "_read", counted)
+        assert s.read(FACTORY_OFFSET, FACTORY_SIZE) == b"\xff" * FACTORY_SIZE
+        assert reads == []
+        s.write([WriteRegion(FACTORY_OFFSET + FACTORY_SIZE - 0x1000, b"\x00" + b"\xff" * 0xFFF)])
+        got = s.read(FACTORY_OFFSET, FACTORY_SIZE)
+        assert reads == [(FACTORY_OFFSET, FACTORY_SIZE)]
+        assert got == b"\xff" * (FACTORY_SIZE - 0x1000) + b"\x00" + b"\xff" * 0xFFF
+    assert esptool_read(dev.port, FACTORY_OFFSET, FACTORY_SIZE) == got
+
+
 def test_stub_write_and_failed_stub_read_retried_as_rom_read(sim, monkeypatch) -> None:
     """A firmware-sized write goes through the stub and the stub reads it back; a stub read
     that fails (as esptool's own does against the simulated stub, and as some real stubs do)

@@ -96,8 +96,15 @@ def test_a_line_cut_mid_write_is_a_flash_error(sim, host: DeviceHost) -> None:
     assert err.value.phase == "writing"
 
 
+def written(host: DeviceHost, port: str) -> None:
+    """Data at the end of the flash: a blank flash is known by its MD5, without reading."""
+    with host.open_device(port) as session:
+        session.write([WriteRegion(0x3FF000, b"\x00" * 16, "last sector")])
+
+
 def test_cancel_reaches_the_session_in_the_host(sim, host: DeviceHost) -> None:
     (dev,) = sim(1)
+    written(host, dev.port)
     cancel = threading.Event()
 
     def cancel_once_reading(p: Progress) -> None:
@@ -114,6 +121,7 @@ def test_cancel_reaches_the_session_in_the_host(sim, host: DeviceHost) -> None:
 
 def test_a_host_that_dies_fails_its_sessions_and_is_restarted(sim, host: DeviceHost) -> None:
     (dev,) = sim(1)
+    written(host, dev.port)
     killed = threading.Event()
 
     def kill_mid_read(p: Progress) -> None:
