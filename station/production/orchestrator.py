@@ -492,9 +492,11 @@ class Orchestrator:
 
     def _unit(self, p: Port, *, auto: bool) -> Outcome:
         """One device on one port: connect, then :meth:`_device_unit`."""
-        from station.flashing import open_device
+        opener = self._opener
+        if opener is None:  # (given one, esptool stays out of this process: the device host's)
+            from station.flashing import open_device
 
-        opener: Opener = self._opener or open_device
+            opener = open_device
         u = Unit(started=time.monotonic())
         self._phase(p, u, "connecting")
 

@@ -582,3 +582,30 @@ def test_a_released_row_goes_to_its_old_board_only_while_no_other_device_has_it(
     assert held_serial(lot, old) != "SN0001" and old.writes == 2
     assert lot.ledger.row_of_mac(old.mac).state == "done"  # type: ignore[union-attr]
     assert any("stale copy of unit SN0001" in e.text for e in events.of(LogEvent))
+
+
+def test_given_an_opener_the_station_process_never_imports_esptool() -> None:
+    """The window opens devices through its device host: esptool (and its import, seconds of
+    CPU on a loaded PC while 32 ports start) stays in the host's process."""
+    code = (
+        "import sys, tempfile\n"
+        "from pathlib import Path\n"
+        "from tests.production.conftest import make_small_lot\n"
+        "from tests.production.fakes import FakeBench, FakeDevice\n"
+        "from station.production import Orchestrator, open_lot\n"
+        "lot = open_lot(make_small_lot(Path(tempfile.mkdtemp()) / 'lot', 2))\n"
+        "bench = FakeBench()\n"
+        "bench.put('fake://1', FakeDevice('24:0a:c4:00:00:01'))\n"
+        "o = Orchestrator(lot, on_event=lambda e: None, opener=bench.opener, poll_interval=0.01)\n"
+        "o.add_port('fake://1')\n"
+        "o.start_all()\n"
+        "assert o.wait_idle(30)\n"
+        "o.close()\n"
+        "print(lot.ledger.counters().done, sorted(m for m in sys.modules if 'esptool' in m))\n"
+        "lot.close()\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert out.stdout.strip() == "1 []"
