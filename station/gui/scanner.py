@@ -1,7 +1,7 @@
 """Barcode scanners: keyboard-wedge scanners anywhere in the window, and serial-port scanners.
 
-A keyboard-wedge scanner "types" the code fast and presses Enter. :class:`ScanEventFilter` sits on
-the application and makes a scan work wherever the focus is: keys typed while no text field has
+A keyboard-wedge scanner "types" the code fast and presses Enter. :class:`ScanEventFilter` follows
+the focus and makes a scan work wherever the focus is: keys typed while no text field has
 the focus go to the scan field (so a scan, or a slow human, always lands there); keys typed into
 another text field are left alone unless they arrive as a burst (every gap under ``max_gap``)
 ended by Enter, which :class:`ScanDetector` recognises and which is then taken out of that field.
@@ -9,6 +9,7 @@ ended by Enter, which :class:`ScanDetector` recognises and which is then taken o
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -103,6 +104,37 @@ class ScanEventFilter(QObject):
         self.field = field
         self.on_scan = on_scan
         self.detector = detector or ScanDetector()
+
+    def attach(self) -> None:
+        """Start routing scans. The filter sits on the widget with the focus (following it) and
+        on the window, where key presses go first, rather than on the application: an
+        application filter is a Python call for every event of every object (paints, timers,
+        the port threads' queued signals), which cost the GUI thread more than the 32 ports'
+        cards while they flash."""
+        app = QApplication.instance()
+        assert isinstance(app, QApplication)
+        app.focusChanged.connect(self._focus_changed)
+        self.window.installEventFilter(self)
+        focus = app.focusWidget()
+        if focus is not None:
+            focus.installEventFilter(self)
+
+    def detach(self) -> None:
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            with contextlib.suppress(RuntimeError, TypeError):
+                app.focusChanged.disconnect(self._focus_changed)
+            focus = app.focusWidget()
+            if focus is not None:
+                focus.removeEventFilter(self)
+        self.window.removeEventFilter(self)
+
+    def _focus_changed(self, old: QWidget | None, new: QWidget | None) -> None:
+        if old is not None and old is not self.window:
+            with contextlib.suppress(RuntimeError):  # a widget deleted meanwhile
+                old.removeEventFilter(self)
+        if new is not None:
+            new.installEventFilter(self)
 
     def _target(self) -> QWidget | None:
         focus = QApplication.focusWidget()

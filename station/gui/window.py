@@ -16,7 +16,6 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
-    QApplication,
     QDockWidget,
     QFileDialog,
     QInputDialog,
@@ -116,9 +115,7 @@ class MainWindow(QMainWindow):
             model.slots = self.slot_names
 
         self.scan_filter = ScanEventFilter(self, self.scan_field, self.handle_scan)
-        app = QApplication.instance()
-        if app is not None:
-            app.installEventFilter(self.scan_filter)
+        self.scan_filter.attach()
         self.bridge.decision.connect(self._ask_decision)
         self.bridge.port_finished.connect(self._port_finished)
         self.timer = QTimer(self)
@@ -542,9 +539,7 @@ class MainWindow(QMainWindow):
         self.settings.save_window_layout(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.timer.stop()
-        app = QApplication.instance()
-        if app is not None:
-            app.removeEventFilter(self.scan_filter)
+        self.scan_filter.detach()
         if self.serial_scanner is not None:
             self.serial_scanner.stop()
             self.serial_scanner = None

@@ -6,7 +6,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QApplication, QLineEdit, QPushButton, QVBoxLayout, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -88,10 +88,10 @@ class Station(QWidget):
         self.filter = ScanEventFilter(
             self, self.field, self.scans.append, ScanDetector(clock=clock)
         )
-        QApplication.instance().installEventFilter(self.filter)  # type: ignore[union-attr]
+        self.filter.attach()
 
     def closeEvent(self, event: object) -> None:
-        QApplication.instance().removeEventFilter(self.filter)  # type: ignore[union-attr]
+        self.filter.detach()
 
 
 @pytest.fixture
@@ -188,3 +188,35 @@ def test_serial_scanner_reports_a_port_that_cannot_open(qtbot: QtBot) -> None:
         scanner.start()
     scanner.stop()
     assert "cannot be opened" in blocker.args[0]
+
+
+def test_the_filter_sees_the_focused_widget_only(
+    qtbot: QtBot, station: tuple[Station, FakeClock]
+) -> None:
+    """It follows the focus instead of filtering every event of the application (a Python
+    call per paint, timer and queued signal while 32 ports flash)."""
+    from PySide6.QtCore import QEvent
+
+    w, clock = station
+    seen: list[QObject] = []
+    real = w.filter.eventFilter
+
+    def counting(obj: QObject, event: QEvent) -> bool:
+        seen.append(obj)
+        return real(obj, event)
+
+    w.filter.eventFilter = counting  # type: ignore[method-assign]
+    w.button.setFocus()
+    qtbot.waitUntil(w.button.hasFocus)
+    seen.clear()
+    QApplication.sendEvent(w.search, QEvent(QEvent.Type.User))  # not focused: not filtered
+    assert w.search not in seen
+    QApplication.sendEvent(w.button, QEvent(QEvent.Type.User))
+    assert seen == [w.button]
+    w.search.setFocus()  # the filter moves with the focus
+    qtbot.waitUntil(w.search.hasFocus)
+    seen.clear()
+    QApplication.sendEvent(w.button, QEvent(QEvent.Type.User))
+    assert w.button not in seen
+    _type(qtbot, w.search, "SN-0042", clock, 0.004)
+    assert w.scans == ["SN-0042"]
