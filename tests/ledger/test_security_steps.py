@@ -4,10 +4,7 @@ device, shared between two ledger connections (two stations)."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,25 +12,12 @@ import pytest
 from station.ledger import Ledger, LedgerRow
 from station.ledger.security_steps import LedgerJournal
 
-URL = os.environ.get("STATION_TEST_POSTGRES", "")
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        yield str(tmp_path / "lot.station.db")
-        return
-    if not URL:
-        pytest.skip("STATION_TEST_POSTGRES is not set")
-    psycopg = pytest.importorskip("psycopg")
-    schema = f"station_test_{secrets.token_hex(4)}"
-    admin = psycopg.connect(URL, autocommit=True)
-    admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield URL + ("&" if "?" in URL else "?") + f"options=-csearch_path%3D{schema}"
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+        return str(tmp_path / "lot.station.db")
+    return str(request.getfixturevalue("pg_schema_url"))
 
 
 def open_ledger(url: str) -> Ledger:

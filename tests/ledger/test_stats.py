@@ -3,10 +3,8 @@ the same lot gives the same figures on both."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +13,8 @@ import pytest
 from station.errors import StationError
 from station.ledger import Ledger, stats
 from station.ledger.readonly import open_read_only
+from tests.conftest import PG_URL
 from tests.ledger.line import T0, Clock, busy_line, failed, passed, rows
-
-PG_URL = os.environ.get("STATION_TEST_POSTGRES", "")
 
 
 def fill(url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,18 +197,8 @@ def test_phase_distribution() -> None:
 
 # --- PostgreSQL ----------------------------------------------------------------------------
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    if not PG_URL:
-        pytest.skip("STATION_TEST_POSTGRES is not set")
-    psycopg = pytest.importorskip("psycopg")
-    schema = f"station_test_{secrets.token_hex(4)}"
-    admin = psycopg.connect(PG_URL, autocommit=True)
-    admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+def pg_url(pg_schema_url: str) -> str:
+    return pg_schema_url
 
 
 def test_figures_on_postgresql(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
