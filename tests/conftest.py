@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,10 +24,11 @@ def _own_engineer_pin_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 PG_URL = os.environ.get("STATION_TEST_POSTGRES", "")
 
 
-@pytest.fixture
-def pg_schema_url() -> Iterator[str]:
-    """A PostgreSQL ledger URL in a schema of its own (dropped after the test); skips where no
-    server is given (``STATION_TEST_POSTGRES``, started by ``.ci/postgres.sh`` in CI)."""
+@contextmanager
+def pg_schema() -> Iterator[tuple[str, str, Any]]:
+    """(ledger URL, schema, admin connection) for a PostgreSQL schema of its own, dropped at
+    the end; skips where no server is given (``STATION_TEST_POSTGRES``, started by
+    ``.ci/postgres.sh`` in CI)."""
     if not PG_URL:
         pytest.skip("STATION_TEST_POSTGRES is not set")
     psycopg = pytest.importorskip("psycopg")
@@ -33,7 +36,15 @@ def pg_schema_url() -> Iterator[str]:
     admin = psycopg.connect(PG_URL, autocommit=True)
     admin.execute(f"CREATE SCHEMA {schema}")
     try:
-        yield PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
+        url = PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
+        yield url, schema, admin
     finally:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")
         admin.close()
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL ledger URL in a schema of its own (see :func:`pg_schema`)."""
+    with pg_schema() as (url, _schema, _admin):
+        yield url

@@ -4,8 +4,6 @@ ledger is the same before and after (SQLite: a read-only file; PostgreSQL: every
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -20,9 +18,9 @@ from station.gui.models import ROW_FILTERS
 from station.gui.resources import resources_dir
 from station.gui.watch import WatchWindow, watched_ledger
 from station.ledger.readonly import open_read_only
+from tests.conftest import pg_schema
 from tests.ledger.line import Clock, busy_line
 
-PG_URL = os.environ.get("STATION_TEST_POSTGRES", "")
 TABLES = ("meta", "lots", "rows", "devices", "attempts", "runs", "audit")
 
 
@@ -84,14 +82,7 @@ def test_the_lot_to_watch_comes_from_a_lot_file_or_a_name_and_a_url(tmp_path: Pa
 
 @pytest.fixture
 def pg_url() -> Iterator[tuple[str, Any]]:
-    if not PG_URL:
-        pytest.skip("STATION_TEST_POSTGRES is not set")
-    psycopg = pytest.importorskip("psycopg")
-    schema = f"station_test_{secrets.token_hex(4)}"
-    admin = psycopg.connect(PG_URL, autocommit=True)
-    admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        url = PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
+    with pg_schema() as (url, schema, admin):
         yield (
             url,
             lambda: {
@@ -102,9 +93,6 @@ def pg_url() -> Iterator[tuple[str, Any]]:
                 for t in TABLES
             },
         )
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
 
 
 def test_watching_a_postgresql_line_writes_nothing(
