@@ -37,7 +37,7 @@ HANDLERS: dict[str, str] = {
     "report": "station.production.commands:report",
     "ledger": "station.production.ledger_commands:ledger",
     "self-test": "station.selftest:run",
-    "engineer-pin": "station.gui.security:set_pin_command",
+    "engineer-pin": "station.production.engineer:set_pin_command",
     "security": "station.production.security_commands:main",
     "matter": "station.matter.commands:matter",
 }

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import QApplication
 
 from station.errors import StationError
 from station.gui.resources import app_icon, resources_dir, style_sheet
-from station.gui.security import PinStore
 from station.gui.settings import DEMO_PIN, StationSettings
+from station.production.engineer import PinStore
 
 DEMO_PORTS = 4
 # The demo's simulated chips run at a low CPU priority: real chips bring their own CPU, and at the

@@ -30,9 +30,9 @@ from PySide6.QtWidgets import (
 
 from station.errors import StationError
 from station.flashing.types import CHIPS
-from station.gui.security import MIN_PIN_DIGITS, PinError, pin_problem
 from station.gui.settings import StationSettings
 from station.labels.service import preview_fields
+from station.production.engineer import MIN_PIN_DIGITS, PinError, pin_problem
 
 BAUD_RATES = ("115200", "230400", "460800", "921600", "1500000", "2000000")
 

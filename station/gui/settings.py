@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from station.gui.security import PinStore
+from station.production.engineer import PinStore
 from station.production.session import SessionConfig
 
 DEFAULT_BAUD = 460800

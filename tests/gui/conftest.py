@@ -15,8 +15,8 @@ pytest.importorskip("PySide6")
 import shiboken6
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings, QThread, QThreadPool, QTimer
 
-from station.gui.security import PinStore
 from station.gui.settings import StationSettings
+from station.production.engineer import PinStore
 
 _timers: list[weakref.ref[QTimer]] = []
 _qthreads: list[weakref.ref[QThread]] = []

@@ -12,7 +12,8 @@ import pytest
 from PySide6.QtCore import QSettings
 
 from station.cli import main
-from station.gui.security import (
+from station.gui.settings import DEMO_PIN, StationSettings
+from station.production.engineer import (
     PIN_FILE_ENV,
     PinError,
     PinStore,
@@ -21,7 +22,6 @@ from station.gui.security import (
     machine_pin_file,
     pin_problem,
 )
-from station.gui.settings import DEMO_PIN, StationSettings
 
 
 class Clock:

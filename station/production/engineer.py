@@ -1,7 +1,8 @@
 """The engineer PIN: stored only as a salted scrypt hash, compared in constant time, kept
 machine-wide where an operator account cannot change it, wrong tries delayed more and more.
 
-Qt-free, so that ``station engineer-pin`` works without the window."""
+Qt-free, so that ``station engineer-pin`` and ``station security enable`` work without the
+window; imports nothing of the station."""
 
 from __future__ import annotations
 
