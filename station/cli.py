@@ -311,6 +311,12 @@ def _security_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     q = actions.add_parser("plan", help="the eFuse writes per unit, without touching anything")
     q.add_argument("lot", help="lot file (lot.toml) with a [security] table")
     q.add_argument("--chip", help="plan for this chip instead of the lot's (esp32c3, …)")
+    q = actions.add_parser(
+        "enable", help="an engineer enables the lot's eFuse recipe on its ledger (asks the PIN)"
+    )
+    q.add_argument("lot", help="lot file (lot.toml) with a [security] table")
+    q.add_argument("--db", help="ledger database URL (default: beside the lot)")
+    q.add_argument("--operator", default="engineer", help="the engineer's name for the audit log")
     q = actions.add_parser("export", help="hand the per-device keys over, with a manifest")
     q.add_argument("lot", help="lot file (lot.toml) with a [security] table")
     q.add_argument(

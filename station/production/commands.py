@@ -121,6 +121,31 @@ def _check_labels(lot: Lot, output: str) -> None:
         )
 
 
+def _check_security_enabled(lot: Lot) -> None:
+    """A lot that burns eFuses runs only once an engineer enabled its exact recipe on this
+    ledger (``station security enable``, or engineer mode in the window): a lot file copied
+    onto a station, or a recipe changed since, burns nothing."""
+    if getattr(lot, "security", None) is None:
+        return
+    from station.production import security_step
+
+    if not security_step.enabled(lot):
+        lot.close()
+        from station.production.lotfile import Locator
+
+        path = lot.settings.path
+        line, column = Locator(path.read_text(encoding="utf-8")).find("recipes", "security")
+        raise StationError.at(
+            str(path),
+            "this lot burns eFuses (irreversible) and its recipe is not enabled on this ledger: "
+            "an engineer enables it once, with 'station security enable LOT' or in the window's "
+            "engineer mode; nothing was touched",
+            line=line,
+            column=column,
+            key="security",
+        )
+
+
 def _note(text: str) -> None:
     print(f"waiting: {text}", file=sys.stderr, flush=True)
 
@@ -133,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     if lease is not None and not 1.0 <= lease <= 3600.0:
         raise StationError.at("--lease", "must be 1 to 3600 seconds", key="lease")
     lot = open_lot(args.lot, db_url=args.db, notify=_note)
+    _check_security_enabled(lot)
     if lease is not None:  # else the lot file's ``lease`` (30 s when it has none)
         lot.ledger.lease = lease
     for warning in lot.mfg.warnings:  # allowed, but look like mistakes (never show a value)

@@ -1,4 +1,5 @@
-"""``station security plan|export LOT``: the eFuse steps per unit, and the key escrow.
+"""``station security plan|enable|export LOT``: the eFuse steps per unit, an engineer's go-ahead,
+and the key escrow.
 
 The security layer (station.security) read against a lot: it lives here, with the other
 commands that open lots."""
@@ -135,6 +136,43 @@ def plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def enable(args: argparse.Namespace) -> int:
+    """An engineer enables the lot's exact eFuse recipe on its ledger (audited), as engineer
+    mode does in the window: until then ``station run`` refuses the lot. Asks the engineer
+    PIN of this machine and the lot's name, as a confirmation of what cannot be undone."""
+    import getpass
+    import sys
+
+    from station.production import engineer, security_step
+    from station.production.lot import open_lot
+
+    lot = open_lot(args.lot, db_url=args.db)
+    with lot:
+        if lot.security is None:
+            print(f"{args.lot}: no [security] table: the station burns no eFuses for this lot")
+            return 0
+        if security_step.enabled(lot):
+            print(f"lot {lot.name}: its eFuse recipe is enabled already")
+            return 0
+        store = engineer.PinStore()
+        if not store.has_pin:
+            raise StationError.at(
+                str(store.path),
+                "no engineer PIN on this machine: set one with station engineer-pin",
+            )
+        print(f"lot {lot.name}: {security_step.recipe_text(lot)}")
+        if not store.check(getpass.getpass("Engineer PIN: ")):
+            print("wrong PIN: nothing enabled", file=sys.stderr)
+            return 2
+        typed = input(f"Burning eFuses cannot be undone. Type the lot's name ({lot.name}): ")
+        if typed.strip() != lot.name:
+            print("not confirmed: nothing enabled", file=sys.stderr)
+            return 2
+        security_step.enable(lot, args.operator)
+    print(f"lot {lot.name}: eFuse burning enabled (audited, by {args.operator})")
+    return 0
+
+
 def export(args: argparse.Namespace) -> int:
     """Hand the escrow over: every per-device key and a manifest, to a folder or archive."""
     from station.security.escrow import KeyEscrow
@@ -192,4 +230,4 @@ def _lot_name(lot_file: Path) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    return {"plan": plan, "export": export}[args.security_command](args)
+    return {"plan": plan, "enable": enable, "export": export}[args.security_command](args)

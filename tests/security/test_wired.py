@@ -58,6 +58,14 @@ def security_lot(
     return make_lot(folder, chip=chip, sign_with=key, security=security, rows=rows)
 
 
+def enable(lot_path: Path) -> None:
+    """An engineer's go-ahead for the lot's recipe on its ledger (station security enable)."""
+    from station.production import security_step
+
+    with open_lot(lot_path) as lot:
+        security_step.enable(lot, "test engineer")
+
+
 def run_units(lot_path: Path, devices: list[SimulatedDevice]) -> list[object]:
     """One orchestrator run, one unit per device; every event it sent."""
     events: list[object] = []
@@ -297,6 +305,7 @@ def test_station_run_and_delete_keys_after_verify(
     )
     efuse = tmp_path / "unit.efuse"
     dev = simulated(devices, "esp32c6", efuse)
+    enable(lot_path)
     assert main(["run", str(lot_path), "--port", dev.port, "--count", "1", "--no-stub"]) == 0
     out = capsys.readouterr()
     assert "security: nvs_hmac, flash_encryption, secure_boot (release mode, esp32c6)" in out.out
@@ -418,6 +427,7 @@ def test_station_run_killed_with_sigkill_while_burning_resumes(
     lot_path = security_lot(tmp_path / "lot", "esp32c3", rsa_keys, ecdsa_keys, rows=1)
     dev = simulated(devices, "esp32c3", tmp_path / "unit.efuse")
     db = lot_path.parent / "SEC.station.db"
+    enable(lot_path)
 
     def records() -> int:
         if not db.exists():
@@ -474,3 +484,52 @@ def test_station_run_killed_with_sigkill_while_burning_resumes(
         assert lot.ledger.row(0).state == "done"
         steps = LedgerJournal(lot.ledger).steps(dev.mac)
         assert set(steps.values()) == {"done"} and len(steps) == 11
+
+
+def test_station_run_burns_nothing_until_an_engineer_enables_the_recipe(
+    tmp_path: Path,
+    rsa_keys: list[bytes],
+    ecdsa_keys: list[bytes],
+    devices: list[SimulatedDevice],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lot file copied onto a station (or a recipe changed since it was enabled) is refused
+    with a located error; ``station security enable`` asks the PIN and the lot's name."""
+    from station.production import security_step
+    from station.production.engineer import PinStore
+
+    lot_path = security_lot(tmp_path / "lot", "esp32c3", rsa_keys, ecdsa_keys, rows=1)
+    efuse = tmp_path / "unit.efuse"
+    dev = simulated(devices, "esp32c3", efuse)
+    before = espefuse_summary("esp32c3", efuse)
+    run = ["run", str(lot_path), "--port", dev.port, "--count", "1", "--no-stub"]
+    assert main(run) == 2
+    err = capsys.readouterr().err
+    lines = lot_path.read_text(encoding="utf-8").splitlines()
+    line = next(n for n, t in enumerate(lines, 1) if t.startswith("recipes"))  # in [security]
+    assert f"{lot_path}:{line}:1: security: this lot burns eFuses" in err
+    assert "Traceback" not in err
+    assert espefuse_summary("esp32c3", efuse) == before  # nothing was touched
+
+    enable_cmd = ["security", "enable", str(lot_path), "--operator", "eve"]
+    assert main(enable_cmd) == 2  # no engineer PIN on this machine yet
+    assert "station engineer-pin" in capsys.readouterr().err
+    PinStore().set("246810")
+    answers = {"pin": "111111", "name": "SEC"}
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": answers["pin"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": answers["name"])
+    assert main(enable_cmd) == 2  # a wrong PIN enables nothing
+    answers.update(pin="246810", name="not the lot")
+    assert main(enable_cmd) == 2  # nor does a wrong confirmation
+    with open_lot(lot_path) as lot:
+        assert not security_step.enabled(lot)
+    answers["name"] = "SEC"
+    assert main(enable_cmd) == 0
+    out = capsys.readouterr().out
+    assert "cannot be undone" in out and "eFuse burning enabled (audited, by eve)" in out
+    with open_lot(lot_path) as lot:
+        assert security_step.enabled(lot)
+        assert [a.operator for a in lot.ledger.audit_log() if "recipe" in a.detail] == ["eve"]
+    assert main(run) == 0
+    assert espefuse_summary("esp32c3", efuse) != before
