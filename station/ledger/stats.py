@@ -24,11 +24,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from station.flashing.types import PHASES
 from station.ledger.ledger import Ledger
 
 FAILED_RESULTS = ("failed", "interrupted")
-# the phases the orchestrator times, in the order a unit goes through them
-PHASES = ("connecting", "checking", "writing", "verifying", "resetting")
+# the phases the orchestrator times are ordered as a unit goes through them (PHASES)
 BUCKETS = (60, 300, 900, 1800, 3600, 7200, 4 * 3600, 8 * 3600, 86400, 7 * 86400)
 MAX_BUCKETS = 48  # the lot's life is cut into at most this many buckets
 PHASE_SAMPLE = 5000  # phase timings are taken from this many most recent passed attempts

@@ -195,6 +195,28 @@ def test_phase_distribution() -> None:
     assert p.bins[-1][1] == float("inf") and p.bins[0][0] == 0.0
 
 
+def test_phases_come_in_a_units_order_the_efuse_burn_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr("station.ledger.connection.time", clock)
+    led = Ledger(tmp_path / "l.station.db")
+    led.import_lot("L1", "r", rows(2))
+    led.start_run()
+    timings = {"resetting": 0.1, "burning eFuses": 4.0, "writing": 1.0, "connecting": 0.5}
+    passed(led, clock, "aa:00", "slot 1", {**timings, "verifying": 0.3, "foreign step": 1.0})
+    names = [p.phase for p in stats.phases(led)]
+    assert names == [
+        "connecting",
+        "writing",
+        "verifying",
+        "burning eFuses",
+        "resetting",
+        "foreign step",  # a name the station does not know goes last
+    ]
+    led.close()
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------
 @pytest.fixture
 def pg_url(pg_schema_url: str) -> str:
