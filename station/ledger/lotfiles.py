@@ -156,7 +156,10 @@ class JournalEntry:
     row: int  # 0-based index
     unit: str
     state: str  # the row's state after the change (one of ROW_STATES)
-    event: str  # claim | image | written | done | failed | interrupted | release
+    # claim | image | written | done | failed | interrupted | release; and for a unit's eFuse
+    # recipe (station.ledger.security_steps) efuse-key | efuse-begun | efuse-done, which leave
+    # the row's state as it is
+    event: str
     mac: str | None = None
     sha256: str | None = None
     attempt: int | None = None
@@ -167,6 +170,7 @@ class JournalEntry:
     station: str = ""
     operator: str = ""
     reason: str = ""
+    step: str = ""  # efuse-*: the eFuse step, or the key's name
 
     def line(self) -> bytes:
         doc = {k: v for k, v in self.__dict__.items() if v not in (None, "")}
@@ -186,6 +190,7 @@ class JournalEntry:
 # device may hold the row; "done": without it, a rebuild keeps the row on that device (failed,
 # verified when seen again). The next fsynced line (the next unit's "image") flushes them.
 LAZY_EVENTS = frozenset({"claim", "written", "held", "done"})
+EFUSE_EVENTS = frozenset({"efuse-key", "efuse-begun", "efuse-done"})
 
 
 class Journal:

@@ -7,13 +7,19 @@ as *begun* (committed before its eFuses are touched) and *done* (after they read
 A step is recorded once per device: a second ``begin`` of the same step (a resume after a crash)
 keeps the row, ``done`` is final. Several stations sharing one PostgreSQL ledger see each
 other's records, so a board moved between stations resumes where it stopped.
+
+Each record also goes into the lot's journal (``efuse-key``, ``efuse-begun``, ``efuse-done``
+lines, in the record's own transaction), so ``station ledger rebuild`` restores them
+(:meth:`LedgerJournal.restore`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from station.ledger.lotfiles import JournalEntry
 
 TABLES = [
     """CREATE TABLE IF NOT EXISTS security_keys (
@@ -58,6 +64,7 @@ STEP_DONE = (
     "VALUES (?, ?, ?, ?, 'done', ?, ?, ?) ON CONFLICT (lot_id, mac, step) "
     "DO UPDATE SET state = 'done', done_at = excluded.done_at"
 )
+ROW_OF_UNIT = "SELECT idx, state FROM rows WHERE lot_id = ? AND unit_id = ? ORDER BY idx LIMIT 1"
 STEPS_OF = "SELECT step, state FROM security_steps WHERE lot_id = ? AND mac = ?"
 DEVICES = "SELECT DISTINCT mac, unit_id FROM security_steps WHERE lot_id = ?"
 ALL_STEPS = (
@@ -95,10 +102,22 @@ class LedgerJournal:
     def _lot(self) -> int:
         return int(self.ledger._lot)
 
-    def _write(self, statement: str, args: tuple[object, ...]) -> Any:
+    def _write(
+        self, statement: str, args: tuple[object, ...], unit: str, event: str, **fields: Any
+    ) -> None:
         led = self.ledger
         with led._write() as c:
             c.execute(led.dialect.sql(statement), args)
+            self._note(c, unit, event, **fields)
+
+    def _note(self, c: Any, unit: str, event: str, **fields: Any) -> None:
+        """The record's journal line, under the unit's row (whose state it leaves alone)."""
+        led = self.ledger
+        if led.journal is None:
+            return
+        found = c.execute(led.dialect.sql(ROW_OF_UNIT), (self._lot, unit)).fetchone()
+        if found is not None:
+            led._note(c, int(found[0]), str(found[1]), event, **fields)
 
     # -- StepJournal ---------------------------------------------------------------------------
     def record_key(self, unit: str, name: str, sha256: str) -> str:
@@ -109,16 +128,76 @@ class LedgerJournal:
                 (self._lot, unit, name, sha256, time.time(), led.station_id),
             )
             found = c.execute(led.dialect.sql(KEY_GET), (self._lot, unit, name)).fetchone()
+            if str(found[0]) == sha256:  # the first record wins; only it is journaled
+                self._note(c, unit, "efuse-key", step=name, sha256=sha256)
         return str(found[0])
 
     def begin(self, unit: str, device: str, step: str) -> None:
         self._write(
-            STEP_BEGIN, (self._lot, device, step, unit, time.time(), self.ledger.station_id)
+            STEP_BEGIN,
+            (self._lot, device, step, unit, time.time(), self.ledger.station_id),
+            unit,
+            "efuse-begun",
+            mac=device,
+            step=step,
         )
 
     def done(self, unit: str, device: str, step: str) -> None:
         now = time.time()
-        self._write(STEP_DONE, (self._lot, device, step, unit, now, now, self.ledger.station_id))
+        self._write(
+            STEP_DONE,
+            (self._lot, device, step, unit, now, now, self.ledger.station_id),
+            unit,
+            "efuse-done",
+            mac=device,
+            step=step,
+        )
+
+    def journal_missing(self, journaled: Iterable[JournalEntry]) -> int:
+        """Journal again each record the journal lacks (a station killed between the ledger's
+        commit and the journal's append); returns how many lines were added."""
+        if self._empty or self.ledger.journal is None:
+            return 0
+        have = {(e.event, e.mac or e.unit, e.step) for e in journaled}
+        steps, keys = self.history(), self.keys()
+        n = 0
+        with self.ledger._write() as c:
+            for mac, unit, step, state, _begun, _done in steps:
+                events = ["efuse-begun"] + (["efuse-done"] if state == "done" else [])
+                for event in events:
+                    if (event, mac, step) not in have:
+                        self._note(c, unit, event, mac=mac, step=step)
+                        n += 1
+            for (unit, name), sha256 in keys.items():
+                if ("efuse-key", unit, name) not in have:
+                    self._note(c, unit, "efuse-key", step=name, sha256=sha256)
+                    n += 1
+        return n
+
+    def restore(self, entries: Iterable[JournalEntry]) -> int:
+        """Put back the records of a journal's ``efuse-*`` lines (a ledger rebuilt from the
+        journal), with their own times and stations; returns how many lines were used."""
+        led = self.ledger
+        d = led.dialect
+        used = 0
+        with led._write() as c:
+            for e in sorted(entries, key=lambda e: e.seq):
+                if e.event == "efuse-key" and e.sha256:
+                    args: tuple[object, ...] = (self._lot, e.unit, e.step, e.sha256, e.t, e.station)
+                    c.execute(d.sql(KEY_PUT), args)
+                elif e.event == "efuse-begun" and e.mac:
+                    c.execute(d.sql(STEP_BEGIN), (self._lot, e.mac, e.step, e.unit, e.t, e.station))
+                elif e.event == "efuse-done" and e.mac:
+                    c.execute(
+                        d.sql(STEP_DONE),
+                        (self._lot, e.mac, e.step, e.unit, e.t, e.t, e.station),
+                    )
+                else:
+                    continue
+                used += 1
+        if used:
+            self._empty = False
+        return used
 
     def steps(self, device: str) -> Mapping[str, str]:
         if self._empty:

@@ -23,6 +23,7 @@ from station.errors import Problem, StationError
 from station.ledger import Ledger
 from station.ledger.ledger import display_url, is_postgresql, sqlite_path
 from station.ledger.lotfiles import (
+    EFUSE_EVENTS,
     Journal,
     JournalEntry,
     Marker,
@@ -266,7 +267,9 @@ def resync(ledger: Ledger, link: LotLink) -> int:
             continue
         ledger.resync_row(r.index)
         n += 1
-    return n
+    from station.ledger.security_steps import LedgerJournal
+
+    return n + LedgerJournal(ledger, create=False).journal_missing(replay.efuses)
 
 
 def health_check(ledger: Ledger, settings: LotSettings) -> None:
@@ -353,14 +356,19 @@ class Replay:
     attempts: dict[int, _Attempt]
     rows: dict[int, JournalEntry]
     last_seq: int
+    efuses: list[JournalEntry]  # the eFuse recipe's records (they change no row's state)
 
     @staticmethod
     def of(entries: Iterable[JournalEntry]) -> Replay:
         attempts: dict[int, _Attempt] = {}
         rows: dict[int, JournalEntry] = {}
+        efuses: list[JournalEntry] = []
         seq = 0
         for e in sorted(entries, key=lambda e: e.seq):
             seq = max(seq, e.seq)
+            if e.event in EFUSE_EVENTS:
+                efuses.append(e)
+                continue
             rows[e.row] = e
             if e.attempt is None:
                 continue
@@ -375,7 +383,7 @@ class Replay:
                 a.wrote = True
             if e.event in ("done", "failed", "cancelled", "interrupted"):
                 a.result, a.reason, a.ended = e.event, e.reason, e.t
-        return Replay(attempts, rows, seq)
+        return Replay(attempts, rows, seq, efuses)
 
     def row_state(self, index: int) -> tuple[str, str | None, str]:
         """(state, mac, reason) of a row as the journal has it; an attempt the journal never
@@ -428,10 +436,40 @@ def differences(ledger: Ledger, link: LotLink, key_file_of: Callable[[int], Path
             )
     missing = seen - {r.index for r in ledger.rows(0, ledger.count())}
     out += [f"row {i + 1}: in the journal, not in the ledger" for i in sorted(missing)]
+    out += _efuse_differences(ledger, replay)
     journal_attempts = len(replay.attempts)
     ledger_attempts = len(ledger.attempts())
     if journal_attempts != ledger_attempts:
         out.append(f"attempts: the ledger has {ledger_attempts}, the journal {journal_attempts}")
+    return out
+
+
+def _efuse_differences(ledger: Ledger, replay: Replay) -> list[str]:
+    """The eFuse records (step states per device, key hashes) of ledger and journal."""
+    from station.ledger.security_steps import LedgerJournal
+
+    records = LedgerJournal(ledger, create=False)
+    journal_steps: dict[tuple[str, str], str] = {}
+    journal_keys: dict[tuple[str, str], str] = {}
+    for e in replay.efuses:
+        if e.event == "efuse-key":
+            journal_keys.setdefault((e.unit, e.step), e.sha256 or "")
+        elif e.mac:
+            done = journal_steps.get((e.mac, e.step)) == "done" or e.event == "efuse-done"
+            journal_steps[(e.mac, e.step)] = "done" if done else "begun"
+    ledger_steps = {(mac, step): state for mac, _u, step, state, *_ in records.history()}
+    out = [
+        f"eFuse step {step} on {mac}: ledger {ledger_steps.get((mac, step), 'none')}, "
+        f"journal {journal_steps.get((mac, step), 'none')}"
+        for mac, step in sorted(set(ledger_steps) | set(journal_steps))
+        if ledger_steps.get((mac, step)) != journal_steps.get((mac, step))
+    ]
+    ledger_keys = records.keys()
+    out += [
+        f"key {name} of unit {unit}: its SHA-256 differs between ledger and journal"
+        for unit, name in sorted(set(ledger_keys) | set(journal_keys))
+        if ledger_keys.get((unit, name)) != journal_keys.get((unit, name))
+    ]
     return out
 
 
@@ -487,6 +525,10 @@ def rebuild(
         f"ledger rebuilt from the journal {link.journal.path.name} ({len(entries)} lines)",
         operator,
     )
+    if replay.efuses:
+        from station.ledger.security_steps import LedgerJournal
+
+        LedgerJournal(ledger).restore(replay.efuses)
     link.bind(ledger, rebuilt=True)
     return len(entries), notes
 
