@@ -44,6 +44,7 @@ def main() -> None:
 
     from station.gui.app import make_application, start_demo
     from station.gui.window import MainWindow
+    from station.production.events import LedgerStatus, LogEvent
     from tests.gui.proxy import CuttableProxy
 
     app = make_application()
@@ -84,6 +85,20 @@ def main() -> None:
         wait(app, 1.0)
         w.refresh()
         w.grab().save(str(out / f"window{suffix}.png"))
+        # what every card shows while the ledger's database cannot be reached (as the
+        # orchestrator tells the bridge when a ledger call finds it gone), then back
+        w.bridge.on_event(LedgerStatus(True))
+        w.bridge.on_event(
+            LogEvent(
+                "",
+                "error",
+                "ledger offline: reconnecting; units in progress stop before they are recorded",
+            )
+        )
+        w.refresh()
+        w.grab().save(str(out / f"ledger-offline{suffix}.png"))
+        w.bridge.on_event(LedgerStatus(False))
+        w.refresh()
         w.tabs.setCurrentIndex(w.failed_tab)
         w.failed_view.selectRow(0)
         w.handle_scan("SN26110001")  # already done: refused loudly
