@@ -26,12 +26,20 @@ STATIONS = 3
 PORTS = 4  # threads per station, as ports would be
 
 
-def station(url: str, name: str, leases: bool, go: mp.Event, done: mp.Queue) -> None:  # type: ignore[type-arg]
+def station(
+    url: str,
+    name: str,
+    leases: bool,
+    ready: mp.Queue,  # type: ignore[type-arg]
+    go: mp.Event,
+    done: mp.Queue,  # type: ignore[type-arg]
+) -> None:
     import threading
 
     led = Ledger(url, station_id=name)
     led.attach("BENCH")
     run = led.start_run() if leases else ""
+    ready.put(name)  # imported and connected: the clock may start
     count = [0]
     lock = threading.Lock()
 
@@ -68,14 +76,15 @@ def one(url: str, units: int, leases: bool) -> float:
     )
     led.close()
     ctx = mp.get_context("spawn")
-    go, done = ctx.Event(), ctx.Queue()
+    ready, go, done = ctx.Queue(), ctx.Event(), ctx.Queue()
     procs = [
-        ctx.Process(target=station, args=(url, f"line-{i}", leases, go, done))
+        ctx.Process(target=station, args=(url, f"line-{i}", leases, ready, go, done))
         for i in range(STATIONS)
     ]
     for p in procs:
         p.start()
-    time.sleep(2.0)  # let the processes import and connect (a benchmark, not a test)
+    for _ in procs:
+        ready.get(timeout=120)  # every station imported and connected before the clock starts
     t0 = time.perf_counter()
     go.set()
     total = sum(done.get() for _ in procs)
