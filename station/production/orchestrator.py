@@ -657,9 +657,8 @@ class Orchestrator:
                 "as done",
             )
         )
-        if offline and self.ledger.wait_online(p.cancel):
+        if offline and self.ledger.wait_online(p.cancel):  # (the log says so once: _ledger_status)
             self._port_update(p, None, PortState.WAITING, "ledger back online")
-            self._emit(LogEvent(p.name, "info", "ledger back online"))
         return Outcome.OFFLINE
 
     def _write_and_verify(
