@@ -6,11 +6,12 @@ reasons in the operator's words, the PIN banner, engineer mode, the scan panel's
 from __future__ import annotations
 
 import shutil
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QCoreApplication, QEvent, Qt
 from PySide6.QtWidgets import QDialog
 from pytestqt.qtbot import QtBot
 
@@ -165,6 +166,37 @@ def test_settings_show_the_ports_as_they_are_and_an_unchanged_save_changes_nothi
     assert window.orchestrator is orchestrator
     assert list(window.cards) == cards and cards[0] == new
     assert window.cards[new].view.passed_count == 1  # the slot's counter is kept
+
+
+def test_swapped_devices_leave_nothing_behind_and_the_new_card_answers(
+    window: MainWindow,
+) -> None:
+    """A shift swaps thousands of devices and every swap builds a new card. A card connected
+    straight to a method of the session (a plain Python object) left PySide6 holding a weak
+    reference to it per connection after the card was gone (the window soak's leak)."""
+
+    def references() -> int:
+        return len(weakref.getweakrefs(window.session)) + len(weakref.getweakrefs(window.ports))
+
+    def swap(old: str, new: str) -> None:
+        window.replace_port(old, new)
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+    port = PORTS[0]
+    swap(port, "socket://127.0.0.1:100")
+    port, before = "socket://127.0.0.1:100", references()
+    for n in range(101, 121):
+        swap(port, f"socket://127.0.0.1:{n}")
+        port = f"socket://127.0.0.1:{n}"
+    assert references() == before
+
+    card = window.cards[port]
+    card.chosen.emit(port)  # a click on the new card chooses its slot
+    assert window.chosen_port == port
+    window.act_next.trigger()  # F6: the next pending row waits on the chosen port
+    assert window.orchestrator.assigned_rows()[port] == 0
+    card.cancel_requested.emit(port)  # its Stop drops the waiting unit
+    assert port not in window.orchestrator.assigned_rows()
 
 
 def test_enter_in_the_settings_dialog_saves(qtbot: QtBot, settings: StationSettings) -> None:
