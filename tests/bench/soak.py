@@ -436,6 +436,7 @@ class Sampler:
             "py_threads": threading.active_count(),
             "children": len(station_children),
             "py_objects": n_objects,
+            "weakrefs": kinds["ReferenceType"],  # the window's leak of 2026-12-03
             "host_rss_mb": round(host.rss_mb, 1) if host else None,
             "host_fds": host.fds if host else None,
             "host_threads": host.threads if host else None,
@@ -471,6 +472,7 @@ SLOPE_KEYS = (
     "py_threads",
     "children",
     "py_objects",
+    "weakrefs",
     "host_rss_mb",
     "host_fds",
     "host_threads",

@@ -159,7 +159,10 @@ def test_the_demo_window_on_a_real_x_server_with_the_keyboard_only(
         window = display.xdotool("search", "--sync", "--onlyvisible", "--name", "Station")
         window = window.splitlines()[0]
         display.xdotool("windowactivate", "--sync", window)
-        qtbot.waitUntil(lambda: "SAMPLE-2611" in display.xdotool("getwindowname", window))
+        # the lot opens after the first frame: on a loaded machine that takes more than 5 s
+        qtbot.waitUntil(
+            lambda: "SAMPLE-2611" in display.xdotool("getwindowname", window), timeout=60_000
+        )
         display.screenshot(shots / "xvfb-1-start.png")
 
         states = _ledger_states(tmp_path)
