@@ -526,10 +526,15 @@ def summarise(record: Record, warmup: int) -> dict[str, Any]:
 
 
 # -- the ledger and the devices agree -------------------------------------------------------------
-def account(ledger: Any, record: Record) -> dict[str, Any]:
-    """Every row done or failed with a reason; every done row's device holds that row."""
+def account(lot: Any, record: Record) -> dict[str, Any]:
+    """Every row done or failed with a reason; every done row's device holds that row; the
+    ledger and the lot's journal agree (``station ledger check``)."""
+    from station.production import ledgerlink
+
+    ledger = lot.ledger
     counts = ledger.state_counts()
-    problems: list[str] = []
+    journal = ledgerlink.differences(ledger, lot.link, lambda i: lot.key_file(lot.row(i)))
+    problems = [f"journal: {line}" for line in journal]
     rows = ledger.rows(0, ledger.count())
     images: dict[int, str | None] = {}
     for a in ledger.attempts():
@@ -572,6 +577,7 @@ def account(ledger: Any, record: Record) -> dict[str, Any]:
         "devices_read_back": len(record.readbacks),
         "foreign_devices_left_untouched": foreign_kept,
         "devices_not_read": len(record.unread),
+        "journal_differences": len(journal),
         "problems": problems[:20],
         "problem_count": len(problems),
     }
@@ -678,7 +684,7 @@ def run_headless(folder: Path, opts: Options) -> dict[str, Any]:
         host.close()
     result = _result(record, opts, time.monotonic() - started)
     _wind_down(orch, result)
-    result["ledger"] = account(lot.ledger, record)
+    result["ledger"] = account(lot, record)
     lot.close()
     return result
 
@@ -898,7 +904,7 @@ def run_window(folder: Path, opts: Options) -> dict[str, Any]:
         final = sample(c.done + c.failed)
         final["final"] = True
         result = _result(record, opts, time.monotonic() - started)
-        result["ledger"] = account(window.lot.ledger, record)
+        result["ledger"] = account(window.lot, record)
     finally:
         gaps.timer.stop()
 
@@ -934,7 +940,10 @@ def report(result: dict[str, Any]) -> str:
     )
     lines.append(f"faults: {len(result['faults'])}: " + "; ".join(result["faults"][:12]))
     led = result["ledger"]
-    lines.append(f"ledger: {led['states']}; failed: {led['failed_reasons']}")
+    lines.append(
+        f"ledger: {led['states']}; failed: {led['failed_reasons']}; "
+        f"differences from the journal: {led['journal_differences']}"
+    )
     lines.append(
         f"devices read back {led['devices_read_back']}, foreign left untouched "
         f"{led['foreign_devices_left_untouched']}, not read {led['devices_not_read']}; "
