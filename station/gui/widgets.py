@@ -352,6 +352,8 @@ class PortCard(QFrame):
         old = self._view
         self._view = v
         self.title.setText(v.slot or v.port)
+        if v.port != old.port:  # a device swapped in the slot answers on another port
+            self._elide_port()
         state, old_state = v.shown_state, old.shown_state
         if force or (state, v.phase, v.done, v.total) != (
             old_state,

@@ -168,12 +168,13 @@ def test_settings_show_the_ports_as_they_are_and_an_unchanged_save_changes_nothi
     assert window.cards[new].view.passed_count == 1  # the slot's counter is kept
 
 
-def test_swapped_devices_leave_nothing_behind_and_the_new_card_answers(
+def test_a_swapped_device_keeps_its_slots_card_and_leaves_nothing_behind(
     window: MainWindow,
 ) -> None:
-    """A shift swaps thousands of devices and every swap builds a new card. A card connected
-    straight to a method of the session (a plain Python object) left PySide6 holding a weak
-    reference to it per connection after the card was gone (the window soak's leak)."""
+    """A shift swaps thousands of devices. The slot's card stays (same widget, same place, the
+    operator's choice of the slot kept) and answers for the new port; a swap leaves no weak
+    reference behind (cards once connected straight to the session's methods: the window
+    soak's leak)."""
 
     def references() -> int:
         return len(weakref.getweakrefs(window.session)) + len(weakref.getweakrefs(window.ports))
@@ -182,21 +183,26 @@ def test_swapped_devices_leave_nothing_behind_and_the_new_card_answers(
         window.replace_port(old, new)
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
-    port = PORTS[0]
+    port, card = PORTS[0], window.cards[PORTS[0]]
+    window.ports.choose_port(port)
     swap(port, "socket://127.0.0.1:100")
     port, before = "socket://127.0.0.1:100", references()
     for n in range(101, 121):
         swap(port, f"socket://127.0.0.1:{n}")
         port = f"socket://127.0.0.1:{n}"
     assert references() == before
+    assert window.cards[port] is card and list(window.cards) == [port, *PORTS[1:]]
+    assert card.port_label.toolTip() == port and card.view.slot == "Slot 1"
+    assert window.chosen_port == port  # the operator chose the slot, not the device
 
-    card = window.cards[port]
-    card.chosen.emit(port)  # a click on the new card chooses its slot
+    window.ports.choose_port(None)
+    card.chosen.emit(port)  # a click on the card chooses its slot
     assert window.chosen_port == port
     window.act_next.trigger()  # F6: the next pending row waits on the chosen port
     assert window.orchestrator.assigned_rows()[port] == 0
     card.cancel_requested.emit(port)  # its Stop drops the waiting unit
     assert port not in window.orchestrator.assigned_rows()
+    assert PORTS[0] not in window.orchestrator.ports()  # the swapped-out ports are gone
 
 
 def test_enter_in_the_settings_dialog_saves(qtbot: QtBot, settings: StationSettings) -> None:

@@ -56,6 +56,19 @@ class PortsPanel(QScrollArea):
         self.cards[port] = card
         return card
 
+    def rename_card(self, old: str, new: str, view: PortView | None) -> PortCard | None:
+        """The card of ``old``'s slot now stands for port ``new`` (a device swapped in the
+        slot): the same widget in the same place, so a swap lays nothing out again."""
+        card = self.cards.get(old)
+        if card is None:
+            return None
+        cards = [(new if p == old else p, c) for p, c in self.cards.items()]
+        self.cards.clear()
+        self.cards.update(cards)  # the same dict: the window shares it
+        if view is not None:
+            card.set_view(view)
+        return card
+
     def remove_card(self, port: str) -> None:
         card = self.cards.pop(port, None)
         if card is not None:
@@ -196,23 +209,27 @@ class StationPorts:
 
     def replace_port(self, old: str, new: str) -> None:
         """A slot's device now answers on another port (e.g. a new simulated device): keep the
-        slot's name, place and counters."""
+        slot's card, name, place, counters and choice. A shift swaps thousands of devices: a
+        new card per swap cost the window a widget tree and three layouts each time."""
         card = self.panel.cards.get(old)
-        if card is None or self.session.lot is None:
+        if card is None or self.session.lot is None or new in self.panel.cards:
             return
         view = self.bridge.view(old) or card.view
-        order = list(self.panel.cards)
         settings = self.window.settings
         ports = settings.ports
         if old in ports:  # the station's port list follows (Settings shows the ports as they are)
             ports[ports.index(old)] = new
             settings.ports = ports
         self.session.remove_port(old)
-        self.remove_card(old)
+        self.bridge.remove_port(old)
         self.bridge.add_port(new, view.slot, passed=view.passed_count, failed=view.failed_count)
-        self.add_port(new, view.slot)
-        order[order.index(old)] = new
-        self.panel.reorder(order)
+        self.window.slot_names[new] = view.slot
+        self.panel.rename_card(old, new, self.bridge.view(new))
+        if self.chosen == old:
+            self.chosen = new  # the operator chose the slot, whichever device is in it
+        self.session.start_device_host()
+        if not self.session.add_port(new, view.slot):
+            self.remove_card(new)
 
     def remove_port(self, port: str) -> None:
         if port in self.panel.cards:
