@@ -30,6 +30,11 @@ class Reports(LedgerConnection):
         query, args = sql.rows_query("COUNT(*)", state, search)
         return int(self._one(query, [self._lot, *args]))
 
+    def any_pending(self) -> bool:
+        """Whether a row is still pending (one index seek; a count reads every pending row,
+        and idle ports ask this several times a second)."""
+        return bool(self._q(sql.ANY_PENDING, (self._lot,)))
+
     def rows(
         self, offset: int, limit: int, state: str | None = None, search: str = ""
     ) -> list[RowRecord]:

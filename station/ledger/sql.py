@@ -211,6 +211,7 @@ def rows_query(columns: str, state: str | None, search: str) -> tuple[str, list[
     return f"SELECT {columns} FROM rows WHERE {where}", args  # noqa: S608
 
 
+ANY_PENDING = "SELECT 1 FROM rows WHERE lot_id = ? AND state = 'pending' LIMIT 1"
 COUNT_BY_STATE = "SELECT state, COUNT(*) FROM rows WHERE lot_id = ? GROUP BY state"
 
 # The claim of the next pending row. PostgreSQL appends FOR UPDATE SKIP LOCKED (Dialect), so

@@ -142,6 +142,6 @@ class ClaimPlanner:
             if self.claimed:
                 return False
         try:
-            return self.ledger.count("pending") == 0
+            return not self.ledger.any_pending()
         except LedgerOffline:
             return False

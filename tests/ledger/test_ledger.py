@@ -226,6 +226,16 @@ def _dead_pid() -> int:
     return int(proc.stdout)
 
 
+def test_any_pending_answers_whether_a_row_is_left_to_claim(ledger: Ledger) -> None:
+    claims = [ledger.claim_next(mac=f"aa:0{i}", port="p1") for i in range(4)]
+    assert ledger.any_pending()
+    last = ledger.claim_next(mac="aa:09", port="p1")
+    assert last is not None and not ledger.any_pending()  # claimed rows are not pending
+    ledger.fail(last, "no answer", {})  # failed before writing: the row is pending again
+    assert ledger.any_pending() and ledger.count("pending") == 1
+    assert all(c is not None for c in claims)
+
+
 def test_recovery_resolves_claims_of_a_dead_run(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "db")
     led.import_lot("L1", "r", rows(5))

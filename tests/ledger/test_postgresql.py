@@ -139,6 +139,7 @@ def test_the_ledger_class_on_postgresql(pg: tuple[Any, str]) -> None:
     rows = [LedgerRow(i, i + 2, f"SN{i}", f"SN{i}", [f"SN{i}", "secret"]) for i in range(300)]
     assert led.import_lot("L1", "r", rows).created
     assert led.import_lot("L1", "r", rows).imported == 0
+    assert led.any_pending()
     done: list[tuple[int, str]] = []
     lock = threading.Lock()
 
@@ -160,12 +161,13 @@ def test_the_ledger_class_on_postgresql(pg: tuple[Any, str]) -> None:
     for t in threads:
         t.join()
     assert sorted(i for i, _ in done) == list(range(300))
-    assert led.counters().done == 300
+    assert led.counters().done == 300 and not led.any_pending()
     with pytest.raises(ClaimRefused, match="done on device"):
         led.claim_row(0, mac="other", port="p")
     assert led.claim_row(0, mac=led.row(0).mac or "", port="p").kind == "rework"
     led.release(1, "scrapped", "boss")
     assert led.row(1).state == "pending" and led.count(search="SN1") > 1
+    assert led.any_pending()
     led.close()
 
 
