@@ -227,7 +227,13 @@ class Orchestrator:
         del timeout
         with self._lock:
             p = self._ports.get(port)
-            if p is None or p.removed:
+        if p is None:
+            return
+        # under the port's emit lock (taken before the table's): an update already on its way
+        # out is delivered before this returns, none after it (a front end that forgets the
+        # port now must not have it brought back by a late one)
+        with p.emit_lock, self._lock:
+            if p.removed or self._ports.get(port) is not p:
                 return
             p.removed = True
             p.cancel.set()

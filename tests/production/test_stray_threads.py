@@ -143,3 +143,49 @@ def test_remove_port_of_an_idle_port_says_so_at_once(tmp_path: Path) -> None:
             assert len([e for e in events.items if isinstance(e, PortRemoved)]) == 1
     finally:
         lot.close()
+
+
+def test_no_update_of_a_port_arrives_after_remove_port_returned(tmp_path: Path) -> None:
+    """An update already on its way out when the GUI thread removes its port is delivered
+    before remove_port() returns, never after: the window forgets the port's view right after
+    the call, and a late update brought it back (a view per swap in the window soak)."""
+    import sys
+
+    from station.production import PortUpdate
+
+    delivering, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, PortUpdate) and event.port == "p" and event.message.startswith("next"):
+            delivering.set()
+            release.wait(30.0)  # a slow subscriber, half way through this update
+            order.append("delivered")
+
+    lot = open_lot(make_small_lot(tmp_path / "lot", 2))
+    try:
+        with Orchestrator(lot, on_event=on_event) as orch:
+            orch.add_port("p")
+            assigner = threading.Thread(target=orch.assign, args=("p", 0))
+            assigner.start()
+            assert delivering.wait(30.0)
+
+            def remove() -> None:
+                orch.remove_port("p")
+                order.append("removed")
+
+            remover = threading.Thread(target=remove)
+            remover.start()
+            pause = threading.Event()
+            while remover.is_alive():  # until it returned, or waits inside remove_port
+                frame = sys._current_frames().get(remover.ident or 0)
+                if frame is not None and frame.f_code.co_name == "remove_port":
+                    break
+                pause.wait(0.001)
+            release.set()
+            assigner.join(30.0)
+            remover.join(30.0)
+            assert order == ["delivered", "removed"]
+    finally:
+        release.set()
+        lot.close()
