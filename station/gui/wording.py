@@ -28,15 +28,34 @@ def port_label(port: str, slots: Mapping[str, str]) -> str:
     return port.split("://", 1)[1] if "://" in port else port
 
 
+# a word of a message that may be a port's name: up to whitespace, a quote, a bracket or a comma
+_WORD = re.compile(r"[^\s'\"()\[\]<>{},;]+")
+
+
 def for_operator(text: str, slots: Mapping[str, str] = {}) -> str:
     """``text`` with every known port named by its slot and command-line flags replaced by
     what the operator can do."""
-    for port in sorted(slots, key=len, reverse=True):  # the longest first: COM10 before COM1
-        if port and slots[port]:
-            text = text.replace(port, slots[port])
+    if slots:
+        text = _WORD.sub(lambda word: _slot_of(word.group(0), slots), text)
     for pattern, replacement in _CLI_ADVICE:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _slot_of(word: str, slots: Mapping[str, str]) -> str:
+    """``word`` with the port it names (perhaps followed by ":" or ".": "COM3: no answer")
+    replaced by its slot's name. The words of a message are looked up, not every known port
+    in turn: the window knows each port a device was ever swapped in on, thousands in a
+    shift, and messages are read on every repaint. A whole word only: COM10 is not COM1."""
+    slot = slots.get(word)
+    if slot:
+        return slot
+    for end in range(len(word) - 1, 0, -1):
+        if word[end] in ":.":
+            slot = slots.get(word[:end])
+            if slot:
+                return slot + word[end:]
+    return word
 
 
 def elide_lines(text: str, width: int, lines: int, advance: Callable[[str], int]) -> str:
