@@ -658,8 +658,7 @@ def run_headless(folder: Path, opts: Options) -> dict[str, Any]:
         while True:
             operator.changed.wait(0.5)
             operator.changed.clear()
-            c = lot.ledger.counters()
-            units = c.done + c.failed
+            units = _units(lot.ledger)
             if sampler.due(units):
                 sampler.take(
                     units,
@@ -707,9 +706,17 @@ def _wind_down(orch: Any, result: dict[str, Any] | None) -> None:
         result["threads_never_ended"] = [t.name for t in late if t.is_alive()]
 
 
+def _units(ledger: Any) -> int:
+    """Units that ended, done or failed. The rows' states only: the soak asks several times
+    a second (on the GUI thread in window mode), and counters() also reads the last hour's
+    attempts, a cost that grew with the run and was the soak's, not the station's."""
+    counts = ledger.state_counts()
+    return int(counts["done"] + counts["failed"])
+
+
 def _finished(ledger: Any, operator: Operator) -> bool:
     """No row left pending, nothing claimed, no swap under way."""
-    return ledger.count("pending") == 0 and not ledger.active_attempts() and not operator.busy
+    return not ledger.any_pending() and not ledger.active_attempts() and not operator.busy
 
 
 def _out_of_time(started: float, opts: Options) -> bool:
@@ -879,8 +886,7 @@ def run_window(folder: Path, opts: Options) -> dict[str, Any]:
         if lot is None:
             loop.quit()
             return
-        c = lot.ledger.counters()
-        units = c.done + c.failed
+        units = _units(lot.ledger)
         if sampler.due(units):
             sample(units)
         if _finished(lot.ledger, operator) or _out_of_time(started, opts):
