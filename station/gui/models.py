@@ -500,8 +500,13 @@ class FailedModel(_FixedColumns):
         self.slots: Mapping[str, str] = {}  # port -> slot name (the window's)
 
     def set_rows(self, rows: Sequence[Any]) -> None:
+        rows = list(rows)
+        if rows == self._rows:
+            # the list is re-read whenever a row in it changes: the same list must not reset
+            # the operator's selection, nor size every row again (costly with 50 long reasons)
+            return
         self.beginResetModel()
-        self._rows = list(rows)
+        self._rows = rows
         self.endResetModel()
 
     def record(self, row: int) -> Any | None:

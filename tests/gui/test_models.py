@@ -193,6 +193,13 @@ def test_failed_problem_and_partition_models(qtmodeltester: ModelTester) -> None
     assert failed.data(failed.index(0, 5)) == "device stopped answering"
     qtmodeltester.check(failed)
 
+    resets: list[int] = []
+    failed.modelReset.connect(lambda: resets.append(1))
+    failed.set_rows([replace(failed.record(0))])  # type: ignore[type-var]  # the same, read again
+    assert resets == []  # the operator's selection stays, no row is sized again
+    failed.set_rows([Rec(4, "U4", "SN-4", "failed", port="COM3", attempts=3, reason="again")])
+    assert resets == [1] and failed.data(failed.index(0, 4)) == "3"
+
     problems = ProblemModel()
     p = Problem("values.csv", 3, 7, "serial_no", "duplicate value")
     problems.set_problems([p])
