@@ -324,6 +324,28 @@ def main() -> None:
 
 
 # -- the station's side -------------------------------------------------------------------------
+class _Child:
+    """One host process: its reader thread and the sessions opened in it. A session belongs to
+    the process it was opened in; when that process dies, only its own sessions fail (a reader
+    that notices late must not fail the sessions of the host started after it)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.reader: threading.Thread | None = None
+        self.ready = threading.Event()
+        self.send_lock = threading.Lock()
+        self.dead: str | None = None  # why the process is gone (set under the host's lock)
+        self.waiting: dict[int, queue.SimpleQueue[tuple[Any, ...]]] = {}
+
+    def fail_sessions(self, why: str) -> None:
+        """Mark the process dead and wake its sessions with the reason (host's lock held)."""
+        if self.dead is None:
+            self.dead = why
+        for inbox in self.waiting.values():
+            inbox.put(("dead", 0, self.dead))
+        self.waiting.clear()
+
+
 class DeviceHost:
     """The station's handle on one device-host process; :meth:`open_device` is an opener for
     :class:`~station.production.Orchestrator`. Thread-safe. Close it when done."""
@@ -331,33 +353,26 @@ class DeviceHost:
     def __init__(self, *, start_timeout: float = 60.0) -> None:
         self.start_timeout = start_timeout
         self._lock = threading.Lock()
-        self._send_lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._reader: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._dead: str | None = None  # why the current host is gone
-        self._waiting: dict[int, queue.SimpleQueue[tuple[Any, ...]]] = {}
+        self._child: _Child | None = None
         self._ids = itertools.count(1)
         self._closed = False
         self.starts = 0  # hosts started so far (a restart after a crash counts)
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        child = self._child
+        return child.proc.pid if child is not None else None
 
     def start(self) -> None:
         """Start the host process unless it runs (does not wait for it to be ready)."""
         with self._lock:
             if self._closed:
                 raise FlashError("the device host is closed", kind=FaultKind.HOST)
-            if self._proc is not None and self._dead is None:
+            old = self._child
+            if old is not None and old.dead is None:
                 return
-            if self._proc is not None:
-                self._reap()
-            self._dead = None
-            self._ready.clear()
             try:
-                self._proc = subprocess.Popen(
+                proc = subprocess.Popen(
                     _command(),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -370,32 +385,36 @@ class DeviceHost:
                 raise FlashError(
                     f"cannot start the device host: {err}", kind=FaultKind.HOST
                 ) from err
+            child = self._child = _Child(proc)
             self.starts += 1
-            self._reader = threading.Thread(
-                target=self._read, args=(self._proc,), name="device-host-reader", daemon=True
+            child.reader = threading.Thread(
+                target=self._read, args=(child,), name="device-host-reader", daemon=True
             )
-            self._reader.start()
+            child.reader.start()
+        if old is not None:
+            self._reap(old)  # outside the lock: its reader takes the lock as it ends
 
     def wait_ready(self) -> None:
         """Start the host unless it runs and wait until it answers; FlashError if it does not
         within ``start_timeout`` seconds or exits first."""
         self.start()
-        if not self._ready.wait(self.start_timeout):
+        child = self._child
+        if child is None:  # closed meanwhile
+            raise FlashError("the device host is closed", kind=FaultKind.HOST)
+        if not child.ready.wait(self.start_timeout):
             raise FlashError(
                 f"the device host did not start within {self.start_timeout:g} s",
                 kind=FaultKind.HOST,
             )
         with self._lock:
-            if self._dead is not None:
-                raise FlashError(self._dead, kind=FaultKind.HOST)
+            if child.dead is not None:
+                raise FlashError(child.dead, kind=FaultKind.HOST)
 
-    def _reap(self) -> None:
-        """Forget the current host process and wait for it and its reader (call without
-        holding the lock unless the reader has finished: it takes the lock at the end)."""
-        proc, reader = self._proc, self._reader
-        self._proc = self._reader = None
-        if proc is None:
-            return
+    @staticmethod
+    def _reap(child: _Child) -> None:
+        """Wait for a host process that is gone or told to go, and for its reader (call
+        without the host's lock: the reader takes it as it ends)."""
+        proc = child.proc
         try:
             if proc.stdin is not None:
                 proc.stdin.close()  # end-of-file: the host closes its sessions and exits
@@ -406,21 +425,23 @@ class DeviceHost:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        reader = child.reader
         if reader is not None and reader is not threading.current_thread():
             reader.join(timeout=5.0)
         if proc.stdout is not None:
             proc.stdout.close()
 
-    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+    def _read(self, child: _Child) -> None:
+        proc = child.proc
         assert proc.stdout is not None
         try:
             while True:
                 message = _recv(proc.stdout)
                 if message[0] == "ready":
-                    self._ready.set()
+                    child.ready.set()
                     continue
                 with self._lock:
-                    waiting = self._waiting.get(message[1])
+                    waiting = child.waiting.get(message[1])
                 if waiting is not None:
                     waiting.put(message)
         except (EOFError, OSError, ValueError, pickle.UnpicklingError):
@@ -437,35 +458,38 @@ class DeviceHost:
             else f"the device host stopped (exit code {code})"
         )
         with self._lock:
-            if self._proc is proc:
-                self._dead = why
-            for waiting in self._waiting.values():
-                waiting.put(("dead", 0, why))
-            self._waiting.clear()
-        self._ready.set()  # wake anyone waiting for a host that will never be ready
+            child.fail_sessions(why)
+        child.ready.set()  # wake anyone waiting for a host that will never be ready
 
-    def _post(self, message: tuple[Any, ...]) -> None:
-        proc = self._proc
-        if proc is None or proc.stdin is None or self._dead is not None:
-            raise FlashError(self._dead or "the device host is not running", kind=FaultKind.HOST)
+    def _post(self, child: _Child, message: tuple[Any, ...]) -> None:
+        """Send a message to a host process; FlashError when it is gone. A write that fails
+        marks it dead at once, so the next open starts a new host even if its reader has not
+        seen the end of its output yet."""
+        proc = child.proc
+        if child.dead is not None or proc.stdin is None:
+            raise FlashError(child.dead or "the device host is not running", kind=FaultKind.HOST)
         try:
-            _send(proc.stdin, self._send_lock, message)
+            _send(proc.stdin, child.send_lock, message)
         except (OSError, ValueError) as err:
-            raise FlashError(f"the device host stopped ({err})", kind=FaultKind.HOST) from err
+            why = f"the device host stopped ({err})"
+            with self._lock:
+                child.fail_sessions(why)
+            raise FlashError(child.dead or why, kind=FaultKind.HOST) from err
 
-    def _post_session(self, sid: int, message: tuple[Any, ...]) -> None:
+    def _post_session(self, child: _Child, sid: int, message: tuple[Any, ...]) -> None:
         """Post a message of session ``sid``; a FlashError when its host is gone. A session
         outlives its host only as a name: a new host does not know it and would never answer,
         and its caller would wait forever (a port thread that never ended)."""
         with self._lock:
-            if sid not in self._waiting:
+            if sid not in child.waiting:
                 raise FlashError(
-                    self._dead or "the device host stopped; connect again", kind=FaultKind.HOST
+                    child.dead or "the device host stopped; connect again", kind=FaultKind.HOST
                 )
-        self._post(message)
+        self._post(child, message)
 
     def _wait(
         self,
+        child: _Child,
         sid: int,
         inbox: queue.SimpleQueue[tuple[Any, ...]],
         on_progress: Callable[[Progress], None] | None,
@@ -481,7 +505,7 @@ class DeviceHost:
             if watch and cancel is not None and cancel.is_set():
                 watch = False
                 try:
-                    self._post(("cancel", sid))
+                    self._post(child, ("cancel", sid))
                 except FlashError:
                     pass  # the reader wakes us with the reason
             try:
@@ -517,25 +541,28 @@ class DeviceHost:
         sid = next(self._ids)
         inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         with self._lock:
-            if self._dead is not None:
-                raise FlashError(self._dead, port=port, kind=FaultKind.HOST)
-            self._waiting[sid] = inbox
+            child = self._child
+            if child is None:
+                raise FlashError("the device host is closed", port=port, kind=FaultKind.HOST)
+            if child.dead is not None:
+                raise FlashError(child.dead, port=port, kind=FaultKind.HOST)
+            child.waiting[sid] = inbox
         options = {"chip": chip, "baud": baud, "no_stub": no_stub, "timeout": timeout}
         try:
-            self._post(("open", sid, port, options))
-            info = self._wait(sid, inbox, on_progress, cancel, port)
+            self._post(child, ("open", sid, port, options))
+            info = self._wait(child, sid, inbox, on_progress, cancel, port)
         except BaseException:
-            self._forget(sid)
+            self._forget(child, sid)
             try:
-                self._post(("close", sid))  # the host forgets the failed session too
+                self._post(child, ("close", sid))  # the host forgets the failed session too
             except FlashError:
                 pass
             raise
-        return RemoteSession(self, sid, port, info, inbox, on_progress, cancel)
+        return RemoteSession(self, child, sid, port, info, inbox, on_progress, cancel)
 
-    def _forget(self, sid: int) -> None:
+    def _forget(self, child: _Child, sid: int) -> None:
         with self._lock:
-            self._waiting.pop(sid, None)
+            child.waiting.pop(sid, None)
 
     def close(self) -> None:
         """Stop the host: open sessions are cancelled and closed there (idempotent)."""
@@ -543,11 +570,14 @@ class DeviceHost:
             if self._closed:
                 return
             self._closed = True
+            child, self._child = self._child, None
+        if child is None:
+            return
         try:
-            self._post(("quit", 0))
+            self._post(child, ("quit", 0))
         except FlashError:
             pass
-        self._reap()
+        self._reap(child)
 
     def __enter__(self) -> DeviceHost:
         return self
@@ -562,6 +592,7 @@ class RemoteSession:
     def __init__(
         self,
         host: DeviceHost,
+        child: _Child,
         sid: int,
         port: str,
         info: DeviceInfo,
@@ -572,6 +603,7 @@ class RemoteSession:
         self.port = port
         self.info = info
         self._host = host
+        self._child = child  # the host process the session lives in
         self._sid = sid
         self._inbox = inbox
         self._on_progress = on_progress
@@ -581,8 +613,10 @@ class RemoteSession:
     def _call(self, name: str, *args: Any) -> Any:
         if self._closed:
             raise FlashError("the connection is closed", port=self.port)
-        self._host._post_session(self._sid, ("call", self._sid, name, args))
-        return self._host._wait(self._sid, self._inbox, self._on_progress, self.cancel, self.port)
+        self._host._post_session(self._child, self._sid, ("call", self._sid, name, args))
+        return self._host._wait(
+            self._child, self._sid, self._inbox, self._on_progress, self.cancel, self.port
+        )
 
     def read(self, offset: int, size: int) -> bytes:
         data: bytes = self._call("read", offset, size)
@@ -614,12 +648,14 @@ class RemoteSession:
         self._closed = True
         try:
             try:
-                self._host._post_session(self._sid, ("close", self._sid))
+                self._host._post_session(self._child, self._sid, ("close", self._sid))
             except FlashError:
                 return  # a host that is gone closed everything already
-            self._host._wait(self._sid, self._inbox, None, None, self.port, dead_ok=True)
+            self._host._wait(
+                self._child, self._sid, self._inbox, None, None, self.port, dead_ok=True
+            )
         finally:
-            self._host._forget(self._sid)
+            self._host._forget(self._child, self._sid)
 
     def __enter__(self) -> RemoteSession:
         return self

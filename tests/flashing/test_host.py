@@ -175,6 +175,51 @@ def test_a_session_of_a_dead_host_fails_at_once_after_the_host_restarted(
         assert b.read(0, 16)  # the new host's session is unharmed
 
 
+def test_a_host_found_dead_by_a_write_is_restarted_before_its_reader_notices(
+    sim, host: DeviceHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead host is found by whoever notices first: its reader (end of its output) or a
+    session's write (a broken pipe). Found by the write, it was not marked dead, so the next
+    open did not start a new host and failed too (a CI run: the first session's read raced the
+    reader). The reader is held at the end of the dead host's output until the new host is
+    being started."""
+    from station.flashing import FaultKind
+    from station.flashing import host as host_module
+
+    a_dev, b_dev = sim(2)
+    a = host.open_device(a_dev.port)
+    at_end, let_go = threading.Event(), threading.Event()
+    recv, reap = host_module._recv, DeviceHost._reap
+
+    def recv_held_at_end(stream: object) -> object:
+        try:
+            return recv(stream)  # type: ignore[arg-type]
+        except EOFError:
+            at_end.set()
+            let_go.wait(30.0)
+            raise
+
+    def reap_then_let_go(child: object) -> None:
+        let_go.set()
+        reap(child)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(host_module, "_recv", recv_held_at_end)
+    monkeypatch.setattr(DeviceHost, "_reap", staticmethod(reap_then_let_go))
+    assert a.read(0, 16)  # the reader's next look at the output goes through the hold
+    first = host.starts
+    os.kill(host.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    assert at_end.wait(30.0)
+    with pytest.raises(FlashError) as err:
+        a.read(0, 16)  # its write finds the pipe broken; the reader is still held
+    assert err.value.kind is FaultKind.HOST and not let_go.is_set()
+    with host.open_device(b_dev.port) as b:
+        assert host.starts == first + 1
+        assert b.read(0, 16)
+    with pytest.raises(FlashError):
+        a.read(0, 16)
+    a.close()
+
+
 def test_closing_the_host_ends_its_process_and_threads(sim) -> None:
     (dev,) = sim(1)
     before = host_threads()
