@@ -145,12 +145,33 @@ def test_remove_port_of_an_idle_port_says_so_at_once(tmp_path: Path) -> None:
         lot.close()
 
 
+class _TellingLock:
+    """A port's emit lock that says when the thread named ``asker`` asks for it."""
+
+    def __init__(self, asker: str) -> None:
+        self._lock = threading.Lock()
+        self._asker = asker
+        self.asked = threading.Event()
+
+    def __enter__(self) -> _TellingLock:
+        if threading.current_thread().name == self._asker:
+            self.asked.set()
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 def test_no_update_of_a_port_arrives_after_remove_port_returned(tmp_path: Path) -> None:
     """An update already on its way out when the GUI thread removes its port is delivered
     before remove_port() returns, never after: the window forgets the port's view right after
-    the call, and a late update brought it back (a view per swap in the window soak)."""
-    import sys
+    the call, and a late update brought it back (a view per swap in the window soak).
 
+    (It watched the remover's frame with sys._current_frames() before. On CPython 3.11 that call
+    can collect garbage while it holds the interpreter's thread list; a finalizer that lets go
+    of the GIL then lets a thread that ends wait for the list while holding the GIL: the whole
+    process hangs, beyond pytest-timeout's reach (python/cpython#106883). A CI run hung here.)"""
     from station.production import PortUpdate
 
     delivering, release = threading.Event(), threading.Event()
@@ -166,22 +187,23 @@ def test_no_update_of_a_port_arrives_after_remove_port_returned(tmp_path: Path) 
     try:
         with Orchestrator(lot, on_event=on_event) as orch:
             orch.add_port("p")
+            emit_lock = _TellingLock(asker="remover")
+            orch._table.get("p").emit_lock = emit_lock  # type: ignore[assignment]
             assigner = threading.Thread(target=orch.assign, args=("p", 0))
             assigner.start()
             assert delivering.wait(30.0)
+            returned = threading.Event()
 
             def remove() -> None:
                 orch.remove_port("p")
                 order.append("removed")
+                returned.set()
 
-            remover = threading.Thread(target=remove)
+            remover = threading.Thread(target=remove, name="remover")
             remover.start()
-            pause = threading.Event()
-            while remover.is_alive():  # until it returned, or waits inside remove_port
-                frame = sys._current_frames().get(remover.ident or 0)
-                if frame is not None and frame.f_code.co_name == "remove_port":
-                    break
-                pause.wait(0.001)
+            # until remove_port returned, or waits for the update on its way out
+            while not emit_lock.asked.wait(0.01) and not returned.is_set():
+                assert remover.is_alive()
             release.set()
             assigner.join(30.0)
             remover.join(30.0)
