@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,3 +49,22 @@ def pg_schema_url() -> Iterator[str]:
     """A PostgreSQL ledger URL in a schema of its own (see :func:`pg_schema`)."""
     with pg_schema() as (url, _schema, _admin):
         yield url
+
+
+class TellingLock:
+    """A lock that says when the thread named ``asker`` asks for it (before it waits), so a
+    test can release another thread once this one is sure to be waiting, without sleeping."""
+
+    def __init__(self, asker: str) -> None:
+        self._lock = threading.Lock()
+        self._asker = asker
+        self.asked = threading.Event()
+
+    def __enter__(self) -> TellingLock:
+        if threading.current_thread().name == self._asker:
+            self.asked.set()
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()

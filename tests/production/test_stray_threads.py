@@ -8,6 +8,7 @@ from typing import Any
 
 from station.flashing import FlashError
 from station.production import Orchestrator, open_lot
+from tests.conftest import TellingLock
 from tests.production.conftest import make_small_lot
 
 
@@ -145,24 +146,6 @@ def test_remove_port_of_an_idle_port_says_so_at_once(tmp_path: Path) -> None:
         lot.close()
 
 
-class _TellingLock:
-    """A port's emit lock that says when the thread named ``asker`` asks for it."""
-
-    def __init__(self, asker: str) -> None:
-        self._lock = threading.Lock()
-        self._asker = asker
-        self.asked = threading.Event()
-
-    def __enter__(self) -> _TellingLock:
-        if threading.current_thread().name == self._asker:
-            self.asked.set()
-        self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-
 def test_no_update_of_a_port_arrives_after_remove_port_returned(tmp_path: Path) -> None:
     """An update already on its way out when the GUI thread removes its port is delivered
     before remove_port() returns, never after: the window forgets the port's view right after
@@ -187,7 +170,7 @@ def test_no_update_of_a_port_arrives_after_remove_port_returned(tmp_path: Path) 
     try:
         with Orchestrator(lot, on_event=on_event) as orch:
             orch.add_port("p")
-            emit_lock = _TellingLock(asker="remover")
+            emit_lock = TellingLock(asker="remover")
             orch._table.get("p").emit_lock = emit_lock  # type: ignore[assignment]
             assigner = threading.Thread(target=orch.assign, args=("p", 0))
             assigner.start()
