@@ -164,6 +164,7 @@ class LedgerConnection:
         self._renew_wake = threading.Event()  # no claim held any more: the renewer may end
         self._my_runs: set[str] = set()
         self._orphans = False  # a claim's fate was lost with the connection: look for orphans
+        self._recover_lock = threading.Lock()  # one recovery of the line's leftovers at a time
         if is_postgresql(text):
             try:
                 import psycopg

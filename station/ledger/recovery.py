@@ -181,20 +181,30 @@ class Recovery(LedgerConnection):
         dead processes of this host."""
         if self.lot_id is None:
             return []
-        with self._held_lock:
-            orphans = self._orphans
-        expired = int(self._one(sql.CLAIMS_EXPIRED, (self._lot,)))
-        if not expired and not orphans and not look_closer:
-            return []
-        if not expired:
-            active = self._q(sql.ATTEMPTS_ACTIVE, (self._lot,))
+        # one at a time: a caller that finds nothing left to do must not go on while another
+        # one's recovery (which took the orphans flag) is not committed yet; a port back online
+        # found its own lost claim still active ("being written right now") and gave up on it
+        with self._recover_lock:
             with self._held_lock:
-                ours = set(self._held)
-            if all(attempt_record(t).id in ours for t in active):
+                orphans = self._orphans
+            expired = int(self._one(sql.CLAIMS_EXPIRED, (self._lot,)))
+            if not expired and not orphans and not look_closer:
                 return []
-        with self._held_lock:
-            self._orphans = False
-        return self.recover(self._lapsed)
+            if not expired:
+                active = self._q(sql.ATTEMPTS_ACTIVE, (self._lot,))
+                with self._held_lock:
+                    ours = set(self._held)
+                if all(attempt_record(t).id in ours for t in active):
+                    return []
+            with self._held_lock:
+                self._orphans = False
+            try:
+                return self.recover(self._lapsed)
+            except BaseException:
+                if orphans:  # not recovered (offline again): the next look tries again
+                    with self._held_lock:
+                        self._orphans = True
+                raise
 
     def _run_dead(self, c: Any, run_id: str) -> bool:
         return self._run_state(c, run_id) == "dead"

@@ -15,7 +15,7 @@ import pytest
 
 from station.ledger import ClaimOfAnotherStation, ClaimRefused, Ledger, LedgerRow
 from station.ledger.ledger import LedgerOffline
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, TellingLock
 
 ROWS = [LedgerRow(i, i + 2, f"SN{i}", f"SN{i}", [f"SN{i}", "v"]) for i in range(6)]
 
@@ -215,4 +215,48 @@ def test_a_claim_whose_step_was_lost_is_recovered_when_the_ledger_is_back(pg: st
     with pytest.raises(ClaimRefused, match="no longer active"):
         a.complete(c, {})
     assert a.row(0).state == "pending" and a.counters().done == 0
+    a.close()
+
+
+def test_a_look_for_leftovers_waits_for_the_recovery_already_under_way(pg: str) -> None:
+    """Back online, every port of a station and its lease renewer look for the line's
+    leftovers at once. The first one takes the station's orphans and recovers them; another
+    one found nothing left to do and went on at once, before that recovery was committed: its
+    port then met its own lost claim still active ("is being written right now") and gave up
+    the unit (tests/ledger/test_line.py, about one run in twenty)."""
+    a = ledger(pg, "line-a")
+    run = a.start_run()
+    c = a.claim_next(mac="aa:00", port="p", run_id=run)
+    assert c is not None
+    terminate(a)
+    with pytest.raises(LedgerOffline):
+        a.set_image(c, "ab" * 32)  # the claim's fate is lost with the connection
+    entered, go = threading.Event(), threading.Event()
+    recover = a.recover
+
+    def slow_recover(*args: object, **kw: object) -> object:
+        entered.set()
+        go.wait(30.0)
+        return recover(*args, **kw)  # type: ignore[arg-type]
+
+    a.recover = slow_recover  # type: ignore[method-assign]
+    lock = a._recover_lock = TellingLock(asker="second")  # type: ignore[assignment]
+    first = threading.Thread(target=a.recover_expired, kwargs={"look_closer": False})
+    first.start()
+    assert entered.wait(30.0)
+    seen: list[object] = []
+    returned = threading.Event()
+
+    def second() -> None:
+        a.recover_expired(look_closer=False)
+        seen.extend(x.result for x in a.attempts(0))
+        returned.set()
+
+    threading.Thread(target=second, name="second").start()
+    while not lock.asked.wait(0.01) and not returned.is_set():
+        pass  # until it waits for the first, or (the bug) returned without waiting
+    go.set()
+    first.join(30.0)
+    assert returned.wait(30.0)
+    assert seen == ["interrupted"]  # it went on only once the orphan was recovered
     a.close()
