@@ -223,6 +223,13 @@ class Claims(Recovery):
             )
         return "rework" if state == "done" else "retry"
 
+    def lost(self, claim: Claim) -> None:
+        """The connection went while the claim was in progress but not in one of its steps
+        (a read after it was taken, say): its fate is lost as a step's would be. It is let go
+        (no longer renewed) and recovered as this station's orphan once the database is back;
+        a claim held on would be renewed for ever and its row stay claimed. Idempotent."""
+        self._unhold(claim.attempt_id, lost=True)
+
     def set_image(self, claim: Claim, image_sha256: str) -> None:
         """Record the image hash before the first byte is written (durably, in the ledger and
         the journal)."""

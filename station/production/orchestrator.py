@@ -539,6 +539,8 @@ class Orchestrator:
                 finally:
                     self._planner.finished(p.name)
         except LedgerOffline as err:
+            if u.claim is not None:
+                self.ledger.lost(u.claim)  # (a step that lost it has said so already)
             return self._ledger_offline(p, err)
         except FlashError as err:  # from closing the session
             self._emit(LogEvent(p.name, "warning", f"closing the device: {err.reason}"))
@@ -663,7 +665,16 @@ class Orchestrator:
                 "as done",
             )
         )
-        if offline and self.ledger.wait_online(p.cancel):  # (the log says so once: _ledger_status)
+        if not offline:
+            # back already (another port reconnected first), or the claim was taken back: a
+            # claim whose fate was lost is recovered before the port goes on, or its device
+            # meets its own claim still active ("being written right now") and is given up
+            try:
+                self.ledger.recover_expired(look_closer=False)
+            except LedgerOffline:
+                offline = True
+        # (wait_online recovers them too; the log says it is back once: _ledger_status)
+        if offline and self.ledger.wait_online(p.cancel):
             self._port_update(p, None, PortState.WAITING, "ledger back online")
         return Outcome.OFFLINE
 

@@ -78,7 +78,7 @@ class ClaimPlanner:
                 )
             claim = led.claim_row(held.index, **kw)
             self.claimed_on(p, claim.row_index)
-            return claim, led.row(held.index)
+            return claim, self._row_of(claim)
         blank = current.count(0xFF) == len(current)
         new_for_mac: int | None = None
         if not blank:
@@ -121,7 +121,15 @@ class ClaimPlanner:
             if got is None:
                 return Outcome.NO_ROWS
             self.claimed_on(p, got.row_index)
-        return got, led.row(got.row_index)
+        return got, self._row_of(got)
+
+    def _row_of(self, claim: Claim) -> RowRecord:
+        """The claimed row, read back; a connection lost reading it loses the claim's fate."""
+        try:
+            return self.ledger.row(claim.row_index)
+        except LedgerOffline:
+            self.ledger.lost(claim)
+            raise
 
     def claimed_on(self, p: Port, row_index: int) -> None:
         """The port's unit claimed ``row_index``: an assignment of that row is used up (it is
