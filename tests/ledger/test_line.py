@@ -10,7 +10,11 @@ test sees). What happens, triggered by what the boards see, never by time:
 - the server is restarted once one of station B's boards was being written and A was killed
   (every station starts its first boards together);
 - station C reaches the server through a TCP proxy of the test, which is cut (every connection
-  dropped, new ones refused) while one of C's boards is being written, then restored.
+  dropped, new ones refused) while one of C's boards is being written, then restored;
+- station B has a fifth slot, empty until A's claims were recovered: a station waiting for its
+  next board is still part of the line (its lease renewals take back a dead station's claims).
+  Without it B could finish its four boards and end before A's lease ran out, with C cut off:
+  nobody was left to take A's claims back, and the test timed out about one run in ten.
 
 At the end every row is done exactly once, every board holds exactly its row's image (read
 back), and no MAC has two rows.
@@ -249,6 +253,7 @@ def boards() -> Iterator[list[SimulatedDevice]]:
     try:
         for _ in range(3):  # a batch per station: starting many at once is slow
             devs += start_simulated_devices(PER_STATION)
+        devs += start_simulated_devices(1)  # for B's fifth slot, once A's claims came back
         yield devs
     finally:
         for d in devs:
@@ -262,8 +267,10 @@ def test_a_line_survives_a_dead_station_a_server_restart_and_a_network_cut(
     lot = make_small_lot(tmp_path / "lot", n, name="LINE")
     with open_lot(lot, db_url=server.url):
         pass  # imported (and the lot bound to this ledger) once, before the line starts
-    jigs = [Jig(b.port) for b in boards]
-    groups = [jigs[i : i + PER_STATION] for i in range(0, n, PER_STATION)]
+    jigs = [Jig(b.port) for b in boards[:-1]]
+    groups = [jigs[i : i + PER_STATION] for i in range(0, n - 1, PER_STATION)]
+    spare = Jig()  # B's fifth slot, empty for now
+    jigs.append(spare)
     proxy = Proxy(server.port)
     via_proxy = f"postgresql://station@127.0.0.1:{proxy.port}/postgres"
     events: dict[str, float] = {}
@@ -301,7 +308,7 @@ def test_a_line_survives_a_dead_station_a_server_restart_and_a_network_cut(
                 j.on_bytes = hook
         stations = [
             Station(lot, server.url, groups[0]),
-            Station(lot, server.url, groups[1]),
+            Station(lot, server.url, [*groups[1], spare]),
             Station(lot, via_proxy, groups[2]),
         ]
         wait_until(a_killed.is_set, 60, "station A writing a board")
@@ -322,6 +329,7 @@ def test_a_line_survives_a_dead_station_a_server_restart_and_a_network_cut(
                 if watch.run_host(a.run_id)[1] == dead_pid
             ]
             events["recovered"] = max(ended)
+        spare.insert(boards[-1].port)  # B's next board
         wait_until(cut.is_set, 60, "C's network cut while it was writing")
         wait_until(lambda: proxy.refused.is_set(), 60, "station C trying to reconnect")
         wait_until(lambda: stations[2].said("ledger offline"), 30, "C saying ledger offline")
@@ -347,6 +355,10 @@ def test_a_line_survives_a_dead_station_a_server_restart_and_a_network_cut(
             if s.proc.poll() is None:
                 s.proc.kill()
                 s.wait(10)
+        if sys.exc_info()[0] is not None:  # what each station said, for the failure's report
+            for name, s in zip("ABC", stations, strict=False):
+                print(f"--- station {name} (pid {s.proc.pid}), last lines:")
+                print("\n".join(s.lines[-40:]))
         proxy.close()
         for j in jigs:
             j.close()
