@@ -122,6 +122,66 @@ def unused_binaries(
     return candidates - closure(bundled - candidates)
 
 
+# PySide6's QtCore links ICU, whose data library (libicudata.so.NN) is 32 MB of collation
+# rules, legacy codecs, time-zone and locale display names. The station uses none of them: its
+# texts are its own, its CSVs are read by Python, its sorting is QString's, its times Python's.
+# Case mapping and the other Unicode properties Qt asks ICU for are built into libicuuc. The
+# bundle carries ICU's "stubdata" instead: a data library with no items (ICU's own build option),
+# so a QCollator would say "Could not create collator" and fall back to plain comparison.
+ICU_DATA_RE = re.compile(r"libicudata\.so\.(\d+)")
+ICU_STUB_SOURCE = """/* ICU common data with no items, as ICU's source/stubdata/stubdata.cpp */
+typedef struct {
+    unsigned short headerSize;
+    unsigned char magic1, magic2;
+    struct {
+        unsigned short size, reservedWord;
+        unsigned char isBigEndian, charsetFamily, sizeofUChar, reservedByte;
+        unsigned char dataFormat[4], formatVersion[4], dataVersion[4];
+    } info;
+    char padding[8];
+    unsigned int count, reserved;
+    struct { unsigned int nameOffset, dataOffset; } toc[1];
+} IcuDataHeader;
+
+__attribute__((visibility("default"), aligned(16)))
+const IcuDataHeader %(symbol)s = {
+    32, 0xda, 0x27,
+    {20, 0, %(big_endian)d, 0, 2, 0, {0x54, 0x6f, 0x43, 0x50}, {1, 0, 0, 0}, {0, 0, 0, 0}},
+    {0}, 0, 0, {{0, 0}}
+};
+"""
+
+
+def icu_data_version(dest: str) -> str | None:
+    """The ICU version of a bundled ICU data library (``.../libicudata.so.73`` -> ``73``)."""
+    found = ICU_DATA_RE.fullmatch(os.path.basename(dest.replace("\\", "/")))
+    return found.group(1) if found else None
+
+
+def icu_stub_source(version: str, big_endian: bool = False) -> str:
+    """The C source of an ICU data library of this version with no items."""
+    return ICU_STUB_SOURCE % {"symbol": f"icudt{version}_dat", "big_endian": int(big_endian)}
+
+
+def build_icu_stub(version: str, folder: str, compiler: str = "cc") -> str:
+    """Compile the stub data library into ``folder``; its path. CalledProcessError or
+    OSError (no compiler) when it cannot be built."""
+    import subprocess
+    import sys
+
+    os.makedirs(folder, exist_ok=True)
+    source = os.path.join(folder, f"icudt{version}_stub.c")
+    with open(source, "w", encoding="ascii") as out:
+        out.write(icu_stub_source(version, sys.byteorder == "big"))
+    lib = os.path.join(folder, f"libicudata.so.{version}")
+    subprocess.run(
+        [compiler, "-O2", "-shared", "-fPIC", "-nostdlib",  # data only: no C library needed
+         f"-Wl,-soname,libicudata.so.{version}", "-o", lib, source],
+        check=True,
+    )  # fmt: skip
+    return lib
+
+
 def windows_version(version: str) -> tuple[int, int, int, int]:
     """The four numbers Windows wants for a file version: "0.1.0rc2" -> (0, 1, 0, 0)."""
     numbers = []
