@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QHelpEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QFrame,
@@ -200,6 +200,7 @@ class PortCard(QFrame):
             key.setObjectName("fieldName")
             value = QLabel("–")
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value.installEventFilter(self)  # a tap on it chooses the card too (eventFilter)
             if name in ("Unit", "Next", "MAC"):
                 value.setFont(_scaled_font(base, 1.0, bold=True))
             # new text must not re-layout the window: the columns have fixed room
@@ -347,6 +348,13 @@ class PortCard(QFrame):
     def mousePressEvent(self, event: Any) -> None:
         self.chosen.emit(self.port)
         super().mousePressEvent(event)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """The facts are selectable (an engineer copies a MAC) and keep their presses to
+        themselves: a press on one chooses the card all the same, and still selects."""
+        if event.type() == QEvent.Type.MouseButtonPress:
+            self.chosen.emit(self.port)
+        return False
 
     def _apply(self, v: PortView, force: bool = False) -> None:
         old = self._view

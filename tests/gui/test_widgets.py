@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from PySide6.QtCore import QPoint
+from PySide6.QtCore import QPoint, Qt
 from pytestqt.qtbot import QtBot
 
 from station.gui import theme
@@ -175,3 +175,23 @@ def test_every_card_says_ledger_offline_until_it_is_back(qtbot: QtBot) -> None:
     assert cards["COM1"].big.text() == "WORKING 25%"
     assert cards["COM2"].big.text() == "FAIL" and "verify failed" in cards["COM2"].message.toolTip()
     assert cards["COM3"].big.text() == "READY" and cards["COM3"].start_button.isEnabled()
+
+
+def test_a_press_anywhere_on_the_card_chooses_it(qtbot: QtBot) -> None:
+    """Gloved operators tap the card where they tap it: on its state, its counters, or one of
+    its facts, which are selectable (and so kept their presses: a tap there chose nothing)."""
+    card = PortCard("COM7", "Slot 1")
+    qtbot.addWidget(card)
+    card.resize(420, 260)
+    card.show()
+    qtbot.waitExposed(card)
+    chosen: list[str] = []
+    card.chosen.connect(chosen.append)
+    parts = [card.big, card.message, card.counters, card.title, *card.fields.values()]
+    for part in parts:
+        qtbot.mouseClick(part, Qt.MouseButton.LeftButton)
+    assert chosen == ["COM7"] * len(parts)
+    mac = card.fields["MAC"]
+    mac.setText("24:0a:c4:00:00:01")
+    qtbot.mouseDClick(mac, Qt.MouseButton.LeftButton, pos=QPoint(5, mac.height() // 2))
+    assert mac.hasSelectedText()  # and the fact is still selectable
