@@ -520,19 +520,26 @@ class FailedModel(_FixedColumns):
             return None
         rec = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return (
-                str(rec.index + 1),
-                str(rec.unit_id or ""),
-                str(rec.scan_value or ""),
-                port_label(str(rec.port or ""), self.slots),
-                str(rec.attempts or 0),
-                for_operator(str(rec.reason or ""), self.slots),
-            )[index.column()]
+            return self._text(rec, index.column())
         if role == Qt.ItemDataRole.ToolTipRole:
             if index.column() == 3:
                 return rec.port or None
             return rec.reason or None
         return None
+
+    def _text(self, rec: Any, column: int) -> str:
+        """One cell's text; only that column's (the reason's wording is the costly one)."""
+        if column == 0:
+            return str(rec.index + 1)
+        if column == 1:
+            return str(rec.unit_id or "")
+        if column == 2:
+            return str(rec.scan_value or "")
+        if column == 3:
+            return port_label(str(rec.port or ""), self.slots)
+        if column == 4:
+            return str(rec.attempts or 0)
+        return for_operator(str(rec.reason or ""), self.slots)
 
 
 # --- problems and partitions ---

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QTableView
 from pytestqt.modeltest import ModelTester
@@ -242,3 +243,23 @@ def test_background_pages_arrive_without_blocking(qtbot: QtBot, qtmodeltester: M
         qtmodeltester.check(m)
     finally:
         m.stop()
+
+
+def test_a_failed_row_is_shown_in_the_window_s_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each cell says its own column; the reason's wording (the costly part) runs for the
+    reason's cell only, not for the five others of each row painted."""
+    from station.gui import models
+
+    worded: list[str] = []
+    wording = models.for_operator
+    monkeypatch.setattr(
+        models, "for_operator", lambda text, slots: worded.append(text) or wording(text, slots)
+    )
+    failed = FailedModel()
+    failed.slots = {"COM3": "Slot 2"}
+    failed.set_rows(
+        [Rec(4, "U4", "SN-4", "failed", port="COM3", attempts=2, reason="COM3: no answer")]
+    )
+    cells = [failed.data(failed.index(0, c)) for c in range(5)]
+    assert cells == ["5", "U4", "SN-4", "Slot 2", "2"] and worded == []
+    assert failed.data(failed.index(0, 5)) == "Slot 2: no answer" and len(worded) == 1
