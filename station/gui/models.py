@@ -529,12 +529,8 @@ class FailedModel(_FixedColumns):
 
     def _text(self, rec: Any, column: int) -> str:
         """One cell's text; only that column's (the reason's wording is the costly one)."""
-        if column == 0:
-            return str(rec.index + 1)
-        if column == 1:
-            return str(rec.unit_id or "")
-        if column == 2:
-            return str(rec.scan_value or "")
+        if column < 3:  # #, Unit, Scan: as in the rows table
+            return _fixed_cell(rec, column)
         if column == 3:
             return port_label(str(rec.port or ""), self.slots)
         if column == 4:

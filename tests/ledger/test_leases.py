@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from station.ledger import ClaimOfAnotherStation, ClaimRefused, Ledger, LedgerRow
+from station.ledger import Claim, ClaimOfAnotherStation, ClaimRefused, Ledger, LedgerRow
 from station.ledger.ledger import LedgerOffline
 from tests.conftest import PG_URL, TellingLock
 
@@ -199,16 +199,23 @@ def test_a_lost_connection_is_offline_then_connects_again(pg: str) -> None:
     a.close()
 
 
-def test_a_claim_whose_step_was_lost_is_recovered_when_the_ledger_is_back(pg: str) -> None:
-    """The connection goes before the image is recorded: the unit stops before writing; the
-    claim (still active in the database) is this station's orphan and goes back to pending."""
-    a = ledger(pg, "line-a")
+def a_claim_lost_with_the_connection(url: str) -> tuple[Ledger, Claim]:
+    """A station's claim whose step (the image) went with the connection: still active in
+    the database, its fate unknown to the station (its orphan)."""
+    a = ledger(url, "line-a")
     run = a.start_run()
     c = a.claim_next(mac="aa:00", port="p", run_id=run)
     assert c is not None
     terminate(a)
     with pytest.raises(LedgerOffline):
         a.set_image(c, "ab" * 32)
+    return a, c
+
+
+def test_a_claim_whose_step_was_lost_is_recovered_when_the_ledger_is_back(pg: str) -> None:
+    """The connection goes before the image is recorded: the unit stops before writing; the
+    claim (still active in the database) is this station's orphan and goes back to pending."""
+    a, c = a_claim_lost_with_the_connection(pg)
     assert a.wait_online()  # back: the orphan is recovered at once
     assert [x.result for x in a.attempts(0)] == ["interrupted"]
     assert a.recover_expired(look_closer=False) == []
@@ -224,13 +231,7 @@ def test_a_look_for_leftovers_waits_for_the_recovery_already_under_way(pg: str) 
     one found nothing left to do and went on at once, before that recovery was committed: its
     port then met its own lost claim still active ("is being written right now") and gave up
     the unit (tests/ledger/test_line.py, about one run in twenty)."""
-    a = ledger(pg, "line-a")
-    run = a.start_run()
-    c = a.claim_next(mac="aa:00", port="p", run_id=run)
-    assert c is not None
-    terminate(a)
-    with pytest.raises(LedgerOffline):
-        a.set_image(c, "ab" * 32)  # the claim's fate is lost with the connection
+    a, _ = a_claim_lost_with_the_connection(pg)
     entered, go = threading.Event(), threading.Event()
     recover = a.recover
 
