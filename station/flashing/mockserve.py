@@ -10,10 +10,13 @@ import argparse
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 READY_PREFIX = "STATION-SIM-READY "
+# How long a stub read waits for the station's ack of a packet, as esptool waits for a reply
+ACK_WAIT = 3.0
 
 
 def _pair_efuses(chip: str, efuse_file: str) -> None:
@@ -85,8 +88,39 @@ def _s2_security_info(server: Any, protocol: Any) -> None:
     server.handle_get_security_info = handle_get_security_info
 
 
+def _patient_stub_reads(server: Any) -> None:
+    """Make the stub's READ_FLASH wait for the station's acks, as the real stub does.
+
+    The mock waits for each ack only as long as its receive timeout (50 ms), then drops the
+    read without sending the digest: under load (32 chips sharing a core) the station then
+    waited 3 s for a digest that never came and read again through the ROM loader."""
+
+    def receive(conn: Any, stop_event: threading.Event, buf: bytearray) -> bytes | None:
+        deadline = time.monotonic() + ACK_WAIT
+        while not stop_event.is_set():
+            payload = server._consume_slip_frame(buf)
+            if payload is not None:
+                return payload  # type: ignore[no-any-return]
+            try:
+                chunk = conn.recv(4096)
+            except TimeoutError:
+                if time.monotonic() < deadline:
+                    continue
+                return None
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            buf.extend(chunk)
+        return None
+
+    server._recv_slip_payload = receive
+
+
 def _serve(chip: str, mac: str, transport: str, efuse_file: str | None = None) -> None:
     from esp32_mock_bootloader import registers, server
+
+    _patient_stub_reads(server)
 
     octets = tuple(int(x, 16) for x in mac.split(":"))
     if len(octets) != 6:
@@ -101,6 +135,12 @@ def _serve(chip: str, mac: str, transport: str, efuse_file: str | None = None) -
     if transport == "tcp":
         import socket
 
+        # A TCP session ends when the station hangs up. The mock also ends any session 3 s
+        # after FLASH_END, which esptool sends after every stub write (reboot=False: the
+        # stub keeps running), so a read-back that came later (32 ports on a busy core)
+        # lost its connection.
+        server._FLASH_END_IDLE_SEC = float("inf")  # type: ignore[attr-defined]
+
         # bind here so the ready line carries a port that already accepts connections
         real_socket = socket.socket
 
@@ -109,6 +149,13 @@ def _serve(chip: str, mac: str, transport: str, efuse_file: str | None = None) -
                 super().listen(*args)
                 port = self.getsockname()[1]
                 print(f"{READY_PREFIX}socket://127.0.0.1:{port}", flush=True)
+
+            def accept(self) -> tuple[socket.socket, Any]:
+                # like a UART, send each reply at once: with Nagle, a stub read's closing
+                # MD5 waited for the station's delayed ACK (~40 ms per read)
+                conn, addr = super().accept()
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return conn, addr
 
         server.socket.socket = _Announcing  # type: ignore[attr-defined,misc]
         server.run_server(0, None, chip, "127.0.0.1", track_registry=False)

@@ -55,6 +55,7 @@ class FaultProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # a stalled line stays open however long it is quiet
             with self._lock:
                 self._socks += [client, upstream]
             self._spawn(self._pump, client, upstream, True)
