@@ -4,12 +4,14 @@
 returns a :class:`DeviceSession` for reading, writing, verifying and resetting. Every device
 fault becomes a :class:`FlashError` whose ``reason`` is meant for the operator.
 
-Reads use the ROM loader's slow read while the ROM is talking (no stub upload for a small
-read); once the stub runs (large writes), the stub reads, and a failed stub read is retried as
-a ROM read over a fresh connection. (esptool's own stub read fails against esp32-mock-bootloader
+Reads and writes go through esptool's stub flasher, as esptool's own commands do, unless
+``no_stub``: the stub (3.7 KB for an ESP32) reads 24 KB in a few packets where the ROM loader
+needs 384 commands of 64 bytes. A stub read that fails is retried as a ROM read over a fresh
+connection, and that session reads through the ROM from then on. A blank region is known by
+the device's MD5 without a stub. (esptool's own stub read fails against esp32-mock-bootloader
 over pyserial's ``socket://``; through this module's buffered TCP reader it reads correctly,
-digest included.) Writes over 64 KiB use the stub flasher unless ``no_stub``. Regions with
-``readback=False`` (firmware) are verified by the device's MD5 instead of a read-back.
+digest included.) Regions with ``readback=False`` (firmware) are verified by the device's MD5
+instead of a read-back.
 """
 
 from __future__ import annotations
@@ -49,9 +51,6 @@ TABLE_SIZE = 0xC00
 CONNECT_HINT = "check the cable and the BOOT button"
 # Reads of this many bytes or more ask the device's MD5 first: a blank region is not read
 BLANK_FIRST = 4096
-# Up to this many bytes per write, the ROM loader writes (no stub upload, and the read-back
-# needs no reconnect); larger writes (firmware) go through the faster, compressing stub.
-ROM_WRITE_LIMIT = 0x10000
 
 
 class Cancelled(serial.SerialException):
@@ -86,6 +85,11 @@ class _SocketReader:
         if sock is not self._sock:  # reopened: what was buffered belongs to the old link
             self._sock = sock
             self.buf.clear()
+            if sock is not None:
+                # a serial line: each write goes out at once. With Nagle a stub read's
+                # second ack waits for the device's delayed ACK (~40 ms per read).
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if sock is None:
             raise serial.PortNotOpenError()
         return sock  # type: ignore[no-any-return]
@@ -293,10 +297,12 @@ def _reason(err: BaseException, port: str, phase: str) -> str:
         return "cancelled"
     if _is_mismatch(err):
         return f"write check failed while {doing}: the device holds different data (MD5)"
+    # esptool's "data stream stopped: possible serial noise" is a reply that stopped halfway:
+    # garbled bytes would have set the session's garbled flag before (see DeviceSession._error)
+    if any(w in low for w in ("timed out", "no serial data", "no more data", "stream stopped")):
+        return f"{port} stopped answering while {doing} — {CONNECT_HINT}"
     if "invalid head of packet" in low or "noise or corruption" in low or "corrupt" in low:
         return f"garbled data from {port} while {doing} — check the cable, or use a lower --baud"
-    if any(w in low for w in ("timed out", "no serial data", "no more data")):
-        return f"{port} stopped answering while {doing} — {CONNECT_HINT}"
     if (
         isinstance(err, (serial.SerialException, OSError))
         or "disconnected" in low
@@ -351,9 +357,8 @@ class DeviceSession:
         self._serial: Any = None
         self._guard: _Guard | None = None
         self._esp: Any = None
-        self._rom_read_ok: bool | None = None
+        self._stub_read_failed = False
         self._garbled = False
-        self.rom_write_limit = ROM_WRITE_LIMIT
         self._closed = False
         self.sink = JobSink()
 
@@ -579,7 +584,6 @@ class DeviceSession:
             return None  # the ROM refused the command
         except (serial.SerialException, OSError) as err:
             raise self._error(err) from err
-        self._rom_read_ok = True
         return bytes(data)
 
     def _stub_read(self, offset: int, size: int, base: int, total: int) -> bytes:
@@ -590,13 +594,14 @@ class DeviceSession:
         self._check_cancel()
         if self._esp is None:
             self._reconnect_rom()
-        if self._esp.IS_STUB and self._rom_read_ok:
-            self._reconnect_rom()  # this device's ROM reads well: cheaper than a stub read
+        if not self._stub_read_failed:
+            self._load_stub()
+        elif self._esp.IS_STUB:
+            self._reconnect_rom()  # a write loaded the stub, which cannot read here
         if not self._esp.IS_STUB:
             data = self._rom_read(offset, size, base, total)
             if data is not None:
                 return data
-            self._rom_read_ok = False
             if self.no_stub:
                 raise FlashError(
                     f"the {self.info.chip or 'chip'}'s ROM loader cannot read flash; "
@@ -621,6 +626,7 @@ class DeviceSession:
                 raise (second if self.cancel.is_set() else first) from None
             if data is None:
                 raise first from None
+            self._stub_read_failed = True  # this device's stub cannot read: the ROM from now on
             return data
 
     def read(self, offset: int, size: int) -> bytes:
@@ -685,8 +691,7 @@ class DeviceSession:
         if self._esp is None:
             self._reconnect_rom()
         total = sum(len(r.data) for r in regions)
-        if total > self.rom_write_limit or self._rom_read_ok is False:
-            self._load_stub()
+        self._load_stub()
         base = 0
         for region in regions:
             size = len(region.data)

@@ -1,11 +1,11 @@
 """Device sessions in a child process: the device host.
 
-esptool is pure Python. A port that flashes keeps a Python thread busy (SLIP framing, ROM reads
-of 64 bytes per command), and in the station window's process those threads compete with the GUI
-thread for the GIL. Qt calls Python for every cell it paints, and each call waits for the GIL
-again. With 8 ports flashing, one repaint of the row table waited 100-400 ms
-(``tests/bench/bench_gui_stall.py``). The device host runs the esptool sessions in a child
-process (``python -m station.flashing.host``; in the frozen program
+esptool is pure Python. A port that flashes keeps a Python thread busy (SLIP framing byte by
+byte, one command per 64 bytes read through the ROM loader), and in the station window's
+process those threads compete with the GUI thread for the GIL. Qt calls Python for every cell
+it paints, and each call waits for the GIL again. With 8 ports flashing, one repaint of the row
+table waited 100-400 ms (``tests/bench/bench_gui_stall.py``). The device host runs the esptool
+sessions in a child process (``python -m station.flashing.host``; in the frozen program
 ``station -m station.flashing.host``). The orchestrator gets :class:`RemoteSession` objects with
 the methods of :class:`~station.flashing.device.DeviceSession`, so the window's process only
 waits on a pipe.
@@ -16,7 +16,7 @@ waits on a pipe.
   (:class:`ProgressCoalescer`): a new phase, a 0/0 announcement and a finished count go at once,
   counts in between at most every ``PROGRESS_INTERVAL``, and the newest count held back is sent
   within one interval even if the port then stalls (trailing edge), and always before the
-  call's result. A ROM read-back of a 24 KB factory image reports 384 steps (64 bytes each);
+  call's result. A ROM read-back (``--no-stub``) of a 24 KB image reports 384 steps (64 bytes each);
   at 32 ports each crossing cost the host a pickle and the window an unpickle, an orchestrator
   event and a bridge fold.
 - A cancel event set by the caller reaches the session in the host within about 50 ms.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -28,13 +29,16 @@ pytestmark = pytest.mark.slow
 
 
 def esptool_read(port: str, offset: int, size: int) -> bytes:
-    """Read flash with esptool itself (ROM loader), independent of our engine."""
+    """Read flash with esptool itself, independent of our engine: through the ROM loader, or
+    through the stub when it still runs (a simulated chip on a PTY cannot be reset by RTS)."""
     with (
         cmds.detect_chip(
             port, connect_mode="no-reset" if port.startswith("socket") else "default-reset"
         ) as esp,
         router().bound(_Quiet()),
     ):
+        if esp.sync_stub_detected:
+            return bytes(esp.run_stub().read_flash(offset, size, None))
         return bytes(esp.read_flash_slow(offset, size, None))
 
 
@@ -188,20 +192,20 @@ def test_a_blank_region_is_known_by_its_md5_without_reading_it(sim, monkeypatch)
     assert esptool_read(dev.port, FACTORY_OFFSET, FACTORY_SIZE) == got
 
 
-def test_stub_write_and_failed_stub_read_retried_as_rom_read(sim, monkeypatch) -> None:
-    """A firmware-sized write goes through the stub and the stub reads it back; a stub read
+def test_stub_writes_and_reads_back_and_a_failed_stub_read_is_retried_as_rom_read(
+    sim, monkeypatch
+) -> None:
+    """A factory image is written and read back by the stub, as esptool would; a stub read
     that fails (as esptool's own does against the simulated stub, and as some real stubs do)
-    is retried as a ROM read over a fresh connection."""
+    is retried as a ROM read over a fresh connection, and the session stays with the ROM."""
     (dev,) = sim(1)
     image = nvs_image("SNSTUB")
     with open_device(dev.port) as s:
-        s.rom_write_limit = 0  # force the stub even for this small region
         s.write([WriteRegion(FACTORY_OFFSET, image)])
         assert s._esp.IS_STUB
         s.verify([WriteRegion(FACTORY_OFFSET, image)])
         assert s._esp.IS_STUB  # read back by the stub itself: no reconnect
     with open_device(dev.port) as s:
-        s.rom_write_limit = 0
         s.write([WriteRegion(0x20000, b"\x11" * 0x1000)])
         stub_class = type(s._esp)
         failures = []
@@ -211,10 +215,33 @@ def test_stub_write_and_failed_stub_read_retried_as_rom_read(sim, monkeypatch) -
             raise FatalError("No more data to read from the serial port.")
 
         monkeypatch.setattr(stub_class, "read_flash", broken_read)
-        s._rom_read_ok = None
         assert s.read(0x20000, 0x1000) == b"\x11" * 0x1000
         assert failures == [0x20000]
-        assert not s._esp.IS_STUB and s._rom_read_ok  # read by the ROM loader after all
+        assert not s._esp.IS_STUB  # read by the ROM loader after all
+        s.write([WriteRegion(0x21000, b"\x22" * 0x1000)])  # the stub writes again
+        assert s.read(0x21000, 0x1000) == b"\x22" * 0x1000
+        assert failures == [0x20000]  # and the ROM reads: the stub is not asked again
+        assert not s._esp.IS_STUB
+
+
+def test_no_stub_reads_and_writes_through_the_rom_loader(sim) -> None:
+    (dev,) = sim(1)
+    image = nvs_image("SNROM")
+    with open_device(dev.port, no_stub=True) as s:
+        s.write([WriteRegion(FACTORY_OFFSET, image)])
+        s.verify([WriteRegion(FACTORY_OFFSET, image)])
+        assert not s._esp.IS_STUB
+    assert esptool_read(dev.port, FACTORY_OFFSET, len(image)) == image
+
+
+def test_a_serial_line_over_tcp_sends_each_write_at_once(sim) -> None:
+    """socket:// links carry esptool's small writes (a stub read's acks) without Nagle's
+    wait for the peer's delayed ACK."""
+    (dev,) = sim(1)
+    with open_device(dev.port) as s:
+        s.read(FACTORY_OFFSET, FACTORY_SIZE)
+        sock = s._serial._socket
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 def test_station_flash_command_in_process(sim, tmp_path: Path, capsys) -> None:

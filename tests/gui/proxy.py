@@ -7,11 +7,17 @@ import socket
 import threading
 from urllib.parse import urlparse
 
+# The start of a SLIP command frame that carries flash data: FLASH_DATA (the ROM loader) and
+# FLASH_DEFL_DATA (the stub). A 0xC0 inside a frame is escaped, so this marks a frame's start.
+WRITE_COMMANDS = (b"\xc0\x00\x03", b"\xc0\x00\x11")
+
 
 class CuttableProxy:
-    """Forwards ``socket://127.0.0.1:PORT`` to a device; ``cut_after(n)`` drops every connection
-    once n more bytes went towards the device (and refuses new ones) until ``restore()``;
-    ``stall_after(n)`` instead keeps the line open but passes nothing more (a hung device).
+    """Forwards ``socket://127.0.0.1:PORT`` to a device; ``cut_at_write()`` drops every
+    connection when the next block of flash data goes towards the device (and refuses new ones)
+    until ``restore()``; ``stall_at_write()`` instead keeps the line open but passes nothing more
+    from then on (a hung device). A block, not a byte count: the stub sends a factory image as
+    one compressed block of a few hundred bytes.
 
     One thread serves everything (tests/flashing's FaultProxy leaves its accept thread blocked
     after close, which the GUI tests' thread check would report); ``close()`` joins it."""
@@ -23,10 +29,9 @@ class CuttableProxy:
         self.listener.setblocking(False)
         self.port = f"socket://127.0.0.1:{self.listener.getsockname()[1]}"
         self._lock = threading.Lock()
-        self._budget: int | None = None  # bytes to the device before the cut; None: no limit
+        self._armed: str | None = None  # "cut" or "stall" at the next write; None: no fault
         self._cut = False
         self._stall = False
-        self._stall_pending = False
         self.cuts = 0
         self.stalled = threading.Event()
         self._stop = threading.Event()
@@ -36,20 +41,18 @@ class CuttableProxy:
         self._thread = threading.Thread(target=self._run, name="cuttable proxy", daemon=True)
         self._thread.start()
 
-    def cut_after(self, nbytes: int) -> None:
+    def cut_at_write(self) -> None:
         with self._lock:
-            self._budget = nbytes
-            self._stall_pending = False
+            self._armed = "cut"
 
-    def stall_after(self, nbytes: int) -> None:
+    def stall_at_write(self) -> None:
         with self._lock:
-            self._budget = nbytes
-            self._stall_pending = True
+            self._armed = "stall"
 
     def restore(self) -> None:
         with self._lock:
-            self._budget = None
-            self._cut = self._stall = self._stall_pending = False
+            self._armed = None
+            self._cut = self._stall = False
             self.stalled.clear()
 
     def close(self) -> None:
@@ -85,17 +88,14 @@ class CuttableProxy:
                     self._close_pair(sock)
                     continue
                 with self._lock:
-                    if to_device and self._budget is not None:
-                        if len(data) >= self._budget:
-                            self._budget = None
-                            if self._stall_pending:
-                                self._stall = True
-                                self.stalled.set()
-                            else:
-                                self._cut = True
-                                self.cuts += 1
+                    if to_device and self._armed and any(c in data for c in WRITE_COMMANDS):
+                        if self._armed == "stall":
+                            self._stall = True
+                            self.stalled.set()
                         else:
-                            self._budget -= len(data)
+                            self._cut = True
+                            self.cuts += 1
+                        self._armed = None
                     cut, stall = self._cut, self._stall
                 if cut:
                     self._drop_all()

@@ -24,7 +24,7 @@ if not hasattr(flashing, "start_simulated_devices"):
     pytest.skip("station.flashing has no simulated devices yet", allow_module_level=True)
 
 pytestmark = pytest.mark.slow
-FLASH_TIMEOUT = 90_000  # ms: a slow CI machine writing 24 KiB through the ROM loader
+FLASH_TIMEOUT = 90_000  # ms: a unit on a slow, loaded CI machine
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_cut_line_fails_on_the_card_and_in_the_list_then_retry_passes(
         w = make_window(qtbot, settings, [proxy.port])
         assert w.open_lot(str(lot_file))
         # let the device connect and be identified, then pull the cable during the write
-        proxy.cut_after(16_000)
+        proxy.cut_at_write()
         w.handle_scan("SN26110004")
         wait_state(qtbot, w, proxy.port, "failed")
         card = w.cards[proxy.port]
@@ -152,7 +152,7 @@ def test_closing_while_flashing_asks_then_cancels_cleanly(
 ) -> None:
     # the device hangs mid-write: the port stays busy until the window cancels it
     proxy = CuttableProxy(devices[0].port)
-    proxy.stall_after(16_000)
+    proxy.stall_at_write()
     try:
         w = make_window(qtbot, settings, [proxy.port])
         assert w.open_lot(str(lot_file))
@@ -347,7 +347,7 @@ def test_release_of_a_failed_unit_by_a_supervisor(
     try:
         w = make_window(qtbot, settings, [proxy.port])
         assert w.open_lot(str(lot_file))
-        proxy.cut_after(16_000)
+        proxy.cut_at_write()
         w.handle_scan("SN26110008")
         qtbot.waitUntil(lambda: w.failed_model.rowCount() == 1, timeout=FLASH_TIMEOUT)
         w.orchestrator.wait_idle(10)
