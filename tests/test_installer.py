@@ -320,3 +320,28 @@ print(label.sizeHint().width() > 0, QLocale("de_DE").toUpper("straße"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [str(stub), "True STRASSE"]
     assert done.stderr == ""
+
+
+def test_key_derivations_work_without_pythons_own_openssl() -> None:
+    """The Linux bundle leaves libcrypto to the system: without it hashlib has no PBKDF2 or
+    scrypt. The station derives keys with cryptography, and gets hashlib's answers."""
+    salt = bytes(range(16))
+    code = (
+        "import sys; sys.modules['_hashlib'] = None; sys.modules['_ssl'] = None\n"
+        "import hashlib; assert not hasattr(hashlib, 'scrypt')\n"
+        "from station.matter.spake2p import pbkdf2\n"
+        "from station.production.engineer import check_pin, hash_pin\n"
+        f"salt = {salt!r}\n"
+        "print(pbkdf2(20202021, salt, 1000).hex())\n"
+        "stored = hash_pin('471100', salt=salt)\n"
+        "assert check_pin('471100', stored) and not check_pin('471101', stored)\n"
+        "print(stored.rsplit('$', 1)[1])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.split()
+    import hashlib
+
+    want_ws = hashlib.pbkdf2_hmac("sha256", (20202021).to_bytes(4, "little"), salt, 1000, 80)
+    want_pin = hashlib.scrypt(b"471100", salt=salt, n=2**14, r=8, p=1, dklen=32)
+    assert out == [want_ws.hex(), want_pin.hex()]

@@ -7,12 +7,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 WS_LENGTH = 40  # 32-byte scalar + 8 bytes, so the reduction mod n is unbiased
@@ -22,10 +22,10 @@ SALT_MIN, SALT_MAX = 16, 32
 
 
 def pbkdf2(passcode: int, salt: bytes, iterations: int) -> bytes:
-    """The 80 bytes w0s || w1s."""
-    return hashlib.pbkdf2_hmac(
-        "sha256", passcode.to_bytes(4, "little"), salt, iterations, 2 * WS_LENGTH
-    )
+    """The 80 bytes w0s || w1s (cryptography's PBKDF2: hashlib's needs Python's own OpenSSL,
+    which the Linux bundle leaves to the system)."""
+    kdf = PBKDF2HMAC(hashes.SHA256(), 2 * WS_LENGTH, salt, iterations)
+    return kdf.derive(passcode.to_bytes(4, "little"))
 
 
 def verifier_from_ws(ws: bytes) -> bytes:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import os
 import re
 import struct
@@ -23,6 +22,9 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from station.errors import Problem, ProblemList, StationError
 from station.files import MAX_BLOB, MAX_VALUE_FILE, InputFileError, read_input
@@ -319,9 +321,9 @@ class _Prep:
         if e.key != "ap.authmode" or value != "0":
             self.ap[e.key] = value
         if all(self.ap.get(k) for k in _AP_KEYS):
-            pmk = hashlib.pbkdf2_hmac(
-                "sha1", self.ap["ap.passwd"].encode(), self.ap["ap.ssid"].encode(), 4096, 32
-            )
+            # WPA's PSK; cryptography's PBKDF2, as hashlib's needs Python's own OpenSSL
+            kdf = PBKDF2HMAC(hashes.SHA1(), 32, self.ap["ap.ssid"].encode(), 4096)  # noqa: S303
+            pmk = kdf.derive(self.ap["ap.passwd"].encode())
             self.blob(e, "ap.pmk_info", b"\0" * 100 + pmk)
 
     def blob(self, e: NvsEntry, key: str, data: bytes) -> None:

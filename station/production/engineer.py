@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import hmac
 import os
 import sys
@@ -19,6 +18,15 @@ from typing import Any
 
 _N, _R, _P = 2**14, 8, 1
 _PREFIX = "scrypt"
+_MAX_MEMORY = 32 * 1024 * 1024  # scrypt's 128·r·n bytes, as hashlib's default limit
+
+
+def _scrypt(pin: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
+    # cryptography's scrypt: hashlib's needs Python's own OpenSSL, which the Linux bundle
+    # leaves to the system (imported here, to keep `station engineer-pin` quick to start)
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    return Scrypt(salt=salt, length=length, n=n, r=r, p=p).derive(pin.encode("utf-8"))
 
 
 def hash_pin(pin: str, *, salt: bytes | None = None) -> str:
@@ -26,7 +34,7 @@ def hash_pin(pin: str, *, salt: bytes | None = None) -> str:
     if not pin:
         raise ValueError("the PIN is empty")
     salt = os.urandom(16) if salt is None else salt
-    digest = hashlib.scrypt(pin.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    digest = _scrypt(pin, salt, _N, _R, _P, 32)
     return f"{_PREFIX}${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
 
 
@@ -40,11 +48,11 @@ def check_pin(pin: str, stored: str) -> bool:
         n_i, r_i, p_i = int(n), int(r), int(p)
     except ValueError:
         return False
-    if not pin or n_i > 2**20 or r_i > 32 or p_i > 16:
+    if not pin or not 1 < n_i <= 2**20 or n_i & (n_i - 1) or not 0 < r_i <= 32:
         return False
-    digest = hashlib.scrypt(
-        pin.encode("utf-8"), salt=salt, n=n_i, r=r_i, p=p_i, dklen=len(expected)
-    )
+    if not 0 < p_i <= 16 or 128 * r_i * n_i > _MAX_MEMORY or not expected:
+        return False
+    digest = _scrypt(pin, salt, n_i, r_i, p_i, len(expected))
     return hmac.compare_digest(digest, expected)
 
 
