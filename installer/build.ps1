@@ -29,7 +29,7 @@ if (-not (Test-Path $Py)) {
     Invoke-Checked "creating the venv" { py -3.11 -m venv build\venv }
     Invoke-Checked "pip upgrade" { & $Py -m pip install -q --upgrade pip }
 }
-Invoke-Checked "installing station[gui]" { & $Py -m pip install -q -e ".[gui]" }
+Invoke-Checked "installing station[gui,postgres]" { & $Py -m pip install -q -e ".[gui,postgres]" }
 Invoke-Checked "installing PyInstaller" {
     & $Py -m pip install -q "pyinstaller==$PyInstallerVersion" "pyinstaller-hooks-contrib==$HooksContribVersion"
 }

@@ -6,8 +6,8 @@
 #                                      device) and fail on a non-zero exit or any line of output
 #                                      that is not a self-test line
 #
-# Python: the active virtual environment if it has station and PySide6 installed (CI, a developer's
-# .venv); otherwise build/venv is created and station[gui] installed there. PyInstaller is
+# Python: the active virtual environment if it has station, PySide6 and psycopg (CI, a developer's
+# .venv); otherwise build/venv is created and station[gui,postgres] installed there. PyInstaller is
 # installed into that environment at the pinned version below.
 set -euo pipefail
 
@@ -30,7 +30,7 @@ WORK=$ROOT/build/pyinstaller
 
 has_station() {
   "$1" -c 'import importlib.metadata as m, importlib.util as u
-m.version("station"); assert u.find_spec("PySide6") and u.find_spec("segno")' 2>/dev/null
+m.version("station"); assert u.find_spec("PySide6") and u.find_spec("segno") and u.find_spec("psycopg")' 2>/dev/null
 }
 
 if [ -n "${VIRTUAL_ENV:-}" ] && has_station "$VIRTUAL_ENV/bin/python"; then
@@ -38,10 +38,10 @@ if [ -n "${VIRTUAL_ENV:-}" ] && has_station "$VIRTUAL_ENV/bin/python"; then
 else
   PY=$ROOT/build/venv/bin/python
   if ! has_station "$PY"; then
-    echo "build.sh: creating build/venv with station[gui]"
+    echo "build.sh: creating build/venv with station[gui,postgres]"
     python3 -m venv "$ROOT/build/venv"
     "$PY" -m pip install -q --upgrade pip
-    "$PY" -m pip install -q -e "$ROOT[gui]"
+    "$PY" -m pip install -q -e "$ROOT[gui,postgres]"
   fi
 fi
 "$PY" -m pip install -q "pyinstaller==$PYINSTALLER_VERSION" \

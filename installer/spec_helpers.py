@@ -59,6 +59,38 @@ UNUSED_PLUGINS = (
     "qglib",
     "qnetworkmanager",
 )
+# Libraries the bundle leaves to the PC, with every library that only they brought in: those of
+# the packages docs/installing.md asks a Linux PC for (the desktop's own libraries, which the
+# self-test's display check names when one is missing). Copies from the build machine would
+# only stand beside the desktop's (a bundled fontconfig can misread a newer system's fontconfig
+# files) and miss its security updates. libcups.so.2 (Qt's CUPS print plugin) brought GnuTLS,
+# Kerberos, Avahi, p11-kit, nettle …: 9 MB; without CUPS the plugin finds no printer either way.
+SYSTEM_LIBRARIES = frozenset(
+    {
+        "libcups.so.2",  # libcups2
+        "libdbus-1.so.3",  # libdbus-1-3 (with libsystemd, libgcrypt, lz4, zstd …)
+        "libglib-2.0.so.0",  # libglib2.0-0
+        "libgthread-2.0.so.0",
+        "libfontconfig.so.1",  # libfontconfig1 (with expat)
+        "libfreetype.so.6",  # libfreetype6, which libfontconfig1 needs (with libpng, brotli)
+        "libX11.so.6",  # libx11-6 (with libXau, libXdmcp, libbsd)
+        "libX11-xcb.so.1",  # libx11-xcb1
+        # Python's own OpenSSL (libssl3): its ssl module matters only to psycopg over the
+        # system's libpq, which needs libssl3 itself; the station's keys come from cryptography,
+        # which carries its own OpenSSL
+        "libssl.so.3",
+        "libcrypto.so.3",
+        "libxkbcommon.so.0",  # libxkbcommon0
+        "libxkbcommon-x11.so.0",  # libxkbcommon-x11-0
+        "libxcb-cursor.so.0",  # libxcb-cursor0 … as Qt's X11 plugin asks
+        "libxcb-icccm.so.4",
+        "libxcb-keysyms.so.1",
+        "libxcb-image.so.0",
+        "libxcb-render-util.so.0",
+        "libxcb-shape.so.0",
+        "libxcb-xkb.so.1",
+    }
+)
 # Qt's own translations (qtbase_de.qm …): the window's texts are the station's, in English
 
 
@@ -98,12 +130,18 @@ def is_unused_plugin(dest: str) -> bool:
 
 
 def unused_binaries(
-    binaries: Iterable[str], needs: Callable[[str], Iterable[str]], unused: Callable[[str], bool]
+    binaries: Iterable[str],
+    needs: Callable[[str], Iterable[str]],
+    unused: Callable[[str], bool],
+    from_system: Callable[[str], bool] = lambda key: False,
 ) -> set[str]:
-    """The unused plugins among ``binaries`` and every binary only they need, however indirectly.
+    """The unused plugins among ``binaries`` and every binary only they need, however indirectly;
+    likewise the libraries ``from_system`` leaves to the PC (what links them still loads them,
+    from the system).
 
-    ``needs(key)`` names the binaries that ``key`` links against; names that are not in
-    ``binaries`` (system libraries) are ignored. A library that anything else needs stays.
+    ``needs(key)`` names the libraries that ``key`` links against directly, bundled or not
+    (an unbundled one, such as libGL, is followed to what it links in turn); a link to a library
+    ``from_system`` is not followed. A library that anything else needs stays.
     """
     bundled = set(binaries)
 
@@ -114,11 +152,11 @@ def unused_binaries(
             key = todo.pop()
             if key not in seen:
                 seen.add(key)
-                todo.extend(k for k in needs(key) if k in bundled)
+                todo.extend(k for k in needs(key) if not from_system(k))
         return seen
 
-    plugins = {key for key in bundled if unused(key)}
-    candidates = closure(plugins)
+    plugins = {key for key in bundled if unused(key) or from_system(key)}
+    candidates = closure(plugins) & bundled
     return candidates - closure(bundled - candidates)
 
 
@@ -150,6 +188,43 @@ const IcuDataHeader %(symbol)s = {
     {0}, 0, 0, {{0, 0}}
 };
 """
+
+
+def elf_needed(path: str) -> list[str] | None:
+    """The libraries a 64-bit little-endian ELF file names itself (DT_NEEDED), in order; None
+    for other files. PyInstaller's get_imports() answers with ldd, which lists every library
+    loaded, however indirectly: leaving one library to the system needs the direct links."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:  # ELFCLASS64, little-endian
+        return None
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    loads: list[tuple[int, int, int]] = []  # (vaddr, offset, size) of each PT_LOAD
+    dynamic: tuple[int, int] | None = None
+    for i in range(phnum):
+        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, phoff + i * phentsize
+        )
+        if p_type == 1:
+            loads.append((p_vaddr, p_offset, p_filesz))
+        elif p_type == 2:
+            dynamic = (p_offset, p_filesz)
+    if dynamic is None:
+        return []
+    needed: list[int] = []
+    strtab = None
+    for at in range(dynamic[0], dynamic[0] + dynamic[1], 16):
+        tag, value = struct.unpack_from("<qQ", data, at)
+        if tag == 0:  # DT_NULL
+            break
+        if tag == 1:  # DT_NEEDED: an offset into the string table
+            needed.append(value)
+        elif tag == 5:  # DT_STRTAB: the string table's address once loaded
+            strtab = next((o + value - v for v, o, n in loads if v <= value < v + n), None)
+    if strtab is None:
+        return []
+    return [data[strtab + n : data.index(b"\0", strtab + n)].decode() for n in needed]
 
 
 def icu_data_version(dest: str) -> str | None:

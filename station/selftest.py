@@ -291,6 +291,22 @@ def _check_serial_urls(ctx: _Context) -> str:
     return f"pyserial {serial.VERSION}: {', '.join(schemes)}"
 
 
+def _check_postgresql(ctx: _Context) -> str:
+    try:
+        import psycopg
+    except ImportError as err:
+        # psycopg lists what it tried, one line each; the last is the system's libpq
+        why = (str(err).strip().splitlines() or [""])[-1].lstrip("- ")
+        raise Skip(
+            f"no PostgreSQL client ({why}): only a line's shared ledger needs it (libpq5 on Debian)"
+        ) from None
+    libpq = psycopg.pq.version()
+    return (
+        f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__} implementation), "
+        f"libpq {libpq // 10000}.{libpq % 10000}"
+    )
+
+
 def _check_aes_xts(ctx: _Context) -> str:
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -729,6 +745,7 @@ def default_checks(port: str | None = None, *, frozen: bool | None = None) -> li
         Check("imports", lambda: _check_imports(ctx)),
         Check("esptool-stubs", lambda: _check_esptool_stubs(ctx)),
         Check("serial-urls", lambda: _check_serial_urls(ctx)),
+        Check("postgresql", lambda: _check_postgresql(ctx)),
         Check("aes-xts", lambda: _check_aes_xts(ctx)),
         Check("nvs-encode", lambda: _check_nvs(ctx)),
         Check("device-host", lambda: _check_device_host(ctx)),

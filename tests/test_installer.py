@@ -128,7 +128,7 @@ def test_libraries_only_unused_plugins_need_are_dropped_and_shared_ones_stay() -
         "libavcodec.so": [],
     }
     dropped = helpers.unused_binaries(
-        graph, lambda key: graph[key], lambda key: key in {"libqgtk3.so", "libqvk.so"}
+        graph, lambda key: graph.get(key, []), lambda key: key in {"libqgtk3.so", "libqvk.so"}
     )
     assert dropped == {
         "libqgtk3.so",
@@ -137,6 +137,55 @@ def test_libraries_only_unused_plugins_need_are_dropped_and_shared_ones_stay() -
         "libqvk.so",
         "libQt6VirtualKeyboard.so.6",
     }
+
+
+def test_a_library_left_to_the_system_goes_with_what_only_it_needs() -> None:
+    graph = {
+        "libcupsprintersupport.so": ["libcups.so.2", "libQt6PrintSupport.so.6"],  # stays
+        "libQt6PrintSupport.so.6": [],
+        "libcups.so.2": ["libgnutls.so.30", "libgcrypt.so.20", "libc.so.6"],
+        "libgnutls.so.30": ["libnettle.so.8"],
+        "libnettle.so.8": [],
+        "libdbus-1.so.3": ["libsystemd.so.0"],
+        "libsystemd.so.0": ["libgcrypt.so.20"],
+        "libgcrypt.so.20": [],  # stays: libsystemd needs it too
+    }
+    dropped = helpers.unused_binaries(
+        graph,
+        lambda key: graph.get(key, []),
+        lambda key: False,
+        lambda key: key == "libcups.so.2",
+    )
+    assert dropped == {"libcups.so.2", "libgnutls.so.30", "libnettle.so.8"}
+    assert "libcups.so.2" in helpers.SYSTEM_LIBRARIES
+
+
+def test_a_library_an_unbundled_one_needs_stays() -> None:
+    """libGL comes from the PC, but what it links in turn from the bundle is still needed."""
+    graph = {
+        "libqxcb.so": ["libGL.so.1"],
+        "libGL.so.1": ["libX11.so.6"],  # not bundled
+        "libqgtk3.so": ["libX11.so.6", "libgtk.so"],
+        "libX11.so.6": [],
+        "libgtk.so": [],
+    }
+    bundled = ["libqxcb.so", "libqgtk3.so", "libX11.so.6", "libgtk.so"]
+    dropped = helpers.unused_binaries(
+        bundled, lambda key: graph.get(key, []), lambda key: key == "libqgtk3.so"
+    )
+    assert dropped == {"libqgtk3.so", "libgtk.so"}
+
+
+def test_elf_needed_lists_a_librarys_direct_links() -> None:
+    library = Path(sys.executable).resolve()
+    needed = helpers.elf_needed(str(library))
+    if sys.platform != "linux":
+        pytest.skip("ELF files on Linux only")
+    assert needed is not None and any(name.startswith("libc.so") for name in needed)
+    ldd = subprocess.run(["ldd", str(library)], capture_output=True, text=True, check=False)
+    listed = {line.split()[0] for line in ldd.stdout.splitlines() if "=>" in line}
+    assert set(needed) <= listed  # direct links: a subset of everything ldd loads
+    assert helpers.elf_needed(str(ROOT / "README.md")) is None
 
 
 def test_nothing_is_dropped_without_unused_plugins() -> None:

@@ -23,6 +23,7 @@ CHECK_NAMES = [
     "imports",
     "esptool-stubs",
     "serial-urls",
+    "postgresql",
     "aes-xts",
     "nvs-encode",
     "device-host",
@@ -169,6 +170,17 @@ def test_the_flash_check_is_skipped_without_a_port() -> None:
     [result] = run_checks([checks["flash"]], out)
     assert result.status == SKIP
     assert "--self-test-port" in result.detail
+
+
+def test_the_postgresql_check_names_the_driver_or_skips_without_a_client_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checks = {c.name: c for c in selftest.default_checks(None)}
+    [found] = run_checks([checks["postgresql"]], io.StringIO())
+    assert found.status == OK and "libpq" in found.detail
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg raises ImportError
+    [missing] = run_checks([checks["postgresql"]], io.StringIO())
+    assert missing.status == SKIP and "libpq5" in missing.detail
 
 
 def test_a_frozen_bundle_without_station_metadata_fails_the_version_check(

@@ -168,10 +168,13 @@ class LedgerConnection:
         if is_postgresql(text):
             try:
                 import psycopg
-            except ImportError:
+            except ImportError as err:
+                # psycopg lists what it tried, one line each; the last is the system's libpq
+                why = (str(err).strip().splitlines() or [""])[-1].lstrip("- ")
                 raise StationError.at(
                     display_url(text),
-                    "a PostgreSQL ledger needs the psycopg package: pip install 'psycopg[binary]'",
+                    "a PostgreSQL ledger needs psycopg and the PostgreSQL client library "
+                    f"(pip install 'psycopg[binary]', or libpq5 on Debian): {why}",
                     key="db",
                 ) from None
             self.dialect: Dialect = sql.POSTGRESQL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 import subprocess
 import sys
@@ -285,6 +286,24 @@ def test_not_a_ledger_file_is_a_located_error(tmp_path: Path) -> None:
 def test_postgresql_url_is_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(StationError, match="PostgreSQL"):
         Ledger("postgresql://user@db.example/lots")
+
+
+def test_a_postgresql_ledger_without_a_client_library_says_what_to_install(monkeypatch) -> None:
+    def no_libpq(name: str, *args: object, **kwargs: object) -> object:
+        if name == "psycopg":
+            raise ImportError(
+                "no pq wrapper available.\nAttempts made:\n"
+                "- couldn't import psycopg 'python' implementation: libpq library not found"
+            )
+        return real_import(name, *args, **kwargs)
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", no_libpq)
+    with pytest.raises(StationError) as err:
+        Ledger("postgresql://user:secret@db.example/lots")
+    text = str(err.value)
+    assert "libpq5" in text and "libpq library not found" in text
+    assert err.value.problems[0].key == "db" and "secret" not in text
 
 
 def test_a_units_key_hash_is_recorded_once(ledger: Ledger, tmp_path: Path) -> None:
