@@ -559,7 +559,9 @@ class DeviceSession:
         self._watch_garbage()
         if self._serial.baudrate != self.baud:
             self._run(self._esp.change_baud, self.baud)
-        self._run(cmds.attach_flash, self._esp)
+        # No attach_flash again: the stub attaches the flash itself when it starts, and for a
+        # stub esptool's attach_flash only repeats what the ROM's did on this connection (the
+        # XMC flash start-up and the SFDP check: ~30 register commands, a third of a unit's CPU)
 
     # -- reading -------------------------------------------------------------------------
     def _progress_fn(self, base: int, total: int) -> Callable[[int, int, int], None]:
