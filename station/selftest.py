@@ -292,13 +292,14 @@ def _check_serial_urls(ctx: _Context) -> str:
 
 
 def _check_postgresql(ctx: _Context) -> str:
+    from station.ledger.connection import why_no_psycopg
+
     try:
         import psycopg
     except ImportError as err:
-        # psycopg lists what it tried, one line each; the last is the system's libpq
-        why = (str(err).strip().splitlines() or [""])[-1].lstrip("- ")
         raise Skip(
-            f"no PostgreSQL client ({why}): only a line's shared ledger needs it (libpq5 on Debian)"
+            f"no PostgreSQL client ({why_no_psycopg(err)}): only a line's shared ledger needs "
+            "it (libpq5 on Debian)"
         ) from None
     libpq = psycopg.pq.version()
     return (

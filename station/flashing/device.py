@@ -561,7 +561,7 @@ class DeviceSession:
             self._run(self._esp.change_baud, self.baud)
         # No attach_flash again: the stub attaches the flash itself when it starts, and for a
         # stub esptool's attach_flash only repeats what the ROM's did on this connection (the
-        # XMC flash start-up and the SFDP check: ~30 register commands, a third of a unit's CPU)
+        # XMC flash start-up and the SFDP check: ~30 register commands, ~12 % of a unit's CPU)
 
     # -- reading -------------------------------------------------------------------------
     def _progress_fn(self, base: int, total: int) -> Callable[[int, int, int], None]:

@@ -45,6 +45,12 @@ def default_station_id() -> str:
     return socket.gethostname()
 
 
+def why_no_psycopg(err: ImportError) -> str:
+    """What psycopg's ImportError says went wrong, in one line. psycopg lists each
+    implementation it tried, one line each; the last is the one over the system's libpq."""
+    return (str(err).strip().splitlines() or [""])[-1].lstrip("- ")
+
+
 def is_postgresql(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
@@ -169,12 +175,10 @@ class LedgerConnection:
             try:
                 import psycopg
             except ImportError as err:
-                # psycopg lists what it tried, one line each; the last is the system's libpq
-                why = (str(err).strip().splitlines() or [""])[-1].lstrip("- ")
                 raise StationError.at(
                     display_url(text),
                     "a PostgreSQL ledger needs psycopg and the PostgreSQL client library "
-                    f"(pip install 'psycopg[binary]', or libpq5 on Debian): {why}",
+                    f"(pip install 'psycopg[binary]', or libpq5 on Debian): {why_no_psycopg(err)}",
                     key="db",
                 ) from None
             self.dialect: Dialect = sql.POSTGRESQL
