@@ -5,10 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from PySide6.QtCore import QEvent, QObject, QPoint, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QHelpEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontMetrics,
+    QHelpEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -113,6 +122,11 @@ def _scaled_font(base: QFont, factor: float, bold: bool = False) -> QFont:
     return font
 
 
+# the facts an engineer copies (a MAC, a unit's ID) can be selected with the mouse; the rest
+# are plain labels (a selectable label costs more to build and to update, and Phase and Elapsed
+# change many times per unit)
+SELECTABLE_FIELDS = frozenset({"Unit", "Next", "Chip", "MAC"})
+
 # states in which a unit's clock runs (the orchestrator reports elapsed time only on events)
 LIVE_STATES = frozenset({"busy"})
 
@@ -124,6 +138,7 @@ class PortCard(QFrame):
     start_requested = Signal(str)
     cancel_requested = Signal(str)
     chosen = Signal(str)
+    _measured: ClassVar[dict[tuple[str, str], tuple[int, int]]] = {}  # (font, style): heights
 
     def __init__(self, port: str, slot: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -195,17 +210,20 @@ class PortCard(QFrame):
         grid = QGridLayout()
         grid.setHorizontalSpacing(6)
         grid.setVerticalSpacing(1)
+        bold = _scaled_font(base, 1.0, bold=True)
+        value_width = QFontMetrics(bold).horizontalAdvance("24:0a:c4:00:00:00")
         for i, name in enumerate(("Unit", "Next", "Chip", "MAC", "Phase", "Elapsed")):
             key = QLabel(name + ":")
             key.setObjectName("fieldName")
             value = QLabel("–")
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            value.installEventFilter(self)  # a tap on it chooses the card too (eventFilter)
+            if name in SELECTABLE_FIELDS:
+                value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+                value.installEventFilter(self)  # a tap on it chooses the card too (eventFilter)
             if name in ("Unit", "Next", "MAC"):
-                value.setFont(_scaled_font(base, 1.0, bold=True))
+                value.setFont(bold)
             # new text must not re-layout the window: the columns have fixed room
             value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-            value.setMinimumWidth(value.fontMetrics().horizontalAdvance("24:0a:c4:00:00:00"))
+            value.setMinimumWidth(value_width)
             grid.addWidget(key, i // 2, 2 * (i % 2))
             grid.addWidget(value, i // 2, 2 * (i % 2) + 1)
             self.fields[name] = value
@@ -232,11 +250,32 @@ class PortCard(QFrame):
         layout.addWidget(self.details)
         layout.addWidget(self.summary)
         self._apply(self._view, force=True)
-        # the heights the window chooses its layout by
-        self.set_compact(True)
-        self.compact_height = layout.sizeHint().height()
-        self.set_compact(False)
-        self.full_height = layout.sizeHint().height()
+        self._heights: tuple[int, int] | None = None
+
+    @property
+    def compact_height(self) -> int:
+        return self._measure()[0]
+
+    @property
+    def full_height(self) -> int:
+        return self._measure()[1]
+
+    def _measure(self) -> tuple[int, int]:
+        """The card's heights, compact and full, that the panel chooses its layout by: the
+        same for every card in one font, so measured once for all (plugging in 32 ports
+        built 32 cards, and measuring each took a quarter of the time)."""
+        if self._heights is None:
+            key = (self.font().key(), self.style().name())
+            self._heights = PortCard._measured.get(key)
+        if self._heights is None:
+            was = self.compact
+            layout = self.layout()
+            self.set_compact(True)
+            compact = layout.sizeHint().height()
+            self.set_compact(False)
+            self._heights = PortCard._measured[key] = (compact, layout.sizeHint().height())
+            self.set_compact(was)
+        return self._heights
 
     @property
     def port(self) -> str:

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QApplication
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
 from station.gui import theme
 from station.gui.dialogs import LabelDialog, NewLotDialog, SettingsDialog
+from station.gui.panels.ports import CARDS_PER_TURN
 from station.gui.resources import resources_dir
 from station.gui.settings import StationSettings
 from station.gui.window import MainWindow
@@ -441,6 +443,73 @@ def test_eight_slots_on_a_line_pc_screen_all_stay_in_view(
     for port in list(window.cards)[2:]:
         window.remove_port(port)
     qtbot.waitUntil(lambda: not any(c.compact for c in window.cards.values()))
+
+
+def _grid_order(w: MainWindow) -> list[str]:
+    """The ports of the cards in the order the grid shows them (row by row)."""
+    grid = w.cards_scroll.grid
+    placed = []
+    for port, card in w.cards.items():
+        row, col, _, _ = grid.getItemPosition(grid.indexOf(card))
+        placed.append(((row, col), port))
+    return [port for _, port in sorted(placed)]
+
+
+def test_a_hub_of_ports_is_shown_over_a_few_turns_then_given_to_the_session(
+    qtbot: QtBot, window: MainWindow, lot_dir: Path
+) -> None:
+    """Plugging in 20 ports builds their cards a few at a time (the window answers in
+    between), laid out for all 20 from the first; the session gets the ports, in order, only
+    when every card is on screen."""
+    window.resize(1366, 740)
+    assert window.open_lot(str(lot_dir / "lot.toml"))
+    hub = [f"socket://127.0.0.1:{port}" for port in range(20, 40)]
+    window.add_ports([(port, None) for port in hub])
+    assert window.ports.plugging
+    assert len(window.cards) == len(DEAD_PORTS) + CARDS_PER_TURN
+    assert all(card.compact for card in window.cards.values())  # 22 to come: compact at once
+    assert window.orchestrator.ports() == DEAD_PORTS  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: not window.ports.plugging)
+    assert list(window.cards) == DEAD_PORTS + hub
+    assert _grid_order(window) == DEAD_PORTS + hub
+    assert [window.cards[p].view.slot for p in hub] == [f"Slot {n}" for n in range(3, 23)]
+    assert window.orchestrator.ports() == DEAD_PORTS + hub  # type: ignore[union-attr]
+    cards = list(window.cards.values())
+    qtbot.waitUntil(lambda: all(c.isVisible() for c in cards))
+
+
+def test_ports_unplugged_or_swapped_while_their_cards_are_built(
+    qtbot: QtBot, window: MainWindow, lot_dir: Path
+) -> None:
+    assert window.open_lot(str(lot_dir / "lot.toml"))
+    hub = [f"socket://127.0.0.1:{port}" for port in range(20, 40)]
+    window.add_ports([(port, None) for port in hub])
+    built, unbuilt = hub[0], hub[-1]
+    assert built in window.cards and unbuilt not in window.cards
+    window.remove_port(built)
+    window.remove_port(unbuilt)
+    swapped = hub[-2]
+    window.replace_port(swapped, "socket://127.0.0.1:50")  # a new device in that slot
+    qtbot.waitUntil(lambda: not window.ports.plugging)
+    kept = [p if p != swapped else "socket://127.0.0.1:50" for p in hub[1:-1]]
+    assert list(window.cards) == DEAD_PORTS + kept
+    assert window.orchestrator.ports() == DEAD_PORTS + kept  # type: ignore[union-attr]
+    assert window.cards["socket://127.0.0.1:50"].view.slot == "Slot 21"
+    assert window.bridge.view(built) is None and window.bridge.view(unbuilt) is None
+
+
+def test_closing_the_lot_while_cards_are_built_leaves_no_port_behind(
+    qtbot: QtBot, window: MainWindow, lot_dir: Path
+) -> None:
+    assert window.open_lot(str(lot_dir / "lot.toml"))
+    orchestrator = window.orchestrator
+    window.add_ports([(f"socket://127.0.0.1:{port}", None) for port in range(20, 40)])
+    window.close_lot()
+    assert not window.cards and not window.ports.plugging
+    for _ in range(5):  # the turns of card building that were queued
+        QApplication.processEvents()
+    assert not window.cards
+    assert orchestrator is not None and orchestrator.ports() == DEAD_PORTS  # none of the hub
 
 
 def test_next_pressed_twice_at_once_sends_two_different_units(

@@ -8,10 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QEvent, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QScrollArea, QSizePolicy, QWidget
 
 from station.gui.widgets import PortCard, PortView
+
+# Cards built per turn of the event loop when many ports come at once (a 32-port hub): a card
+# costs ~4 ms to build and as much again to paint the first time, and 32 of them in one turn
+# froze the window for a quarter of a second.
+CARDS_PER_TURN = 8
 
 
 class PortsPanel(QScrollArea):
@@ -70,10 +75,14 @@ class PortsPanel(QScrollArea):
         return card
 
     def remove_card(self, port: str) -> None:
-        card = self.cards.pop(port, None)
-        if card is not None:
-            self.grid.removeWidget(card)
-            card.deleteLater()
+        self.remove_cards([port])
+
+    def remove_cards(self, ports: list[str]) -> None:
+        for port in ports:
+            card = self.cards.pop(port, None)
+            if card is not None:
+                self.grid.removeWidget(card)
+                card.deleteLater()
         self.relayout()
 
     def reorder(self, order: list[str]) -> None:
@@ -96,13 +105,13 @@ class PortsPanel(QScrollArea):
             card.set_selected(p == port)
 
     # --- layout --------------------------------------------------------------------------------
-    def card_layout(self) -> tuple[int, bool]:
+    def card_layout(self, expected: int = 0) -> tuple[int, bool]:
         """Columns, and whether the cards are compact: full cards when they all fit in view,
         else compact ones (an operator must see every slot without scrolling: eight ports on a
-        1366x768 line PC)."""
+        1366x768 line PC). ``expected``: the cards still being built count too."""
         if not self.cards:
             return 1, False
-        n = len(self.cards)
+        n = max(expected, len(self.cards))
         card = next(iter(self.cards.values()))
         room_width, room_height = self._room()
         spacing = self.grid.spacing()
@@ -121,22 +130,41 @@ class PortsPanel(QScrollArea):
         # the fewest columns that fit: the widest cards, the state word at its largest
         return next((c for c in range(1, widest + 1) if fits(c, card.compact_height)), widest), True
 
-    def relayout(self) -> None:
+    def place(self, cards: list[PortCard], expected: int) -> None:
+        """Put new ``cards`` (the last ones of :attr:`cards`) in the grid, laid out for
+        ``expected`` cards in all: the cards already there stay where they are."""
+        mode = self.card_layout(expected)
+        shown = list(self.cards.values())
+        if mode != self._mode or not cards or shown[-len(cards) :] != cards:
+            self.relayout(expected)
+            return
+        cols, compact = mode
+        for i, card in enumerate(cards, start=len(shown) - len(cards)):
+            card.set_compact(compact)
+            self.grid.addWidget(card, i // cols, i % cols)
+        self.updateGeometry()
+
+    def relayout(self, expected: int = 0) -> None:
         for card in self.cards.values():
             self.grid.removeWidget(card)
         self.grid.removeWidget(self.no_ports)
         self.no_ports.setVisible(not self.cards)
+        for r in range(self.grid.rowCount()):
+            self.grid.setRowStretch(r, 0)
         if not self.cards:
             self.grid.addWidget(self.no_ports, 0, 0)
+            self._mode = None
             self.updateGeometry()
             return
-        cols, compact = self.card_layout()
+        cols, compact = self.card_layout(expected)
         for i, card in enumerate(self.cards.values()):
             card.set_compact(compact)
             self.grid.addWidget(card, i // cols, i % cols)
         for c in range(self.grid.columnCount()):
             self.grid.setColumnStretch(c, 1 if c < cols else 0)
-        self.grid.setRowStretch(self.grid.rowCount(), 1)
+        # the room below the last row of cards, counting those still being built
+        rows = -(-max(expected, len(self.cards)) // cols)
+        self.grid.setRowStretch(rows, 1)
         self._mode = (cols, compact)
         self.updateGeometry()  # the size hint is the cards' height
 
@@ -175,6 +203,10 @@ class StationPorts:
         self.session = window.session
         self.bridge = window.bridge
         self.chosen: str | None = None
+        # ports plugged in whose cards are still being built (or painted): the session gets
+        # them all at once when the last card is on screen (port -> slot name, in order)
+        self._waiting: dict[str, str] = {}
+        self._building = False  # a turn of card building is queued
         panel.start_requested.connect(window.start_port)
         panel.cancel_requested.connect(self.session.cancel)  # and drops the unit waiting
         panel.chosen.connect(self.choose_port)
@@ -186,24 +218,52 @@ class StationPorts:
     def add_ports(self, ports: list[tuple[str, str | None]]) -> None:
         """Put several ports on the station: every card is built and laid out first, then the
         session gets the ports (in continuous mode each starts working at once, and building
-        widgets while flashing threads compete for the GIL would freeze the window)."""
+        widgets while flashing threads compete for the GIL would freeze the window).
+
+        Up to :data:`CARDS_PER_TURN` cards are built at once; more are built over the next
+        turns of the event loop, each turn's cards painted before the next are built, and the
+        session gets the ports when the last card is on screen."""
         if self.session.lot is None:
             return
-        added = []
         for port, slot in ports:
-            if port in self.panel.cards:
+            if port in self.panel.cards or port in self._waiting:
                 continue
-            name = slot or f"Slot {len(self.panel.cards) + 1}"
+            name = slot or f"Slot {len(self.panel.cards) + len(self._unbuilt()) + 1}"
             self.window.slot_names[port] = name
             self.bridge.add_port(port, name)
-            self.panel.add_card(port, name, self.bridge.view(port))
-            added.append((port, name))
-        if not added:
+            self._waiting[port] = name
+        if self._waiting and not self._building:
+            self.session.start_device_host()
+            self._build_cards()
+
+    @property
+    def plugging(self) -> bool:
+        """Ports are plugged in whose cards are still being built: the session has not got
+        them yet."""
+        return bool(self._waiting)
+
+    def _unbuilt(self) -> list[str]:
+        return [p for p in self._waiting if p not in self.panel.cards]
+
+    def _build_cards(self) -> None:
+        self._building = False
+        if self.session.lot is None:  # the lot closed in between
+            self._waiting.clear()
             return
-        self.session.start_device_host()
-        self.panel.relayout()
-        self.panel.host.repaint()  # paint the new cards now, before any port works
-        for port, name in added:
+        unbuilt = self._unbuilt()
+        expected = len(self.panel.cards) + len(unbuilt)
+        batch = [
+            self.panel.add_card(port, self._waiting[port], self.bridge.view(port))
+            for port in unbuilt[:CARDS_PER_TURN]
+        ]
+        self.panel.place(batch, expected)
+        if len(unbuilt) > len(batch):
+            self._building = True
+            QTimer.singleShot(0, self.panel, self._build_cards)  # after this turn's paint
+            return
+        self.panel.host.repaint()  # paint the last cards now, before any port works
+        waiting, self._waiting = self._waiting, {}
+        for port, name in waiting.items():
             if not self.session.add_port(port, name):
                 self.remove_card(port)
 
@@ -212,39 +272,53 @@ class StationPorts:
         slot's card, name, place, counters and choice. A shift swaps thousands of devices: a
         new card per swap cost the window a widget tree and three layouts each time."""
         card = self.panel.cards.get(old)
-        if card is None or self.session.lot is None or new in self.panel.cards:
+        waiting = old in self._waiting  # plugged in a moment ago: the session has not got it
+        if (card is None and not waiting) or self.session.lot is None:
             return
-        view = self.bridge.view(old) or card.view
+        if new in self.panel.cards or new in self._waiting:
+            return
+        view = self.bridge.view(old) or (card.view if card is not None else None)
+        slot = view.slot if view is not None else self._waiting[old]
         settings = self.window.settings
         ports = settings.ports
         if old in ports:  # the station's port list follows (Settings shows the ports as they are)
             ports[ports.index(old)] = new
             settings.ports = ports
-        self.session.remove_port(old)
+        if not waiting:
+            self.session.remove_port(old)
         self.bridge.remove_port(old)
-        self.bridge.add_port(new, view.slot, passed=view.passed_count, failed=view.failed_count)
-        self.window.slot_names[new] = view.slot
-        self.panel.rename_card(old, new, self.bridge.view(new))
+        passed, failed = (view.passed_count, view.failed_count) if view is not None else (0, 0)
+        self.bridge.add_port(new, slot, passed=passed, failed=failed)
+        self.window.slot_names[new] = slot
+        if card is not None:
+            self.panel.rename_card(old, new, self.bridge.view(new))
         if self.chosen == old:
             self.chosen = new  # the operator chose the slot, whichever device is in it
+        if waiting:  # the session gets it with the others
+            self._waiting = {(new if p == old else p): n for p, n in self._waiting.items()}
+            return
         self.session.start_device_host()
-        if not self.session.add_port(new, view.slot):
+        if not self.session.add_port(new, slot):
             self.remove_card(new)
 
     def remove_port(self, port: str) -> None:
-        if port in self.panel.cards:
+        if port in self.panel.cards and port not in self._waiting:
             self.session.remove_port(port)
         self.remove_card(port)
 
     def remove_card(self, port: str) -> None:
-        self.bridge.remove_port(port)
-        self.panel.remove_card(port)
-        if self.chosen == port:
+        self.remove_cards([port])
+
+    def remove_cards(self, ports: list[str]) -> None:
+        for port in ports:
+            self._waiting.pop(port, None)
+            self.bridge.remove_port(port)
+        self.panel.remove_cards(ports)  # one layout for all
+        if self.chosen in ports:
             self.choose_port(None)
 
     def remove_all(self) -> None:
-        for port in list(self.panel.cards):
-            self.remove_card(port)
+        self.remove_cards(list(dict.fromkeys([*self._waiting, *self.panel.cards])))
 
     def choose_port(self, port: str | None) -> None:
         """The port the next scan goes to (None: the next free one)."""
