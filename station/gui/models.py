@@ -250,24 +250,19 @@ class RowTableModel(QAbstractTableModel):
         return names[section] if 0 <= section < len(names) else None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or role not in (
-            Qt.ItemDataRole.DisplayRole,
-            Qt.ItemDataRole.BackgroundRole,
-            Qt.ItemDataRole.ForegroundRole,
-            Qt.ItemDataRole.ToolTipRole,
-        ):
+        # called for every cell and role at each repaint (~1,000 calls for a screenful): the
+        # roles are compared as plain ints and the brushes made once
+        if role not in _ROW_ROLES or not index.isValid():
             return None
         rec = self.record(index.row())
         if rec is None:
-            return "…" if role == Qt.ItemDataRole.DisplayRole else None
-        if role == Qt.ItemDataRole.BackgroundRole:
-            return QBrush(
-                QColor(theme.ROW_BACKGROUND.get(rec.state, theme.ROW_BACKGROUND["pending"]))
-            )
-        if role == Qt.ItemDataRole.ForegroundRole:
-            return QBrush(QColor(theme.ROW_TEXT))
+            return "…" if role == _DISPLAY else None
+        if role == _BACKGROUND:
+            return _row_brush(rec.state)
+        if role == _FOREGROUND:
+            return _ROW_TEXT_BRUSH
         col = index.column()
-        if role == Qt.ItemDataRole.ToolTipRole:
+        if role == _TOOLTIP:
             if col == 5:
                 return rec.port or None
             return rec.reason or None
@@ -287,7 +282,25 @@ class RowTableModel(QAbstractTableModel):
     def flags(self, index: Index) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        return _ROW_FLAGS
+
+
+_DISPLAY = Qt.ItemDataRole.DisplayRole.value
+_BACKGROUND = Qt.ItemDataRole.BackgroundRole.value
+_FOREGROUND = Qt.ItemDataRole.ForegroundRole.value
+_TOOLTIP = Qt.ItemDataRole.ToolTipRole.value
+_ROW_ROLES = frozenset({_DISPLAY, _BACKGROUND, _FOREGROUND, _TOOLTIP})
+_ROW_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+_ROW_TEXT_BRUSH = QBrush(QColor(theme.ROW_TEXT))
+_ROW_BRUSHES: dict[str, QBrush] = {}
+
+
+def _row_brush(state: str) -> QBrush:
+    brush = _ROW_BRUSHES.get(state)
+    if brush is None:
+        colour = theme.ROW_BACKGROUND.get(state, theme.ROW_BACKGROUND["pending"])
+        brush = _ROW_BRUSHES[state] = QBrush(QColor(colour))
+    return brush
 
 
 class _PageLoader(QObject):
