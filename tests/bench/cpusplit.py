@@ -89,15 +89,17 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _cpu(procs: Iterable[psutil.Process]) -> float:
-    total = 0.0
+def _cpu(procs: Iterable[psutil.Process]) -> tuple[float, float]:
+    """User and system CPU seconds of ``procs``."""
+    user = system = 0.0
     for p in procs:
         try:
             t = p.cpu_times()
         except psutil.Error:
             continue
-        total += t.user + t.system
-    return total
+        user += t.user
+        system += t.system
+    return user, system
 
 
 @dataclass
@@ -105,8 +107,9 @@ class CpuMeter:
     """CPU seconds per named group of processes between :meth:`start` and :meth:`stop`."""
 
     groups: dict[str, list[int]] = field(default_factory=dict)
-    _start: dict[str, float] = field(default_factory=dict)
+    _start: dict[str, tuple[float, float]] = field(default_factory=dict)
     used: dict[str, float] = field(default_factory=dict)
+    system: dict[str, float] = field(default_factory=dict)  # the part of ``used`` in the kernel
 
     def _procs(self, name: str) -> list[psutil.Process]:
         procs = []
@@ -123,7 +126,10 @@ class CpuMeter:
 
     def stop(self) -> None:
         """Call before the processes end (a process that is gone counts nothing)."""
-        self.used = {name: _cpu(self._procs(name)) - self._start[name] for name in self.groups}
+        for name in self.groups:
+            user, system = _cpu(self._procs(name))
+            self.system[name] = system - self._start[name][1]
+            self.used[name] = user - self._start[name][0] + self.system[name]
 
     def report(self, units: int) -> str:
         if not self.used:
@@ -131,7 +137,10 @@ class CpuMeter:
         parts = []
         per = max(units, 1)
         for name, secs in self.used.items():
-            parts.append(f"{name} {secs:6.2f} s = {secs / per * 1000:5.0f} ms/unit")
+            kernel = self.system.get(name, 0.0) / per * 1000
+            parts.append(
+                f"{name} {secs:6.2f} s = {secs / per * 1000:5.0f} ms/unit ({kernel:.0f} system)"
+            )
         station = sum(v for k, v in self.used.items() if k in ("window", "host", "engine"))
         parts.append(f"station {station / per * 1000:.0f} ms/unit")
         return "CPU " + " · ".join(parts) + f"  ({units} units)"

@@ -743,10 +743,12 @@ def run_window(folder: Path, opts: Options) -> dict[str, Any]:
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QObject, QSettings, Qt, QTimer, Signal
     from PySide6.QtWidgets import QApplication
 
+    from station.gui.resources import style_sheet
     from station.gui.settings import StationSettings
     from station.gui.window import MainWindow
 
     app = QApplication.instance() or QApplication([])
+    app.setStyleSheet(style_sheet())  # the station's own: it costs in every paint
     lot_path = make_lot(folder / "lot", opts.rows)
     record = Record("window", opts.rows, opts.ports)
     qs = QSettings(str(folder / "soak.ini"), QSettings.Format.IniFormat)
