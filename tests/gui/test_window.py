@@ -434,6 +434,7 @@ def test_eight_slots_on_a_line_pc_screen_all_stay_in_view(
     assert not any(c.compact for c in window.cards.values())
     assert all(c.details.isVisible() for c in window.cards.values())
     window.add_ports([(f"socket://127.0.0.1:{port}", None) for port in range(10, 16)])
+    qtbot.waitUntil(lambda: not window.ports.plugging)  # the cards come a few at a time
     cards = list(window.cards.values())
     assert len(cards) == 8
     qtbot.waitUntil(lambda: all(c.isVisible() and _in_view(window, c) for c in cards))

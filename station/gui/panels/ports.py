@@ -14,9 +14,9 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QScrollArea, QSizePolicy, QWi
 from station.gui.widgets import PortCard, PortView
 
 # Cards built per turn of the event loop when many ports come at once (a 32-port hub): a card
-# costs ~4 ms to build and as much again to paint the first time, and 32 of them in one turn
-# froze the window for a quarter of a second.
-CARDS_PER_TURN = 8
+# costs ~4 ms to build and as much again to lay out and paint the first time, and 32 of them
+# in one turn froze the window for a quarter of a second.
+CARDS_PER_TURN = 4
 
 
 class PortsPanel(QScrollArea):
@@ -162,9 +162,15 @@ class PortsPanel(QScrollArea):
             self.grid.addWidget(card, i // cols, i % cols)
         for c in range(self.grid.columnCount()):
             self.grid.setColumnStretch(c, 1 if c < cols else 0)
-        # the room below the last row of cards, counting those still being built
+        # every row of cards has its height from the start, counting the cards still being
+        # built: the window's layout does not change (the row table below is not laid out and
+        # repainted again) as they come
         rows = -(-max(expected, len(self.cards)) // cols)
-        self.grid.setRowStretch(rows, 1)
+        card = next(iter(self.cards.values()))
+        height = card.compact_height if compact else card.full_height
+        for r in range(self.grid.rowCount()):
+            self.grid.setRowMinimumHeight(r, height if r < rows else 0)
+        self.grid.setRowStretch(rows, 1)  # the room below the last row
         self._mode = (cols, compact)
         self.updateGeometry()  # the size hint is the cards' height
 
@@ -207,6 +213,7 @@ class StationPorts:
         # them all at once when the last card is on screen (port -> slot name, in order)
         self._waiting: dict[str, str] = {}
         self._building = False  # a turn of card building is queued
+        self._building_turns = 0  # turns taken by the cards being built
         panel.start_requested.connect(window.start_port)
         panel.cancel_requested.connect(self.session.cancel)  # and drops the unit waiting
         panel.chosen.connect(self.choose_port)
@@ -247,21 +254,38 @@ class StationPorts:
 
     def _build_cards(self) -> None:
         self._building = False
-        if self.session.lot is None:  # the lot closed in between
-            self._waiting.clear()
-            return
         unbuilt = self._unbuilt()
+        if self.session.lot is None or not unbuilt:  # the lot closed, the ports went
+            self._hand_over()
+            return
         expected = len(self.panel.cards) + len(unbuilt)
         batch = [
             self.panel.add_card(port, self._waiting[port], self.bridge.view(port))
             for port in unbuilt[:CARDS_PER_TURN]
         ]
         self.panel.place(batch, expected)
-        if len(unbuilt) > len(batch):
+        if len(unbuilt) > len(batch) or self._building_turns:
             self._building = True
-            QTimer.singleShot(0, self.panel, self._build_cards)  # after this turn's paint
+            self._building_turns += 1
+            # the next cards, or the ports to the session, after this turn's paint (a timer,
+            # not a posted call: those run in the same pass as the paint, with no input or
+            # timer of the window's in between)
+            next_turn = self._build_cards if len(unbuilt) > len(batch) else self._hand_over
+            QTimer.singleShot(1, self.panel, next_turn)
             return
-        self.panel.host.repaint()  # paint the last cards now, before any port works
+        self.panel.host.repaint()  # paint the cards now, before any port works
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Every waiting port's card is on screen: the session gets the ports."""
+        self._building = False
+        if self.session.lot is not None and self._unbuilt():  # more plugged in meanwhile
+            self._build_cards()
+            return
+        self._building_turns = 0
+        if self.session.lot is None:
+            self._waiting.clear()
+            return
         waiting, self._waiting = self._waiting, {}
         for port, name in waiting.items():
             if not self.session.add_port(port, name):
