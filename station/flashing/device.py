@@ -299,7 +299,8 @@ def _reason(err: BaseException, port: str, phase: str) -> str:
         return f"write check failed while {doing}: the device holds different data (MD5)"
     # esptool's "data stream stopped: possible serial noise" is a reply that stopped halfway:
     # garbled bytes would have set the session's garbled flag before (see DeviceSession._error)
-    if any(w in low for w in ("timed out", "no serial data", "no more data", "stream stopped")):
+    stopped = ("timed out", "no serial data", "no more data", "stream stopped", "transfer stopped")
+    if any(w in low for w in stopped):
         return f"{port} stopped answering while {doing} — {CONNECT_HINT}"
     if "invalid head of packet" in low or "noise or corruption" in low or "corrupt" in low:
         return f"garbled data from {port} while {doing} — check the cable, or use a lower --baud"
@@ -546,7 +547,8 @@ class DeviceSession:
         def trace(message: object, *args: Any, **kwargs: Any) -> None:
             if isinstance(message, str) and message.startswith("Read invalid data"):
                 self._garbled = True
-            original(esp, message, *args, **kwargs)
+            if getattr(esp, "_trace_enabled", True):  # a call per packet read: only if on
+                original(esp, message, *args, **kwargs)
 
         esp.trace = trace
         esp.flush_input()  # rebuilds the packet reader with this hook

@@ -16,6 +16,8 @@ from typing import Any
 
 from esp_pylib.logger import EspLog, EspLogBase
 
+from station.flashing import slip
+
 
 class JobSink:
     """Receives what esptool says on one job's thread: progress and the last few messages."""
@@ -181,4 +183,5 @@ def router() -> RoutingLogger:
         routing = RoutingLogger(current)
         EspLog.instance = routing
         _quiet_hex_on_job_threads(routing)
+        slip.install()  # esptool's packet reader, in slices instead of byte by byte
         return routing
