@@ -28,6 +28,7 @@ from station.flashing.types import FlashError, Opener, Progress, Session, WriteR
 from station.ledger import Claim, ClaimRefused, LedgerOffline, RowRecord
 from station.production import checks
 from station.production.assignments import Assignments
+from station.production.counters import CountersFeed
 from station.production.events import (
     PORT_STATES,
     Cancelled,
@@ -42,7 +43,6 @@ from station.production.events import (
     PortState,
     PortUpdate,
     RowUpdate,
-    counter_seq,
 )
 from station.production.planner import ClaimPlanner
 from station.production.ports import Port, PortTable, Unit
@@ -114,6 +114,7 @@ class Orchestrator:
         self._ports = self._table.ports
         self._idle = threading.Condition(self._lock)
         self._closing = threading.Event()
+        self._counters_feed = CountersFeed(lambda: self.ledger.counters(), self._emit)
         # threads of removed ports still winding down (close() joins them; a port added again
         # under the same name waits for its own)
         self._stray: list[threading.Thread] = []
@@ -178,9 +179,8 @@ class Orchestrator:
                 self._emit_raw(LogEvent("", "error", f"event handler failed: {err!r}"))
 
     def _counters(self) -> None:
-        seq = next(counter_seq)
-        c = self.ledger.counters()
-        self._emit(CountersUpdate(c.done, c.failed, c.remaining, c.units_per_hour, seq))
+        """The ledger's counts changed: the front ends get them (coalesced, CountersFeed)."""
+        self._counters_feed.changed()
 
     def _unit_label(self, index: int) -> str:
         try:
@@ -353,6 +353,7 @@ class Orchestrator:
             if t is not threading.current_thread():
                 t.join(max(0.0, deadline - time.monotonic()))
         self._closed = True
+        self._counters_feed.close()  # the last counts, if a recount was due
         self._unwatch_ledger()
         self.ledger.end_run(self.run_id)
         try:
