@@ -65,11 +65,14 @@ def make_lot(folder: Path, rows: int) -> Path:
 
 
 class StallMeter(QObject):
-    """A 1 ms timer on the GUI thread; records the gap between consecutive ticks (ms)."""
+    """A 1 ms timer on the GUI thread; records the gap between consecutive ticks (ms), and the
+    CPU the GUI thread used in each (a gap far longer than its CPU: the thread waited, for the
+    GIL or for a core the device host also wants)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.gaps: list[float] = []
+        self.cpu: list[float] = []
         self.clock = QElapsedTimer()
         self.timer = QTimer(self)
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -79,17 +82,20 @@ class StallMeter(QObject):
 
     def start(self) -> None:
         self.gaps.clear()
+        self.cpu.clear()
         self.clock.start()
         self._last = self.clock.nsecsElapsed()
+        self._last_cpu = time.thread_time()
         self.timer.start()
 
     def stop(self) -> None:
         self.timer.stop()
 
     def _tick(self) -> None:
-        now = self.clock.nsecsElapsed()
+        now, cpu = self.clock.nsecsElapsed(), time.thread_time()
         self.gaps.append((now - self._last) / 1e6)
-        self._last = now
+        self.cpu.append((cpu - self._last_cpu) * 1000)
+        self._last, self._last_cpu = now, cpu
 
     def summary(self) -> str:
         if not self.gaps:
@@ -107,8 +113,8 @@ class StallMeter(QObject):
         for gap in self.gaps:
             t += gap
             ends.append((gap, t / 1000))
-        top = sorted(ends, reverse=True)[:n]
-        return ", ".join(f"{gap:.0f} ms at {at:.1f} s" for gap, at in top)
+        top = sorted(zip(ends, self.cpu, strict=True), reverse=True)[:n]
+        return ", ".join(f"{gap:.0f} ms at {at:.1f} s (CPU {cpu:.0f})" for (gap, at), cpu in top)
 
 
 class NaiveRelay(QObject):
