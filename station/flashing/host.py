@@ -51,7 +51,12 @@ MODULE = "station.flashing.host"
 _HEADER = struct.Struct("<I")
 # The host runs below the window's priority: on a machine short of cores, the window (mostly
 # idle, but it must paint at once) wins the CPU, and flashing loses nothing while it is idle.
-HOST_NICE = 5
+# Nice 15, not 5: at 32 ports on one core the window's longest gaps while flashing were
+# 86-159 ms at nice 5, with the GUI thread running a third of them (it waited for the host),
+# and 43-71 ms at nice 15, with the same CPU per unit and throughput (bench_gui_stall, five
+# interleaved pairs). It is what Windows' BELOW_NORMAL class does: the host runs when the
+# window does not want the core. The host's waits are I/O, its timeouts seconds.
+HOST_NICE = 15
 _CANCEL_POLL = 0.05  # seconds between looks at the caller's cancel event while waiting
 # seconds between progress messages of one session (counts in between are coalesced; the
 # window repaints at 4 Hz, so 50 ms loses nothing it would show)
