@@ -28,6 +28,7 @@ _PANIC = re.compile(
 def slip_reader(port: Any, trace_function: Callable[[str], None]) -> Iterator[bytes]:
     """Yield each SLIP packet read from ``port``; raise esptool's FatalError as esptool does
     (no data, a packet cut short, a bad packet head or escape, a panic message)."""
+    import esptool.loader as loader  # its HexFormatter as it is now: the station's quiet one
     from esptool.loader import FatalError
 
     partial: bytearray | None = None
@@ -48,7 +49,7 @@ def slip_reader(port: Any, trace_function: Callable[[str], None]) -> Iterator[by
                 msg = f"Packet content transfer stopped (received {len(partial)} bytes)."
             trace_function(msg)
             raise FatalError(msg)
-        trace_function(f"{f'Read {len(data)} bytes:':<21} {_hex(data)}")
+        trace_function(f"{f'Read {len(data)} bytes:':<21} {loader.HexFormatter(data)}")
         i, n = 0, len(data)
         next_end = next_esc = -1  # where the next C0 and DB are, from i (n: none left)
         while i < n:
@@ -88,7 +89,7 @@ def slip_reader(port: Any, trace_function: Callable[[str], None]) -> Iterator[by
                 in_escape = True
                 continue
             packet = bytes(partial)
-            trace_function(f"Received full packet: {_hex(packet)}")
+            trace_function(f"Received full packet: {loader.HexFormatter(packet)}")
             yield packet
             partial = None
             successful_slip = True

@@ -267,7 +267,6 @@ class PortCard(QFrame):
         layout.addWidget(self.details)
         layout.addWidget(self.summary)
         self._apply(self._view, force=True)
-        self._heights: tuple[int, int] | None = None
 
     @property
     def compact_height(self) -> int:
@@ -281,18 +280,17 @@ class PortCard(QFrame):
         """The card's heights, compact and full, that the panel chooses its layout by: the
         same for every card in one font, so measured once for all (plugging in 32 ports
         built 32 cards, and measuring each took a quarter of the time)."""
-        if self._heights is None:
-            key = (self.font().key(), self.style().name())
-            self._heights = PortCard._measured.get(key)
-        if self._heights is None:
+        key = (self.font().key(), self.style().name())
+        heights = PortCard._measured.get(key)
+        if heights is None:
             was = self.compact
             layout = self.layout()
             self.set_compact(True)
             compact = layout.sizeHint().height()
             self.set_compact(False)
-            self._heights = PortCard._measured[key] = (compact, layout.sizeHint().height())
+            heights = PortCard._measured[key] = (compact, layout.sizeHint().height())
             self.set_compact(was)
-        return self._heights
+        return heights
 
     @property
     def port(self) -> str:

@@ -212,8 +212,7 @@ class StationPorts:
         # ports plugged in whose cards are still being built (or painted): the session gets
         # them all at once when the last card is on screen (port -> slot name, in order)
         self._waiting: dict[str, str] = {}
-        self._building = False  # a turn of card building is queued
-        self._building_turns = 0  # turns taken by the cards being built
+        self._turn_queued = False  # a later turn of card building (or the hand-over) is due
         panel.start_requested.connect(window.start_port)
         panel.cancel_requested.connect(self.session.cancel)  # and drops the unit waiting
         panel.chosen.connect(self.choose_port)
@@ -239,9 +238,15 @@ class StationPorts:
             self.window.slot_names[port] = name
             self.bridge.add_port(port, name)
             self._waiting[port] = name
-        if self._waiting and not self._building:
-            self.session.start_device_host()
-            self._build_cards()
+        if not self._waiting or self._turn_queued:
+            return  # nothing new, or the queued turn takes the new ports too
+        self.session.start_device_host()
+        self._build_some()
+        if self._unbuilt():
+            self._queue_turn()
+            return
+        self.panel.host.repaint()  # paint the cards now, before any port works
+        self._hand_over()
 
     @property
     def plugging(self) -> bool:
@@ -252,40 +257,35 @@ class StationPorts:
     def _unbuilt(self) -> list[str]:
         return [p for p in self._waiting if p not in self.panel.cards]
 
-    def _build_cards(self) -> None:
-        self._building = False
+    def _build_some(self) -> None:
+        """Build the next cards, laid out for all the cards still to come."""
         unbuilt = self._unbuilt()
-        if self.session.lot is None or not unbuilt:  # the lot closed, the ports went
-            self._hand_over()
-            return
-        expected = len(self.panel.cards) + len(unbuilt)
         batch = [
             self.panel.add_card(port, self._waiting[port], self.bridge.view(port))
             for port in unbuilt[:CARDS_PER_TURN]
         ]
-        self.panel.place(batch, expected)
-        if len(unbuilt) > len(batch) or self._building_turns:
-            self._building = True
-            self._building_turns += 1
-            # the next cards, or the ports to the session, after this turn's paint (a timer,
-            # not a posted call: those run in the same pass as the paint, with no input or
-            # timer of the window's in between)
-            next_turn = self._build_cards if len(unbuilt) > len(batch) else self._hand_over
-            QTimer.singleShot(1, self.panel, next_turn)
+        self.panel.place(batch, expected=len(self.panel.cards) + len(unbuilt) - len(batch))
+
+    def _queue_turn(self) -> None:
+        # a timer, not a posted call: those run in the same pass as the paint, with no input
+        # or timer of the window's in between
+        self._turn_queued = True
+        QTimer.singleShot(1, self.panel, self._turn)
+
+    def _turn(self) -> None:
+        """A later turn, after the last one's paint: more cards, or the ports to the session."""
+        self._turn_queued = False
+        if self.session.lot is None:  # the lot closed meanwhile
+            self._waiting.clear()
             return
-        self.panel.host.repaint()  # paint the cards now, before any port works
-        self._hand_over()
+        if self._unbuilt():
+            self._build_some()
+            self._queue_turn()  # the hand-over after this turn's paint
+        else:
+            self._hand_over()
 
     def _hand_over(self) -> None:
         """Every waiting port's card is on screen: the session gets the ports."""
-        self._building = False
-        if self.session.lot is not None and self._unbuilt():  # more plugged in meanwhile
-            self._build_cards()
-            return
-        self._building_turns = 0
-        if self.session.lot is None:
-            self._waiting.clear()
-            return
         waiting, self._waiting = self._waiting, {}
         for port, name in waiting.items():
             if not self.session.add_port(port, name):
